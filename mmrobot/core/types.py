@@ -1,0 +1,196 @@
+"""The data types that flow through mmrobot: samples, stream specs, observations, actions.
+
+They are frozen dataclasses so that a value handed downstream cannot be changed behind the
+back of whoever holds it. Array fields are not copied on construction: whoever builds one
+hands over ownership of its arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+from mmrobot.core.errors import ConfigError
+
+__all__ = [
+    "Modality",
+    "SyncPolicy",
+    "MODALITIES",
+    "SYNC_POLICIES",
+    "Sample",
+    "StreamSpec",
+    "Observation",
+    "ActionChunk",
+]
+
+Modality = Literal["camera", "depth", "lidar", "force", "joints", "gripper", "other"]
+SyncPolicy = Literal["nearest", "causal", "interp"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+SYNC_POLICIES: tuple[str, ...] = get_args(SyncPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One timestamped measurement of one stream.
+
+    Attributes:
+        t_ns: when the measurement was taken, on the host clock (after clock-model mapping
+            and latency correction); the stamp used downstream.
+        value: the measurement, of the stream's shape and dtype.
+        host_receive_ns: when the host received the bytes, or None when not known.
+        device_ns: the device's own timestamp, or None for devices without a clock.
+    """
+
+    t_ns: int
+    value: np.ndarray
+    host_receive_ns: int | None = None
+    device_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """What one sensor stream carries and how it is synchronized.
+
+    Attributes:
+        name: unique stream name, a Python identifier (``"wrist_cam"``, ``"ft"``).
+        modality: one of :data:`MODALITIES`; picks the policy's encoder.
+        shape: shape of one sample, e.g. ``(96, 96, 3)`` for an RGB image.
+        dtype: numpy dtype name of one sample, e.g. ``"uint8"``, ``"float32"``.
+        rate_hz: nominal sample rate.
+        policy: how :class:`~mmrobot.sync.Synchronizer` picks a value at time t:
+            ``"nearest"``, ``"causal"`` (latest at or before t) or ``"interp"`` (linear).
+        max_age_ns: a value older than this at observation time is marked invalid.
+        latency_ns: fixed latency (exposure, transport) subtracted from receive stamps.
+        optional: whether a policy may run without this stream (it sees the validity mask).
+    """
+
+    name: str
+    modality: Modality
+    shape: tuple[int, ...]
+    dtype: str
+    rate_hz: float
+    policy: SyncPolicy = "causal"
+    max_age_ns: int = 100_000_000
+    latency_ns: int = 0
+    optional: bool = True
+
+    def __post_init__(self) -> None:
+        where = f"stream {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError(f"stream name {self.name!r} must be a Python identifier, e.g. 'wrist_cam'")
+        if self.modality not in MODALITIES:
+            raise ConfigError(f"{where}: modality {self.modality!r} is not one of {MODALITIES}")
+        try:
+            shape = tuple(operator.index(d) for d in self.shape)
+        except TypeError as e:
+            raise ConfigError(f"{where}: shape {self.shape!r} must be a tuple of ints") from e
+        if any(d <= 0 for d in shape):
+            raise ConfigError(f"{where}: shape {shape} has a dimension <= 0")
+        object.__setattr__(self, "shape", shape)
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError as e:
+            raise ConfigError(f"{where}: dtype {self.dtype!r} is not a numpy dtype name") from e
+        if dtype.kind not in "biuf":
+            raise ConfigError(f"{where}: dtype {dtype.name} is not numeric (bool, int, uint or float)")
+        object.__setattr__(self, "dtype", dtype.name)
+        if not (isinstance(self.rate_hz, (int, float)) and math.isfinite(self.rate_hz) and self.rate_hz > 0):
+            raise ConfigError(f"{where}: rate_hz must be a positive number, got {self.rate_hz!r}")
+        if self.policy not in SYNC_POLICIES:
+            raise ConfigError(f"{where}: policy {self.policy!r} is not one of {SYNC_POLICIES}")
+        if self.policy == "interp" and dtype.kind != "f":
+            raise ConfigError(
+                f"{where}: policy 'interp' needs a float dtype, got {dtype.name}; "
+                "use 'nearest' or 'causal' for images and integer data"
+            )
+        for attr in ("max_age_ns", "latency_ns"):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{where}: {attr} must be an int of nanoseconds, got {value!r}")
+            object.__setattr__(self, attr, int(value))
+        if self.max_age_ns <= 0:
+            raise ConfigError(f"{where}: max_age_ns must be > 0, got {self.max_age_ns}")
+        if self.latency_ns < 0:
+            raise ConfigError(f"{where}: latency_ns must be >= 0, got {self.latency_ns}")
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def period_ns(self) -> int:
+        """Nominal sample period."""
+        return round(1e9 / self.rate_hz)
+
+    def zeros(self) -> np.ndarray:
+        """A zero value of this stream's shape and dtype (what an invalid stream reports)."""
+        return np.zeros(self.shape, dtype=self.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Every stream's value at one time ``t_ns``, as the synchronizer saw it.
+
+    Attributes:
+        t_ns: the observation time.
+        values: stream name -> value (a copy; the stream's shape and dtype).
+        ages_ns: stream name -> ``t_ns`` minus the stamp of the sample used (for ``nearest``
+            it is negative when the nearest sample is after ``t_ns``).
+        valid: stream name -> False when the stream has no sample within ``max_age_ns``.
+    """
+
+    t_ns: int
+    values: Mapping[str, np.ndarray]
+    ages_ns: Mapping[str, int]
+    valid: Mapping[str, bool]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def all_valid(self, names: tuple[str, ...] | None = None) -> bool:
+        """True when every named stream (default: all) is valid."""
+        return all(self.valid[n] for n in (names if names is not None else self.valid))
+
+
+@dataclass(frozen=True, slots=True)
+class ActionChunk:
+    """H future actions a policy proposes, starting at ``t_ns`` and spaced ``period_ns``.
+
+    Attributes:
+        t_ns: time of the first action (the observation time it was computed for).
+        actions: (H, D) float32 actions in the action space's units.
+        period_ns: time between consecutive actions.
+        tokens: (H, D) int64 action tokens the actions were decoded from, when tokenized.
+        done: the policy's estimate that the instruction has been carried out.
+    """
+
+    t_ns: int
+    actions: np.ndarray
+    period_ns: int
+    tokens: np.ndarray | None = None
+    done: bool = False
+    info: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.actions.ndim != 2:
+            raise ValueError(f"ActionChunk.actions must be (H, D), got shape {self.actions.shape}")
+        if self.tokens is not None and self.tokens.shape != self.actions.shape:
+            raise ValueError(
+                f"ActionChunk.tokens shape {self.tokens.shape} != actions shape {self.actions.shape}"
+            )
+        if self.period_ns <= 0:
+            raise ValueError(f"ActionChunk.period_ns must be > 0, got {self.period_ns}")
+
+    @property
+    def horizon(self) -> int:
+        return int(self.actions.shape[0])
+
+    def time_of(self, i: int) -> int:
+        """Time at which action ``i`` is due."""
+        return self.t_ns + i * self.period_ns
