@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
 import numpy as np
@@ -67,6 +67,9 @@ class StreamSpec:
         max_age_ns: a value older than this at observation time is marked invalid.
         latency_ns: fixed latency (exposure, transport) subtracted from receive stamps.
         optional: whether a policy may run without this stream (it sees the validity mask).
+        history: number of values per observation. 1 gives the value at t; N > 1 gives an
+            ``(N, *shape)`` window resampled at ``t - (N-1-k) * period`` for k = 0..N-1, oldest
+            first (history tokens for force and joints).
     """
 
     name: str
@@ -78,6 +81,7 @@ class StreamSpec:
     max_age_ns: int = 100_000_000
     latency_ns: int = 0
     optional: bool = True
+    history: int = 1
 
     def __post_init__(self) -> None:
         where = f"stream {self.name!r}"
@@ -117,6 +121,34 @@ class StreamSpec:
             raise ConfigError(f"{where}: max_age_ns must be > 0, got {self.max_age_ns}")
         if self.latency_ns < 0:
             raise ConfigError(f"{where}: latency_ns must be >= 0, got {self.latency_ns}")
+        if isinstance(self.history, bool) or not isinstance(self.history, int) or self.history < 1:
+            raise ConfigError(f"{where}: history must be an int >= 1, got {self.history!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], where: str = "stream spec") -> StreamSpec:
+        """Build from a plain mapping (a TOML table, a JSON object); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        missing = sorted(k for k in ("name", "modality", "shape", "dtype", "rate_hz") if k not in data)
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {missing}")
+        kwargs = dict(data)
+        if isinstance(kwargs["shape"], list):
+            kwargs["shape"] = tuple(kwargs["shape"])
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON/TOML-ready mapping that :meth:`from_dict` reads back."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["shape"] = list(self.shape)
+        return out
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of this stream's value in an :class:`Observation` (with the history axis)."""
+        return self.shape if self.history == 1 else (self.history, *self.shape)
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -128,8 +160,8 @@ class StreamSpec:
         return round(1e9 / self.rate_hz)
 
     def zeros(self) -> np.ndarray:
-        """A zero value of this stream's shape and dtype (what an invalid stream reports)."""
-        return np.zeros(self.shape, dtype=self.dtype)
+        """A zero observation value (:attr:`obs_shape`, stream dtype): what an invalid stream reports."""
+        return np.zeros(self.obs_shape, dtype=self.dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +170,7 @@ class Observation:
 
     Attributes:
         t_ns: the observation time.
-        values: stream name -> value (a copy; the stream's shape and dtype).
+        values: stream name -> value (a copy; the spec's ``obs_shape`` and dtype).
         ages_ns: stream name -> ``t_ns`` minus the stamp of the sample used (for ``nearest``
             it is negative when the nearest sample is after ``t_ns``).
         valid: stream name -> False when the stream has no sample within ``max_age_ns``.
