@@ -1,0 +1,10 @@
+"""Time synchronization: per-stream ring buffers, clock models, and the synchronizer.
+
+Imports numpy only.
+"""
+
+from mmrobot.sync.buffer import BufferStats, StreamBuffer
+from mmrobot.sync.clock_model import ClockModel
+from mmrobot.sync.synchronizer import MatchedSet, Synchronizer, match_sets
+
+__all__ = ["BufferStats", "ClockModel", "MatchedSet", "StreamBuffer", "Synchronizer", "match_sets"]
