@@ -1,0 +1,44 @@
+"""Sensor drivers, actuators, rig files and device emulators.
+
+``Driver`` and ``Actuator`` are the interfaces; each device kind is registered under the
+``kind`` string that rig files use. Heavy or optional dependencies (OpenCV, Open3D, pyserial)
+are imported by the modules that need them, when they are used.
+"""
+
+from mmrobot.drivers.base import (
+    Actuator,
+    ActuatorConfig,
+    Driver,
+    DriverConfig,
+    DriverStats,
+    Extrinsics,
+    Health,
+    StreamConfig,
+    actuator_kinds,
+    driver_kinds,
+    get_actuator_class,
+    get_driver_class,
+    register_actuator,
+    register_driver,
+)
+from mmrobot.drivers.rig import Rig, load_rig, parse_rig
+
+__all__ = [
+    "Actuator",
+    "ActuatorConfig",
+    "Driver",
+    "DriverConfig",
+    "DriverStats",
+    "Extrinsics",
+    "Health",
+    "Rig",
+    "StreamConfig",
+    "actuator_kinds",
+    "driver_kinds",
+    "get_actuator_class",
+    "get_driver_class",
+    "load_rig",
+    "parse_rig",
+    "register_actuator",
+    "register_driver",
+]
