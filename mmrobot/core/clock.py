@@ -50,7 +50,9 @@ class ManualClock:
         """Jump to ``t_ns``; refuses to go backwards (a monotonic clock never does)."""
         t_ns = operator.index(t_ns)
         if t_ns < self._t_ns:
-            raise ValueError(f"ManualClock cannot go backwards: now {self._t_ns} ns, asked {t_ns} ns")
+            raise ValueError(
+                f"ManualClock cannot go backwards: now {self._t_ns} ns, asked {t_ns} ns"
+            )
         self._t_ns = t_ns
 
     def advance(self, dt_ns: int) -> int:

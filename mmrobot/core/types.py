@@ -86,7 +86,9 @@ class StreamSpec:
     def __post_init__(self) -> None:
         where = f"stream {self.name!r}"
         if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise ConfigError(f"stream name {self.name!r} must be a Python identifier, e.g. 'wrist_cam'")
+            raise ConfigError(
+                f"stream name {self.name!r} must be a Python identifier, e.g. 'wrist_cam'"
+            )
         if self.modality not in MODALITIES:
             raise ConfigError(f"{where}: modality {self.modality!r} is not one of {MODALITIES}")
         try:
@@ -101,9 +103,15 @@ class StreamSpec:
         except TypeError as e:
             raise ConfigError(f"{where}: dtype {self.dtype!r} is not a numpy dtype name") from e
         if dtype.kind not in "biuf":
-            raise ConfigError(f"{where}: dtype {dtype.name} is not numeric (bool, int, uint or float)")
+            raise ConfigError(
+                f"{where}: dtype {dtype.name} is not numeric (bool, int, uint or float)"
+            )
         object.__setattr__(self, "dtype", dtype.name)
-        if not (isinstance(self.rate_hz, (int, float)) and math.isfinite(self.rate_hz) and self.rate_hz > 0):
+        if not (
+            isinstance(self.rate_hz, (int, float))
+            and math.isfinite(self.rate_hz)
+            and self.rate_hz > 0
+        ):
             raise ConfigError(f"{where}: rate_hz must be a positive number, got {self.rate_hz!r}")
         if self.policy not in SYNC_POLICIES:
             raise ConfigError(f"{where}: policy {self.policy!r} is not one of {SYNC_POLICIES}")
@@ -130,8 +138,12 @@ class StreamSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        missing = sorted(k for k in ("name", "modality", "shape", "dtype", "rate_hz") if k not in data)
+            raise ConfigError(
+                f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}"
+            )
+        missing = sorted(
+            k for k in ("name", "modality", "shape", "dtype", "rate_hz") if k not in data
+        )
         if missing:
             raise ConfigError(f"{where}: missing key(s) {missing}")
         kwargs = dict(data)

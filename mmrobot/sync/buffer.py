@@ -252,7 +252,9 @@ class StreamBuffer:
             if self._count == 0:
                 return spec.zeros(), 0, False
             # Samples from just before the oldest query time to just after t.
-            lo = max(self._search(int(query[0]), left=False) - 1, max(0, self._count - self.capacity))
+            lo = max(
+                self._search(int(query[0]), left=False) - 1, max(0, self._count - self.capacity)
+            )
             hi = min(self._search(t_ns, left=False) + 1, self._count)
             times, values = self._gather(lo, hi)
         before = np.searchsorted(times, query, side="right") - 1  # latest at or before each

@@ -14,7 +14,10 @@ def test_core_and_sync_import_numpy_only():
 
 def test_cli_version_and_help():
     out = subprocess.run(
-        [sys.executable, "-m", "mmrobot.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "mmrobot.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("mmrobot 0.")
     out = subprocess.run(

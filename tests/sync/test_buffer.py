@@ -11,8 +11,14 @@ MS = 1_000_000
 
 def make(policy="causal", capacity=16, shape=(3,), dtype="float32", max_age_ns=10 * MS, **kw):
     spec = StreamSpec(
-        name="s", modality="other", shape=shape, dtype=dtype, rate_hz=100.0,
-        policy=policy, max_age_ns=max_age_ns, **kw,
+        name="s",
+        modality="other",
+        shape=shape,
+        dtype=dtype,
+        rate_hz=100.0,
+        policy=policy,
+        max_age_ns=max_age_ns,
+        **kw,
     )
     return StreamBuffer(spec, capacity=capacity)
 
@@ -138,8 +144,14 @@ def test_read_since_returns_new_samples_and_counts_losses():
 def test_concurrent_writer_and_readers_never_see_a_torn_sample():
     # Each row is self-consistent: every element equals the row's time index. A torn read
     # would mix two rows. Large rows make numpy release the GIL during the copy.
-    spec = StreamSpec(name="img", modality="camera", shape=(64, 64, 3), dtype="uint8",
-                      rate_hz=1000.0, max_age_ns=10**12)
+    spec = StreamSpec(
+        name="img",
+        modality="camera",
+        shape=(64, 64, 3),
+        dtype="uint8",
+        rate_hz=1000.0,
+        max_age_ns=10**12,
+    )
     buf = StreamBuffer(spec, capacity=8)
     n = 3000
     stop = threading.Event()

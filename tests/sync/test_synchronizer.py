@@ -10,8 +10,15 @@ MS = 1_000_000
 
 
 def buffer(name, policy="causal", rate_hz=100.0, max_age_ns=20 * MS, shape=(2,), capacity=256):
-    spec = StreamSpec(name=name, modality="other", shape=shape, dtype="float32",
-                      rate_hz=rate_hz, policy=policy, max_age_ns=max_age_ns)
+    spec = StreamSpec(
+        name=name,
+        modality="other",
+        shape=shape,
+        dtype="float32",
+        rate_hz=rate_hz,
+        policy=policy,
+        max_age_ns=max_age_ns,
+    )
     return StreamBuffer(spec, capacity=capacity)
 
 
@@ -80,5 +87,8 @@ def test_match_sets_pairs_within_slop_and_uses_each_sample_once():
     assert sets[1].values["b"][0] == 12
     sets = list(match_sets([a, b], slop_ns=5 * MS))
     assert [(s.times_ns["a"] // MS, s.times_ns["b"] // MS) for s in sets] == [
-        (0, 1), (10, 12), (30, 26), (40, 41)
+        (0, 1),
+        (10, 12),
+        (30, 26),
+        (40, 41),
     ]
