@@ -33,7 +33,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -57,6 +57,8 @@ __all__ = [
     "StreamRecordStats",
     "TopicInfo",
     "decode_message",
+    "decode_messages",
+    "plan_reading",
     "inspect_recording",
     "iter_messages",
     "read_recording",
@@ -1129,17 +1131,62 @@ def _info_from_scan(path: Path, scan: _Scan, complete: bool) -> RecordingInfo:
 
 
 def inspect_recording(path: str | os.PathLike[str]) -> RecordingInfo:
-    """Read a whole file (complete or cut off) and say what it holds; decodes nothing.
+    """Say what a file holds (complete or cut off) without decoding messages.
+
+    A complete file is described from its summary section (fast); a file without footer or
+    summary is read linearly up to its last complete record.
 
     Raises:
         FileNotFoundError: no such file.
         ConfigError: not an MCAP file, or our metadata in it is malformed.
     """
     p = _check_mcap_path(path)
+    if _has_footer(p):
+        info = _inspect_summary(p)
+        if info is not None:
+            return info
     scan = _Scan()
     for _ in _linear_records(p, scan):
         pass
     return _info_from_scan(p, scan, complete=_has_footer(p) and scan.error is None)
+
+
+def _inspect_summary(p: Path) -> RecordingInfo | None:
+    """RecordingInfo from a finished file's summary, or None when it has no usable summary."""
+    from mcap.reader import SeekingReader
+
+    try:
+        with open(p, "rb") as f:
+            reader = SeekingReader(f)
+            summary = reader.get_summary()
+            if summary is None or summary.statistics is None or not summary.chunk_indexes:
+                return None
+            meta = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
+    except Exception:  # a damaged summary: fall back to reading linearly
+        return None
+    stats = summary.statistics
+    scan = _Scan(
+        schemas=dict(summary.schemas),
+        channels=dict(summary.channels),
+        metadata=meta,
+        bytes_read=p.stat().st_size,
+        finished=True,
+    )
+    spans: dict[int, tuple[int, int]] = {}
+    for ci in summary.chunk_indexes:  # per-channel spans at chunk resolution
+        for cid in ci.message_index_offsets:
+            lo, hi = spans.get(cid, (ci.message_start_time, ci.message_end_time))
+            spans[cid] = (min(lo, ci.message_start_time), max(hi, ci.message_end_time))
+    for cid, n in stats.channel_message_counts.items():
+        ch = summary.channels.get(cid)
+        if ch is None or n == 0:
+            continue
+        scan.counts[ch.topic] = scan.counts.get(ch.topic, 0) + n
+        if cid in spans:
+            scan.spans[ch.topic] = spans[cid]
+    if stats.message_count:
+        scan.start, scan.end = stats.message_start_time, stats.message_end_time
+    return _info_from_scan(p, scan, complete=True)
 
 
 def _resolve_mapping(
@@ -1249,7 +1296,7 @@ def iter_messages(
     path: str | os.PathLike[str],
     topics: Mapping[str, str | StreamSpec] | None = None,
 ) -> tuple[RecordingInfo, dict[str, StreamSpec], Iterator[tuple[str, int, np.ndarray]]]:
-    """Open a recording for replay: its info, the stream specs, and a time-ordered iterator.
+    """Open a recording for reading: its info, the stream specs, and a time-ordered iterator.
 
     Args:
         path: an MCAP file: ours (specs come from its metadata) or a ROS 2 bag recorded
@@ -1260,32 +1307,45 @@ def iter_messages(
 
     Returns:
         info, specs (stream name -> spec), and an iterator of ``(stream, t_ns, value)`` in
-        stamp order, where ``t_ns`` is ``header.stamp`` (``log_time`` for messages without
-        a header). A complete file is read through its index with bounded memory; a cut-off
-        file is read linearly up to its last complete chunk and sorted in memory.
+        log-time order, where ``t_ns`` is ``header.stamp`` (``log_time`` for messages without
+        a header) and ``value`` has the spec's shape and dtype. A complete file is read
+        through its index with bounded memory; a cut-off file is read linearly up to its
+        last complete chunk and sorted in memory.
 
     Raises:
-        FileNotFoundError, ConfigError: missing file, not MCAP, unknown topic.
+        FileNotFoundError: no such file.
+        ConfigError: not an MCAP file, or a topic that is not in it (lists the topics).
+    """
+    info, specs, mapping = plan_reading(path, topics)
+    return info, specs, decode_messages(info, mapping)
+
+
+def plan_reading(
+    path: str | os.PathLike[str],
+    topics: Mapping[str, str | StreamSpec] | None = None,
+) -> tuple[RecordingInfo, dict[str, StreamSpec], dict[str, tuple[str, StreamSpec]]]:
+    """Check a file and a topic mapping: info, specs, and topic -> (stream, spec).
+
+    See :func:`iter_messages` for the arguments and errors.
     """
     info = inspect_recording(path)
-    mapping = _resolve_mapping(info, topics)
-    specs: dict[str, StreamSpec] = {}
-    pending = [t for t, (_, s) in mapping.items() if s is None]
-    if pending:
-        first = _first_messages(info, pending)
-        for t in pending:
-            name = mapping[t][0]
+    partial = _resolve_mapping(info, topics)
+    pending = [t for t, (_, s) in partial.items() if s is None]
+    first = _first_messages(info, pending) if pending else {}
+    mapping: dict[str, tuple[str, StreamSpec]] = {}
+    for t, (name, spec) in partial.items():
+        if spec is None:
             if t not in first:
                 raise ConfigError(
                     f"topic {t!r} in {info.path} has no messages; cannot infer its stream spec"
                 )
             mtype, msg = first[t]
-            rate = _rate(info.messages.get(t, 0), *_topic_span(info, t))
-            mapping[t] = (name, infer_spec(name, mtype, msg, rate))
-    for _, (name, spec) in mapping.items():
-        assert spec is not None
-        specs[name] = spec
-    return info, specs, _decode_iter(info, mapping)
+            spec = infer_spec(
+                name, mtype, msg, _rate(info.messages.get(t, 0), *_topic_span(info, t))
+            )
+        mapping[t] = (name, spec)
+    specs = {name: spec for name, spec in mapping.values()}
+    return info, specs, mapping
 
 
 def _topic_span(info: RecordingInfo, topic: str) -> tuple[int | None, int | None]:
@@ -1325,24 +1385,39 @@ def _raw_iter(info: RecordingInfo, topics: Sequence[str]) -> Iterator[tuple[Any,
     yield from items
 
 
-def _decode_iter(
-    info: RecordingInfo, mapping: Mapping[str, tuple[str, StreamSpec | None]]
+def decode_messages(
+    info: RecordingInfo,
+    mapping: Mapping[str, tuple[str, StreamSpec]],
+    on_error: Callable[[str, Exception], None] | None = None,
 ) -> Iterator[tuple[str, int, np.ndarray]]:
+    """Yield ``(stream, t_ns, value)`` in log-time order for the mapped topics.
+
+    Args:
+        info: from :func:`inspect_recording`.
+        mapping: topic -> (stream name, spec), from :func:`plan_reading`.
+        on_error: called with (topic, error) for a message that cannot be decoded, which is
+            then skipped; None raises instead.
+    """
     from mcap_ros2.decoder import DecoderFactory
 
     factory = DecoderFactory()
     for schema, ch, rec in _raw_iter(info, list(mapping)):
         name, spec = mapping[ch.topic]
-        assert spec is not None
-        dec = factory.decoder_for(ch.message_encoding, schema)
-        if dec is None:
-            raise ConfigError(f"topic {ch.topic!r}: cannot decode {ch.message_encoding!r} messages")
-        msg = dec(rec.data)
-        yield (
-            name,
-            message_stamp_ns(msg, rec.log_time),
-            decode_message(schema.name, msg, spec, ch.topic),
-        )
+        try:
+            dec = factory.decoder_for(ch.message_encoding, schema)
+            if dec is None:
+                raise ConfigError(
+                    f"topic {ch.topic!r}: cannot decode {ch.message_encoding!r} messages "
+                    "(only ROS 2 cdr with ros2msg schemas)"
+                )
+            msg = dec(rec.data)
+            value = decode_message(schema.name, msg, spec, ch.topic)
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(ch.topic, e)
+            continue
+        yield name, message_stamp_ns(msg, rec.log_time), value
 
 
 @dataclass(frozen=True, slots=True)
