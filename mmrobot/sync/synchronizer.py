@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -104,9 +105,10 @@ def match_sets(buffers: Sequence[StreamBuffer], slop_ns: int) -> Iterator[Matche
     while all(ptr[k] < n[k] for k in k_range):
         pivot = max(times[k][ptr[k]] for k in k_range)
         for k in k_range:
-            tk, p = times[k], ptr[k]
-            while p + 1 < n[k] and abs(tk[p + 1] - pivot) <= abs(tk[p] - pivot):
-                p += 1
+            tk = times[k]
+            p = bisect.bisect_left(tk, pivot, ptr[k])  # first unused sample at or after pivot
+            if p == n[k] or (p > ptr[k] and pivot - tk[p - 1] <= tk[p] - pivot):
+                p -= 1  # the one just before the pivot is nearer
             ptr[k] = p
         chosen = [times[k][ptr[k]] for k in k_range]
         if max(chosen) - min(chosen) <= slop_ns:

@@ -1,0 +1,57 @@
+# mmrobot — set up, test, demo. Needs only Python >= 3.10 with venv and pip.
+#   make demo    set up, then run the main job
+#   make test    set up, then lint and run the tests (what CI runs)
+# Override the torch requirement where the default does not suit, e.g.
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# This project's machines carry a CPU wheel of exactly this version on disk; a plain
+# `pip install torch` would pull a multi-GB CUDA build. Installed only when no torch is present.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean system-deps
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e ".[dev]"
+	@touch $@
+
+# Open3D's wheel loads libusb-1.0 at import. Install it where we can (root with apt-get);
+# elsewhere say what to install.
+system-deps:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing libusb-1.0-0 (needed by Open3D)"; \
+	    apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || \
+	      (apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null); \
+	  else \
+	    echo "Open3D needs the system library libusb-1.0-0."; \
+	    echo "Install it (Debian/Ubuntu: sudo apt-get install libusb-1.0-0) and run make again."; \
+	    exit 1; \
+	  fi; \
+	fi
+
+demo: setup
+	$(BIN)/python benchmarks/bench_sync.py
+
+lint: setup
+	$(BIN)/ruff check mmrobot tests benchmarks
+	$(BIN)/ruff format --check mmrobot tests benchmarks
+
+test: setup lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	mkdir -p out/bench
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --json out/bench/$$(basename $$b .py).json || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,80 @@
+"""Shared helpers for benchmarks: timing, machine description, table and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def pin_to_one_core() -> int | None:
+    """Run on a single core (as the targets are stated); returns the core or None."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def median_time_per_call(
+    fn: Callable[[], object], calls: int, repeats: int
+) -> tuple[float, list[float]]:
+    """Median over ``repeats`` runs of the mean seconds per call of ``fn`` (``calls`` per run)."""
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - t0) / calls)
+    return statistics.median(runs), runs
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print a table with rich when present, plain text otherwise."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*[str(x) for x in r])
+        Console(width=160).print(table)
+    except ImportError:
+        print(title)
+        print(" | ".join(columns))
+        for r in rows:
+            print(" | ".join(str(x) for x in r))
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"machine": machine(), **payload}, indent=2))
+        print(f"wrote {path}")
