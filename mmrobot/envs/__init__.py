@@ -1,0 +1,74 @@
+"""MuJoCo tabletop simulation: scene, simulated sensor drivers, tasks, instructions, experts,
+Gymnasium environments and demonstration collection.
+
+Importing this package registers the Gymnasium ids ``mmrobot/Tabletop-v0`` (a task drawn per
+episode) and ``mmrobot/Tabletop<Task>-v0`` for each task (``TabletopPick-v0``, ...).
+MuJoCo is imported lazily by the modules that need it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mmrobot.envs import names
+from mmrobot.envs.instructions import SPLITS, all_instructions, infer_task, make_instruction
+from mmrobot.envs.randomization import Randomization
+from mmrobot.envs.sensors import SensorConfig, SensorSuiteConfig, default_stream_specs
+from mmrobot.envs.tasks import TASKS, TaskSpec, list_tasks
+
+if TYPE_CHECKING:
+    from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
+
+__all__ = [
+    "ENV_IDS",
+    "EnvConfig",
+    "Randomization",
+    "SPLITS",
+    "SensorConfig",
+    "SensorSuiteConfig",
+    "TASKS",
+    "TabletopEnv",
+    "TaskSpec",
+    "all_instructions",
+    "default_stream_specs",
+    "infer_task",
+    "list_tasks",
+    "make_instruction",
+    "names",
+    "register_envs",
+]
+
+ENV_IDS: tuple[str, ...] = ("mmrobot/Tabletop-v0",) + tuple(
+    f"mmrobot/Tabletop{t.capitalize()}-v0" for t in TASKS
+)
+
+
+def register_envs() -> None:
+    """Register the Gymnasium ids (idempotent; runs on import)."""
+    try:
+        import gymnasium
+    except ImportError:  # gymnasium missing: the ids appear once it is installed
+        return
+    registry = gymnasium.envs.registration.registry
+    for env_id in ENV_IDS:
+        if env_id in registry:
+            continue
+        task = env_id.removeprefix("mmrobot/Tabletop").removesuffix("-v0").lower() or None
+        gymnasium.register(
+            id=env_id,
+            entry_point="mmrobot.envs.tabletop:TabletopEnv",
+            kwargs={"task": task} if task else {},
+            max_episode_steps=None,
+            disable_env_checker=True,
+        )
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("TabletopEnv", "EnvConfig"):
+        from mmrobot.envs import tabletop
+
+        return getattr(tabletop, name)
+    raise AttributeError(f"module 'mmrobot.envs' has no attribute {name!r}")
+
+
+register_envs()

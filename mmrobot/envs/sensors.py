@@ -1,0 +1,426 @@
+"""Simulated sensors as drivers: samples into StreamBuffers on the simulation clock.
+
+Each :class:`SimDriver` measures its stream from the MuJoCo state when a sample is due
+(its own rate; a camera renders only then), adds the configured bias and noise, drops it
+with the configured probability, and delivers it to its :class:`~mmrobot.sync.StreamBuffer`
+only after the configured latency has passed on the simulation clock. The stamp is what a
+real rig computes: the arrival time minus the stream's declared latency (``spec.latency_ns``).
+So the environment's observation, ``Synchronizer.observe(t)``, carries ages and validity
+exactly as on hardware, and a policy never sees a measurement before it could have arrived.
+
+Streams (the project's default observation spec, :func:`default_stream_specs`):
+``scene_cam``/``wrist_cam`` (96, 96, 3) uint8 at 30 Hz, ``lidar`` (360, 3) float32 points in
+the base frame at 10 Hz, ``ft`` (6,) float32 wrench at 500 Hz, ``joints`` (7,) float32 (six
+arm angles + gripper opening) at 200 Hz; optional ``<camera>_depth`` (H, W) float32 metres and
+``joint_vel`` (6,) float32 rad/s.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import StreamSpec
+from mmrobot.envs import names
+
+if TYPE_CHECKING:
+    from mmrobot.envs.scene import Scene
+    from mmrobot.sync import StreamBuffer
+
+__all__ = [
+    "CameraDriver",
+    "DepthDriver",
+    "ForceTorqueDriver",
+    "JointVelocityDriver",
+    "JointsDriver",
+    "LidarDriver",
+    "SensorConfig",
+    "SensorSuiteConfig",
+    "SimDriver",
+    "default_stream_specs",
+]
+
+_MS = 1_000_000
+
+
+def default_stream_specs(image_size: int = 96) -> tuple[StreamSpec, ...]:
+    """The project's default observation spec of the tabletop rig (see COMMON brief)."""
+    img = (image_size, image_size, 3)
+    return (
+        StreamSpec("scene_cam", "camera", img, "uint8", 30.0, "causal", 100 * _MS),
+        StreamSpec("wrist_cam", "camera", img, "uint8", 30.0, "causal", 100 * _MS),
+        StreamSpec("lidar", "lidar", (360, 3), "float32", 10.0, "causal", 250 * _MS),
+        StreamSpec("ft", "force", (6,), "float32", 500.0, "interp", 20 * _MS, history=10),
+        StreamSpec("joints", "joints", (7,), "float32", 200.0, "interp", 20 * _MS, history=10),
+    )
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """Timing and error model of one simulated stream.
+
+    Attributes:
+        enabled: whether the stream exists at all.
+        latency_ns: time from measurement to arrival in the buffer (also declared as the
+            stream's ``spec.latency_ns``, the correction a calibrated rig applies).
+        latency_jitter_ns: uniform extra arrival delay in [0, jitter]; samples may then
+            arrive out of order and are rejected and counted by the buffer, as on hardware.
+        noise_std: Gaussian noise standard deviation in the stream's units (uint8 levels
+            for images, metres of range for the lidar).
+        bias: constant offset added to every value (scalar or per element).
+        dropout: probability in [0, 1] that a sample is lost.
+        rate_hz: override of the stream's sample rate.
+    """
+
+    enabled: bool = True
+    latency_ns: int = 0
+    latency_jitter_ns: int = 0
+    noise_std: float = 0.0
+    bias: float | tuple[float, ...] = 0.0
+    dropout: float = 0.0
+    rate_hz: float | None = None
+
+    def __post_init__(self) -> None:
+        for a in ("latency_ns", "latency_jitter_ns"):
+            v = getattr(self, a)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ConfigError(f"sensor {a} must be an int >= 0 of nanoseconds, got {v!r}")
+        if not (0.0 <= float(self.dropout) <= 1.0):
+            raise ConfigError(f"sensor dropout must be in [0, 1], got {self.dropout!r}")
+        if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
+            raise ConfigError(f"sensor noise_std must be >= 0, got {self.noise_std!r}")
+        if self.rate_hz is not None and not (self.rate_hz > 0):
+            raise ConfigError(f"sensor rate_hz must be > 0, got {self.rate_hz!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "sensor") -> SensorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}"
+            )
+        kw = dict(data)
+        if isinstance(kw.get("bias"), list):
+            kw["bias"] = tuple(kw["bias"])
+        return cls(**kw)
+
+
+#: Streams the tabletop rig can produce; the first five are on by default.
+STREAM_NAMES = ("scene_cam", "wrist_cam", "lidar", "ft", "joints")
+OPTIONAL_STREAM_NAMES = ("scene_cam_depth", "wrist_cam_depth", "joint_vel")
+
+
+@dataclass(frozen=True)
+class SensorSuiteConfig:
+    """Which simulated streams exist and how each behaves.
+
+    Attributes:
+        image_size: camera images are ``(image_size, image_size, 3)``.
+        sensors: stream name -> :class:`SensorConfig` (missing: defaults; the optional
+            streams ``scene_cam_depth``, ``wrist_cam_depth``, ``joint_vel`` are off unless
+            listed with ``enabled=True``).
+        lidar_3d: use a 3D pattern (``lidar_rings`` elevation rings) instead of a planar scan.
+        lidar_rays: rays per ring (the default spec's 360).
+        lidar_rings: elevation rings of the 3D pattern, from -15 to +15 degrees.
+        lidar_range_m: returns beyond this distance are "no return", (0, 0, 0).
+    """
+
+    image_size: int = 96
+    sensors: Mapping[str, SensorConfig] = field(default_factory=dict)
+    lidar_3d: bool = False
+    lidar_rays: int = 360
+    lidar_rings: int = 8
+    lidar_range_m: float = 2.0
+
+    def __post_init__(self) -> None:
+        valid = STREAM_NAMES + OPTIONAL_STREAM_NAMES
+        unknown = sorted(set(self.sensors) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown sensor stream(s) {unknown}; valid streams: {list(valid)}")
+        if not (16 <= self.image_size <= 640):
+            raise ConfigError(f"image_size must be in [16, 640], got {self.image_size}")
+        if self.lidar_rays < 1 or self.lidar_rings < 1 or self.lidar_range_m <= 0:
+            raise ConfigError("lidar_rays and lidar_rings must be >= 1 and lidar_range_m > 0")
+
+    def config(self, name: str) -> SensorConfig:
+        cfg = self.sensors.get(name)
+        if cfg is None:
+            return SensorConfig(enabled=name in STREAM_NAMES)
+        return cfg
+
+    def with_sensor(self, name: str, **changes: Any) -> SensorSuiteConfig:
+        """A copy with stream ``name``'s config changed (e.g. ``dropout=1.0``)."""
+        sensors = dict(self.sensors)
+        sensors[name] = replace(self.config(name), **changes)
+        return replace(self, sensors=sensors)
+
+    def stream_specs(self) -> tuple[StreamSpec, ...]:
+        """The specs of the enabled streams, in a fixed order."""
+        out: list[StreamSpec] = []
+        base = {s.name: s for s in default_stream_specs(self.image_size)}
+        if self.lidar_3d:
+            base["lidar"] = replace(base["lidar"], shape=(self.lidar_rays * self.lidar_rings, 3))
+        else:
+            base["lidar"] = replace(base["lidar"], shape=(self.lidar_rays, 3))
+        hw = (self.image_size, self.image_size)
+        base["scene_cam_depth"] = StreamSpec(
+            "scene_cam_depth", "depth", hw, "float32", 30.0, "causal", 100 * _MS
+        )
+        base["wrist_cam_depth"] = StreamSpec(
+            "wrist_cam_depth", "depth", hw, "float32", 30.0, "causal", 100 * _MS
+        )
+        base["joint_vel"] = StreamSpec(
+            "joint_vel", "joints", (6,), "float32", 200.0, "interp", 20 * _MS, history=10
+        )
+        for name in STREAM_NAMES + OPTIONAL_STREAM_NAMES:
+            cfg = self.config(name)
+            if not cfg.enabled:
+                continue
+            spec = replace(base[name], latency_ns=int(cfg.latency_ns))
+            if cfg.rate_hz is not None:
+                spec = replace(spec, rate_hz=float(cfg.rate_hz))
+            out.append(spec)
+        return tuple(out)
+
+
+class SimDriver(ABC):
+    """One simulated stream: measure when due, corrupt, delay, deliver.
+
+    Args:
+        spec: the stream's spec (shape, dtype, rate, declared latency).
+        buffer: where samples go.
+        config: the stream's timing and error model.
+        rng: the episode's random generator (noise, dropout, jitter).
+    """
+
+    def __init__(
+        self, spec: StreamSpec, buffer: StreamBuffer, config: SensorConfig, rng: np.random.Generator
+    ) -> None:
+        self.spec = spec
+        self.buffer = buffer
+        self.config = config
+        self.rng = rng
+        self.period_ns = spec.period_ns
+        self.latency_ns = int(config.latency_ns)  # actual latency (randomization may change it)
+        self._bias = np.asarray(config.bias, dtype=np.float64)
+        self._pending: list[tuple[int, int, int, np.ndarray]] = []  # (arrival, seq, stamp, value)
+        self._seq = 0
+        self.next_due_ns = 0
+        self.measured = 0
+        self.dropped = 0
+
+    def reset(self, rng: np.random.Generator, t_ns: int = 0) -> None:
+        """Forget pending samples and restart the schedule at ``t_ns``."""
+        self.rng = rng
+        self._pending.clear()
+        self.next_due_ns = t_ns
+        self.buffer.clear()
+
+    @abstractmethod
+    def measure(self, scene: Scene) -> np.ndarray:
+        """The ideal measurement from the current MuJoCo state (spec shape)."""
+
+    def corrupt(self, value: np.ndarray) -> np.ndarray:
+        """Add bias and Gaussian noise (in float), cast back to the stream's dtype."""
+        std = self.config.noise_std
+        if std == 0.0 and not self._bias.any():
+            return value
+        out = value.astype(np.float64) + self._bias
+        if std > 0.0:
+            out += self.rng.normal(0.0, std, size=out.shape)
+        if self.spec.dtype == "uint8":
+            out = np.clip(np.rint(out), 0, 255)
+        return out.astype(self.spec.dtype)
+
+    def poll(self, scene: Scene, t_ns: int) -> None:
+        """Called after each physics step at simulation time ``t_ns``."""
+        if t_ns >= self.next_due_ns:
+            # the first physics step at or after the due time takes the measurement
+            self.next_due_ns += self.period_ns * (1 + (t_ns - self.next_due_ns) // self.period_ns)
+            cfg = self.config
+            if cfg.dropout > 0.0 and self.rng.random() < cfg.dropout:
+                self.dropped += 1
+            else:
+                value = self.corrupt(self.measure(scene))
+                self.measured += 1
+                delay = self.latency_ns
+                if cfg.latency_jitter_ns:
+                    delay += int(self.rng.integers(0, cfg.latency_jitter_ns + 1))
+                if delay == 0:
+                    self.buffer.push(t_ns, value)
+                else:
+                    self._seq += 1
+                    heapq.heappush(self._pending, (t_ns + delay, self._seq, t_ns, value))
+        pending = self._pending
+        while pending and pending[0][0] <= t_ns:
+            arrival, _, _, value = heapq.heappop(pending)
+            # what a calibrated rig stamps: arrival minus the declared latency
+            self.buffer.push(arrival - self.spec.latency_ns, value)
+
+
+class CameraDriver(SimDriver):
+    """RGB camera; renders only when a sample is due (the renderer is made lazily)."""
+
+    def __init__(self, camera: str, *args: Any) -> None:
+        super().__init__(*args)
+        self.camera = camera
+        self._renderer: Any = None
+
+    def _get_renderer(self, scene: Scene) -> Any:
+        if self._renderer is None:
+            h, w = self.spec.shape[:2]
+            self._renderer = scene.renderer(h, w, depth=False)
+        return self._renderer
+
+    def measure(self, scene: Scene) -> np.ndarray:
+        r = self._get_renderer(scene)
+        r.update_scene(scene.data, camera=self.camera)
+        return r.render()
+
+    def close(self) -> None:
+        self._renderer = None
+
+
+class DepthDriver(CameraDriver):
+    """Depth image (metres along the optical axis) of a camera."""
+
+    def _get_renderer(self, scene: Scene) -> Any:
+        if self._renderer is None:
+            h, w = self.spec.shape[:2]
+            self._renderer = scene.renderer(h, w, depth=True)
+        return self._renderer
+
+
+class LidarDriver(SimDriver):
+    """Ray-casting lidar (``mj_multiRay``) at the base's lidar site.
+
+    Args:
+        directions: (N, 3) unit ray directions in the base frame.
+        range_m: maximum range; no return gives (0, 0, 0).
+    """
+
+    def __init__(self, directions: np.ndarray, range_m: float, *args: Any) -> None:
+        super().__init__(*args)
+        self.directions = np.ascontiguousarray(directions, dtype=np.float64)
+        self.range_m = float(range_m)
+        n = len(self.directions)
+        self._geomid = np.zeros(n, dtype=np.int32)
+        self._dist = np.zeros(n, dtype=np.float64)
+
+    @staticmethod
+    def planar_directions(n_rays: int) -> np.ndarray:
+        az = np.arange(n_rays) * (2 * np.pi / n_rays)
+        return np.stack([np.cos(az), np.sin(az), np.zeros(n_rays)], axis=1)
+
+    @staticmethod
+    def pattern_3d(n_rays: int, n_rings: int, fov_deg: float = 30.0) -> np.ndarray:
+        el = np.deg2rad(np.linspace(-fov_deg / 2, fov_deg / 2, n_rings))
+        az = np.arange(n_rays) * (2 * np.pi / n_rays)
+        e, a = np.meshgrid(el, az, indexing="ij")
+        return np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], -1).reshape(
+            -1, 3
+        )
+
+    def measure(self, scene: Scene) -> np.ndarray:
+        return self.cast(scene, noise_std=0.0)
+
+    def corrupt(self, value: np.ndarray) -> np.ndarray:
+        return value  # range noise is applied inside cast()
+
+    def cast(self, scene: Scene, noise_std: float | None = None) -> np.ndarray:
+        """(N, 3) float32 points in the base frame; (0, 0, 0) where a ray has no return."""
+        mj = scene.mujoco
+        d = scene.data
+        ids = scene.ids
+        base_r = d.xmat[ids.base_body].reshape(3, 3)
+        origin = d.site_xpos[ids.lidar_site]
+        vec = self.directions @ base_r.T
+        mj.mj_multiRay(
+            scene.model,
+            d,
+            origin,
+            vec.reshape(-1),
+            None,
+            1,
+            ids.base_body,
+            self._geomid,
+            self._dist,
+            None,
+            len(vec),
+            self.range_m,
+        )
+        dist = self._dist.copy()
+        hit = (dist >= 0) & (dist <= self.range_m)
+        std = self.config.noise_std if noise_std is None else noise_std
+        if std > 0:
+            dist = dist + self.rng.normal(0.0, std, size=dist.shape)
+        origin_base = (origin - d.xpos[ids.base_body]) @ base_r
+        pts = origin_base + self.directions * dist[:, None]
+        pts[~hit] = 0.0
+        if self._bias.any():
+            pts[hit] += self._bias
+        return pts.astype(np.float32)
+
+
+class ForceTorqueDriver(SimDriver):
+    """Wrist force/torque sensor: [fx, fy, fz (N), tx, ty, tz (N m)] in the sensor frame."""
+
+    def measure(self, scene: Scene) -> np.ndarray:
+        s = scene.data.sensordata
+        f, t = scene.ids.ft_force_adr, scene.ids.ft_torque_adr
+        return np.concatenate([s[f : f + 3], s[t : t + 3]]).astype(np.float32)
+
+
+class JointsDriver(SimDriver):
+    """Six arm joint angles (rad) and the gripper opening (m)."""
+
+    def measure(self, scene: Scene) -> np.ndarray:
+        out = np.empty(7, dtype=np.float32)
+        out[:6] = scene.data.qpos[scene.ids.arm_qpos]
+        out[6] = scene.data.qpos[scene.ids.finger_qpos].sum()
+        return out
+
+
+class JointVelocityDriver(SimDriver):
+    """Six arm joint velocities (rad/s)."""
+
+    def measure(self, scene: Scene) -> np.ndarray:
+        return scene.data.qvel[scene.ids.arm_dof].astype(np.float32)
+
+
+def build_drivers(
+    suite: SensorSuiteConfig, buffers: Mapping[str, StreamBuffer], rng: np.random.Generator
+) -> list[SimDriver]:
+    """One driver per enabled stream of ``suite``, writing to ``buffers[name]``."""
+    drivers: list[SimDriver] = []
+    for spec in suite.stream_specs():
+        name = spec.name
+        args = (spec, buffers[name], suite.config(name), rng)
+        if name in ("scene_cam", "wrist_cam"):
+            cam = names.SCENE_CAMERA if name == "scene_cam" else names.WRIST_CAMERA
+            drivers.append(CameraDriver(cam, *args))
+        elif name.endswith("_depth"):
+            cam = names.SCENE_CAMERA if name.startswith("scene") else names.WRIST_CAMERA
+            drivers.append(DepthDriver(cam, *args))
+        elif name == "lidar":
+            dirs = (
+                LidarDriver.pattern_3d(suite.lidar_rays, suite.lidar_rings)
+                if suite.lidar_3d
+                else LidarDriver.planar_directions(suite.lidar_rays)
+            )
+            drivers.append(LidarDriver(dirs, suite.lidar_range_m, *args))
+        elif name == "ft":
+            drivers.append(ForceTorqueDriver(*args))
+        elif name == "joints":
+            drivers.append(JointsDriver(*args))
+        elif name == "joint_vel":
+            drivers.append(JointVelocityDriver(*args))
+    return drivers
