@@ -21,6 +21,7 @@ from mmrobot.drivers.base import (
     register_actuator,
     register_driver,
 )
+from mmrobot.drivers.dynamixel import DynamixelActuator, DynamixelBus, DynamixelDriver
 from mmrobot.drivers.rig import Rig, load_rig, parse_rig
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "Driver",
     "DriverConfig",
     "DriverStats",
+    "DynamixelActuator",
+    "DynamixelBus",
+    "DynamixelDriver",
     "Extrinsics",
     "Health",
     "Rig",

@@ -608,13 +608,22 @@ class _Stream:
         self.last: int | None = None
 
 
-def _collect_buffers(sources: Iterable[Any]) -> list[Any]:
-    """StreamBuffers from buffers and from drivers (anything with ``.buffers``)."""
+def _collect_buffers(sources: Iterable[Any]) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
+    """StreamBuffers from buffers and drivers (anything with ``.buffers``), and the joint
+    names drivers declare (a ``joint_names`` attribute) for their joints streams."""
     out: list[Any] = []
+    names_of: dict[str, tuple[str, ...]] = {}
     for src in sources:
         bufs = getattr(src, "buffers", None)
         if bufs is not None:
-            out.extend(bufs.values() if isinstance(bufs, Mapping) else bufs)
+            bufs = list(bufs.values() if isinstance(bufs, Mapping) else bufs)
+            out.extend(bufs)
+            joint_names = getattr(src, "joint_names", None)
+            if joint_names:
+                for b in bufs:
+                    spec = b.spec
+                    if spec.modality in ("joints", "gripper") and spec.shape == (len(joint_names),):
+                        names_of[spec.name] = tuple(str(n) for n in joint_names)
         elif hasattr(src, "read_since") and hasattr(src, "spec"):
             out.append(src)
         else:
@@ -629,7 +638,7 @@ def _collect_buffers(sources: Iterable[Any]) -> list[Any]:
         )
     if not out:
         raise ConfigError("nothing to record: no streams given")
-    return out
+    return out, names_of
 
 
 class Recorder:
@@ -648,7 +657,8 @@ class Recorder:
         image_format: ``"raw"`` (sensor_msgs/Image, exact), ``"png"`` (lossless) or
             ``"jpeg"`` (lossy) CompressedImage, for all camera streams, or a mapping
             stream -> format.
-        joint_names: stream -> JointState names (default ``<stream>_<i>``).
+        joint_names: stream -> JointState names (default: the driver's ``joint_names`` when
+            it has them, else ``<stream>_<i>``).
         frame_ids: stream -> ``header.frame_id`` (default the stream name).
         topics: stream -> topic (default ``/<stream>``).
         flush_interval_s: finish the open chunk and flush the file this often, bounding
@@ -678,7 +688,7 @@ class Recorder:
         if chunk_size <= 0:
             raise ConfigError(f"chunk_size must be > 0 bytes, got {chunk_size}")
         self.path = Path(path)
-        buffers = _collect_buffers(sources)
+        buffers, driver_joint_names = _collect_buffers(sources)
         known = {b.spec.name for b in buffers}
         for what, mapping in (
             ("joint_names", joint_names),
@@ -709,7 +719,7 @@ class Recorder:
                 image_format=fmt,
                 topic=(topics or {}).get(name),
                 frame_id=(frame_ids or {}).get(name),
-                joint_names=(joint_names or {}).get(name),
+                joint_names=(joint_names or {}).get(name, driver_joint_names.get(name)),
             )
             if info.topic in used_topics:
                 raise ConfigError(

@@ -1,0 +1,10 @@
+"""Device emulators: the device side of each supported wire protocol, on a pseudo-terminal.
+
+Used by the tests, the benchmarks and ``mmrobot emulate KIND``; each runs a small physical
+model so the data a driver decodes is checkable against ground truth.
+"""
+
+from mmrobot.drivers.emulators.base import PtyEmulator
+from mmrobot.drivers.emulators.dynamixel import DynamixelEmulator, VirtualServo
+
+__all__ = ["DynamixelEmulator", "PtyEmulator", "VirtualServo"]
