@@ -18,6 +18,7 @@ one lock), as the real half-duplex bus requires.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 import threading
@@ -140,7 +141,9 @@ class ServoConversion:
         self.rad_per_tick = np.array([m.rad_per_tick for m in models], dtype=np.float64)
         self.sign = np.array([s.sign for s in servos], dtype=np.float64)
         self.offset = np.array([s.offset_rad for s in servos], dtype=np.float64)
-        self.scale = np.array([s.m_per_rad if s.unit == "m" else 1.0 for s in servos], dtype=np.float64)
+        self.scale = np.array(
+            [s.m_per_rad if s.unit == "m" else 1.0 for s in servos], dtype=np.float64
+        )
         self.lo = np.array([-np.inf if s.min is None else s.min for s in servos])
         self.hi = np.array([np.inf if s.max is None else s.max for s in servos])
         self.vel_rad_s = np.array([m.velocity_unit_rpm * 2 * math.pi / 60.0 for m in models])
@@ -148,14 +151,19 @@ class ServoConversion:
 
     def to_joint(self, ticks: np.ndarray) -> np.ndarray:
         """(N,) ticks -> (N,) joint values (rad or m)."""
-        angle = self.sign * (np.asarray(ticks, np.float64) - self.center) * self.rad_per_tick + self.offset
+        angle = (
+            self.sign * (np.asarray(ticks, np.float64) - self.center) * self.rad_per_tick
+            + self.offset
+        )
         return angle * self.scale
 
     def to_ticks(self, values: np.ndarray) -> np.ndarray:
         """(N,) joint values -> (N,) int ticks (after clamping to each servo's min/max)."""
         v = np.clip(np.asarray(values, np.float64), self.lo, self.hi)
         angle = v / self.scale
-        return np.rint((angle - self.offset) / (self.sign * self.rad_per_tick) + self.center).astype(np.int64)
+        return np.rint(
+            (angle - self.offset) / (self.sign * self.rad_per_tick) + self.center
+        ).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- the bus
@@ -202,21 +210,23 @@ class DynamixelBus:
     def open(self) -> None:
         with self.lock:
             if self._ser is None:
-                self._ser = open_serial(self.port, self.baud_rate, timeout_s=0.002, source=self.source)
+                self._ser = open_serial(
+                    self.port, self.baud_rate, timeout_s=0.002, source=self.source
+                )
                 self.decoder.reset()
 
     def close(self) -> None:
         with self.lock:
             if self._ser is not None:
-                try:
+                with contextlib.suppress(Exception):
                     self._ser.close()
-                except Exception:
-                    pass
                 self._ser = None
 
     def _fail(self, e: BaseException) -> DeviceNotConnectedError:
         self.close()
-        return DeviceNotConnectedError(f"Dynamixel bus on {self.port!r} went away: {e}; plug it back in")
+        return DeviceNotConnectedError(
+            f"Dynamixel bus on {self.port!r} went away: {e}; plug it back in"
+        )
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -279,16 +289,22 @@ class DynamixelBus:
         p = self.transact(build_packet(dxl_id, Inst.PING), [dxl_id], what="ping")[dxl_id]
         data = self._check(p, "ping")
         if len(data) != 3:
-            raise ProtocolError(f"Dynamixel servo id {dxl_id}: ping reply has {len(data)} bytes, expected 3")
+            raise ProtocolError(
+                f"Dynamixel servo id {dxl_id}: ping reply has {len(data)} bytes, expected 3"
+            )
         model, fw = struct.unpack("<HB", data)
         return model, fw
 
     def read(self, dxl_id: int, addr: int, length: int) -> bytes:
         """Read ``length`` bytes at ``addr`` of servo ``dxl_id``."""
         pkt = build_packet(dxl_id, Inst.READ, struct.pack("<HH", addr, length))
-        data = self._check(self.transact(pkt, [dxl_id], what=f"read@{addr}")[dxl_id], f"read@{addr}")
+        data = self._check(
+            self.transact(pkt, [dxl_id], what=f"read@{addr}")[dxl_id], f"read@{addr}"
+        )
         if len(data) != length:
-            raise ProtocolError(f"Dynamixel servo id {dxl_id}: read {len(data)} bytes, asked {length}")
+            raise ProtocolError(
+                f"Dynamixel servo id {dxl_id}: read {len(data)} bytes, asked {length}"
+            )
         return data
 
     def write(self, dxl_id: int, addr: int, data: bytes) -> None:
@@ -298,13 +314,17 @@ class DynamixelBus:
 
     def sync_read(self, ids: Sequence[int], addr: int, length: int) -> dict[int, bytes]:
         """Sync Read ``length`` bytes at ``addr`` from every id; id -> data."""
-        pkt = build_packet(BROADCAST_ID, Inst.SYNC_READ, struct.pack("<HH", addr, length) + bytes(ids))
+        pkt = build_packet(
+            BROADCAST_ID, Inst.SYNC_READ, struct.pack("<HH", addr, length) + bytes(ids)
+        )
         got = self.transact(pkt, ids, what="sync read")
         out = {}
         for i in ids:
             data = self._check(got[i], "sync read")
             if len(data) != length:
-                raise ProtocolError(f"Dynamixel servo id {i}: sync read gave {len(data)} bytes, expected {length}")
+                raise ProtocolError(
+                    f"Dynamixel servo id {i}: sync read gave {len(data)} bytes, expected {length}"
+                )
             out[i] = data
         return out
 
@@ -316,7 +336,9 @@ class DynamixelBus:
                 raise ValueError(f"sync write to id {i}: {len(d)} bytes, expected {length}")
             body.append(i)
             body += d
-        self.transact(build_packet(BROADCAST_ID, Inst.SYNC_WRITE, bytes(body)), [], what="sync write")
+        self.transact(
+            build_packet(BROADCAST_ID, Inst.SYNC_WRITE, bytes(body)), [], what="sync write"
+        )
 
     def verify_models(self, servos: Sequence[ServoConfig]) -> None:
         """Ping each servo and check that its model number matches the rig file."""
@@ -343,7 +365,9 @@ def _acquire_bus(port: str, baud: int, timeout_s: float, retries: int, source: s
             bus = DynamixelBus(port, baud, timeout_s=timeout_s, retries=retries, source=source)
             _POOL[port] = bus
         elif bus.baud_rate != baud:
-            raise ConfigError(f"port {port!r} is used at {bus.baud_rate} and {baud} baud in {source}; use one rate")
+            raise ConfigError(
+                f"port {port!r} is used at {bus.baud_rate} and {baud} baud in {source}; use one rate"
+            )
         bus._refs += 1
         return bus
 
@@ -384,7 +408,14 @@ class DynamixelDriver(Driver):
     def _stream_defaults(self) -> list[dict[str, Any]]:
         n = len(self.config.servos)
         main = self.config.stream.name or "joints"
-        common = dict(modality="joints", shape=(n,), dtype="float32", rate_hz=200.0, policy="interp", max_age_ns=20_000_000)
+        common = dict(
+            modality="joints",
+            shape=(n,),
+            dtype="float32",
+            rate_hz=200.0,
+            policy="interp",
+            max_age_ns=20_000_000,
+        )
         out = [dict(name=main, history=10, **common)]
         if self.config.extra_streams:
             rate = self.config.stream.rate_hz or 200.0
@@ -434,7 +465,9 @@ class DynamixelDriver(Driver):
         host_ns = self.clock.now_ns()
         self._c.frames += len(data)
         ids = self.conv.ids
-        tick, cur, vel, pos = zip(*(struct.unpack_from("<H4xhii", data[i]) for i in ids), strict=True)
+        tick, cur, vel, pos = zip(
+            *(struct.unpack_from("<H4xhii", data[i]) for i in ids), strict=True
+        )
         device_ns = self._unwrap_tick(tick[0])
         self.clock_model.update(device_ns, host_ns)
         t_ns = self.clock_model.to_host(device_ns) - self._specs[0].latency_ns
@@ -512,7 +545,9 @@ class DynamixelActuator(Actuator):
         if self.bus is None:
             raise DeviceNotConnectedError(f"actuator {self.name!r} is not open")
         data = self.bus.sync_read(self.conv.ids, XAddr.PRESENT_POSITION, 4)
-        return self.conv.to_joint(np.array([struct.unpack("<i", data[i])[0] for i in self.conv.ids]))
+        return self.conv.to_joint(
+            np.array([struct.unpack("<i", data[i])[0] for i in self.conv.ids])
+        )
 
     def _send(self, command: Any) -> None:
         values = np.asarray(command, dtype=np.float64)
@@ -522,10 +557,14 @@ class DynamixelActuator(Actuator):
                 f"for joints {list(self.joint_names)}"
             )
         if not np.all(np.isfinite(values)):
-            raise ValueError(f"actuator {self.name!r}: command has non-finite values {values.tolist()}")
+            raise ValueError(
+                f"actuator {self.name!r}: command has non-finite values {values.tolist()}"
+            )
         ticks = self.conv.to_ticks(values)
         if self.bus is None:
             raise DeviceNotConnectedError(f"actuator {self.name!r} is not connected")
         self.bus.sync_write(
-            XAddr.GOAL_POSITION, 4, {i: struct.pack("<i", int(t)) for i, t in zip(self.conv.ids, ticks, strict=True)}
+            XAddr.GOAL_POSITION,
+            4,
+            {i: struct.pack("<i", int(t)) for i, t in zip(self.conv.ids, ticks, strict=True)},
         )

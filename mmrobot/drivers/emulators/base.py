@@ -88,7 +88,9 @@ class PtyEmulator:
         self._t0 = time.monotonic()
         self.plug()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"emulator-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"emulator-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -183,10 +185,14 @@ class PtyEmulator:
         unplugged_at: float | None = None
         while not self._stop.is_set():
             now = time.monotonic()
-            if self.plugged and self.unplug_after_s is not None and unplugged_at is None:
-                if now - self._t0 >= self.unplug_after_s:
-                    self.unplug()
-                    unplugged_at = now
+            if (
+                self.plugged
+                and self.unplug_after_s is not None
+                and unplugged_at is None
+                and now - self._t0 >= self.unplug_after_s
+            ):
+                self.unplug()
+                unplugged_at = now
             if (
                 not self.plugged
                 and unplugged_at is not None

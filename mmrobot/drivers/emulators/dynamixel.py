@@ -34,7 +34,9 @@ ERR_INSTRUCTION, ERR_CRC, ERR_RANGE, ERR_LENGTH, ERR_LIMIT, ERR_ACCESS = 2, 3, 4
 class VirtualServo:
     """One X-series servo: control table + first-order position dynamics."""
 
-    def __init__(self, dxl_id: int, model: ServoModel, tau_s: float = 0.05, position_tick: int | None = None) -> None:
+    def __init__(
+        self, dxl_id: int, model: ServoModel, tau_s: float = 0.05, position_tick: int | None = None
+    ) -> None:
         self.id = dxl_id
         self.model = model
         self.tau_s = tau_s
@@ -71,7 +73,12 @@ class VirtualServo:
             goal = float(self.i32(XAddr.GOAL_POSITION))
             alpha = 1.0 - math.exp(-dt_s / self.tau_s)
             delta = (goal - self.position) * alpha
-            vmax = self.i32(XAddr.VELOCITY_LIMIT) * self.model.velocity_unit_rpm / 60.0 * self.model.ticks_per_rev
+            vmax = (
+                self.i32(XAddr.VELOCITY_LIMIT)
+                * self.model.velocity_unit_rpm
+                / 60.0
+                * self.model.ticks_per_rev
+            )
             limit = vmax * dt_s
             delta = max(-limit, min(limit, delta))
             self.velocity = delta / dt_s
@@ -164,7 +171,11 @@ class DynamixelEmulator(PtyEmulator):
         self._last_step = now
         tick_ms = int((now - self._start) * 1000.0)
         for s in self.servos.values():
-            noise = float(self.rng.normal(0.0, self.position_noise_ticks)) if self.position_noise_ticks else 0.0
+            noise = (
+                float(self.rng.normal(0.0, self.position_noise_ticks))
+                if self.position_noise_ticks
+                else 0.0
+            )
             s.step(dt, tick_ms, noise)
 
     def tick(self, now_s: float) -> None:
@@ -187,7 +198,13 @@ class DynamixelEmulator(PtyEmulator):
             self._handle(pkt.id, pkt.instruction, pkt.params)
 
     def _handle(self, dxl_id: int, inst: int, p: bytes) -> None:
-        targets = self._ordered() if dxl_id == BROADCAST_ID else [self.servos[dxl_id]] if dxl_id in self.servos else []
+        targets = (
+            self._ordered()
+            if dxl_id == BROADCAST_ID
+            else [self.servos[dxl_id]]
+            if dxl_id in self.servos
+            else []
+        )
         if inst == Inst.PING:
             for s in targets:
                 mn = struct.unpack_from("<H", s.table, XAddr.MODEL_NUMBER)[0]
