@@ -22,6 +22,7 @@ from mmrobot.drivers.base import (
     register_driver,
 )
 from mmrobot.drivers.dynamixel import DynamixelActuator, DynamixelBus, DynamixelDriver
+from mmrobot.drivers.ft300 import FT300Driver
 from mmrobot.drivers.rig import Rig, load_rig, parse_rig
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "DynamixelBus",
     "DynamixelDriver",
     "Extrinsics",
+    "FT300Driver",
     "Health",
     "Rig",
     "StreamConfig",

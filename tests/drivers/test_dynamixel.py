@@ -169,8 +169,18 @@ def test_silent_servo_times_out_naming_its_id(tmp_path):
 def _rig(port: str, **driver_extra):
     return parse_rig(
         {
-            "driver": [{"kind": "dynamixel", "name": "arm", "port": port, "servos": _servos(), **driver_extra}],
-            "actuator": [{"kind": "dynamixel", "name": "arm_goal", "port": port, "servos": _servos()}],
+            "driver": [
+                {
+                    "kind": "dynamixel",
+                    "name": "arm",
+                    "port": port,
+                    "servos": _servos(),
+                    **driver_extra,
+                }
+            ],
+            "actuator": [
+                {"kind": "dynamixel", "name": "arm_goal", "port": port, "servos": _servos()}
+            ],
         },
         source="drivers/arm.toml",
     )
@@ -211,16 +221,22 @@ def test_driver_streams_joints_and_actuator_moves_them(emulator):
 def test_model_mismatch_names_servo_and_file(emulator):
     servos = _servos()
     servos[2]["model"] = "XL430-W250"
-    rig = parse_rig({"driver": [{"kind": "dynamixel", "name": "arm", "port": emulator.port, "servos": servos}]},
-                    source="drivers/arm.toml")
+    rig = parse_rig(
+        {"driver": [{"kind": "dynamixel", "name": "arm", "port": emulator.port, "servos": servos}]},
+        source="drivers/arm.toml",
+    )
     (drv,) = rig.build_drivers()
-    with pytest.raises(ConfigError, match=r"servo id 3 .*XM430-W350.*drivers/arm.toml says XL430-W250"):
+    with pytest.raises(
+        ConfigError, match=r"servo id 3 .*XM430-W350.*drivers/arm.toml says XL430-W250"
+    ):
         drv.open()
     assert not drv.is_open
 
 
 def test_driver_survives_a_noisy_line(tmp_path):
-    with DynamixelEmulator(ARM, link=tmp_path / "dxl", corrupt_rate=0.002, drop_rate=0.001, seed=3) as emu:
+    with DynamixelEmulator(
+        ARM, link=tmp_path / "dxl", corrupt_rate=0.002, drop_rate=0.001, seed=3
+    ) as emu:
         (drv,) = _rig(emu.port, retries=3).build_drivers()
         with drv:
             assert drv.wait_for_samples(60, timeout_s=10)

@@ -6,5 +6,6 @@ model so the data a driver decodes is checkable against ground truth.
 
 from mmrobot.drivers.emulators.base import PtyEmulator
 from mmrobot.drivers.emulators.dynamixel import DynamixelEmulator, VirtualServo
+from mmrobot.drivers.emulators.ft300 import FT300Emulator
 
-__all__ = ["DynamixelEmulator", "PtyEmulator", "VirtualServo"]
+__all__ = ["DynamixelEmulator", "FT300Emulator", "PtyEmulator", "VirtualServo"]
