@@ -995,14 +995,19 @@ class RecordingInfo:
         n = self.message_count
         if self.complete:
             return f"{self.path}: complete MCAP, {n} messages on {len(self.topics)} topics."
+        rest = self.bytes_total - self.bytes_read
+        tail = (
+            f"the remaining {rest} bytes were an incomplete record (a chunk being written) "
+            "and were skipped"
+            if rest > 0
+            else "the file ends after its last complete record"
+        )
         return (
             f"{self.path}: incomplete MCAP (no footer; the writer was stopped before finishing). "
             f"Recovered {n} messages on {len(self.messages)} topics from the first "
             f"{self.bytes_read} of {self.bytes_total} bytes "
-            f"({100.0 * self.bytes_read / max(1, self.bytes_total):.1f}%); the remaining "
-            f"{self.bytes_total - self.bytes_read} bytes were an incomplete record"
-            + (f" ({self.error})" if self.error else "")
-            + ". Run `mmrobot replay FILE --recover OUT.mcap` to write a complete copy."
+            f"({100.0 * self.bytes_read / max(1, self.bytes_total):.1f}%); {tail}. "
+            f"Run `mmrobot replay {self.path} --recover OUT.mcap` to write a complete copy."
         )
 
 
