@@ -268,6 +268,10 @@ class Scene:
         i = self.ids.tcp_site
         return d.site_xpos[i].copy(), d.site_xmat[i].reshape(3, 3).copy()
 
+    def commanded_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Cartesian controller's current target: position (3,), rotation (3, 3)."""
+        return self._target_pos.copy(), self._target_mat.copy()
+
     def block_pos(self, color: str, size: str) -> np.ndarray:
         return self.data.xpos[self.ids.block_body[(color, size)]].copy()
 
@@ -354,7 +358,7 @@ class Scene:
         if a > _LEASH_RAD:
             target_r = rotvec_to_mat(rv * (_LEASH_RAD / a)) @ mat
         self._target_pos, self._target_mat = target_p, target_r
-        q = self.solve_ik(target_p, target_r, q0=self.data.ctrl[self.ids.arm_act], iters=3)
+        q = self.solve_ik(target_p, target_r, q0=self.data.ctrl[self.ids.arm_act], iters=5)
         self.data.ctrl[self.ids.arm_act] = q
         return q
 
@@ -368,7 +372,7 @@ class Scene:
         self.data.ctrl[self.ids.gripper_act] = 0.5 * names.GRIPPER_MAX_OPENING_M * g
 
 
-_LEASH_M = 0.04
-_LEASH_RAD = 0.3
+_LEASH_M = 0.03
+_LEASH_RAD = 0.2
 # A pose near the home pose (elbow up, wrist down) to start the home IK from.
 _HOME_GUESS = np.array([0.0, 0.6, 1.5, 0.0, 1.0, 0.0])

@@ -166,8 +166,8 @@ def list_tasks() -> list[str]:
 SPAWN_X_M = (0.32, 0.56)
 SPAWN_Y_M = (-0.18, 0.18)
 MIN_SEPARATION_M = 0.1
-# where unused blocks wait: on the floor, out of view and out of lidar range
-_PARK_X_M = -2.5
+# where unused blocks wait: on the floor under the table, out of every sensor's view
+_PARK_X_M = 0.75
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def apply_layout(scene: Scene, layout: Layout) -> None:
             pos, yaw = layout.poses[b]
         else:
             half = scene.block_half_m(*b)
-            pos, yaw = np.array([_PARK_X_M, -0.8 + 0.2 * i, -0.75 + half + 0.001]), 0.0
+            pos, yaw = np.array([_PARK_X_M, -0.49 + 0.14 * i, -0.75 + half + 0.001]), 0.0
         scene.set_block_pose(b, pos, yaw)
 
 
