@@ -1,0 +1,29 @@
+"""The :class:`Policy` interface served by the torch model and the ONNX Runtime model."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from mmrobot.core.types import ActionChunk, Observation
+
+__all__ = ["Policy"]
+
+
+class Policy(ABC):
+    """Maps an observation and a language instruction to an action chunk."""
+
+    @abstractmethod
+    def act(self, observation: Observation, instruction: str) -> ActionChunk:
+        """Propose the next action chunk.
+
+        Args:
+            observation: every stream's value, age and validity at ``observation.t_ns``
+                (as :meth:`mmrobot.sync.Synchronizer.observe` returns it).
+            instruction: the task in natural language, e.g. ``"put the red cube in the bowl"``.
+
+        Returns:
+            An :class:`ActionChunk` of (H, D) float32 actions starting at ``observation.t_ns``.
+        """
+
+    def reset(self) -> None:  # noqa: B027 - a no-op hook, overridden by stateful policies
+        """Forget any per-episode state (called at the start of an episode)."""

@@ -1,0 +1,140 @@
+"""Checkpoints: a folder with ``model.safetensors`` (weights) and ``config.json`` (everything else).
+
+No pickle anywhere: loading parses JSON and reads raw tensors, so it never executes code.
+``config.json`` holds the checkpoint format version, the full :class:`PolicyConfig` (the
+observation spec, action bin edges, normalization statistics, tokenizer settings) and
+free-form metadata. A weights file that does not match the network its config builds is
+rejected with the names of the missing, unexpected and mis-shaped tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from mmrobot.core.deps import require
+from mmrobot.core.errors import ConfigError
+from mmrobot.policies.config import PolicyConfig
+from mmrobot.policies.model import FusionPolicyModel
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "CheckpointMismatchError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_config",
+]
+
+CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_KIND = "mmrobot.fusion_policy"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class CheckpointMismatchError(ConfigError):
+    """The weights file does not fit the network built from the checkpoint's config."""
+
+
+def save_checkpoint(
+    model: FusionPolicyModel, directory: str | Path, metadata: Mapping[str, object] | None = None
+) -> Path:
+    """Write ``model`` to ``directory`` (created if needed); returns the directory.
+
+    Args:
+        model: the network; its ``config`` is written beside the weights.
+        directory: target folder.
+        metadata: JSON-serializable extras (training step, dataset name, metrics).
+    """
+    st = require("safetensors.torch", "saving policy checkpoints")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "kind": CHECKPOINT_KIND,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "metadata": dict(metadata or {}),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Write to temporary names first so a crash never leaves a half-written checkpoint.
+    tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
+    st.save_file(state, str(tmp_w), metadata={"format_version": str(CHECKPOINT_FORMAT_VERSION)})
+    tmp_c.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    tmp_w.replace(directory / WEIGHTS_FILE)
+    tmp_c.replace(directory / CONFIG_FILE)
+    return directory
+
+
+def read_checkpoint_config(directory: str | Path) -> tuple[PolicyConfig, dict[str, object]]:
+    """Parse and validate ``config.json`` of a checkpoint: (config, metadata)."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {CONFIG_FILE} in {str(directory)!r}; a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: not valid JSON ({e}); the checkpoint is corrupt or truncated"
+        ) from e
+    if not isinstance(doc, dict) or doc.get("kind") != CHECKPOINT_KIND:
+        raise ConfigError(f"{path}: not an mmrobot policy checkpoint (kind {doc.get('kind')!r})")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION or version < 1:
+        raise ConfigError(
+            f"{path}: checkpoint format_version {version!r} is not supported; this mmrobot reads "
+            f"versions 1..{CHECKPOINT_FORMAT_VERSION} (upgrade mmrobot to load newer checkpoints)"
+        )
+    config = PolicyConfig.from_dict(doc.get("config", {}), where=f"{path} config")
+    return config, dict(doc.get("metadata", {}))
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> FusionPolicyModel:
+    """Build the network from ``config.json`` and load ``model.safetensors`` into it (eval mode).
+
+    Raises:
+        FileNotFoundError: a file of the checkpoint is missing.
+        ConfigError: the config is invalid or of a newer format version.
+        CheckpointMismatchError: the weights do not match the config; the message lists the
+            missing, unexpected and mis-shaped tensor names.
+    """
+    st = require("safetensors.torch", "loading policy checkpoints")
+    directory = Path(directory)
+    config, _ = read_checkpoint_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"no {WEIGHTS_FILE} in {str(directory)!r}")
+    try:
+        state = st.load_file(str(weights), device="cpu")
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise ConfigError(
+            f"{weights}: cannot read the weights ({e}); the file is corrupt or truncated"
+        ) from e
+    model = FusionPolicyModel(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing from the file: {missing}")
+        if unexpected:
+            parts.append(f"not in the network the config builds: {unexpected}")
+        if shapes:
+            parts.append(f"shape mismatch: {shapes}")
+        raise CheckpointMismatchError(
+            f"{weights} does not match {directory / CONFIG_FILE}: " + "; ".join(parts)
+        )
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,498 @@
+"""Policy configuration: sizes, fusion and decoding modes, action bins, streams, normalization.
+
+A :class:`PolicyConfig` is read from a TOML file in ``policies/`` (commented, one key per size
+parameter) and written into every checkpoint as JSON. Both paths go through
+:meth:`PolicyConfig.from_dict`, which rejects unknown keys and out-of-range values with a
+message that names the key. The observation spec (a list of :class:`~mmrobot.core.StreamSpec`
+tables) is the single source of truth for the network's inputs.
+
+Imports numpy only, so the ONNX Runtime policy can read the same config without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import MODALITIES, StreamSpec
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = [
+    "CONFIG_FORMAT_VERSION",
+    "FUSION_MODES",
+    "DECODING_MODES",
+    "IMAGE_MODALITIES",
+    "POINT_MODALITIES",
+    "VECTOR_MODALITIES",
+    "ModelConfig",
+    "LanguageConfig",
+    "CameraConfig",
+    "LidarConfig",
+    "VectorConfig",
+    "ActionConfig",
+    "TrainingConfig",
+    "NormStats",
+    "PolicyConfig",
+    "load_policy_config",
+]
+
+CONFIG_FORMAT_VERSION = 1
+FUSION_MODES = ("mid", "early", "late")
+DECODING_MODES = ("parallel", "autoregressive")
+IMAGE_MODALITIES = ("camera",)
+POINT_MODALITIES = ("lidar",)
+VECTOR_MODALITIES = ("force", "joints", "gripper", "other")
+# Order of modality blocks in the token sequence (after the instruction tokens).
+MODALITY_ORDER = IMAGE_MODALITIES + POINT_MODALITIES + VECTOR_MODALITIES
+
+
+def _check_int(where: str, name: str, value: object, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}.{name} must be an int, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{where}.{name} must be {bound}, got {value}")
+
+
+def _check_float(where: str, name: str, value: object, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}.{name} must be a finite number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}.{name} must be in [{lo}, {hi}], got {value}")
+
+
+def _check_choice(where: str, name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}.{name} is {value!r}; expected one of {choices}")
+
+
+def _section(cls: type, data: object, where: str) -> Any:
+    """Build the dataclass ``cls`` from a mapping; unknown keys are errors, lists become tuples."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a wrong type that __post_init__ did not catch
+        raise ConfigError(f"{where}: {e}") from e
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Transformer sizes and the fusion/decoding modes (see ``policies/default.toml``)."""
+
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    fusion: str = "mid"
+    decoding: str = "parallel"
+    early_tokens: int = 8
+    early_dim: int = 16
+
+    def __post_init__(self) -> None:
+        w = "model"
+        _check_int(w, "width", self.width, 8, 4096)
+        _check_int(w, "depth", self.depth, 1, 64)
+        _check_int(w, "heads", self.heads, 1, 64)
+        if self.width % self.heads:
+            raise ConfigError(
+                f"model.width {self.width} is not a multiple of model.heads {self.heads}"
+            )
+        _check_float(w, "mlp_ratio", self.mlp_ratio, 0.25, 16.0)
+        _check_float(w, "dropout", self.dropout, 0.0, 0.9)
+        _check_choice(w, "fusion", self.fusion, FUSION_MODES)
+        _check_choice(w, "decoding", self.decoding, DECODING_MODES)
+        _check_int(w, "early_tokens", self.early_tokens, 1, 256)
+        _check_int(w, "early_dim", self.early_dim, 1, 1024)
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """Instruction tokenizer: ``"byte"`` (UTF-8 bytes, no vocabulary file) and its length."""
+
+    tokenizer: str = "byte"
+    max_len: int = 64
+
+    def __post_init__(self) -> None:
+        _check_choice("language", "tokenizer", self.tokenizer, ("byte",))
+        _check_int("language", "max_len", self.max_len, 2, 4096)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid patchify."""
+
+    stem_channels: tuple[int, ...] = (16, 32)
+    grid: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stem_channels, tuple) or not self.stem_channels:
+            raise ConfigError(
+                f"camera.stem_channels must be a non-empty list, got {self.stem_channels!r}"
+            )
+        for c in self.stem_channels:
+            _check_int("camera", "stem_channels[]", c, 1, 4096)
+        _check_int("camera", "grid", self.grid, 1, 64)
+
+
+@dataclass(frozen=True)
+class LidarConfig:
+    """Point-BERT style grouping: ``groups`` FPS centres, ``group_size`` neighbours each."""
+
+    groups: int = 32
+    group_size: int = 16
+    hidden: int = 64
+
+    def __post_init__(self) -> None:
+        _check_int("lidar", "groups", self.groups, 1, 4096)
+        _check_int("lidar", "group_size", self.group_size, 1, 4096)
+        _check_int("lidar", "hidden", self.hidden, 1, 4096)
+
+
+@dataclass(frozen=True)
+class VectorConfig:
+    """MLP over a (history, dim) window of a force/joints/gripper/other stream."""
+
+    hidden: int = 128
+    tokens: int = 1
+
+    def __post_init__(self) -> None:
+        _check_int("vector", "hidden", self.hidden, 1, 8192)
+        _check_int("vector", "tokens", self.tokens, 1, 64)
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """Action space and its discretization.
+
+    ``edges`` ((dim, bins + 1) bin edges, strictly increasing per dim) is filled from
+    ``low``/``high`` for uniform bins, or from dataset quantiles by
+    :meth:`mmrobot.policies.ActionTokenizer.from_quantiles`; checkpoints store it explicitly.
+    """
+
+    dim: int = 7
+    horizon: int = 8
+    bins: int = 256
+    low: tuple[float, ...] = (-0.02, -0.02, -0.02, -0.1, -0.1, -0.1, 0.0)
+    high: tuple[float, ...] = (0.02, 0.02, 0.02, 0.1, 0.1, 0.1, 1.0)
+    period_ns: int = 50_000_000
+    binning: str = "uniform"
+    edges: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        w = "action"
+        _check_int(w, "dim", self.dim, 1, 1024)
+        _check_int(w, "horizon", self.horizon, 1, 1024)
+        _check_int(w, "bins", self.bins, 2, 65536)
+        _check_int(w, "period_ns", self.period_ns, 1)
+        _check_choice(w, "binning", self.binning, ("uniform", "quantile"))
+        for name in ("low", "high"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or len(v) != self.dim:
+                raise ConfigError(
+                    f"action.{name} must be a list of {self.dim} numbers (action.dim), got {v!r}"
+                )
+            if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v):
+                raise ConfigError(f"action.{name} must hold finite numbers, got {v!r}")
+            object.__setattr__(self, name, tuple(float(x) for x in v))
+        bad = [i for i in range(self.dim) if not self.low[i] < self.high[i]]
+        if bad:
+            raise ConfigError(f"action.low must be < action.high in every dim; not in dim(s) {bad}")
+        if self.edges is None:
+            if self.binning == "quantile":
+                raise ConfigError(
+                    "action.binning = 'quantile' needs action.edges computed from data "
+                    "(ActionTokenizer.from_quantiles); use 'uniform' in a hand-written config"
+                )
+            edges = np.linspace(self.low, self.high, self.bins + 1, axis=1)
+        else:
+            try:
+                edges = np.asarray(self.edges, dtype=np.float64)
+            except ValueError as e:
+                raise ConfigError(
+                    f"action.edges must be a (dim, bins + 1) table of numbers: {e}"
+                ) from e
+            if edges.shape != (self.dim, self.bins + 1):
+                raise ConfigError(
+                    f"action.edges has shape {edges.shape}, expected (dim, bins + 1) = "
+                    f"({self.dim}, {self.bins + 1})"
+                )
+            if not np.all(np.isfinite(edges)) or not np.all(np.diff(edges, axis=1) > 0):
+                raise ConfigError(
+                    "action.edges must be finite and strictly increasing along each dim"
+                )
+        object.__setattr__(self, "edges", tuple(tuple(float(x) for x in row) for row in edges))
+
+    @property
+    def edges_array(self) -> np.ndarray:
+        """(dim, bins + 1) float64 bin edges."""
+        return np.asarray(self.edges, dtype=np.float64)
+
+    @property
+    def n_tokens(self) -> int:
+        """Action tokens per chunk: horizon x dim."""
+        return self.horizon * self.dim
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training-time behaviour stored with the model: modality dropout probabilities.
+
+    ``modality_dropout`` maps a modality name (``"camera"``, ``"lidar"``, ...) to the
+    probability that a stream of that modality is marked invalid for one training sample.
+    """
+
+    modality_dropout: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.modality_dropout, Mapping):
+            raise ConfigError("training.modality_dropout must be a table of modality = probability")
+        for k, p in self.modality_dropout.items():
+            if k not in MODALITIES:
+                raise ConfigError(
+                    f"training.modality_dropout: {k!r} is not a modality; expected one of {MODALITIES}"
+                )
+            _check_float("training.modality_dropout", k, p, 0.0, 1.0)
+        object.__setattr__(
+            self, "modality_dropout", {k: float(v) for k, v in self.modality_dropout.items()}
+        )
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-channel mean and std of one stream (over its last axis), applied inside the model."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if (
+                not isinstance(v, tuple)
+                or not v
+                or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+            ):
+                raise ConfigError(
+                    f"normalization {name} must be a non-empty list of finite numbers, got {v!r}"
+                )
+            object.__setattr__(self, name, tuple(float(x) for x in v))
+        if len(self.mean) != len(self.std):
+            raise ConfigError(
+                f"normalization mean has {len(self.mean)} values but std has {len(self.std)}"
+            )
+        if min(self.std) <= 0:
+            raise ConfigError(f"normalization std must be > 0, got {self.std}")
+
+    @classmethod
+    def from_data(cls, values: np.ndarray, min_std: float = 1e-6) -> NormStats:
+        """Statistics over every axis but the last of ``values`` (..., C)."""
+        flat = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
+        return cls(tuple(flat.mean(0)), tuple(np.maximum(flat.std(0), min_std)))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Everything needed to build a policy network and interpret its inputs and outputs.
+
+    Attributes:
+        streams: the observation spec; one token block per stream, in modality order
+            (cameras, lidar, force, joints, gripper, other) then spec order.
+        normalization: stream name -> :class:`NormStats` for float streams (identity if absent).
+    """
+
+    streams: tuple[StreamSpec, ...]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    lidar: LidarConfig = field(default_factory=LidarConfig)
+    vector: VectorConfig = field(default_factory=VectorConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    normalization: Mapping[str, NormStats] = field(default_factory=dict)
+    format_version: int = CONFIG_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.format_version != CONFIG_FORMAT_VERSION:
+            raise ConfigError(
+                f"policy config format_version {self.format_version} is not supported; this "
+                f"mmrobot reads version {CONFIG_FORMAT_VERSION} (upgrade mmrobot for newer files)"
+            )
+        if not self.streams:
+            raise ConfigError("policy config needs at least one [[streams]] entry")
+        names = [s.name for s in self.streams]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"stream name(s) {dup} appear more than once in [[streams]]")
+        for s in self.streams:
+            self._check_stream(s)
+        cams = [s for s in self.streams if s.modality in IMAGE_MODALITIES]
+        if len({s.obs_shape for s in cams}) > 1:
+            raise ConfigError(
+                "all camera streams share one encoder and must have the same shape and history; got "
+                + ", ".join(f"{s.name} {s.obs_shape}" for s in cams)
+            )
+        for name, stats in self.normalization.items():
+            spec = next((s for s in self.streams if s.name == name), None)
+            if spec is None:
+                raise ConfigError(
+                    f"normalization for {name!r}: no stream of that name in [[streams]]"
+                )
+            if spec.modality in IMAGE_MODALITIES:
+                raise ConfigError(
+                    f"normalization for camera {name!r}: images are scaled to [-0.5, 0.5], not normalized"
+                )
+            if len(stats.mean) != spec.shape[-1]:
+                raise ConfigError(
+                    f"normalization for {name!r} has {len(stats.mean)} channels; stream shape "
+                    f"{spec.shape} needs {spec.shape[-1]} (one per last-axis channel)"
+                )
+
+    def _check_stream(self, s: StreamSpec) -> None:
+        where = f"stream {s.name!r}"
+        if s.modality in IMAGE_MODALITIES:
+            if len(s.shape) != 3:
+                raise ConfigError(f"{where}: a camera must have shape (H, W, C), got {s.shape}")
+        elif s.modality in POINT_MODALITIES:
+            if len(s.shape) != 2 or s.shape[1] < 3:
+                raise ConfigError(
+                    f"{where}: a lidar must have shape (N, C >= 3) points, got {s.shape}"
+                )
+            if s.history != 1:
+                raise ConfigError(f"{where}: lidar history > 1 is not supported, got {s.history}")
+            if self.lidar.groups > s.shape[0] or self.lidar.group_size > s.shape[0]:
+                raise ConfigError(
+                    f"{where}: lidar.groups {self.lidar.groups} and lidar.group_size "
+                    f"{self.lidar.group_size} must be <= the {s.shape[0]} points of the scan"
+                )
+        elif s.modality in VECTOR_MODALITIES:
+            if s.np_dtype.kind != "f" or len(s.shape) != 1:
+                raise ConfigError(
+                    f"{where}: a {s.modality} stream must be a float vector (dim,), got {s.dtype} {s.shape}"
+                )
+        else:
+            raise ConfigError(
+                f"{where}: modality {s.modality!r} has no encoder in the fusion policy; "
+                f"supported: {IMAGE_MODALITIES + POINT_MODALITIES + VECTOR_MODALITIES}"
+            )
+
+    @property
+    def ordered_streams(self) -> tuple[StreamSpec, ...]:
+        """Streams in token order: cameras, lidar, force, joints, gripper, other; spec order within."""
+        return tuple(s for m in MODALITY_ORDER for s in self.streams if s.modality == m)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], where: str = "policy config") -> PolicyConfig:
+        """Build from a TOML/JSON mapping; unknown keys and bad values raise :class:`ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
+        sections = {
+            "model": ModelConfig,
+            "language": LanguageConfig,
+            "camera": CameraConfig,
+            "lidar": LidarConfig,
+            "vector": VectorConfig,
+            "action": ActionConfig,
+            "training": TrainingConfig,
+        }
+        known = set(sections) | {"streams", "normalization", "format_version"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}"
+            )
+        kwargs: dict[str, Any] = {
+            k: _section(c, data[k], f"{where} [{k}]") for k, c in sections.items() if k in data
+        }
+        streams = data.get("streams")
+        if not isinstance(streams, list):
+            raise ConfigError(
+                f"{where}: 'streams' must be a list of stream tables ([[streams]] in TOML)"
+            )
+        kwargs["streams"] = tuple(
+            StreamSpec.from_dict(s, where=f"{where} streams[{i}]") if isinstance(s, Mapping) else s
+            for i, s in enumerate(streams)
+        )
+        norm = data.get("normalization", {})
+        if not isinstance(norm, Mapping):
+            raise ConfigError(
+                f"{where}: 'normalization' must be a table of stream name = {{mean, std}}"
+            )
+        kwargs["normalization"] = {
+            k: _section(NormStats, v, f"{where} [normalization.{k}]") for k, v in norm.items()
+        }
+        if "format_version" in data:
+            kwargs["format_version"] = data["format_version"]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping that :meth:`from_dict` reads back (bin edges included)."""
+
+        def plain(obj: object) -> dict[str, object]:
+            out: dict[str, object] = {}
+            for f in fields(obj):  # type: ignore[arg-type]
+                v = getattr(obj, f.name)
+                if isinstance(v, tuple):
+                    v = [list(x) if isinstance(x, tuple) else x for x in v]
+                elif isinstance(v, Mapping):
+                    v = dict(v)
+                out[f.name] = v
+            return out
+
+        return {
+            "format_version": self.format_version,
+            "model": plain(self.model),
+            "language": plain(self.language),
+            "camera": plain(self.camera),
+            "lidar": plain(self.lidar),
+            "vector": plain(self.vector),
+            "action": plain(self.action),
+            "training": plain(self.training),
+            "normalization": {k: plain(v) for k, v in self.normalization.items()},
+            "streams": [s.to_dict() for s in self.streams],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def replace(self, **changes: Any) -> PolicyConfig:
+        """A copy with top-level fields replaced (validated again)."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        kwargs.update(changes)
+        return PolicyConfig(**kwargs)
+
+
+def load_policy_config(path: str | Path) -> PolicyConfig:
+    """Read a policy config TOML file (``policies/default.toml``); unknown keys are errors.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: the file is not valid TOML or a value is invalid (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy config {str(path)!r} not found; see policies/default.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return PolicyConfig.from_dict(data, where=str(path))

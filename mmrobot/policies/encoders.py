@@ -1,0 +1,199 @@
+"""Modality encoders (torch): images, point clouds, force/joint histories, sample ages.
+
+Every encoder maps its stream's batch array to ``(B, T, width)`` tokens with static ``T``,
+using only ops that trace and export to ONNX (no Python branches on tensor values). Point
+grouping follows Point-BERT (Yu et al., CVPR 2022, section 3.1): farthest-point sampling
+picks group centres, k nearest neighbours form each group, and a small PointNet (Qi et al.,
+CVPR 2017) with max pooling turns each group into one token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ImageEncoder",
+    "PointGroupEncoder",
+    "VectorEncoder",
+    "AgeEmbedding",
+    "farthest_point_sample",
+    "knn_group",
+]
+
+
+def _conv_out(size: int) -> int:
+    """Output size of a kernel-3, stride-2, padding-1 convolution."""
+    return (size + 1) // 2
+
+
+class ImageEncoder(nn.Module):
+    """Convolutional stem + patchify into a ``grid x grid`` token map, with 2-D positions.
+
+    Input ``(B, H, W, C)`` or, with history, ``(B, T, H, W, C)`` uint8 (frames are stacked on
+    channels); output ``(B, grid * grid, width)``. Shared by all cameras.
+    """
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], stem_channels: tuple[int, ...], grid: int, width: int
+    ) -> None:
+        super().__init__()
+        if len(obs_shape) == 4:
+            history, h, w, c = obs_shape
+        else:
+            (h, w, c), history = obs_shape, 1
+        in_ch = c * history
+        layers: list[nn.Module] = []
+        fh, fw = h, w
+        for out_ch in stem_channels:
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.GELU()]
+            in_ch, fh, fw = out_ch, _conv_out(fh), _conv_out(fw)
+        if fh % grid or fw % grid:
+            from mmrobot.core.errors import ConfigError
+
+            raise ConfigError(
+                f"camera shape {obs_shape}: the {len(stem_channels)}-layer stem gives a {fh}x{fw} "
+                f"feature map, not divisible by camera.grid {grid}; change camera.grid or "
+                "camera.stem_channels (each stem layer halves the size, rounding up)"
+            )
+        layers.append(
+            nn.Conv2d(in_ch, width, (fh // grid, fw // grid), stride=(fh // grid, fw // grid))
+        )
+        self.stem = nn.Sequential(*layers)
+        self.pos = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
+        self.norm = nn.LayerNorm(width)
+        self.n_tokens = grid * grid
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(torch.float32) * (1.0 / 255.0) - 0.5
+        if x.dim() == 5:  # (B, T, H, W, C) -> (B, H, W, T*C)
+            x = x.permute(0, 2, 3, 1, 4).flatten(3)
+        x = self.stem(x.permute(0, 3, 1, 2))  # (B, width, grid, grid)
+        return self.norm(x.flatten(2).transpose(1, 2) + self.pos)
+
+
+def farthest_point_sample(
+    xyz: torch.Tensor, point_valid: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Indices (B, G) of ``n_groups`` farthest-point samples among the valid points.
+
+    Starts at the first valid point; invalid points are never picked while a valid one
+    remains unpicked. Written as a fixed-length loop of exportable ops.
+
+    Args:
+        xyz: (B, N, 3) float points.
+        point_valid: (B, N) bool.
+        n_groups: G.
+    """
+    # Invalid points sit at -1 so that min() keeps them there and argmax never prefers them.
+    dist = torch.where(
+        point_valid, torch.full_like(xyz[..., 0], 1e10), torch.full_like(xyz[..., 0], -1.0)
+    )
+    idx = torch.argmax(point_valid.to(torch.float32), dim=1)  # first valid (or 0 if none)
+    chosen = [idx]
+    for _ in range(n_groups - 1):
+        last = torch.gather(xyz, 1, idx.view(-1, 1, 1).expand(-1, 1, xyz.shape[2]))  # (B, 1, 3)
+        dist = torch.minimum(dist, ((xyz - last) ** 2).sum(-1))
+        idx = torch.argmax(dist, dim=1)
+        chosen.append(idx)
+    return torch.stack(chosen, dim=1)
+
+
+def knn_group(
+    xyz: torch.Tensor, point_valid: torch.Tensor, centers: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (B, G, k) of each centre's k nearest valid points, and their validity (B, G, k)."""
+    d2 = ((centers.unsqueeze(2) - xyz.unsqueeze(1)) ** 2).sum(-1)  # (B, G, N)
+    d2 = d2 + (~point_valid).unsqueeze(1).to(d2.dtype) * 1e10
+    idx = torch.topk(d2, k, dim=2, largest=False).indices
+    valid = torch.gather(point_valid.unsqueeze(1).expand(-1, centers.shape[1], -1), 2, idx)
+    return idx, valid
+
+
+class PointGroupEncoder(nn.Module):
+    """Point cloud (B, N, C) -> (tokens (B, G, width), token_valid (B, G)).
+
+    A point with all-zero coordinates is "no return" and ignored. Coordinates are normalized
+    with the stream's mean/std (buffers ``mean``/``std``, shape (C,)).
+    """
+
+    def __init__(
+        self, channels: int, groups: int, group_size: int, hidden: int, width: int
+    ) -> None:
+        super().__init__()
+        self.groups, self.group_size = groups, group_size
+        self.point_mlp = nn.Sequential(
+            nn.Linear(channels, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, width),
+        )
+        self.center_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.norm = nn.LayerNorm(width)
+        self.n_tokens = groups
+
+    def forward(
+        self, points: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        points = points.to(torch.float32)
+        xyz = points[..., :3]
+        point_valid = (xyz != 0).any(-1)
+        center_idx = farthest_point_sample(xyz, point_valid, self.groups)  # (B, G)
+        centers = torch.gather(xyz, 1, center_idx.unsqueeze(-1).expand(-1, -1, 3))  # (B, G, 3)
+        center_valid = torch.gather(point_valid, 1, center_idx)
+        nbr_idx, nbr_valid = knn_group(xyz, point_valid, centers, self.group_size)
+        b, g, k = nbr_idx.shape
+        nbr = torch.gather(points, 1, nbr_idx.reshape(b, g * k, 1).expand(-1, -1, points.shape[2]))
+        nbr = nbr.reshape(b, g, k, points.shape[2])
+        rel = (
+            torch.cat([nbr[..., :3] - centers.unsqueeze(2), nbr[..., 3:] - mean[3:]], dim=-1) / std
+        )
+        feat = self.point_mlp(rel)  # (B, G, k, width)
+        feat = torch.where(nbr_valid.unsqueeze(-1), feat, torch.full_like(feat, -1e4))
+        pooled = feat.max(dim=2).values
+        pooled = torch.where(nbr_valid.any(-1, keepdim=True), pooled, torch.zeros_like(pooled))
+        tokens = pooled + self.center_mlp((centers - mean[:3]) / std[:3])
+        return self.norm(tokens), center_valid
+
+
+class VectorEncoder(nn.Module):
+    """A (B, dim) value or (B, history, dim) window -> (B, tokens, width) through an MLP."""
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: int, width: int, tokens: int) -> None:
+        super().__init__()
+        n_in = math.prod(obs_shape)
+        self.tokens, self.width = tokens, width
+        self.mlp = nn.Sequential(
+            nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, tokens * width)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.n_tokens = tokens
+
+    def forward(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        x = (x.to(torch.float32) - mean) / std
+        out = self.mlp(x.flatten(1)).view(x.shape[0], self.tokens, self.width)
+        return self.norm(out)
+
+
+class AgeEmbedding(nn.Module):
+    """Embedding of a sample's age relative to its stream's ``max_age_ns``.
+
+    The age fraction ``a = age_ns / max_age_ns`` (clipped to [-1, 4]) is expanded into
+    ``[a, sin(pi k a), cos(pi k a)]`` for k = 1..n_freq and projected to the model width.
+    """
+
+    def __init__(self, width: int, n_freq: int = 4) -> None:
+        super().__init__()
+        self.register_buffer(
+            "freqs", math.pi * torch.arange(1, n_freq + 1, dtype=torch.float32), persistent=False
+        )
+        self.proj = nn.Linear(1 + 2 * n_freq, width)
+
+    def forward(self, age_ns: torch.Tensor, max_age_ns: float) -> torch.Tensor:
+        """age_ns (B,) int64 -> (B, width)."""
+        a = (age_ns.to(torch.float32) * (1.0 / max_age_ns)).clamp(-1.0, 4.0).unsqueeze(-1)
+        ang = a * self.freqs
+        return self.proj(torch.cat([a, torch.sin(ang), torch.cos(ang)], dim=-1))

@@ -1,0 +1,364 @@
+"""The fusion transformer (torch): modality tokens + instruction tokens -> action-token logits.
+
+Sequence for one decision (mid fusion, the default)::
+
+    [instruction] [camera tokens ...] [lidar groups] [force] [joints] ... [action tokens]
+
+Every observation token carries a modality embedding, a stream embedding (for cameras: the
+camera embedding) and an embedding of its sample's age. Observation and language tokens
+attend to each other (never to action tokens); action tokens attend to every valid
+observation token and to action tokens (all of them for parallel decoding, earlier ones for
+autoregressive decoding). Invalid tokens are masked out as keys, so their values cannot
+change the output.
+
+``fusion = "early"`` replaces the observation tokens by a few tokens projected from the
+concatenation of all modality features; ``fusion = "late"`` runs one branch per stream
+(each sees the instruction and its own stream), reads each branch with its own head and
+averages the logits of the valid branches.
+
+The forward pass has static shapes except the batch, no Python control flow on tensor
+values, and uses :func:`torch.nn.functional.scaled_dot_product_attention`, so it traces and
+exports to ONNX.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmrobot.core.types import MODALITIES
+from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, input_names, stream_keys
+from mmrobot.policies.config import IMAGE_MODALITIES, POINT_MODALITIES, PolicyConfig
+from mmrobot.policies.encoders import AgeEmbedding, ImageEncoder, PointGroupEncoder, VectorEncoder
+from mmrobot.policies.tokenizers import ByteTokenizer
+
+__all__ = ["Block", "FusionPolicyModel", "batch_to_torch"]
+
+Batch = dict[str, torch.Tensor]
+_TEXT, _ACTION = 0, 1  # rows of the modality embedding before the sensor modalities
+
+
+def batch_to_torch(batch: dict, device: str | torch.device = "cpu") -> Batch:
+    """Numpy arrays from :func:`~mmrobot.policies.collate` -> torch tensors on ``device``."""
+    return {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (attention + GELU MLP) with an optional key/value cache."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.attn_dropout = heads, dropout
+        hidden = int(width * mlp_ratio)
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, T, C); mask (B, 1, T, T_past + T) bool, True = may attend; returns x and (k, v)."""
+        b, t, c = x.shape
+        q, k, v = (
+            self.qkv(self.norm1(x))
+            .reshape(b, t, 3, self.heads, c // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, c)))
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x, (k, v)
+
+
+class FusionPolicyModel(nn.Module):
+    """The policy network, built from a :class:`PolicyConfig` (its streams pick the encoders).
+
+    Inputs are the batch dict of :func:`~mmrobot.policies.collate` as tensors; outputs are
+    action-token logits ``(B, H, D, bins)``.
+    """
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        mc, ac = config.model, config.action
+        w = mc.width
+        self.width = w
+        self.streams = config.ordered_streams
+        self.input_names = input_names(config.streams)
+        self.n_actions = ac.n_tokens
+        self.start_token = ac.bins
+        self.autoregressive = mc.decoding == "autoregressive"
+        self.tokenizer = ByteTokenizer(config.language.max_len)
+
+        # Encoders.
+        cams = [s for s in self.streams if s.modality in IMAGE_MODALITIES]
+        self.image_encoder = (
+            ImageEncoder(cams[0].obs_shape, config.camera.stem_channels, config.camera.grid, w)
+            if cams
+            else None
+        )
+        self.point_encoders = nn.ModuleDict()
+        self.vector_encoders = nn.ModuleDict()
+        n_tokens: list[int] = []
+        for s in self.streams:
+            if s.modality in IMAGE_MODALITIES:
+                n_tokens.append(self.image_encoder.n_tokens)  # type: ignore[union-attr]
+                continue
+            if s.modality in POINT_MODALITIES:
+                enc: nn.Module = PointGroupEncoder(
+                    s.shape[-1],
+                    config.lidar.groups,
+                    config.lidar.group_size,
+                    config.lidar.hidden,
+                    w,
+                )
+                self.point_encoders[s.name] = enc
+            else:
+                enc = VectorEncoder(s.obs_shape, config.vector.hidden, w, config.vector.tokens)
+                self.vector_encoders[s.name] = enc
+            n_tokens.append(enc.n_tokens)
+            stats = config.normalization.get(s.name)
+            c = s.shape[-1]
+            mean = torch.tensor(stats.mean if stats else [0.0] * c, dtype=torch.float32)
+            std = torch.tensor(stats.std if stats else [1.0] * c, dtype=torch.float32)
+            # Not persistent: the statistics live in the config, the single source of truth.
+            self.register_buffer(f"norm_mean_{s.name}", mean, persistent=False)
+            self.register_buffer(f"norm_std_{s.name}", std, persistent=False)
+        self.stream_tokens = n_tokens
+        self.age_embedding = AgeEmbedding(w)
+        self.modality_embedding = nn.Parameter(torch.randn(2 + len(MODALITIES), w) * 0.02)
+        self.stream_embedding = nn.Parameter(torch.randn(len(self.streams), w) * 0.02)
+        self.text_embedding = nn.Embedding(ByteTokenizer.vocab_size, w)
+        self.text_position = nn.Parameter(torch.randn(config.language.max_len, w) * 0.02)
+
+        # Token layout and branches (late fusion: one branch per stream; text is shared).
+        late = mc.fusion == "late"
+        self.n_branches = len(self.streams) if late else 1
+        text_branch = -1 if late else 0
+        branch_obs = [text_branch] * config.language.max_len
+        if mc.fusion == "early":
+            n_feat = sum(n_tokens) * mc.early_dim + len(self.streams)
+            self.early_down = nn.Linear(w, mc.early_dim)
+            self.early_proj = nn.Linear(n_feat, mc.early_tokens * w)
+            self.early_position = nn.Parameter(torch.randn(mc.early_tokens, w) * 0.02)
+            self.early_norm = nn.LayerNorm(w)
+            branch_obs += [0] * mc.early_tokens
+        else:
+            for i, n in enumerate(n_tokens):
+                branch_obs += [i if late else 0] * n
+        self.n_obs_tokens = len(branch_obs)
+        m = self.n_branches
+        branch_act = [b for _ in range(self.n_actions) for b in range(m)]
+        pos_act = [p for p in range(self.n_actions) for _ in range(m)]
+        bo, ba, pa = torch.tensor(branch_obs), torch.tensor(branch_act), torch.tensor(pos_act)
+        self.register_buffer(
+            "mask_obs_obs", (bo[:, None] == bo[None, :]) | (bo[None, :] == -1), persistent=False
+        )
+        self.register_buffer(
+            "mask_eye", torch.eye(len(branch_obs), dtype=torch.bool), persistent=False
+        )
+        self.register_buffer(
+            "mask_act_obs", (ba[:, None] == bo[None, :]) | (bo[None, :] == -1), persistent=False
+        )
+        act_act = ba[:, None] == ba[None, :]
+        if self.autoregressive:
+            act_act = act_act & (pa[None, :] <= pa[:, None])
+        self.register_buffer("mask_act_act", act_act, persistent=False)
+
+        # Action tokens.
+        if self.autoregressive:
+            self.action_position = nn.Parameter(torch.randn(self.n_actions, w) * 0.02)
+            self.action_token_embedding = nn.Embedding(ac.bins + 1, w)  # + start token
+        else:
+            self.action_query = nn.Parameter(torch.randn(self.n_actions, w) * 0.02)
+        self.blocks = nn.ModuleList(
+            Block(w, mc.heads, mc.mlp_ratio, mc.dropout) for _ in range(mc.depth)
+        )
+        self.final_norm = nn.LayerNorm(w)
+        self.heads = nn.ModuleList(nn.Linear(w, ac.bins) for _ in range(m))
+
+    # ----------------------------------------------------------------------------- encoding
+    def _modality_index(self, modality: str) -> int:
+        return 2 + MODALITIES.index(modality)
+
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Observation and instruction tokens.
+
+        Returns:
+            tokens: (B, T_obs, width).
+            valid: (B, T_obs) bool, False for padding and invalid-stream tokens.
+            stream_valid: (B, n_streams) bool, after modality dropout.
+        """
+        ids, tmask = batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
+        text = self.text_embedding(ids) + self.text_position + self.modality_embedding[_TEXT]
+        pieces, valids, stream_valid = [], [], []
+        drop = self.config.training.modality_dropout
+        for i, s in enumerate(self.streams):
+            k_val, k_valid, k_age = stream_keys(s.name)
+            x, valid, age = batch[k_val], batch[k_valid].to(torch.bool), batch[k_age]
+            p = drop.get(s.modality, 0.0)
+            if self.training and p > 0:
+                valid = valid & (torch.rand(valid.shape, device=valid.device) >= p)
+            # Zero what is invalid, so that not even NaN in a masked stream reaches the output.
+            x = torch.where(valid.reshape(-1, *([1] * (x.dim() - 1))), x, torch.zeros_like(x))
+            age = torch.where(valid, age, torch.zeros_like(age))
+            if s.modality in IMAGE_MODALITIES:
+                tok = self.image_encoder(x)  # type: ignore[misc]
+                tok_valid = valid.unsqueeze(1).expand(-1, tok.shape[1])
+            elif s.modality in POINT_MODALITIES:
+                tok, center_valid = self.point_encoders[s.name](
+                    x, getattr(self, f"norm_mean_{s.name}"), getattr(self, f"norm_std_{s.name}")
+                )
+                tok_valid = center_valid & valid.unsqueeze(1)
+            else:
+                tok = self.vector_encoders[s.name](
+                    x, getattr(self, f"norm_mean_{s.name}"), getattr(self, f"norm_std_{s.name}")
+                )
+                tok_valid = valid.unsqueeze(1).expand(-1, tok.shape[1])
+            emb = (
+                self.modality_embedding[self._modality_index(s.modality)] + self.stream_embedding[i]
+            )
+            tok = tok + emb + self.age_embedding(age, float(s.max_age_ns)).unsqueeze(1)
+            pieces.append(tok)
+            valids.append(tok_valid)
+            stream_valid.append(valid)
+        sv = torch.stack(stream_valid, dim=1)
+        if self.config.model.fusion == "early":
+            feats = [
+                torch.where(
+                    v.unsqueeze(-1), self.early_down(t), torch.zeros((), dtype=t.dtype)
+                ).flatten(1)
+                for t, v in zip(pieces, valids)
+            ]
+            fused = self.early_proj(torch.cat([*feats, sv.to(text.dtype)], dim=1))
+            fused = (
+                fused.reshape(-1, self.config.model.early_tokens, self.width) + self.early_position
+            )
+            pieces, valids = (
+                [self.early_norm(fused)],
+                [torch.ones_like(fused[..., 0], dtype=torch.bool)],
+            )
+        tokens = torch.cat([text, *pieces], dim=1)
+        valid = torch.cat([tmask.to(torch.bool), *valids], dim=1)
+        return tokens, valid, sv
+
+    def attention_mask(self, valid: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T, T) bool mask over [observation tokens][action tokens] from token validity."""
+        b = valid.shape[0]
+        obs_obs = (self.mask_obs_obs.unsqueeze(0) & valid.unsqueeze(1)) | self.mask_eye.unsqueeze(0)
+        obs_act = torch.zeros(
+            b, self.n_obs_tokens, self.mask_act_act.shape[0], dtype=torch.bool, device=valid.device
+        )
+        act_obs = self.mask_act_obs.unsqueeze(0) & valid.unsqueeze(1)
+        act_act = self.mask_act_act.unsqueeze(0).expand(b, -1, -1)
+        mask = torch.cat(
+            [torch.cat([obs_obs, obs_act], dim=2), torch.cat([act_obs, act_act], dim=2)], dim=1
+        )
+        return mask.unsqueeze(1)
+
+    # ----------------------------------------------------------------------------- actions
+    def _action_inputs(self, batch_size: int, target_tokens: torch.Tensor | None) -> torch.Tensor:
+        """(B, A * branches, width) inputs of the action positions."""
+        act_emb = self.modality_embedding[_ACTION]
+        if self.autoregressive:
+            if target_tokens is None:
+                raise ValueError(
+                    "an autoregressive model's forward() needs target_tokens (teacher forcing); "
+                    "use generate() to decode"
+                )
+            prev = target_tokens.reshape(batch_size, self.n_actions)[:, :-1]
+            start = torch.full_like(prev[:, :1], self.start_token)
+            x = (
+                self.action_token_embedding(torch.cat([start, prev], dim=1))
+                + self.action_position
+                + act_emb
+            )
+        else:
+            x = (self.action_query + act_emb).unsqueeze(0).expand(batch_size, -1, -1)
+        return x.repeat_interleave(self.n_branches, dim=1) if self.n_branches > 1 else x
+
+    def _logits(self, x: torch.Tensor, stream_valid: torch.Tensor) -> torch.Tensor:
+        """Action-position outputs (B, P * branches, width) -> logits (B, P, bins)."""
+        b = x.shape[0]
+        x = self.final_norm(x).reshape(b, -1, self.n_branches, self.width)
+        if self.n_branches == 1:
+            return self.heads[0](x[:, :, 0])
+        per = torch.stack(
+            [head(x[:, :, i]) for i, head in enumerate(self.heads)], dim=2
+        )  # (B, P, M, bins)
+        any_valid = stream_valid.any(dim=1, keepdim=True)
+        wts = torch.where(any_valid, stream_valid, torch.ones_like(stream_valid)).to(
+            per.dtype
+        )  # (B, M)
+        per = torch.where(wts[:, None, :, None] > 0, per, torch.zeros((), dtype=per.dtype))
+        return (per * wts[:, None, :, None]).sum(2) / wts.sum(1)[:, None, None]
+
+    def forward(self, batch: Batch, target_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Action-token logits (B, H, D, bins); autoregressive models need ``target_tokens``
+        (B, H, D) for teacher forcing."""
+        tokens, valid, sv = self.encode(batch)
+        b = tokens.shape[0]
+        x = torch.cat([tokens, self._action_inputs(b, target_tokens)], dim=1)
+        mask = self.attention_mask(valid)
+        for blk in self.blocks:
+            x, _ = blk(x, mask)
+        logits = self._logits(x[:, self.n_obs_tokens :], sv)
+        ac = self.config.action
+        return logits.reshape(b, ac.horizon, ac.dim, ac.bins)
+
+    def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy decoding: action tokens (B, H, D) int64 and their logits (B, H, D, bins).
+
+        Parallel models decode in one pass; autoregressive ones one token at a time with a
+        key/value cache over the observation prefix and earlier action tokens.
+        """
+        ac = self.config.action
+        if not self.autoregressive:
+            logits = self.forward(batch)
+            return logits.argmax(-1), logits
+        tokens, valid, sv = self.encode(batch)
+        b, t_obs, m = tokens.shape[0], self.n_obs_tokens, self.n_branches
+        mask = self.attention_mask(valid)
+        x, cache = tokens, []
+        for blk in self.blocks:
+            x, kv = blk(x, mask[:, :, :t_obs, :t_obs])
+            cache.append(kv)
+        prev = torch.full((b,), self.start_token, dtype=torch.long, device=tokens.device)
+        out_tokens, out_logits = [], []
+        act_emb = self.modality_embedding[_ACTION]
+        for p in range(self.n_actions):
+            h = self.action_token_embedding(prev) + self.action_position[p] + act_emb
+            h = h.unsqueeze(1).expand(-1, m, -1)
+            lo, hi = t_obs + p * m, t_obs + (p + 1) * m
+            step_mask = mask[:, :, lo:hi, :hi]
+            for li, blk in enumerate(self.blocks):
+                h, cache[li] = blk(h, step_mask, past=cache[li])
+            logits = self._logits(h, sv)[:, 0]  # (B, bins)
+            prev = logits.argmax(-1)
+            out_tokens.append(prev)
+            out_logits.append(logits)
+        tok = torch.stack(out_tokens, 1).reshape(b, ac.horizon, ac.dim)
+        return tok, torch.stack(out_logits, 1).reshape(b, ac.horizon, ac.dim, ac.bins)
+
+    def loss(self, batch: Batch, target_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over the action tokens, and token accuracy (teacher forced)."""
+        logits = self.forward(batch, target_tokens)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_tokens.reshape(-1))
+        acc = (logits.argmax(-1) == target_tokens).to(torch.float32).mean()
+        return loss, acc
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,121 @@
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.policies import PolicyConfig, load_policy_config
+from mmrobot.policies.config import (
+    ActionConfig,
+    CameraConfig,
+    LanguageConfig,
+    LidarConfig,
+    ModelConfig,
+    TrainingConfig,
+    VectorConfig,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = [ROOT / "policies" / "default.toml", ROOT / "policies" / "gpu.toml"]
+SECTIONS = {
+    "model": ModelConfig,
+    "language": LanguageConfig,
+    "camera": CameraConfig,
+    "lidar": LidarConfig,
+    "vector": VectorConfig,
+    "action": ActionConfig,
+    "training": TrainingConfig,
+}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_and_match_the_default_spec(path):
+    cfg = load_policy_config(path)
+    assert [s.name for s in cfg.streams] == ["scene_cam", "wrist_cam", "lidar", "ft", "joints"]
+    assert cfg.action.dim == 7 and cfg.action.horizon == 8 and cfg.action.bins == 256
+    assert cfg.streams[3].obs_shape == (10, 6)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_document_every_parameter(path):
+    text = path.read_text()
+    data = tomllib.loads(text)
+    lines = text.splitlines()
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            if f.name == "edges":
+                continue  # computed from data, written into checkpoints only
+            assert f.name in data[section], f"[{section}] {f.name} missing from {path.name}"
+            start = lines.index(f"[{section}]")
+            i = next(i for i, ln in enumerate(lines) if i > start and ln.startswith(f"{f.name} ="))
+            assert lines[i - 1].startswith("#"), f"{f.name} has no comment above it in {path.name}"
+
+
+def test_gpu_config_is_larger():
+    small, big = (load_policy_config(p) for p in CONFIGS)
+    assert big.model.width > small.model.width and big.model.depth > small.model.depth
+
+
+def _data():
+    return tomllib.loads(CONFIGS[0].read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d["model"].update(widht=64), r"unknown key\(s\) \['widht'\]"),
+        (lambda d: d.update(extra=1), r"unknown key\(s\) \['extra'\]"),
+        (lambda d: d["streams"][0].update(fps=3), r"unknown key\(s\) \['fps'\]"),
+        (lambda d: d["model"].update(fusion="sideways"), "model.fusion is 'sideways'"),
+        (lambda d: d["model"].update(width=100, heads=3), "not a multiple of model.heads"),
+        (lambda d: d["model"].update(depth=0), r"model.depth must be in \[1, 64\]"),
+        (lambda d: d["action"].update(low=[0.0] * 3), "action.low must be a list of 7"),
+        (lambda d: d["action"].update(binning="quantile"), "needs action.edges"),
+        (
+            lambda d: d["training"]["modality_dropout"].update(sonar=0.5),
+            "'sonar' is not a modality",
+        ),
+        (lambda d: d["lidar"].update(groups=400), "must be <= the 360 points"),
+        (lambda d: d.update(normalization={"ft": {"mean": [0] * 5, "std": [1] * 5}}), "needs 6"),
+        (
+            lambda d: d.update(normalization={"ft": {"mean": [0] * 6, "std": [0] * 6}}),
+            "std must be > 0",
+        ),
+        (lambda d: d.update(format_version=2), "format_version 2 is not supported"),
+        (lambda d: d["streams"].append(dict(d["streams"][0])), "more than once"),
+        (lambda d: d["streams"][1].update(shape=[64, 64, 3]), "same shape"),
+    ],
+)
+def test_invalid_configs_name_the_problem(edit, match):
+    d = _data()
+    edit(d)
+    with pytest.raises(ConfigError, match=match):
+        PolicyConfig.from_dict(d)
+
+
+def test_unsupported_modality_is_a_clear_error():
+    d = _data()
+    d["streams"].append(
+        {"name": "d", "modality": "depth", "shape": [8, 8], "dtype": "float32", "rate_hz": 10.0}
+    )
+    with pytest.raises(ConfigError, match="no encoder"):
+        PolicyConfig.from_dict(d)
+
+
+def test_dict_round_trip_is_lossless():
+    d = _data()
+    d["normalization"] = {"ft": {"mean": [0.5] * 6, "std": [2.0] * 6}}
+    cfg = PolicyConfig.from_dict(d)
+    again = PolicyConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    assert again.normalization["ft"].std == (2.0,) * 6
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_policy_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\nwidth = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_policy_config(bad)

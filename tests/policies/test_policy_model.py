@@ -1,0 +1,198 @@
+import pytest
+import torch
+from policy_testlib import tiny_batch, tiny_config
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.policies import FusionPolicyModel
+
+MODES = [(f, d) for f in ("mid", "early", "late") for d in ("parallel", "autoregressive")]
+STREAMS = ["cam_a", "cam_b", "lidar", "ft", "joints"]
+
+
+def build(fusion="mid", decoding="parallel", seed=0, **kw):
+    torch.manual_seed(seed)
+    return FusionPolicyModel(tiny_config(fusion, decoding, **kw)).eval()
+
+
+@pytest.mark.parametrize(("fusion", "decoding"), MODES)
+def test_output_shapes(fusion, decoding):
+    model = build(fusion, decoding)
+    batch = tiny_batch(model.config, 3)
+    ac = model.config.action
+    targets = torch.randint(0, ac.bins, (3, ac.horizon, ac.dim))
+    logits = model(batch, targets)
+    assert logits.shape == (3, ac.horizon, ac.dim, ac.bins)
+    assert torch.isfinite(logits).all()
+    tokens, gen_logits = model.generate(batch)
+    assert tokens.shape == (3, ac.horizon, ac.dim) and tokens.dtype == torch.long
+    assert gen_logits.shape == logits.shape
+    assert int(tokens.min()) >= 0 and int(tokens.max()) < ac.bins
+    assert torch.equal(tokens, gen_logits.argmax(-1))
+
+
+def test_default_model_size():
+    from pathlib import Path
+
+    from mmrobot.policies import load_policy_config
+
+    cfg = load_policy_config(Path(__file__).resolve().parents[2] / "policies" / "default.toml")
+    n = FusionPolicyModel(cfg).num_parameters()
+    assert 300_000 <= n <= 2_000_000
+
+
+@pytest.mark.parametrize("fusion", ["mid", "early", "late"])
+@pytest.mark.parametrize("stream", STREAMS)
+def test_masked_stream_does_not_change_output(fusion, stream):
+    model = build(fusion)
+    batch = tiny_batch(model.config, 2)
+    batch[f"{stream}__valid"][0] = False
+    ref = model(batch)
+    # Perturb everything of the masked stream: values (even NaN), age, and its own embedding.
+    pert = dict(batch)
+    v = batch[stream].clone()
+    if v.dtype == torch.uint8:
+        v.fill_(7)
+    else:
+        v[0] = float("nan")  # masked sample: not even NaN may leak
+        v[1] = v[1] * 2 + 1  # valid sample: a finite change
+    pert[stream] = v
+    pert[f"{stream}__age_ns"] = batch[f"{stream}__age_ns"] + 12345
+    i = [s.name for s in model.streams].index(stream)
+    with torch.no_grad():
+        model.stream_embedding[i] += torch.linspace(-3, 3, model.width)
+    out = model(pert)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], ref[0], rtol=0, atol=1e-5)
+    # The same perturbation changes sample 1, where the stream is valid: the check has teeth.
+    assert (out[1] - ref[1]).abs().max() > 1e-3
+
+
+def test_lidar_scan_without_returns_is_masked():
+    model = build()
+    batch = tiny_batch(model.config, 2)
+    batch["lidar"][0] = 0.0  # no ray returned: every group centre invalid
+    ref = model(batch)
+    with torch.no_grad():
+        model.stream_embedding[2] += torch.linspace(-3, 3, model.width)
+    torch.testing.assert_close(model(batch)[0], ref[0], rtol=0, atol=1e-5)
+
+
+def test_camera_order_matters_only_through_camera_embedding():
+    model = build("mid")
+    batch = tiny_batch(model.config, 2)
+    ref = model(batch)
+    swapped = dict(batch)
+    for suffix in ("", "__valid", "__age_ns"):
+        swapped["cam_a" + suffix], swapped["cam_b" + suffix] = (
+            batch["cam_b" + suffix],
+            batch["cam_a" + suffix],
+        )
+    differs = model(swapped)
+    assert (differs - ref).abs().max() > 1e-3  # the camera embedding tells the cameras apart
+    with torch.no_grad():
+        model.stream_embedding[[0, 1]] = model.stream_embedding[[1, 0]].clone()
+    torch.testing.assert_close(model(swapped), ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["mid", "early", "late"])
+def test_gradient_reaches_every_encoder(fusion):
+    model = build(fusion).train()
+    batch = tiny_batch(model.config, 2)
+    ac = model.config.action
+    loss, _ = model.loss(batch, torch.randint(0, ac.bins, (2, ac.horizon, ac.dim)))
+    loss.backward()
+    parts = {
+        "image": model.image_encoder,
+        "lidar": model.point_encoders["lidar"],
+        "ft": model.vector_encoders["ft"],
+        "joints": model.vector_encoders["joints"],
+        "text": model.text_embedding,
+        "age": model.age_embedding,
+    }
+    for name, module in parts.items():
+        for pname, p in module.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient in {name}.{pname}"
+    assert (model.stream_embedding.grad.abs().sum(1) > 0).all()
+
+
+def test_eval_is_deterministic_and_train_mode_is_not():
+    model = build(dropout=0.3)
+    batch = tiny_batch(model.config, 2)
+    assert torch.equal(model(batch), model(batch))
+    model.train()
+    assert not torch.equal(model(batch), model(batch))
+
+
+def test_modality_dropout_masks_streams_in_training_only():
+    cfg = tiny_config()
+    cfg = cfg.replace(training=type(cfg.training)(modality_dropout={"camera": 1.0}))
+    torch.manual_seed(0)
+    model = FusionPolicyModel(cfg).train()
+    batch = tiny_batch(cfg, 2)
+    ref = model(batch)
+    with torch.no_grad():
+        model.stream_embedding[0] += torch.linspace(-3, 3, model.width)
+    torch.testing.assert_close(model(batch), ref, rtol=0, atol=1e-5)  # camera always dropped
+    model.eval()
+    ev = model(batch)
+    with torch.no_grad():
+        model.stream_embedding[0] -= torch.linspace(-3, 3, model.width)
+    assert (model(batch) - ev).abs().max() > 1e-3  # in eval the camera is seen
+
+
+@pytest.mark.parametrize("fusion", ["mid", "late"])
+def test_kv_cache_decoding_matches_teacher_forced_forward(fusion):
+    model = build(fusion, "autoregressive")
+    batch = tiny_batch(model.config, 3)
+    tokens, logits = model.generate(batch)
+    torch.testing.assert_close(model(batch, tokens), logits, rtol=1e-4, atol=1e-4)
+
+
+def test_autoregressive_forward_needs_targets():
+    model = build(decoding="autoregressive")
+    with pytest.raises(ValueError, match="teacher forcing"):
+        model(tiny_batch(model.config, 1))
+
+
+def test_camera_size_not_divisible_by_grid_is_a_config_error():
+    with pytest.raises(ConfigError, match="not divisible by camera.grid 3"):
+        FusionPolicyModel(
+            tiny_config().replace(camera=type(tiny_config().camera)(stem_channels=(8,), grid=3))
+        )
+
+
+def _overfit(decoding, batch, targets, steps=400):
+    torch.manual_seed(0)
+    model = FusionPolicyModel(tiny_config("mid", decoding))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    first = None
+    for _ in range(steps):
+        loss, acc = model.loss(batch, targets)
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if acc > 0.999 and loss < 0.05:
+            break
+    model.eval()
+    return model, first, float(loss)
+
+
+def test_overfit_parallel_and_autoregressive_agree():
+    cfg = tiny_config()
+    batch = tiny_batch(cfg, 4, seed=3)
+    ac = cfg.action
+    targets = torch.randint(
+        0, ac.bins, (4, ac.horizon, ac.dim), generator=torch.Generator().manual_seed(5)
+    )
+    decoded = {}
+    for decoding in ("parallel", "autoregressive"):
+        model, first, last = _overfit(decoding, batch, targets)
+        assert last < 0.25 * first
+        with torch.no_grad():
+            tokens, _ = model.generate(batch)
+        acc = (tokens == targets).float().mean().item()
+        assert acc > 0.99, f"{decoding}: token accuracy {acc:.3f}"
+        decoded[decoding] = tokens
+    assert (decoded["parallel"] == decoded["autoregressive"]).float().mean() > 0.99
