@@ -608,6 +608,17 @@ class _Stream:
         self.last: int | None = None
 
 
+def _declared_joint_names(driver: Any) -> tuple[str, ...] | None:
+    """A driver's joint names: its ``joint_names``, else the ``joint`` of each configured servo."""
+    names = getattr(driver, "joint_names", None)
+    if names:
+        return tuple(str(n) for n in names)
+    servos = getattr(getattr(driver, "config", None), "servos", None)
+    if servos and all(isinstance(getattr(s, "joint", None), str) for s in servos):
+        return tuple(s.joint for s in servos)
+    return None
+
+
 def _collect_buffers(sources: Iterable[Any]) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
     """StreamBuffers from buffers and drivers (anything with ``.buffers``), and the joint
     names drivers declare (a ``joint_names`` attribute) for their joints streams."""
@@ -618,7 +629,7 @@ def _collect_buffers(sources: Iterable[Any]) -> tuple[list[Any], dict[str, tuple
         if bufs is not None:
             bufs = list(bufs.values() if isinstance(bufs, Mapping) else bufs)
             out.extend(bufs)
-            joint_names = getattr(src, "joint_names", None)
+            joint_names = _declared_joint_names(src)
             if joint_names:
                 for b in bufs:
                     spec = b.spec
