@@ -1,0 +1,391 @@
+"""The fixed-rate control loop: observe, act, ensemble, make safe, send.
+
+Each tick at ``rate_hz`` on the loop's clock:
+
+1. ``Synchronizer.observe(now)``.
+2. When a new chunk is due (every ``1 / policy_rate_hz``): ``policy.act(obs, instruction)``;
+   a chunk with a non-finite action is rejected and counted.
+3. The command for ``now`` from every chunk that covers it, combined by temporal ensembling
+   (Zhao et al. 2023, "Learning Fine-Grained Bimanual Manipulation with Low-Cost
+   Hardware", ACT: weights ``exp(-m * k)`` with k = 0 for the oldest chunk), linearly
+   interpolated between the chunk's action steps when commands run faster than actions.
+4. ``to_command(action, obs)`` maps the action to joint targets (identity for joint-target
+   action spaces; inverse kinematics for end-effector actions).
+5. :class:`~mmrobot.deploy.safety.SafetyLayer` clamps it or holds; the actuator gets the result.
+
+A watchdog thread stops the robot when no tick completes within ``watchdog_periods``
+periods. SIGINT and SIGTERM stop it in a controlled way: hold, then torque off where the
+actuator can. Timing statistics (period jitter, deadline misses, policy latency, stream
+ages) are kept per run.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from mmrobot.core.clock import Clock, MonotonicClock
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import ActionChunk, Observation
+from mmrobot.deploy.safety import SafetyLayer
+from mmrobot.sync.synchronizer import Synchronizer
+
+__all__ = ["CommandSink", "ControlLoop", "LoopConfig", "LoopStats", "TemporalEnsembler"]
+
+
+class PolicyLike(Protocol):
+    def act(self, observation: Observation, instruction: str) -> ActionChunk: ...
+
+
+@runtime_checkable
+class CommandSink(Protocol):
+    """What the loop sends commands to (an :class:`~mmrobot.drivers.Actuator`, a sim arm)."""
+
+    def send(self, command: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class TorqueControl(Protocol):
+    """An actuator that can switch its motors off (Dynamixel: torque enable)."""
+
+    def set_torque(self, on: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Rates and timeouts of a :class:`ControlLoop`.
+
+    Attributes:
+        rate_hz: command rate (ticks per second).
+        policy_rate_hz: how often a new action chunk is requested; ``rate_hz`` must be a
+            whole multiple of it.
+        ensemble_decay: ACT's ``m``; 0 averages overlapping chunks equally, larger values
+            trust older chunks more; None uses the newest chunk only.
+        watchdog_periods: no tick completed within this many periods -> stop.
+        spin_s: the last part of each wait is a busy spin, for low jitter.
+        stop_hold_s: on a controlled stop, hold position this long before torque off.
+    """
+
+    rate_hz: float = 20.0
+    policy_rate_hz: float = 20.0
+    ensemble_decay: float | None = 0.1
+    watchdog_periods: int = 5
+    spin_s: float = 0.001
+    stop_hold_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0 or self.policy_rate_hz <= 0:
+            raise ConfigError("loop: rate_hz and policy_rate_hz must be > 0")
+        ratio = self.rate_hz / self.policy_rate_hz
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ConfigError(
+                f"loop: rate_hz {self.rate_hz} is not a whole multiple of policy_rate_hz "
+                f"{self.policy_rate_hz}; e.g. 100 Hz commands with a 20 Hz policy"
+            )
+        if self.watchdog_periods < 1:
+            raise ConfigError("loop: watchdog_periods must be >= 1")
+
+    @property
+    def period_ns(self) -> int:
+        return round(1e9 / self.rate_hz)
+
+    @property
+    def ticks_per_policy(self) -> int:
+        return round(self.rate_hz / self.policy_rate_hz)
+
+
+class TemporalEnsembler:
+    """Combines the actions that overlapping chunks propose for the same time.
+
+    Args:
+        decay: weight ``exp(-decay * k)`` for the k-th oldest chunk covering the time;
+            None: the newest chunk alone.
+        max_chunks: how many recent chunks to keep.
+    """
+
+    def __init__(self, decay: float | None = 0.1, max_chunks: int = 16) -> None:
+        self.decay = decay
+        self._chunks: deque[ActionChunk] = deque(maxlen=max_chunks)
+
+    def reset(self) -> None:
+        self._chunks.clear()
+
+    def add(self, chunk: ActionChunk) -> None:
+        self._chunks.append(chunk)
+
+    def action_at(self, t_ns: int) -> np.ndarray | None:
+        """The ensembled action at ``t_ns``, or None when no chunk covers it."""
+        proposals = []
+        for chunk in self._chunks:
+            x = (t_ns - chunk.t_ns) / chunk.period_ns
+            if x < 0 or x > chunk.horizon - 1:
+                continue
+            i = int(math.floor(x))
+            j = min(i + 1, chunk.horizon - 1)
+            w = x - i
+            proposals.append((1 - w) * chunk.actions[i] + w * chunk.actions[j])
+        if not proposals:
+            return None
+        if self.decay is None:
+            return np.asarray(proposals[-1], np.float64)
+        weights = np.exp(-self.decay * np.arange(len(proposals)))
+        return np.average(np.stack(proposals), axis=0, weights=weights)
+
+
+@dataclass
+class LoopStats:
+    """Timing and safety figures of one run."""
+
+    ticks: int = 0
+    deadline_misses: int = 0
+    policy_calls: int = 0
+    rejected_chunks: int = 0
+    holds: int = 0
+    watchdog_trips: int = 0
+    stop_reason: str = ""
+    jitter_ns: list[int] = field(default_factory=list)
+    policy_latency_ns: list[int] = field(default_factory=list)
+    ages_ns: dict[str, list[int]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, float | int | str]:
+        """Percentiles in ms, counts, and the stop reason."""
+
+        def pct(values: list[int], q: float) -> float:
+            return float(np.percentile(np.abs(values), q) / 1e6) if values else float("nan")
+
+        out: dict[str, float | int | str] = {
+            "ticks": self.ticks,
+            "deadline_misses": self.deadline_misses,
+            "policy_calls": self.policy_calls,
+            "rejected_chunks": self.rejected_chunks,
+            "holds": self.holds,
+            "watchdog_trips": self.watchdog_trips,
+            "stop_reason": self.stop_reason,
+            "jitter_p50_ms": pct(self.jitter_ns, 50),
+            "jitter_p99_ms": pct(self.jitter_ns, 99),
+            "policy_latency_p50_ms": pct(self.policy_latency_ns, 50),
+            "policy_latency_p99_ms": pct(self.policy_latency_ns, 99),
+        }
+        for name, ages in self.ages_ns.items():
+            out[f"age_{name}_p50_ms"] = pct(ages, 50)
+        return out
+
+
+class ControlLoop:
+    """Runs a policy on a robot at a fixed rate, through the safety layer.
+
+    Args:
+        sync: the synchronizer over the robot's (or simulation's) streams.
+        policy: anything with ``act(observation, instruction) -> ActionChunk``.
+        actuator: anything with ``send(command)``; with ``set_torque`` it is switched off
+            at the end of a controlled stop.
+        safety: the safety layer (always applied).
+        measure: observation -> measured joint state (joints + gripper), used to start
+            holding from where the robot is.
+        to_command: (action, observation) -> joint-space command; identity by default.
+        grip_force: observation -> measured grip force in N (for the gripper force limit).
+        config: rates and timeouts.
+        clock: the loop's clock (``MonotonicClock`` on hardware).
+    """
+
+    def __init__(
+        self,
+        sync: Synchronizer,
+        policy: PolicyLike,
+        actuator: CommandSink,
+        safety: SafetyLayer,
+        measure: Callable[[Observation], np.ndarray],
+        to_command: Callable[[np.ndarray, Observation], np.ndarray] | None = None,
+        grip_force: Callable[[Observation], float | None] | None = None,
+        config: LoopConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.sync = sync
+        self.policy = policy
+        self.actuator = actuator
+        self.safety = safety
+        self.measure = measure
+        self.to_command = to_command or (lambda action, obs: action)
+        self.grip_force = grip_force or (lambda obs: None)
+        self.config = config or LoopConfig()
+        self.clock = clock or MonotonicClock()
+        self.ensembler = TemporalEnsembler(self.config.ensemble_decay)
+        self.stats = LoopStats()
+        self._stop = threading.Event()
+        self._tripped = threading.Event()  # the watchdog took over: send nothing more
+        self._send_lock = threading.Lock()
+        self._stop_reason = ""
+        self._tick_index = 0
+        self._last_tick_done_ns = 0
+        self._started = False
+
+    # ----------------------------------------------------------------- one tick
+    def start(self, instruction: str, t_ns: int | None = None) -> None:
+        """Begin an instruction: reset the policy, the ensembler and the hold target."""
+        now = self.clock.now_ns() if t_ns is None else t_ns
+        self.instruction = instruction
+        obs = self.sync.observe(now)
+        self.safety.reset(self.measure(obs))
+        self.ensembler.reset()
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
+        self._tick_index = 0
+        self._tripped.clear()
+        self._started = True
+        self._last_tick_done_ns = now
+
+    def tick(self, t_ns: int) -> tuple[np.ndarray, ActionChunk | None]:
+        """One control tick at ``t_ns``: returns the command sent and the new chunk, if any."""
+        if not self._started:
+            raise RuntimeError("ControlLoop.tick() before start(instruction)")
+        obs = self.sync.observe(t_ns)
+        for name, age in obs.ages_ns.items():
+            self.stats.ages_ns.setdefault(name, []).append(age)
+        chunk = None
+        if self._tick_index % self.config.ticks_per_policy == 0:
+            t0 = time.perf_counter_ns()
+            chunk = self.policy.act(obs, self.instruction)
+            self.stats.policy_latency_ns.append(time.perf_counter_ns() - t0)
+            self.stats.policy_calls += 1
+            if np.all(np.isfinite(chunk.actions)):
+                self.ensembler.add(chunk)
+            else:
+                self.stats.rejected_chunks += 1
+                self.safety.record(t_ns, "rejected_chunk", "non-finite action in chunk")
+        action = self.ensembler.action_at(t_ns)
+        holds_before = self.safety.n_holds
+        if action is None:
+            command = self.safety.hold(t_ns, "no action covers this time")
+        else:
+            raw = np.asarray(self.to_command(action, obs), np.float64)
+            command = self.safety.filter(t_ns, raw, dict(obs.valid), self.grip_force(obs))
+        self.stats.holds += self.safety.n_holds - holds_before
+        with self._send_lock:
+            if not self._tripped.is_set():
+                self.actuator.send(command)
+        self._tick_index += 1
+        self.stats.ticks += 1
+        return command, chunk
+
+    # ----------------------------------------------------------------- real time
+    def run(
+        self,
+        instruction: str,
+        duration_s: float | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> LoopStats:
+        """Run in real time on the loop's clock until ``duration_s``, ``until()``, a stop
+        request, a signal or the watchdog. Returns the run's statistics."""
+        self.stats = LoopStats()
+        self._stop.clear()
+        self._tripped.clear()
+        self._stop_reason = ""
+        period = self.config.period_ns
+        self.start(instruction)
+        t_start = self.clock.now_ns()
+        end = None if duration_s is None else t_start + round(duration_s * 1e9)
+        restore = self._install_signal_handlers()
+        watchdog = threading.Thread(target=self._watchdog, name="mmrobot-watchdog", daemon=True)
+        watchdog.start()
+        fault = True  # until the loop ends normally
+        try:
+            k = 0
+            while not self._stop.is_set():
+                scheduled = t_start + k * period
+                if end is not None and scheduled >= end:
+                    self._stop_reason = self._stop_reason or "duration reached"
+                    break
+                self._wait_until(scheduled)
+                now = self.clock.now_ns()
+                self.stats.jitter_ns.append(now - scheduled)
+                self.tick(now)
+                done = self.clock.now_ns()
+                self._last_tick_done_ns = done
+                if done > scheduled + period:
+                    self.stats.deadline_misses += 1
+                    # skip the ticks we cannot make; never send a burst to catch up
+                    k = (done - t_start) // period
+                k += 1
+                if until is not None and until():
+                    self._stop_reason = "done"
+                    break
+            fault = self._stop_reason.startswith(("signal", "watchdog"))
+        finally:
+            self._stop.set()
+            watchdog.join(timeout=1.0)
+            restore()
+            # A normal end holds position (the next instruction starts from there); a
+            # signal, the watchdog or an exception also switches the motors off.
+            self._controlled_stop(torque_off=fault)
+        self.stats.stop_reason = self._stop_reason or "stopped"
+        return self.stats
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask a running loop to stop (thread-safe)."""
+        self._stop_reason = self._stop_reason or reason
+        self._stop.set()
+
+    def _wait_until(self, t_ns: int) -> None:
+        """Sleep until shortly before ``t_ns``, then spin: sleep alone overshoots by ~0.1 ms+."""
+        spin_ns = round(self.config.spin_s * 1e9)
+        while True:
+            remaining = t_ns - self.clock.now_ns()
+            if remaining <= 0:
+                return
+            if remaining > spin_ns:
+                time.sleep((remaining - spin_ns) / 1e9)
+
+    def _watchdog(self) -> None:
+        limit = self.config.watchdog_periods * self.config.period_ns
+        while not self._stop.wait(self.config.period_ns / 1e9):
+            if self.clock.now_ns() - self._last_tick_done_ns > limit:
+                # The main thread is stuck (a hung policy or driver): make the robot safe
+                # from here, and let nothing the stuck tick computes reach the actuator.
+                self.stats.watchdog_trips += 1
+                self.request_stop(
+                    f"watchdog: no tick completed in {self.config.watchdog_periods} periods"
+                )
+                self._controlled_stop(torque_off=True)
+                return
+
+    def _controlled_stop(self, torque_off: bool) -> None:
+        """Send the last safe command and stop sending; after ``stop_hold_s``, switch the
+        motors off when ``torque_off`` and the actuator can.
+
+        Runs once per run, from the watchdog thread or at the end of :meth:`run`."""
+        with self._send_lock:
+            if self._tripped.is_set():
+                return
+            self._tripped.set()
+            hold = self.safety.hold_command
+            if hold is not None:
+                self.actuator.send(hold)
+        if torque_off and isinstance(self.actuator, TorqueControl):
+            time.sleep(self.config.stop_hold_s)
+            self.actuator.set_torque(False)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: object) -> None:
+            self.request_stop(f"signal {signal.Signals(signum).name}")
+
+        for s in previous:
+            signal.signal(s, handler)
+
+        def restore() -> None:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+        return restore

@@ -1,0 +1,208 @@
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mmrobot.core import ActionChunk, ConfigError, ManualClock, StreamSpec
+from mmrobot.deploy.loop import ControlLoop, LoopConfig, TemporalEnsembler
+from mmrobot.deploy.safety import SafetyLayer, SafetyLimits
+from mmrobot.sync import StreamBuffer, Synchronizer
+
+MS = 1_000_000
+
+
+def chunk(t_ns, values, period_ns=10 * MS):
+    actions = np.asarray(values, np.float32).reshape(len(values), -1)
+    return ActionChunk(t_ns=t_ns, actions=actions, period_ns=period_ns)
+
+
+def test_ensembler_weights_older_chunks_and_interpolates():
+    e = TemporalEnsembler(decay=0.0)
+    e.add(chunk(0, [0.0, 1.0, 2.0, 3.0]))
+    e.add(chunk(10 * MS, [10.0, 11.0, 12.0, 13.0]))
+    assert e.action_at(20 * MS)[0] == pytest.approx((2.0 + 11.0) / 2)
+    assert e.action_at(5 * MS)[0] == pytest.approx(0.5)  # halfway between two steps
+    assert e.action_at(35 * MS)[0] == pytest.approx(12.5)  # only the newer one covers it
+    assert e.action_at(-1) is None and e.action_at(41 * MS) is None
+    w = np.exp(-1.0)  # decay 1: older chunk weight 1, newer exp(-1)
+    e.decay = 1.0
+    assert e.action_at(20 * MS)[0] == pytest.approx((2.0 + 11.0 * w) / (1 + w))
+    e.decay = None
+    assert e.action_at(20 * MS)[0] == pytest.approx(11.0)
+
+
+def test_loop_config_rejects_rates_that_do_not_divide():
+    with pytest.raises(ConfigError, match="whole multiple"):
+        LoopConfig(rate_hz=50.0, policy_rate_hz=20.0)
+
+
+class RampPolicy:
+    """Proposes joint targets moving by +0.01 rad per step from the measured position."""
+
+    def __init__(self, horizon=4, period_ns=10 * MS, poison_call=None, hang_call=None, hang_s=0.0):
+        self.horizon, self.period_ns = horizon, period_ns
+        self.calls = 0
+        self.poison_call, self.hang_call, self.hang_s = poison_call, hang_call, hang_s
+
+    def act(self, obs, instruction):
+        self.calls += 1
+        if self.calls == self.hang_call:
+            time.sleep(self.hang_s)
+        q = obs.values["joints"][:2].astype(np.float64)
+        steps = np.arange(1, self.horizon + 1)[:, None] * 0.01
+        actions = np.concatenate([q + steps, np.full((self.horizon, 1), 0.5)], axis=1)
+        if self.calls == self.poison_call:
+            actions[1, 0] = np.nan
+        return ActionChunk(
+            t_ns=obs.t_ns, actions=actions.astype(np.float32), period_ns=self.period_ns
+        )
+
+
+class RecordingArm:
+    """An actuator that keeps every command (and moves its joint stream to it)."""
+
+    def __init__(self, buf, clock):
+        self.buf, self.clock = buf, clock
+        self.sent, self.torque = [], True
+
+    def send(self, command):
+        self.sent.append(np.array(command))
+
+    def set_torque(self, on):
+        self.torque = on
+
+
+def rig(clock, max_age_ns=50 * MS):
+    spec = StreamSpec(
+        name="joints",
+        modality="joints",
+        shape=(2,),
+        dtype="float32",
+        rate_hz=100.0,
+        policy="causal",
+        max_age_ns=max_age_ns,
+    )
+    buf = StreamBuffer(spec, 64)
+    buf.push(clock.now_ns(), np.zeros(2, np.float32))
+    return buf, Synchronizer([buf])
+
+
+def safety(period_s=0.01, **kw):
+    lim = dict(
+        joint_low_rad=(-3.0, -3.0),
+        joint_high_rad=(3.0, 3.0),
+        max_velocity_rad_s=(10.0, 10.0),
+        max_acceleration_rad_s2=(1e4, 1e4),
+    )
+    lim.update(kw)
+    return SafetyLayer(SafetyLimits(**lim), period_s=period_s)
+
+
+def measure(obs):
+    return np.concatenate([obs.values["joints"], [0.5]])
+
+
+def test_ticks_send_safe_commands_and_reject_non_finite_chunks():
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock)
+    arm = RecordingArm(buf, clock)
+    policy = RampPolicy(poison_call=3)
+    loop = ControlLoop(
+        sync,
+        policy,
+        arm,
+        safety(),
+        measure,
+        config=LoopConfig(rate_hz=100, policy_rate_hz=50, ensemble_decay=None),
+        clock=clock,
+    )
+    loop.start("move")
+    for _ in range(8):
+        loop.tick(clock.now_ns())
+        clock.advance(10 * MS)
+    assert policy.calls == 4  # every other tick at 100 Hz / 50 Hz
+    assert loop.stats.rejected_chunks == 1 and loop.safety.counts()["rejected_chunk"] == 1
+    first = arm.sent[0]
+    np.testing.assert_allclose(first, [0.01, 0.01, 0.5], atol=1e-6)
+    # ticks 4-5 fall back on chunk 2 (chunk 3 was rejected): steps 2 and 3 of it
+    np.testing.assert_allclose(arm.sent[4][:2], [0.03, 0.03], atol=1e-6)
+    np.testing.assert_allclose(arm.sent[5][:2], [0.04, 0.04], atol=1e-6)
+
+
+def test_stale_required_sensor_holds_position():
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=15 * MS)
+    arm = RecordingArm(buf, clock)
+    loop = ControlLoop(
+        sync,
+        RampPolicy(),
+        arm,
+        safety(required_streams=("joints",)),
+        measure,
+        config=LoopConfig(rate_hz=100, policy_rate_hz=100),
+        clock=clock,
+    )
+    loop.start("move")
+    loop.tick(clock.now_ns())
+    clock.advance(20 * MS)  # no new joint sample: the stream goes stale
+    command, _ = loop.tick(clock.now_ns())
+    np.testing.assert_allclose(command, arm.sent[0])
+    assert loop.stats.holds == 1 and "joints" in loop.safety.events[-1].detail
+
+
+def test_run_holds_at_the_end_and_keeps_torque_on():
+    clock_buf = ManualClock(0)
+    buf, sync = rig(clock_buf, max_age_ns=10**12)
+    arm = RecordingArm(buf, None)
+    loop = ControlLoop(
+        sync,
+        RampPolicy(),
+        arm,
+        safety(),
+        measure,
+        config=LoopConfig(rate_hz=100, policy_rate_hz=100),
+    )
+    stats = loop.run("move", duration_s=0.2)
+    assert stats.stop_reason == "duration reached"
+    assert 1 <= stats.ticks <= 20 and stats.policy_calls == stats.ticks
+    assert arm.torque is True
+    np.testing.assert_allclose(arm.sent[-1], arm.sent[-2])  # the final hold repeats the last
+    assert len(stats.jitter_ns) == stats.ticks
+
+
+def test_watchdog_stops_a_hung_loop_and_nothing_late_is_sent():
+    buf, sync = rig(ManualClock(0), max_age_ns=10**12)
+    arm = RecordingArm(buf, None)
+    policy = RampPolicy(hang_call=3, hang_s=0.6)
+    loop = ControlLoop(
+        sync,
+        policy,
+        arm,
+        safety(),
+        measure,
+        config=LoopConfig(rate_hz=50, policy_rate_hz=50, watchdog_periods=5, stop_hold_s=0.0),
+    )
+    stats = loop.run("move", duration_s=5.0)
+    assert stats.stop_reason.startswith("watchdog") and stats.watchdog_trips == 1
+    assert arm.torque is False
+    assert len(arm.sent) == 3  # two ticks, then the watchdog's hold; the hung tick sent nothing
+    np.testing.assert_allclose(arm.sent[2], arm.sent[1])
+
+
+def test_sigterm_stops_in_a_controlled_way():
+    buf, sync = rig(ManualClock(0), max_age_ns=10**12)
+    arm = RecordingArm(buf, None)
+    loop = ControlLoop(
+        sync,
+        RampPolicy(),
+        arm,
+        safety(),
+        measure,
+        config=LoopConfig(rate_hz=100, policy_rate_hz=100, stop_hold_s=0.0),
+    )
+    threading.Timer(0.15, os.kill, (os.getpid(), 15)).start()
+    stats = loop.run("move", duration_s=5.0)
+    assert stats.stop_reason == "signal SIGTERM"
+    assert arm.torque is False
