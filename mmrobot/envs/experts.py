@@ -137,7 +137,7 @@ class ScriptedExpert:
             self._base_yaw = self._grasp_yaw(task.base_block)
         carry_z = 0.2
         if self.phase == "lift":
-            up = np.array([tcp[0], tcp[1], carry_z])
+            up = np.array([grasp[0], grasp[1], carry_z])
             if tcp[2] > carry_z - 0.03:
                 self.phase = "carry"
             return self._move(up, _CLOSED)
