@@ -179,3 +179,12 @@ def test_concurrent_writer_and_readers_never_see_a_torn_sample():
         th.join()
     assert errors == []
     assert buf.stats.accepted == n
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_the_largest_finite_values_are_accepted(dtype):
+    buf = make(dtype=dtype)
+    big = np.finfo(dtype).max
+    assert buf.push(1, np.array([big, -big, big], dtype))
+    assert not buf.push(2, np.array([big, np.inf, 0], dtype))
+    assert buf.stats.non_finite == 1
