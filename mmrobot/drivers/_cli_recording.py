@@ -203,6 +203,7 @@ def _replay(args: argparse.Namespace) -> int:
     if not replay.info.complete:
         print(replay.info.describe(), file=sys.stderr)
     counts: dict[str, int] = {s.name: 0 for s in replay.specs}
+    lost: dict[str, int] = {s.name: 0 for s in replay.specs}
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     seqs = {name: 0 for name in replay.buffers}
@@ -210,7 +211,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     def drain() -> None:
         for name, buf in replay.buffers.items():
-            times, _, seqs[name], _ = buf.read_since(seqs[name])
+            times, _, seqs[name], dropped = buf.read_since(seqs[name])
+            lost[name] += dropped
             if len(times):
                 counts[name] += len(times)
                 first.setdefault(name, int(times[0]))
@@ -220,8 +222,7 @@ def _replay(args: argparse.Namespace) -> int:
         try:
             while not replay.wait_done(0.02):
                 drain()
-            time.sleep(0.05)  # let the thread finish its last push
-            drain()
+            drain()  # done is set after the last push
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
     wall = time.monotonic() - t0
@@ -229,8 +230,18 @@ def _replay(args: argparse.Namespace) -> int:
     for s in replay.specs:
         span = (last[s.name] - first[s.name]) / 1e9 if s.name in first else 0.0
         rate = (counts[s.name] - 1) / span if span > 0 else 0.0
-        rows.append((s.name, s.modality, str(s.shape), s.dtype, str(counts[s.name]), f"{rate:.1f}"))
-    _table(("stream", "modality", "shape", "dtype", "samples", "rate_hz"), rows)
+        rows.append(
+            (
+                s.name,
+                s.modality,
+                str(s.shape),
+                s.dtype,
+                str(counts[s.name]),
+                f"{rate:.1f}",
+                str(lost[s.name]),
+            )
+        )
+    _table(("stream", "modality", "shape", "dtype", "samples", "rate_hz", "overrun"), rows)
     print(
         f"replayed {sum(counts.values())} samples in {wall:.2f} s"
         + (
