@@ -64,11 +64,13 @@ class ScriptedExpert:
         yaw = float(np.arctan2(r[1, 0], r[0, 0]))
         return (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4  # cube symmetry: within +-45 deg
 
-    def _move(self, target: np.ndarray, grip: float, gain: float = 1.0) -> np.ndarray:
+    def _move(
+        self, target: np.ndarray, grip: float, gain: float = 1.0, max_step: float = _MAX_STEP_M
+    ) -> np.ndarray:
         # track on the controller's target (what the previous actions asked for), so that the
         # servo lag is not integrated into the command
         tcp, mat = self.scene.commanded_pose()
-        dp = np.clip(gain * (target - tcp), -_MAX_STEP_M, _MAX_STEP_M)
+        dp = np.clip(gain * (target - tcp), -max_step, max_step)
         want = _rz(self._yaw) @ HOME_TCP_MAT
         dr = np.clip(mat_to_rotvec(want @ mat.T), -_MAX_ROT_RAD, _MAX_ROT_RAD)
         return np.concatenate([dp, dr, [grip]]).astype(np.float32)
@@ -196,4 +198,5 @@ class ScriptedExpert:
         if dist < 0.015:
             return self._move(tcp, _CLOSED)
         target = np.array([*(pos[:2] - u * standoff + u * min(0.02, dist)), push_z])
-        return self._move(target if dist > 0.02 else goal, _CLOSED, gain=0.8)
+        # push slowly (at most 8 mm per tick) so the block does not slide past the zone
+        return self._move(target if dist > 0.02 else goal, _CLOSED, gain=0.8, max_step=0.008)

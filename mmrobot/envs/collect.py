@@ -1,0 +1,311 @@
+"""Demonstration collection: scripted experts in parallel worker processes -> one HDF5 file.
+
+Workers are started with the ``spawn`` (default) or ``forkserver`` context, never ``fork``:
+a GL context does not survive a fork. Each worker builds its environment (and, lazily, its
+renderers) on its first job and keeps it for the following ones.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
+from mmrobot.envs.tasks import TaskSpec
+
+__all__ = ["CollectConfig", "Job", "collect", "expert_success", "run_expert_episode"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One episode to run: task spec text, seed, instruction split."""
+
+    task: str
+    seed: int
+    split: str = "train"
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Settings of a collection run.
+
+    Attributes:
+        tasks: task specs (text) cycled over the episodes.
+        episodes: successful episodes wanted (all episodes with ``keep_failed``).
+        out: HDF5 output path.
+        workers: worker processes (0: run in this process).
+        seed: seed of the first episode; episode k uses ``seed + k``.
+        keep_failed: store failed expert episodes too (marked ``success=False``).
+        image_size: camera image side.
+        split: instruction phrasing set.
+        randomize: domain randomization on.
+        max_attempts: stop after this many episodes even if too few succeeded
+            (default ``2 * episodes + 10``).
+        start_method: ``"spawn"`` or ``"forkserver"``.
+    """
+
+    tasks: tuple[str, ...]
+    episodes: int
+    out: str
+    workers: int = 1
+    seed: int = 0
+    keep_failed: bool = False
+    image_size: int = 96
+    split: str = "train"
+    randomize: bool = False
+    max_attempts: int | None = None
+    start_method: str = "spawn"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("collect needs at least one task, e.g. --tasks pick place")
+        for t in self.tasks:
+            TaskSpec.parse(t)  # raises a clear error for an unknown task or value
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.start_method not in ("spawn", "forkserver"):
+            raise ConfigError(
+                f"start_method must be 'spawn' or 'forkserver' (a GL context does not survive "
+                f"fork), got {self.start_method!r}"
+            )
+
+
+# --------------------------------------------------------------------------- one episode
+
+_WORKER_ENV: dict[str, Any] = {}
+
+
+def _make_env(image_size: int, split: str, randomize: bool) -> Any:
+    from mmrobot.envs.randomization import Randomization
+    from mmrobot.envs.sensors import SensorSuiteConfig
+    from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
+
+    cfg = EnvConfig(
+        sensors=SensorSuiteConfig(image_size=image_size),
+        instruction_split=split,  # type: ignore[arg-type]
+        randomization=Randomization() if randomize else None,
+    )
+    return TabletopEnv(cfg, render_mode=None)
+
+
+def run_expert_episode(env: Any, job: Job, record: bool = True) -> EpisodeRecord:
+    """Run the scripted expert for one episode of ``env`` (a TabletopEnv).
+
+    A physics blow-up ends the episode (``success=False``, ``reason`` says why); it never
+    raises out of here.
+    """
+    from mmrobot.envs.experts import ScriptedExpert
+
+    env = env.unwrapped
+    _, info = env.reset(seed=job.seed, options={"task": job.task})
+    expert = ScriptedExpert(env)
+    expert.reset()
+    specs = env.stream_specs
+    obs_list, acts, rews, times = [], [], [], []
+    success, reason = False, ""
+    while True:
+        o = env.observation
+        a = expert.act()
+        if record:
+            obs_list.append(o)
+            acts.append(a)
+            times.append(o.t_ns)
+        _, r, term, trunc, info = env.step(a)
+        rews.append(r)
+        if term or trunc:
+            success = bool(info["is_success"])
+            reason = str(info.get("truncated_reason", "success" if success else ""))
+            break
+    n = len(acts)
+    values = {
+        s.name: np.stack([o.values[s.name] for o in obs_list])
+        if n
+        else np.zeros((0, *s.obs_shape), s.dtype)
+        for s in specs
+    }
+    ages = {s.name: np.array([o.ages_ns[s.name] for o in obs_list], dtype=np.int64) for s in specs}
+    valid = {s.name: np.array([o.valid[s.name] for o in obs_list], dtype=bool) for s in specs}
+    return EpisodeRecord(
+        task=info["task"],
+        instruction=info["instruction"],
+        seed=job.seed,
+        success=success,
+        split=job.split,
+        reason=reason,
+        values=values,
+        ages_ns=ages,
+        valid=valid,
+        actions=np.array(acts, dtype=np.float32).reshape(-1, 7),
+        rewards=np.array(rews[:n] if record else rews, dtype=np.float32),
+        t_ns=np.array(times, dtype=np.int64),
+    )
+
+
+def _worker_run(
+    args: tuple[Job, int, bool, bool],
+) -> EpisodeRecord | tuple[str, int, bool, int, str]:
+    job, image_size, randomize, record = args
+    key = f"{image_size}/{job.split}/{randomize}"
+    env = _WORKER_ENV.get(key)
+    if env is None:
+        env = _WORKER_ENV[key] = _make_env(image_size, job.split, randomize)
+    try:
+        ep = run_expert_episode(env, job, record=record)
+    except Exception as e:  # a crashed episode must not end the collection run
+        return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")
+    if record:
+        return ep
+    return (ep.task, ep.seed, ep.success, len(ep.rewards), ep.reason)
+
+
+def _jobs(tasks: Sequence[str], seed: int, split: str) -> Iterator[Job]:
+    k = 0
+    while True:
+        yield Job(tasks[k % len(tasks)], seed + k, split)
+        k += 1
+
+
+def _map(
+    fn: Callable[[Any], Any], items: Iterator[Any], workers: int, start_method: str
+) -> Iterator[Any]:
+    """Ordered-enough parallel map (imap_unordered) over a lazy item stream."""
+    if workers == 0:
+        for it in items:
+            yield fn(it)
+        return
+    ctx = mp.get_context(start_method)
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap_unordered(fn, items, chunksize=1)
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the experts and write the successful episodes to ``cfg.out``.
+
+    Returns:
+        A summary: episodes written, attempts, successes per task, seconds.
+    """
+    from mmrobot.envs.sensors import SensorSuiteConfig
+    from mmrobot.envs.tabletop import ACTION_HIGH, ACTION_LOW, EnvConfig
+
+    specs = SensorSuiteConfig(image_size=cfg.image_size).stream_specs()
+    limit = cfg.max_attempts or 2 * cfg.episodes + 10
+    t0 = time.perf_counter()
+    per_task: dict[str, list[int]] = {}
+    attempts = written = 0
+    stream = _jobs(cfg.tasks, cfg.seed, cfg.split)
+    items = ((next(stream), cfg.image_size, cfg.randomize, True) for _ in range(limit))
+    bar = _Progress(cfg.episodes, enabled=progress)
+    with (
+        DatasetWriter(
+            cfg.out, specs, ACTION_LOW, ACTION_HIGH, EnvConfig().control_hz, overwrite=cfg.overwrite
+        ) as w,
+        bar,
+    ):
+        for ep in _map(_worker_run, items, cfg.workers, cfg.start_method):
+            attempts += 1
+            if isinstance(ep, tuple):  # the worker caught an error
+                task, ok = ep[0], False
+            else:
+                task, ok = ep.task, ep.success
+                if (ok or cfg.keep_failed) and written < cfg.episodes:
+                    w.append(ep)
+                    written += 1
+                    bar.advance()
+            c = per_task.setdefault(task.split()[0], [0, 0])
+            c[0] += 1
+            c[1] += int(ok)
+            if written >= cfg.episodes:
+                break
+    return {
+        "out": str(cfg.out),
+        "episodes": written,
+        "attempts": attempts,
+        "per_task": per_task,
+        "seconds": time.perf_counter() - t0,
+        "episodes_per_min": 60.0 * attempts / max(1e-9, time.perf_counter() - t0),
+    }
+
+
+def expert_success(
+    tasks: Sequence[str],
+    seeds: int,
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+    start_method: str = "spawn",
+) -> dict[str, dict[str, float]]:
+    """Success rate of the scripted expert per task over ``seeds`` seeded episodes each.
+
+    Returns:
+        task -> {"episodes", "success", "rate", "mean_steps", "blowups"}.
+    """
+    items = [(Job(t, seed + k), 96, False, False) for t in tasks for k in range(seeds)]
+    out: dict[str, dict[str, float]] = {
+        t.split()[0]: {"episodes": 0, "success": 0, "steps": 0, "blowups": 0} for t in tasks
+    }
+    bar = _Progress(len(items), enabled=progress)
+    with bar:
+        for task, _, ok, steps, reason in _map(_worker_run, iter(items), workers, start_method):
+            r = out[task.split()[0]]
+            r["episodes"] += 1
+            r["success"] += int(ok)
+            r["steps"] += steps
+            r["blowups"] += int("blow-up" in reason or reason.startswith("error"))
+            bar.advance()
+    for r in out.values():
+        n = max(1, r["episodes"])
+        r["rate"] = r["success"] / n
+        r["mean_steps"] = r.pop("steps") / n
+    return out
+
+
+class _Progress:
+    """A rich progress bar (or nothing when disabled or rich is missing)."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total = total
+        self._p: Any = None
+        if enabled:
+            try:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TimeRemainingColumn,
+                )
+
+                self._p = Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                )
+            except ImportError:
+                self._p = None
+
+    def __enter__(self) -> _Progress:
+        if self._p is not None:
+            self._p.start()
+            self._task = self._p.add_task("episodes", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self._p is not None:
+            self._p.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+_ = os
