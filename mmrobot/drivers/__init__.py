@@ -23,6 +23,7 @@ from mmrobot.drivers.base import (
 )
 from mmrobot.drivers.dynamixel import DynamixelActuator, DynamixelBus, DynamixelDriver
 from mmrobot.drivers.ft300 import FT300Driver
+from mmrobot.drivers.lidar import LD06Driver, RplidarDriver, scan_to_points
 from mmrobot.drivers.rig import Rig, load_rig, parse_rig
 
 __all__ = [
@@ -37,7 +38,9 @@ __all__ = [
     "Extrinsics",
     "FT300Driver",
     "Health",
+    "LD06Driver",
     "Rig",
+    "RplidarDriver",
     "StreamConfig",
     "actuator_kinds",
     "driver_kinds",
@@ -47,4 +50,5 @@ __all__ = [
     "parse_rig",
     "register_actuator",
     "register_driver",
+    "scan_to_points",
 ]
