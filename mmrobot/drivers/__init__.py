@@ -21,6 +21,7 @@ from mmrobot.drivers.base import (
     register_actuator,
     register_driver,
 )
+from mmrobot.drivers.camera import CameraDriver
 from mmrobot.drivers.dynamixel import DynamixelActuator, DynamixelBus, DynamixelDriver
 from mmrobot.drivers.ft300 import FT300Driver
 from mmrobot.drivers.lidar import LD06Driver, RplidarDriver, scan_to_points
@@ -29,6 +30,7 @@ from mmrobot.drivers.rig import Rig, load_rig, parse_rig
 __all__ = [
     "Actuator",
     "ActuatorConfig",
+    "CameraDriver",
     "Driver",
     "DriverConfig",
     "DriverStats",
