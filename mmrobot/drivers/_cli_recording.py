@@ -79,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _record(args: argparse.Namespace) -> int:
+    import mmrobot.drivers.replay  # noqa: F401  (registers kind "replay": a rig may re-record a log)
     from mmrobot.drivers.recording import Recorder
     from mmrobot.drivers.rig import load_rig
 

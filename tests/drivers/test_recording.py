@@ -685,3 +685,52 @@ def test_mmrobot_record_cli_on_emulated_rig(tmp_path, capsys, monkeypatch):
         assert list(j.name)[-1] == "gripper"
     stamps = [m[2] for m in msgs if m[0] == "/joints"]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
+# --------------------------------------------------------------------------- an independent ROS 2 peer
+
+
+def test_rosbags_reads_the_file_with_the_real_ros2_message_definitions(tmp_path, rng):
+    """rosbags (a pure-Python rosbag2 implementation with the ROS 2 Humble message definitions
+    built in, not ours) opens the file as a rosbag2 MCAP bag and decodes every message to the
+    recorded values: our CDR byte layout is the one ROS 2 nodes and `ros2 bag` use."""
+    pytest.importorskip("rosbags", reason="independent peer check: pip install rosbags")
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    specs = [s for s, _ in SPECS]
+    bufs, ref = fill(specs, 3, rng)
+    path = tmp_path / "peer.mcap"
+    with Recorder(path, bufs) as rec:
+        push_all(bufs, ref)
+        rec.poll()
+    seen: dict[str, int] = {}
+    with Reader(path) as bag:
+        assert {c.topic: c.msgtype for c in bag.connections} == {f"/{s.name}": t for s, t in SPECS}
+        by_name = {s.name: s for s in specs}
+        for conn, t_ns, raw in bag.messages():
+            name = conn.topic[1:]
+            spec, i = by_name[name], seen.get(name, 0)
+            seen[name] = i + 1
+            msg = typestore.deserialize_cdr(raw, conn.msgtype)
+            t, v = int(ref[name][0][i]), ref[name][1][i]
+            assert t_ns == t
+            if hasattr(msg, "header"):
+                assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == t
+            kind = conn.msgtype.split("/")[-1]
+            if kind == "Image":
+                assert msg.data.tobytes() == v.astype(v.dtype.newbyteorder("<")).tobytes()
+            elif kind == "PointCloud2":
+                dt = "<f4" if spec.dtype == "float32" else "<f8"
+                np.testing.assert_array_equal(msg.data.view(dt).reshape(-1, 3), v)
+            elif kind == "LaserScan":
+                np.testing.assert_array_equal(msg.ranges, v)
+            elif kind == "WrenchStamped":
+                f, tq = msg.wrench.force, msg.wrench.torque
+                assert [f.x, f.y, f.z, tq.x, tq.y, tq.z] == v.astype(np.float64).tolist()
+            elif kind == "JointState":
+                np.testing.assert_array_equal(msg.position, v.astype(np.float64))
+            else:
+                np.testing.assert_array_equal(np.asarray(msg.data).reshape(spec.shape), v)
+    assert seen == {s.name: 3 for s in specs}
