@@ -9,8 +9,13 @@ import argparse
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from mmrobot.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mmrobot.drivers.base import Driver
+    from mmrobot.drivers.recording import Recorder, RecorderStats, RecordingInfo
 
 __all__ = ["register"]
 
@@ -129,7 +134,9 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_record_table(recorder, stats, drivers, out: str) -> None:  # type: ignore[no-untyped-def]
+def _print_record_table(
+    recorder: Recorder, stats: RecorderStats, drivers: Sequence[Driver], out: str
+) -> None:
     health = {s.name: (d.health.value, d.stats) for d in drivers for s in d.specs}
     rows = []
     for info in recorder.topics:
@@ -254,7 +261,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_info(info) -> None:  # type: ignore[no-untyped-def]
+def _print_info(info: RecordingInfo) -> None:
     by_topic: Mapping[str, str] = {ti.topic: n for n, ti in info.stream_topics.items()}
     rows = []
     for topic, mtype in sorted(info.topics.items()):

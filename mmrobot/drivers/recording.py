@@ -7,11 +7,12 @@ line of ``=`` and a ``MSG: package/Type`` line, as rosbag2 writes them), message
 (message encoding ``cdr``). ``ros2 bag`` (rosbag2_storage_mcap) and Foxglove open the files;
 no ROS installation is needed to write or read them.
 
-Message definitions follow the ROS 2 interface packages ``std_msgs``, ``sensor_msgs`` and
-``geometry_msgs`` (https://docs.ros.org/en/rolling/ ... /Interfaces), e.g. sensor_msgs/Image,
-sensor_msgs/PointCloud2 (with sensor_msgs/PointField), sensor_msgs/LaserScan,
-sensor_msgs/CompressedImage, geometry_msgs/WrenchStamped, sensor_msgs/JointState and the
-std_msgs ``*MultiArray`` family. ``header.stamp`` is the sample's ``t_ns`` (measurement time
+Message definitions follow the ROS 2 interface packages (ros2/common_interfaces:
+``sensor_msgs/msg/{Image,CompressedImage,PointCloud2,PointField,LaserScan,JointState}.msg``,
+``geometry_msgs/msg/{WrenchStamped,Wrench,Vector3}.msg``, ``std_msgs/msg/{Header,
+MultiArrayLayout,MultiArrayDimension,*MultiArray}.msg``; ros2/rcl_interfaces:
+``builtin_interfaces/msg/Time.msg``), field for field, so the CDR bytes are those a ROS 2
+node publishes (checked in the tests against rosbags' built-in ROS 2 Humble definitions). ``header.stamp`` is the sample's ``t_ns`` (measurement time
 on the host clock), which is also each message's MCAP ``log_time`` and ``publish_time``.
 
 Each stream's :class:`~mmrobot.core.StreamSpec` is written in a Metadata record named
