@@ -1,0 +1,207 @@
+"""Benchmark of the fusion policy: size, batch-1 CPU latency, training throughput.
+
+Measures, for a policy config (default ``policies/default.toml``: 2 cameras at 96x96, a
+360-point scan, force and joint histories):
+
+* parameter count;
+* forward latency at batch 1 (``torch.set_num_threads``, default 2), median and p90 over
+  repeated calls, for parallel decoding (target <= 15 ms median), autoregressive decoding
+  (same sizes, one token at a time with a KV cache) and the end-to-end ``TorchPolicy.act``
+  (collation + decoding + detokenization) — the ratios are against parallel decoding
+  measured in the same run;
+* training throughput (forward + backward + AdamW step) in samples/s at batch 64.
+
+Usage::
+
+    python benchmarks/bench_policy.py [--config policies/gpu.toml] [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmrobot.core.types import Observation
+from mmrobot.policies import (
+    ByteTokenizer,
+    FusionPolicyModel,
+    PolicyConfig,
+    TorchPolicy,
+    batch_to_torch,
+    collate,
+    load_policy_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MS = 15.0
+
+
+def synthetic_observations(config: PolicyConfig, n: int, seed: int = 0) -> list[Observation]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        values, ages, valid = {}, {}, {}
+        for s in config.streams:
+            if s.np_dtype == np.uint8:
+                v = rng.integers(0, 256, size=s.obs_shape, dtype=np.uint8)
+            elif s.modality == "lidar":
+                ang = np.linspace(0, 2 * np.pi, s.shape[0], endpoint=False)
+                r = rng.uniform(0.3, 3.0, size=s.shape[0])
+                v = np.zeros(s.obs_shape, np.float32)
+                v[:, 0], v[:, 1] = r * np.cos(ang), r * np.sin(ang)
+                v[rng.random(s.shape[0]) < 0.1] = 0.0  # rays without return
+            else:
+                v = rng.normal(size=s.obs_shape).astype(s.dtype)
+            values[s.name], ages[s.name], valid[s.name] = (
+                v,
+                int(rng.integers(0, s.max_age_ns)),
+                True,
+            )
+        out.append(Observation(t_ns=0, values=values, ages_ns=ages, valid=valid))
+    return out
+
+
+def _times_ms(fn, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {
+        "median_ms": statistics.median(times),
+        "p90_ms": float(np.percentile(times, 90)),
+        "n": len(times),
+    }
+
+
+def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = load_policy_config(config_path)
+    cfg_par = cfg.replace(model=type(cfg.model)(**{**cfg.model.__dict__, "decoding": "parallel"}))
+    cfg_ar = cfg.replace(
+        model=type(cfg.model)(**{**cfg.model.__dict__, "decoding": "autoregressive"})
+    )
+    model = FusionPolicyModel(cfg_par).eval()
+    model_ar = FusionPolicyModel(cfg_ar).eval()
+    tok = ByteTokenizer(cfg.language.max_len)
+    instr = "put the red cube in the bowl"
+    obs1 = synthetic_observations(cfg, 1)
+    batch1 = batch_to_torch(collate(obs1, [instr], cfg.streams, tok))
+
+    results: dict[str, object] = {
+        "config": str(config_path),
+        "threads": threads,
+        "quick": quick,
+        "params": model.num_parameters(),
+        "params_autoregressive": model_ar.num_parameters(),
+        "tokens_observation": model.n_obs_tokens,
+        "tokens_action": model.n_actions,
+    }
+    reps = 20 if quick else 200
+    with torch.inference_mode():
+        par = _summary(_times_ms(lambda: model.generate(batch1), 5, reps))
+        ar = _summary(_times_ms(lambda: model_ar.generate(batch1), 2, max(5, reps // 10)))
+    policy = TorchPolicy(model)
+    act = _summary(_times_ms(lambda: policy.act(obs1[0], instr), 5, reps))
+    results["latency_parallel"] = par
+    results["latency_autoregressive"] = ar
+    results["latency_act"] = act
+    results["target_parallel_ms"] = TARGET_MS
+    results["meets_target"] = par["median_ms"] <= TARGET_MS
+
+    # Training throughput at batch 64.
+    bs = 64
+    obs = synthetic_observations(cfg, bs, seed=1)
+    batch = batch_to_torch(collate(obs, [instr] * bs, cfg.streams, tok))
+    targets = torch.randint(0, cfg.action.bins, (bs, cfg.action.horizon, cfg.action.dim))
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        loss, _ = model.loss(batch, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    steps = 3 if quick else 15
+    train_ms = _times_ms(step, 1, steps)
+    results["train_batch"] = bs
+    results["train_step"] = _summary(train_ms)
+    results["train_samples_per_s"] = bs / (statistics.median(train_ms) / 1e3)
+    return results
+
+
+def print_table(r: dict[str, object]) -> None:
+    par, ar, act = r["latency_parallel"], r["latency_autoregressive"], r["latency_act"]
+    base = par["median_ms"]  # type: ignore[index]
+    rows = [
+        ("parameters", f"{r['params']:,}", ""),
+        ("tokens (observation + action)", f"{r['tokens_observation']} + {r['tokens_action']}", ""),
+        (
+            "forward b=1, parallel (median / p90)",
+            f"{par['median_ms']:.2f} / {par['p90_ms']:.2f} ms",  # type: ignore[index]
+            f"1.00x  (target <= {TARGET_MS:.0f} ms: {'met' if r['meets_target'] else 'NOT met'})",
+        ),
+        (
+            "forward b=1, autoregressive (median / p90)",
+            f"{ar['median_ms']:.2f} / {ar['p90_ms']:.2f} ms",  # type: ignore[index]
+            f"{ar['median_ms'] / base:.2f}x parallel",  # type: ignore[index]
+        ),
+        (
+            "TorchPolicy.act b=1, parallel (median / p90)",
+            f"{act['median_ms']:.2f} / {act['p90_ms']:.2f} ms",  # type: ignore[index]
+            f"{act['median_ms'] / base:.2f}x parallel",  # type: ignore[index]
+        ),
+        (
+            f"training, batch {r['train_batch']} (fwd+bwd+AdamW)",
+            f"{r['train_samples_per_s']:.0f} samples/s",
+            f"{r['train_step']['median_ms']:.0f} ms/step",  # type: ignore[index]
+        ),
+    ]
+    title = f"bench_policy: {r['config']}, {r['threads']} threads" + (
+        " (quick)" if r["quick"] else ""
+    )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for col in ("measure", "value", "note"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    except ImportError:  # pragma: no cover
+        print(title)
+        for row in rows:
+            print(f"{row[0]:<46} {row[1]:>22}  {row[2]}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, default=ROOT / "policies" / "default.toml")
+    p.add_argument("--quick", action="store_true", help="fewer repeats; finishes in < 30 s")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    args = p.parse_args()
+    results = run(args.config, args.quick, args.threads)
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""``mmrobot policy ...`` subcommands: inspect a config or checkpoint, create an untrained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("policy", help="fusion policy configs and checkpoints")
+    sub = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    info = sub.add_parser("info", help="summarize a policy config (.toml) or checkpoint folder")
+    info.add_argument("path", type=Path, help="policies/default.toml or a checkpoint folder")
+    info.set_defaults(func=_info)
+    init = sub.add_parser(
+        "init", help="write an untrained checkpoint from a config (for tests, export)"
+    )
+    init.add_argument("--config", type=Path, default=Path("policies/default.toml"))
+    init.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(func=_init)
+
+
+def _load_config(path: Path):  # noqa: ANN202 - returns PolicyConfig
+    from mmrobot.policies.config import load_policy_config
+
+    if path.is_dir():
+        from mmrobot.policies.checkpoint import read_checkpoint_config
+
+        return read_checkpoint_config(path)[0]
+    return load_policy_config(path)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from mmrobot.policies.model import FusionPolicyModel
+
+    cfg = _load_config(args.path)
+    model = FusionPolicyModel(cfg)
+    m = cfg.model
+    print(f"policy {args.path}")
+    print(
+        f"  fusion {m.fusion}, decoding {m.decoding}, width {m.width}, depth {m.depth}, heads {m.heads}"
+    )
+    print(f"  parameters {model.num_parameters():,}")
+    print(f"  tokens: {model.n_obs_tokens} observation + instruction, {model.n_actions} action")
+    a = cfg.action
+    print(
+        f"  action: {a.horizon} steps x {a.dim} dims, {a.bins} {a.binning} bins, period {a.period_ns} ns"
+    )
+    for s, n in zip(model.streams, model.stream_tokens):
+        norm = "normalized" if s.name in cfg.normalization else ""
+        print(f"  stream {s.name:<12} {s.modality:<8} {str(s.obs_shape):<16} {n:>3} tokens {norm}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    import torch
+
+    from mmrobot.policies.checkpoint import save_checkpoint
+    from mmrobot.policies.model import FusionPolicyModel
+
+    cfg = _load_config(args.config)
+    torch.manual_seed(args.seed)
+    model = FusionPolicyModel(cfg)
+    save_checkpoint(model, args.out, metadata={"trained": False, "seed": args.seed})
+    print(f"wrote untrained checkpoint {args.out} ({model.num_parameters():,} parameters)")
+    return 0
