@@ -609,35 +609,43 @@ def _set_servo_ticks(emu) -> np.ndarray:
 
 
 def test_emulated_drivers_record_exactly_what_they_pushed(tmp_path):
+    """FT 300, Dynamixel arm and LD06 lidar on ptys -> Recorder -> file == the drivers' buffers."""
     from mmrobot.drivers import parse_rig
-    from mmrobot.drivers.emulators import DynamixelEmulator, FT300Emulator
+    from mmrobot.drivers.emulators import DynamixelEmulator, FT300Emulator, LD06Emulator, Room
 
     path = tmp_path / "rig.mcap"
     with (
         FT300Emulator(FT_WRENCH, noise_force_n=0.05, link=tmp_path / "ft", seed=3) as ft_emu,
         DynamixelEmulator(ARM, link=tmp_path / "dxl", position_noise_ticks=3.0, seed=4) as dxl_emu,
+        LD06Emulator(Room(), link=tmp_path / "ld06") as lidar_emu,
     ):
-        rig = parse_rig({"driver": _emulated_rig_entries(ft_emu.port, dxl_emu.port)}, "rig.toml")
-        drivers = rig.build_drivers()
+        entries = _emulated_rig_entries(ft_emu.port, dxl_emu.port)
+        entries.append({"kind": "ld06", "name": "base_lidar", "port": lidar_emu.port})
+        drivers = parse_rig({"driver": entries}, "rig.toml").build_drivers()
         rec = Recorder(path, drivers, poll_interval_s=0.01).start()  # before the drivers open
+        want = {"ft300": 40, "dynamixel": 40, "ld06": 3}  # the lidar turns at 10 Hz
         try:
             for d in drivers:
                 d.open()
             for d in drivers:
-                assert d.wait_for_samples(40, timeout_s=10), d.stats
+                assert d.wait_for_samples(want[d.kind], timeout_s=10), d.stats
         finally:
             for d in drivers:
                 d.close()
         stats = rec.close()
     r = read_recording(path)
     assert r.info.complete
+    assert set(r.specs) == {s.name for d in drivers for s in d.specs}
     for d in drivers:
         for name, buf in d.buffers.items():
             times, values = buf.window(-(2**62), 2**62)
-            assert len(times) >= 40 and stats.streams[name].dropped == 0
+            assert len(times) >= want[d.kind] and stats.streams[name].dropped == 0
             assert r.specs[name] == buf.spec
             np.testing.assert_array_equal(r.times[name], times)
             np.testing.assert_array_equal(r.values[name], values)
+    assert np.count_nonzero(np.any(r.values["lidar"] != 0, axis=2)) > 300  # real returns
+    types = {m[0]: m[1] for m in mcap_messages(path)}
+    assert types["/lidar"] == "sensor_msgs/msg/PointCloud2"
     (joint_msg, *_) = [m[4] for m in mcap_messages(path) if m[0] == "/joints"]
     assert list(joint_msg.name) == ["j1", "j2", "j3", "j4", "j5", "j6", "gripper"]
 
