@@ -31,7 +31,9 @@ def main() -> None:
     res = expert_success(args.tasks, seeds, workers=args.workers, progress=True)
     elapsed = time.perf_counter() - t0
     print_success_table(res)
-    print(f"{seeds} seeds per task, {elapsed:.0f} s, {args.workers} worker(s), {platform.processor() or platform.machine()}")
+    print(
+        f"{seeds} seeds per task, {elapsed:.0f} s, {args.workers} worker(s), {platform.processor() or platform.machine()}"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"seeds": seeds, "seconds": elapsed, "results": res}, f, indent=2)

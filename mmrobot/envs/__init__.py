@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING, Any
 from mmrobot.envs import names
 from mmrobot.envs.instructions import SPLITS, all_instructions, infer_task, make_instruction
 from mmrobot.envs.randomization import Randomization
+from mmrobot.envs.scene import choose_gl_backend
 from mmrobot.envs.sensors import SensorConfig, SensorSuiteConfig, default_stream_specs
 from mmrobot.envs.tasks import TASKS, TaskSpec, list_tasks
+
+# MUJOCO_GL must be set before mujoco is first imported; without a display pick EGL/OSMesa.
+choose_gl_backend()
 
 if TYPE_CHECKING:
     from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
@@ -30,6 +34,7 @@ __all__ = [
     "TabletopEnv",
     "TaskSpec",
     "all_instructions",
+    "choose_gl_backend",
     "default_stream_specs",
     "infer_task",
     "list_tasks",

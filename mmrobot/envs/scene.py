@@ -196,7 +196,14 @@ class Scene:
         vis = self.model.vis.global_
         vis.offwidth = max(int(vis.offwidth), width)
         vis.offheight = max(int(vis.offheight), height)
-        r = self.mujoco.Renderer(self.model, height, width)
+        try:
+            r = self.mujoco.Renderer(self.model, height, width)
+        except Exception as e:
+            raise RuntimeError(
+                f"cannot create a MuJoCo renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}): "
+                f"{e}. Without a display set MUJOCO_GL=egl (or osmesa) before mujoco is first "
+                "imported, e.g. import mmrobot.envs first or export MUJOCO_GL=egl"
+            ) from e
         if depth:
             r.enable_depth_rendering()
         return r

@@ -176,7 +176,7 @@ class TabletopEnv(gym.Env):
         return {
             "values": {k: np.asarray(v) for k, v in obs.values.items()},
             "ages_ns": {
-                k: np.int64(np.clip(a, -_AGE_LIMIT_NS, _AGE_LIMIT_NS))
+                k: np.asarray(np.clip(a, -_AGE_LIMIT_NS, _AGE_LIMIT_NS), dtype=np.int64)
                 for k, a in obs.ages_ns.items()
             },
             "valid": {k: np.int64(bool(v)) for k, v in obs.valid.items()},

@@ -1,0 +1,137 @@
+"""The Gymnasium environment: registration, env_checker, options, bad input, blow-ups."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import mmrobot.envs
+from mmrobot.core.errors import ConfigError, LifecycleError
+from mmrobot.core.types import Observation
+from mmrobot.envs.tabletop import TabletopEnv
+
+
+def test_env_checker_passes(pick_env):
+    with pytest.warns(UserWarning):  # gymnasium warns about the unbounded force/joint boxes
+        check_env(pick_env, skip_render_check=False)
+
+
+def test_joint_action_mode_passes_env_checker():
+    env = TabletopEnv(task="reach", action_mode="joint", n_distractors=0)
+    with pytest.warns(UserWarning):
+        check_env(env)
+    obs, _ = env.reset(seed=0)
+    target = env.scene.home_qpos + np.array([0.2, 0, 0, 0, 0, 0])
+    for _ in range(15):
+        env.step(np.concatenate([target, [1.0]]).astype(np.float32))
+    assert env.scene.arm_qpos[0] == pytest.approx(target[0], abs=0.01)
+    env.close()
+
+
+def test_every_registered_id_makes_an_env_of_its_task():
+    assert set(mmrobot.envs.ENV_IDS) <= set(gym.registry)
+    env = gym.make("mmrobot/TabletopStack-v0", render_mode=None)
+    _, info = env.reset(seed=2)
+    assert info["task"].startswith("stack ")
+    assert isinstance(env.unwrapped.observation, Observation)
+    env.close()
+
+
+def test_observation_dict_carries_values_ages_and_validity(pick_env):
+    obs, info = pick_env.reset(seed=4)
+    assert pick_env.observation_space.contains(obs)
+    o = pick_env.observation
+    for name in o.values:
+        np.testing.assert_array_equal(obs["values"][name], o.values[name])
+        assert obs["ages_ns"][name] == o.ages_ns[name]
+        assert obs["valid"][name] == int(o.valid[name])
+    assert info["t_ns"] == o.t_ns == 200_000_000
+
+
+def test_task_and_instruction_options_reach_info(pick_env):
+    _, info = pick_env.reset(
+        seed=0, options={"task": "pick color=blue size=large", "instruction": "get me the sky one"}
+    )
+    assert info["task"] == "pick color=blue size=large"
+    assert info["instruction"] == "get me the sky one"
+    _, info = pick_env.reset(seed=0, options={"instruction": "grab the little crimson cube"})
+    assert info["task"] == "pick color=red size=small"
+
+
+def test_same_seed_same_episode(pick_env):
+    pick_env.reset(seed=11)
+    a = pick_env.observation.values["scene_cam"].copy()
+    pick_env.reset(seed=12)
+    pick_env.reset(seed=11)
+    np.testing.assert_array_equal(pick_env.observation.values["scene_cam"], a)
+
+
+def test_bad_input_is_a_clear_error(pick_env):
+    with pytest.raises(ConfigError, match="valid tasks"):
+        pick_env.reset(options={"task": "juggle"})
+    with pytest.raises(ConfigError, match="valid: \\['red', 'green', 'blue', 'yellow'\\]"):
+        pick_env.reset(options={"task": "pick color=purple"})
+    with pytest.raises(ConfigError, match="names no known block"):
+        pick_env.reset(options={"instruction": "pick up the thing over there"})
+    with pytest.raises(ConfigError, match="unknown reset option"):
+        pick_env.reset(options={"tsk": "pick"})
+    pick_env.reset(seed=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        pick_env.step(np.full(7, np.nan, dtype=np.float32))
+    with pytest.raises(ConfigError, match="multiple of the physics step"):
+        TabletopEnv(control_hz=30.0)
+
+
+def test_step_before_reset_is_a_lifecycle_error():
+    env = TabletopEnv(task="reach", render_mode=None)
+    with pytest.raises(LifecycleError):
+        env.step(np.zeros(7, dtype=np.float32))
+    env.close()
+
+
+def test_physics_blow_up_truncates_with_a_reason(pick_env):
+    pick_env.reset(seed=0)
+    pick_env.scene.data.qvel[:] = np.nan
+    _, reward, terminated, truncated, info = pick_env.step(pick_env.action_space.sample())
+    assert truncated and not terminated and reward == 0.0
+    assert "blow-up" in info["truncated_reason"]
+    obs, _ = pick_env.reset(seed=0)  # the env is usable again
+    assert np.isfinite(pick_env.scene.data.qpos).all()
+
+
+def test_render_returns_rgb_frames(pick_env):
+    pick_env.reset(seed=0)
+    frame = pick_env.render()
+    assert frame.shape == (256, 256, 3) and frame.dtype == np.uint8
+    assert frame.std() > 10  # a scene, not a blank image
+
+
+def test_domain_randomization_changes_the_scene_within_names():
+    from mmrobot.envs import names
+    from mmrobot.envs.randomization import Randomization
+
+    env = TabletopEnv(task="pick", randomization=Randomization(), render_mode=None)
+    sc = env.scene
+    env.reset(seed=0)
+    g = sc.ids.block_geom[("red", "small")]
+    rgba0, size0 = sc.model.geom_rgba[g].copy(), sc.model.geom_size[g, 0]
+    fr0 = sc.model.geom_friction[:, 0].copy()
+    env.reset(seed=1)
+    assert not np.allclose(sc.model.geom_rgba[g], rgba0)
+    assert sc.model.geom_size[g, 0] != size0
+    assert not np.allclose(sc.model.geom_friction[:, 0], fr0)
+    for seed in range(5):
+        env.reset(seed=seed)
+        for c in names.COLORS:
+            r, g, b = sc.model.geom_rgba[sc.ids.block_geom[(c, "small")], :3]
+            dominant = {
+                "red": r > g + 0.4 and r > b + 0.4,
+                "green": g > r + 0.4 and g > b + 0.4,
+                "blue": b > r + 0.4 and b > g + 0.4,
+                "yellow": min(r, g) > b + 0.4,
+            }
+            assert dominant[c], (c, r, g, b)
+            assert sc.block_half_m(c, "small") < sc.block_half_m(c, "large")
+    env.close()
