@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -88,7 +88,7 @@ _ACTION_DIM = 7
 
 # A policy to evaluate: a checkpoint / ONNX path, the word "expert", a Policy object
 # (in-process only), or a picklable callable env -> Policy.
-PolicySource = Union[str, Path, Policy, Callable[[Any], Policy]]
+PolicySource = str | Path | Policy | Callable[[Any], Policy]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -753,7 +753,16 @@ def _make_jobs(settings: EvalSettings, lines: Sequence[InstructionLine] | None) 
                         video = str(vdir / split / f"line{ln.line:03d}_ep{k:03d}.{ext}")
                     key = ln.task.split()[0]
                     jobs.append(
-                        _Job(split, key, ln.task, ln.instruction, settings.seed + k, k, ln.line, video)
+                        _Job(
+                            split,
+                            key,
+                            ln.task,
+                            ln.instruction,
+                            settings.seed + k,
+                            k,
+                            ln.line,
+                            video,
+                        )
                     )
         else:
             for task in settings.tasks or ():
@@ -1047,9 +1056,7 @@ class _Progress:
         self._done += 1
         self._ok += int(ep.success)
         if self._p is not None:
-            self._p.update(
-                self._task, advance=1, description=f"episodes ({self._ok} successes)"
-            )
+            self._p.update(self._task, advance=1, description=f"episodes ({self._ok} successes)")
 
     def __exit__(self, *exc: object) -> None:
         if self._p is not None:
@@ -1059,4 +1066,3 @@ class _Progress:
 def iter_specs(values: Iterable[str]) -> list[str]:
     """Split comma-separated CLI values (``["a,b", "c"]`` -> ``[a, b, c]``), dropping blanks."""
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
