@@ -47,10 +47,11 @@ from mmrobot.core.types import StreamSpec
 
 __all__ = [
     "FORMAT_VERSION",
+    "METADATA_RECORDING",
     "METADATA_STATS",
     "METADATA_STREAMS",
-    "ImageFormat",
     "Compression",
+    "ImageFormat",
     "Recorder",
     "RecorderStats",
     "Recording",
@@ -59,9 +60,13 @@ __all__ = [
     "TopicInfo",
     "decode_message",
     "decode_messages",
-    "plan_reading",
+    "encode_value",
+    "infer_spec",
     "inspect_recording",
     "iter_messages",
+    "msgdef_text",
+    "plan_reading",
+    "plan_topic",
     "read_recording",
     "recover_recording",
 ]
