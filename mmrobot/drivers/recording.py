@@ -831,6 +831,7 @@ class Recorder:
             try:
                 self.poll()
             except BaseException as e:  # kept and re-raised by close()
+                log.error("recording %s stopped: %s: %s", self.path, type(e).__name__, e)
                 self._thread_error = e
                 return
 
