@@ -326,6 +326,40 @@ def test_driver_joint_names_are_used(tmp_path):
     assert list(msg.name) == ["shoulder", "elbow", "wrist"]
 
 
+def test_negative_stamps_are_skipped_and_counted(tmp_path):
+    # MCAP log times are unsigned: a sample before the clock's epoch cannot be stored
+    buf = StreamBuffer(StreamSpec("j", "joints", (2,), "float32", 100.0))
+    path = tmp_path / "neg.mcap"
+    with Recorder(path, [buf]) as rec:
+        buf.push(-5, np.zeros(2, np.float32))
+        buf.push(7, np.ones(2, np.float32))
+        rec.poll()
+    assert rec.stats.streams["j"].skipped == 1 and rec.stats.streams["j"].written == 1
+    assert read_recording(path).times["j"].tolist() == [7]
+
+
+def test_an_error_in_the_thread_is_raised_by_close(tmp_path):
+    class BrokenBuffer(StreamBuffer):  # a real buffer whose reads start failing
+        fail = False
+
+        def read_since(self, seq):
+            if self.fail:
+                raise OSError("disk gone")
+            return super().read_since(seq)
+
+    buf = BrokenBuffer(StreamSpec("j", "joints", (2,), "float32", 100.0))
+    rec = Recorder(tmp_path / "e.mcap", [buf], poll_interval_s=0.001).start()
+    buf.push(1, np.zeros(2, np.float32))
+    time.sleep(0.05)
+    buf.fail = True
+    time.sleep(0.05)
+    buf.fail = False
+    with pytest.raises(OSError, match="disk gone"):
+        rec.close()
+    # what was written before the error is in a complete file
+    assert read_recording(tmp_path / "e.mcap").times["j"].tolist() == [1]
+
+
 # --------------------------------------------------------------------------- cut-off files
 
 
