@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mmrobot.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mmrobot.drivers.base import Driver
+    from mmrobot.drivers.base import DriverStats
     from mmrobot.drivers.recording import Recorder, RecorderStats, RecordingInfo
 
 __all__ = ["register"]
@@ -119,10 +119,11 @@ def _record(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             interrupted = True  # still finish the file properly
         stats = recorder.close()
+        health = {s.name: (d.health.value, d.stats) for d in drivers for s in d.specs}
     finally:
         for d in opened:
             d.close()
-    _print_record_table(recorder, stats, drivers, args.out)
+    _print_record_table(recorder, stats, health, args.out)
     if interrupted:
         print("interrupted: the file was finished and is complete", file=sys.stderr)
     if stats.written == 0:
@@ -135,9 +136,11 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _print_record_table(
-    recorder: Recorder, stats: RecorderStats, drivers: Sequence[Driver], out: str
+    recorder: Recorder,
+    stats: RecorderStats,
+    health: Mapping[str, tuple[str, DriverStats]],
+    out: str,
 ) -> None:
-    health = {s.name: (d.health.value, d.stats) for d in drivers for s in d.specs}
     rows = []
     for info in recorder.topics:
         st = stats.streams[info.stream]
