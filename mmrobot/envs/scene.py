@@ -170,6 +170,7 @@ class Scene:
         self.path = path
         self.visuals = visuals
         self.data = mujoco.MjData(self.model)
+        self._renderers: dict[tuple[int, int, bool], Any] = {}
         self.ids = self._resolve_ids()
         self._scratch = mujoco.MjData(self.model)
         self._jacp = np.zeros((3, self.model.nv))
@@ -190,6 +191,24 @@ class Scene:
             "light_diffuse": self.model.light_diffuse.copy(),
             "light_pos": self.model.light_pos.copy(),
         }
+
+    def shared_renderer(self, height: int, width: int, depth: bool = False) -> Any:
+        """One offscreen renderer per (size, depth) shared by the cameras that use it.
+
+        One GL context serves every camera of a size, so rendering two cameras does not
+        switch contexts. Made lazily, in the process that renders (GL does not survive fork).
+        """
+        key = (height, width, depth)
+        r = self._renderers.get(key)
+        if r is None:
+            r = self._renderers[key] = self.renderer(height, width, depth)
+        return r
+
+    def close(self) -> None:
+        """Free the renderers' GL contexts."""
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
 
     def renderer(self, height: int, width: int, depth: bool = False) -> Any:
         """A new offscreen ``mujoco.Renderer`` (one GL context; make it in the process using it)."""

@@ -277,7 +277,7 @@ class CameraDriver(SimDriver):
     def _get_renderer(self, scene: Scene) -> Any:
         if self._renderer is None:
             h, w = self.spec.shape[:2]
-            self._renderer = scene.renderer(h, w, depth=False)
+            self._renderer = scene.shared_renderer(h, w, depth=False)
         return self._renderer
 
     def measure(self, scene: Scene) -> np.ndarray:
@@ -295,7 +295,7 @@ class DepthDriver(CameraDriver):
     def _get_renderer(self, scene: Scene) -> Any:
         if self._renderer is None:
             h, w = self.spec.shape[:2]
-            self._renderer = scene.renderer(h, w, depth=True)
+            self._renderer = scene.shared_renderer(h, w, depth=True)
         return self._renderer
 
 

@@ -248,10 +248,11 @@ class TabletopEnv(gym.Env):
         for _ in range(n):
             step(m, d)
             self.t_ns += dt
-            if self._warning_count() != self._nan_warnings or not np.isfinite(d.qacc).all():
-                return "physics blow-up: non-finite or huge state, MuJoCo reset the data"
             for drv in drivers:
                 drv.poll(scene, self.t_ns)
+        # MuJoCo resets the data itself when the state goes bad and counts a warning
+        if self._warning_count() != self._nan_warnings or not np.isfinite(d.qacc).all():
+            return "physics blow-up: non-finite or huge state, MuJoCo reset the data"
         return None
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
@@ -310,7 +311,10 @@ class TabletopEnv(gym.Env):
             close = getattr(d, "close", None)
             if close:
                 close()
+        if self._render_renderer is not None:
+            self._render_renderer.close()
         self._render_renderer = None
+        self.scene.close()
         super().close()
 
 
