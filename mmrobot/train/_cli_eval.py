@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         help="evaluate a policy closed-loop in simulation: success per task with 95%% CIs",
         description="Run a policy closed-loop in the MuJoCo tabletop simulation, through the "
         "same synchronizer and temporal ensembling as deployment, in parallel worker "
-        "processes. Reports the success rate per task with a 95%% Wilson interval for "
+        "processes. Reports the success rate per task with a 95% Wilson interval for "
         "training phrasings, held-out phrasings and each modality removed in turn, or for "
         "your own instructions (--instructions).",
     )

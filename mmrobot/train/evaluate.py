@@ -658,6 +658,8 @@ _W: dict[str, Any] = {}  # per-process state: policy source, loaded policy, envs
 
 
 def _setup(source: Any, base_cfg: EnvConfig, settings: EvalSettings, threads: bool) -> None:
+    import mmrobot.envs  # noqa: F401 - picks a headless GL backend before mujoco is imported
+
     if threads:
         try:
             import torch

@@ -1,0 +1,457 @@
+"""Closed-loop evaluation: statistics, task listing, instructions files, episodes, splits, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmrobot.envs.scene import choose_gl_backend
+
+choose_gl_backend()  # before mujoco is first imported: headless EGL (or OSMesa) rendering
+
+from mmrobot.core.errors import ConfigError  # noqa: E402
+from mmrobot.core.types import ActionChunk, Observation  # noqa: E402
+from mmrobot.policies.base import Policy  # noqa: E402
+from mmrobot.train.evaluate import (  # noqa: E402
+    EvalSettings,
+    env_config_for_policy,
+    evaluate,
+    load_instructions,
+    load_policy,
+    make_eval_env,
+    run_episode,
+    split_env_config,
+    wilson_interval,
+)
+
+pytest.importorskip("mujoco")
+pytest.importorskip("gymnasium")
+
+PERIOD_NS = 50_000_000  # the env's 20 Hz control period
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _tiny_specs():
+    from mmrobot.envs.sensors import SensorSuiteConfig
+
+    return SensorSuiteConfig(image_size=32, lidar_rays=64).stream_specs()
+
+
+@pytest.fixture(scope="module")
+def tiny_env_config():
+    return env_config_for_policy(_tiny_specs())
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A freshly initialized small fusion policy whose streams match a 32 px sim rig."""
+    torch = pytest.importorskip("torch")
+    from mmrobot.policies import FusionPolicyModel, PolicyConfig, save_checkpoint
+
+    cfg = PolicyConfig.from_dict(
+        {
+            "model": {"width": 32, "depth": 1, "heads": 2, "dropout": 0.0},
+            "language": {"max_len": 32},
+            "camera": {"stem_channels": [8], "grid": 2},
+            "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
+            "vector": {"hidden": 32, "tokens": 1},
+            "action": {"horizon": 4, "bins": 16},
+            "streams": [s.to_dict() for s in _tiny_specs()],
+        }
+    )
+    torch.manual_seed(0)
+    return save_checkpoint(FusionPolicyModel(cfg), tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+class ExpertAdapter(Policy):
+    """The env's scripted expert as a Policy: each call returns a one-step ActionChunk."""
+
+    def __init__(self, env) -> None:
+        from mmrobot.envs.experts import ScriptedExpert
+
+        self.env = env.unwrapped
+        self.expert = ScriptedExpert(self.env)
+        self.fresh = True
+
+    def reset(self) -> None:
+        self.fresh = True
+
+    def act(self, observation: Observation, instruction: str) -> ActionChunk:
+        if self.fresh:
+            self.expert.reset()
+            self.fresh = False
+        return ActionChunk(observation.t_ns, self.expert.act()[None], PERIOD_NS)
+
+
+class Recorder(Policy):
+    """Holds still (gripper open) and remembers every observation and instruction it got."""
+
+    def __init__(self, horizon: int = 1, actions: np.ndarray | None = None) -> None:
+        self.seen: list[Observation] = []
+        self.instructions: list[str] = []
+        self.horizon = horizon
+        self.actions = actions
+
+    def act(self, observation: Observation, instruction: str) -> ActionChunk:
+        self.seen.append(observation)
+        self.instructions.append(instruction)
+        if self.actions is not None:
+            a = self.actions
+        else:
+            a = np.zeros((self.horizon, 7), np.float32)
+            a[:, 6] = 1.0
+        return ActionChunk(observation.t_ns, a.astype(np.float32), PERIOD_NS)
+
+
+def _make_expert(env):  # module level: picklable for worker processes
+    return ExpertAdapter(env)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [
+        # Newcombe (1998), "Two-sided confidence intervals for the single proportion",
+        # Stat. Med. 17:857-872, Table I, method 3 (Wilson score, no continuity correction)
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+        # by hand: p = 0.7, z^2 = 3.8415, centre = (0.7 + 0.19207) / 1.38415 = 0.64450,
+        # half = 1.96 / 1.38415 * sqrt(0.021 + 0.0096037) = 0.24768
+        (7, 10, 0.3968, 0.8922),
+    ],
+)
+def test_wilson_interval_matches_published_values(successes, n, low, high):
+    lo, hi = wilson_interval(successes, n)
+    assert lo == pytest.approx(low, abs=6e-5)
+    assert hi == pytest.approx(high, abs=6e-5)
+
+
+def test_wilson_interval_edges():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    # all successes: the upper bound is exactly 1, the lower n / (n + z^2)
+    lo, hi = wilson_interval(20, 20)
+    assert hi == 1.0
+    assert lo == pytest.approx(20 / (20 + 1.959963984540054**2), rel=1e-9)
+    with pytest.raises(ValueError):
+        wilson_interval(5, 3)
+    with pytest.raises(ValueError):
+        wilson_interval(-1, 3)
+
+
+# --------------------------------------------------------------------------- task listing
+
+
+def test_list_tasks_lines_parse_back(capsys):
+    from mmrobot.cli import main
+    from mmrobot.envs.tasks import TASKS, TaskSpec
+
+    assert main(["eval", "--list-tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(set(lines))
+    specs = [TaskSpec.parse(line) for line in lines]
+    assert all(s.complete for s in specs)
+    assert [s.format() for s in specs] == lines
+    assert {s.task for s in specs} == set(TASKS)
+    # 4 colours x 2 sizes blocks; zones: left, right; stack never puts a block on itself
+    counts = {t: sum(s.task == t for s in specs) for t in TASKS}
+    assert counts == {"reach": 8, "push": 16, "pick": 8, "place": 8, "stack": 8 * 7}
+    assert "pick color=red size=small" in lines
+
+
+# --------------------------------------------------------------------------- instructions files
+
+GOOD = '{"task": "pick color=red size=small", "instruction": "lift the little red cube"}'
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ("{not json", ["not valid JSON"]),
+        ('["pick", "x"]', ["expected a JSON object"]),
+        ('{"task": "pick color=red size=small"}', ["missing key", "instruction"]),
+        ('{"task": "pick color=red size=small", "instruction": "x", "n": 3}', ["unknown key"]),
+        ('{"task": "juggle color=red", "instruction": "juggle"}', ["unknown task spec", "pick"]),
+        ('{"task": "pick color=purple size=small", "instruction": "x"}', ["purple", "valid"]),
+        ('{"task": "pick color=red", "instruction": "lift it"}', ["incomplete", "size"]),
+        ('{"task": 3, "instruction": "x"}', ["'task' must be a string"]),
+        ('{"task": "pick color=red size=small", "instruction": ""}', ["non-empty"]),
+    ],
+)
+def test_instructions_file_errors_name_the_line(tmp_path, bad, words):
+    path = tmp_path / "instr.jsonl"
+    path.write_text(f"{GOOD}\n\n{bad}\n{GOOD}\n")
+    with pytest.raises(ConfigError) as e:
+        load_instructions(path)
+    msg = str(e.value)
+    assert "line 3" in msg
+    for w in words:
+        assert w in msg
+
+
+def test_unknown_task_spec_lists_valid_specs(tmp_path):
+    path = tmp_path / "instr.jsonl"
+    path.write_text('{"task": "fold towel", "instruction": "fold it"}\n')
+    with pytest.raises(ConfigError) as e:
+        load_instructions(path)
+    msg = str(e.value)
+    assert "line 1" in msg
+    for t in ("reach", "push", "pick", "place", "stack"):
+        assert f"\n  {t} " in msg
+    assert "--list-tasks" in msg
+
+
+def test_instructions_file_reads_good_lines(tmp_path):
+    path = tmp_path / "instr.jsonl"
+    path.write_text(f'{GOOD}\n\n{{"task": "reach size=large color=blue", "instruction": "hi"}}\n')
+    lines = load_instructions(path)
+    assert [(ln.line, ln.task, ln.instruction) for ln in lines] == [
+        (1, "pick color=red size=small", "lift the little red cube"),
+        (3, "reach color=blue size=large", "hi"),
+    ]
+    with pytest.raises(FileNotFoundError):
+        load_instructions(tmp_path / "missing.jsonl")
+
+
+# --------------------------------------------------------------------------- one episode
+
+
+def test_expert_adapter_succeeds_closed_loop(tiny_env_config):
+    result = evaluate(
+        _make_expert,
+        EvalSettings(episodes=4, tasks=("reach",), splits=("train", "heldout"), workers=0),
+        env_config=tiny_env_config,
+    )
+    for split in ("train", "heldout"):
+        st = result.stats(split, "reach")
+        assert st.episodes == 4
+        assert st.successes >= 3, result.to_dict()["episodes"]
+    ok = [e for e in result.episodes if e.success]
+    assert all(e.reason == "success" and 1 <= e.steps < 60 for e in ok)
+    # an unguided policy on the same seeds does not reach the block: success is not free
+    still = evaluate(
+        Recorder(),
+        EvalSettings(episodes=4, tasks=("reach",), splits=("train",), workers=0),
+        env_config=tiny_env_config,
+        max_steps=15,
+    )
+    assert still.stats("train", "reach").successes == 0
+
+
+@pytest.mark.parametrize(
+    ("split", "removed"),
+    [
+        ("no_camera", {"scene_cam", "wrist_cam"}),
+        ("no_lidar", {"lidar"}),
+        ("no_force", {"ft"}),
+        ("no_joints", {"joints"}),
+    ],
+)
+def test_modality_removal_invalidates_what_the_policy_sees(tiny_env_config, split, removed):
+    env = make_eval_env(split_env_config(tiny_env_config, split))
+    try:
+        policy = Recorder()
+        res = run_episode(env, policy, task="reach", seed=3, max_steps=4)
+    finally:
+        env.close()
+    assert res.steps == 4 and len(policy.seen) == 4
+    for obs in policy.seen:
+        for name, ok in obs.valid.items():
+            assert ok == (name not in removed), (split, name, obs.t_ns)
+        for name in removed:
+            assert not np.any(obs.values[name])  # the synchronizer's "nothing" value
+
+
+def test_heldout_split_uses_heldout_phrasings(tiny_env_config):
+    from mmrobot.envs.instructions import all_instructions
+    from mmrobot.envs.tasks import TaskSpec
+
+    for split in ("train", "heldout"):
+        env = make_eval_env(split_env_config(tiny_env_config, split))
+        try:
+            res = run_episode(env, Recorder(), task="pick", seed=5, max_steps=1)
+        finally:
+            env.close()
+        assert res.instruction in all_instructions(TaskSpec.parse(res.task), split)
+
+
+def test_replanning_and_ensembling_follow_the_chunks(tiny_env_config):
+    env = make_eval_env(tiny_env_config)
+    chunk = np.zeros((4, 7), np.float32)
+    chunk[:, 0] = [0.004, 0.008, 0.012, 0.016]  # dx differs per chunk step
+    chunk[:, 6] = 1.0
+    sent = []
+    try:
+        policy = Recorder(actions=chunk)
+        res = run_episode(
+            env, policy, task="reach", seed=0, max_steps=8, replan_every=4, ensemble_decay=None,
+            on_step=lambda obs, a: sent.append(a.copy()),
+        )  # fmt: skip
+        assert res.policy_calls == 2 and len(policy.seen) == 2
+        assert [round(float(a[0]), 4) for a in sent] == [0.004, 0.008, 0.012, 0.016] * 2
+        # replan every tick with equal weights: tick k averages steps 0..min(k, 3) of the chunks
+        sent.clear()
+        policy = Recorder(actions=chunk)
+        res = run_episode(
+            env, policy, task="reach", seed=0, max_steps=5, replan_every=1, ensemble_decay=0.0,
+            on_step=lambda obs, a: sent.append(a.copy()),
+        )  # fmt: skip
+        assert res.policy_calls == 5
+        want = [0.004, 0.006, 0.008, 0.010, 0.010]  # mean of 0.004 * (1..k+1), capped at H
+        assert [round(float(a[0]), 4) for a in sent] == want
+    finally:
+        env.close()
+
+
+def test_non_finite_chunks_are_rejected_and_the_arm_holds(tiny_env_config):
+    env = make_eval_env(tiny_env_config)
+    bad = np.full((2, 7), np.nan, np.float32)
+    sent = []
+    try:
+        res = run_episode(
+            env, Recorder(actions=bad), task="reach", seed=0, max_steps=3,
+            on_step=lambda obs, a: sent.append(a.copy()),
+        )  # fmt: skip
+    finally:
+        env.close()
+    assert res.rejected_chunks == 3 and res.holds == 3
+    assert all(np.array_equal(a, [0, 0, 0, 0, 0, 0, 1]) for a in sent)
+
+
+def test_wrong_action_dimension_is_a_clear_error(tiny_env_config):
+    env = make_eval_env(tiny_env_config)
+    try:
+        with pytest.raises(ConfigError, match=r"\(H, 7\)"):
+            run_episode(env, Recorder(actions=np.zeros((4, 3))), task="reach", seed=0)
+    finally:
+        env.close()
+
+
+def test_policy_spec_mismatch_names_the_stream():
+    from dataclasses import replace
+
+    specs = list(_tiny_specs())
+    specs[0] = replace(specs[0], shape=(32, 48, 3))
+    with pytest.raises(ConfigError, match="scene_cam"):
+        env_config_for_policy(specs)
+    cfg = env_config_for_policy(_tiny_specs(), max_steps=7)
+    assert cfg.max_steps == 7 and cfg.sensors.image_size == 32 and cfg.sensors.lidar_rays == 64
+
+
+def test_policy_paths(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_policy(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="neither a checkpoint"):
+        load_policy(tmp_path / "empty")
+    try:
+        from mmrobot.deploy import OnnxPolicy  # noqa: F401
+    except ImportError:
+        from mmrobot.core.errors import DependencyNotInstalled
+
+        (tmp_path / "m.onnx").write_bytes(b"")
+        with pytest.raises(DependencyNotInstalled, match="OnnxPolicy"):
+            load_policy(tmp_path / "m.onnx")
+
+
+def test_settings_are_validated():
+    with pytest.raises(ConfigError, match="unknown split"):
+        EvalSettings(splits=("train", "no_smell"))
+    with pytest.raises(ConfigError, match="episodes"):
+        EvalSettings(episodes=0)
+    with pytest.raises(ConfigError, match="fork"):
+        EvalSettings(start_method="fork")
+    with pytest.raises(ConfigError, match="workers=0"):
+        evaluate(Recorder(), EvalSettings(workers=1, tasks=("reach",)))
+    with pytest.raises(ConfigError, match="unknown task"):
+        evaluate(Recorder(), EvalSettings(workers=0, tasks=("juggle",)))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_cli_end_to_end_tiny_policy_one_worker(tiny_checkpoint, tmp_path, capsys):
+    from mmrobot.cli import main
+
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--policy", str(tiny_checkpoint), "--tasks", "reach", "--episodes", "2"]
+    argv += ["--max-steps", "8", "--splits", "train,no_lidar", "--workers", "1"]
+    argv += ["--json", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "no_lidar" in printed and "reach" in printed
+    doc = json.loads(out.read_text())
+    assert doc["splits"] == ["train", "no_lidar"]
+    assert doc["tasks"] == ["reach"]
+    assert doc["errors"] == 0
+    for split in ("train", "no_lidar"):
+        for row in ("reach", "all"):
+            r = doc["results"][split][row]
+            assert r["episodes"] == 2
+            assert isinstance(r["successes"], int) and 0 <= r["successes"] <= 2
+            lo, hi = r["ci95"]
+            assert 0.0 <= lo <= r["rate"] <= hi <= 1.0
+            assert (lo, hi) == pytest.approx(wilson_interval(r["successes"], 2))
+    eps = doc["episodes"]
+    assert len(eps) == 4
+    assert sorted((e["split"], e["seed"]) for e in eps) == [
+        ("no_lidar", 0),
+        ("no_lidar", 1),
+        ("train", 0),
+        ("train", 1),
+    ]
+    for e in eps:
+        assert e["error"] is None
+        assert 1 <= e["steps"] <= 8
+        assert e["policy_calls"] == e["steps"]  # replan every tick by default
+        assert e["task"].startswith("reach color=")
+    # same seeds in both splits: same scenes and instructions
+    by = {(e["split"], e["seed"]): e for e in eps}
+    assert by["train", 0]["task"] == by["no_lidar", 0]["task"]
+    assert by["train", 0]["instruction"] == by["no_lidar", 0]["instruction"]
+
+
+def test_instructions_file_end_to_end(tiny_checkpoint, tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(
+        '{"task": "reach color=blue size=large", "instruction": "touch the big blue one"}\n'
+        '{"task": "pick color=red size=small", "instruction": "lift the small red cube"}\n'
+    )
+    from mmrobot.policies.torch_policy import TorchPolicy
+
+    policy = TorchPolicy.from_checkpoint(tiny_checkpoint)
+    seen: list[str] = []
+    result = evaluate(
+        Recorder(), EvalSettings(episodes=1, workers=0, max_steps=3), instructions=path,
+        splits=("instructions", "no_force"),
+    )  # fmt: skip
+    doc = result.to_dict()
+    assert doc["splits"] == ["instructions", "no_force"]
+    assert doc["tasks"] == ["reach", "pick"]
+    assert [(ln["line"], ln["split"], ln["episodes"]) for ln in doc["lines"]] == [
+        (1, "instructions", 1),
+        (2, "instructions", 1),
+        (1, "no_force", 1),
+        (2, "no_force", 1),
+    ]
+    for ep in doc["episodes"]:
+        assert ep["error"] is None
+        want = {1: ("reach color=blue size=large", "touch the big blue one")}
+        want[2] = ("pick color=red size=small", "lift the small red cube")
+        assert (ep["task"], ep["instruction"]) == want[ep["line"]]
+    # a real policy through the same path, in process
+    res = evaluate(
+        policy, EvalSettings(episodes=1, workers=0, max_steps=2), instructions=path,
+        progress=lambda ep: seen.append(ep.instruction),
+    )  # fmt: skip
+    assert sorted(seen) == ["lift the small red cube", "touch the big blue one"]
+    assert res.stats("instructions").episodes == 2 and not res.errors
+    with pytest.raises(ConfigError, match="phrasing comes from the file"):
+        evaluate(Recorder(), EvalSettings(workers=0), instructions=path, splits=("train",))
