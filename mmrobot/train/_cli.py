@@ -1,0 +1,56 @@
+"""Subcommands of ``mmrobot`` from the train package: train, plot (and eval)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a policy by behaviour cloning on a demonstration dataset",
+        description="Train the fusion policy on demonstrations. Under torchrun "
+        "(torchrun --nproc_per_node N -m mmrobot.cli train CONFIG) it trains with DDP.",
+        epilog="examples:\n  mmrobot train policies/train_default.toml\n"
+        "  mmrobot train policies/train_default.toml steps=200 out=runs/try\n"
+        "  mmrobot train policies/train_default.toml --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="training config (TOML with a [train] table)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys")
+    p.add_argument("--resume", action="store_true", help="continue the run in the config's `out`")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "plot",
+        help="draw a run's loss and success curves to a PNG",
+        epilog="example: mmrobot plot runs/default --out runs/default/curves.png",
+    )
+    p.add_argument("run", help="run folder (holds metrics.jsonl)")
+    p.add_argument("--out", help="PNG path (default: RUN/curves.png)")
+    p.set_defaults(func=_plot)
+
+    try:  # evaluation lives in its own module
+        importlib.import_module("mmrobot.train._cli_eval").register(sub)
+    except ModuleNotFoundError as e:
+        if e.name != "mmrobot.train._cli_eval":
+            raise
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mmrobot.train.config import load_train_config
+    from mmrobot.train.trainer import train
+
+    config = load_train_config(args.config).with_overrides(args.overrides)
+    train(config, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from mmrobot.train.plot import plot_run
+
+    out = plot_run(args.run, args.out)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,501 @@
+"""Behaviour cloning of the fusion policy: cross-entropy on action tokens.
+
+One process or many: under ``torchrun`` (``WORLD_SIZE`` set) the same code trains with
+DistributedDataParallel (gloo on CPU, NCCL on GPU), each process taking its slice of every
+global batch.
+
+Everything random is derived from ``(seed, step)``: the batch indices, the image
+augmentation and the torch generator behind dropout. A run is therefore deterministic on
+the CPU, and ``--resume`` continues exactly where it stopped from the step counter, the
+weights and the optimizer state alone — there is no hidden RNG state to save.
+
+Checkpoints are written atomically (temporary file, then rename): the policy checkpoint
+(safetensors + JSON, loadable with :func:`mmrobot.policies.load_checkpoint`) and the
+training state (optimizer tensors as safetensors, the rest as JSON; no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.envs.dataset import DemoDataset
+from mmrobot.policies import (
+    ActionTokenizer,
+    FusionPolicyModel,
+    NormStats,
+    PolicyConfig,
+    collate,
+    load_policy_config,
+    save_checkpoint,
+)
+from mmrobot.policies.collate import stream_keys
+from mmrobot.policies.config import ActionConfig
+from mmrobot.policies.model import batch_to_torch
+from mmrobot.train.config import TrainConfig
+from mmrobot.train.data import ChunkSamples
+
+__all__ = ["Trainer", "TrainResult", "token_loss", "train", "weights_digest"]
+
+STATE_JSON = "train_state.json"
+STATE_TENSORS = "train_state.safetensors"
+METRICS = "metrics.jsonl"
+TRAIN_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    final_loss: float
+    final_token_accuracy: float
+    wall_s: float
+
+
+def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
+    """An independent generator per (seed, step, purpose): stateless, so resumable."""
+    return np.random.default_rng([seed, step, stream])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def augment_images(
+    images: np.ndarray, rng: np.random.Generator, shift_px: int, jitter: float
+) -> np.ndarray:
+    """Random shift (replicate padding, then crop) and brightness/contrast jitter.
+
+    Args:
+        images: (B, H, W, C) uint8.
+
+    Returns:
+        (B, H, W, C) uint8, a new array.
+    """
+    b, h, w, _ = images.shape
+    out = np.empty_like(images)
+    if shift_px:
+        padded = np.pad(images, ((0, 0), (shift_px,) * 2, (shift_px,) * 2, (0, 0)), mode="edge")
+        dy = rng.integers(0, 2 * shift_px + 1, b)
+        dx = rng.integers(0, 2 * shift_px + 1, b)
+        for i in range(b):
+            out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+    else:
+        out[:] = images
+    if jitter:
+        x = out.astype(np.float32)
+        brightness = rng.uniform(1 - jitter, 1 + jitter, (b, 1, 1, 1)).astype(np.float32)
+        contrast = rng.uniform(1 - jitter, 1 + jitter, (b, 1, 1, 1)).astype(np.float32)
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) * contrast + mean * brightness
+        out = np.clip(x, 0, 255).astype(np.uint8)
+    return out
+
+
+class Trainer:
+    """Trains one policy from a :class:`TrainConfig`.
+
+    Args:
+        config: the training configuration.
+        progress: show a progress bar (rank 0 only).
+        log: where status lines go (rank 0 only).
+    """
+
+    def __init__(
+        self, config: TrainConfig, progress: bool = True, log: Callable[[str], None] = print
+    ) -> None:
+        self.config = config
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.is_main = self.rank == 0
+        self.progress = progress and self.is_main
+        self._log = log
+        self.run_dir = Path(config.out)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        want_cuda = config.device == "cuda" or (
+            config.device == "auto" and torch.cuda.is_available()
+        )
+        if config.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train config: device = 'cuda' but torch sees no CUDA device")
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if want_cuda else "gloo")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(f"cuda:{local}" if want_cuda else "cpu")
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            self._log(message)
+
+    # ------------------------------------------------------------------ setup
+    def _policy_config(self, samples: ChunkSamples, base: PolicyConfig) -> PolicyConfig:
+        """The policy config with normalization statistics and action bins from the data."""
+        norm = dict(base.normalization)
+        for s in base.streams:
+            if s.modality in ("camera", "depth") or s.name in norm:
+                continue
+            values = samples.stream_values(s.name)
+            if s.modality == "lidar" and len(values):
+                pts = values.reshape(-1, values.shape[-1])
+                values = pts[np.abs(pts).sum(-1) > 0]  # a ray with no return is (0, 0, 0)
+            if len(values):
+                norm[s.name] = NormStats.from_data(values, min_std=1e-3)
+        action = base.action
+        if self.config.action_binning == "quantile":
+            tok = ActionTokenizer.from_quantiles(
+                samples.all_actions(), action.low, action.high, action.bins
+            )
+            action = ActionConfig(
+                dim=action.dim,
+                horizon=action.horizon,
+                bins=action.bins,
+                low=action.low,
+                high=action.high,
+                period_ns=action.period_ns,
+                binning="quantile",
+                edges=tuple(tuple(r) for r in tok.edges),
+            )
+        return base.replace(normalization=norm, action=action)
+
+    def _batch(
+        self,
+        samples: ChunkSamples,
+        config: PolicyConfig,
+        model: FusionPolicyModel,
+        tokenizer: ActionTokenizer,
+        step: int,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        c = self.config
+        rng = _rng(c.seed, step, 0)
+        global_idx = rng.integers(0, len(samples), c.batch_size * self.world)
+        idx = global_idx[self.rank * c.batch_size : (self.rank + 1) * c.batch_size]
+        obs, texts, chunks = zip(*(samples.sample(int(i)) for i in idx))
+        batch = collate(obs, texts, config.streams, model.tokenizer)
+        if c.augment:
+            aug = _rng(c.seed, step, 1)
+            for s in config.streams:
+                if s.modality == "camera":
+                    key = stream_keys(s.name)[0]
+                    batch[key] = augment_images(batch[key], aug, c.shift_px, c.color_jitter)
+        targets = torch.as_tensor(tokenizer.encode(np.stack(chunks)), dtype=torch.long)
+        return batch_to_torch(batch, self.device), targets.to(self.device)
+
+    def _schedule(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+        return c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, progress))
+        )
+
+    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            # No weight decay on norms, biases, embeddings and learned queries/positions.
+            (
+                decay
+                if p.ndim >= 2
+                and "embedding" not in name
+                and "position" not in name
+                and "query" not in name
+                else no_decay
+            ).append(p)
+        return torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.config.lr,
+            betas=(0.9, 0.95),
+        )
+
+    # ------------------------------------------------------------------ state
+    def _save(
+        self,
+        model: FusionPolicyModel,
+        ema: dict[str, torch.Tensor] | None,
+        optimizer: torch.optim.Optimizer,
+        step: int,
+        metrics: dict[str, float],
+    ) -> Path:
+        from safetensors.torch import save_file
+
+        ckpt = self.run_dir / "checkpoint"
+        if ema is not None:
+            live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(ema)
+        save_checkpoint(
+            model,
+            ckpt,
+            metadata={"step": step, **metrics, "dataset": str(self.config.path("dataset"))},
+        )
+        if ema is not None:
+            model.load_state_dict(live)
+        tensors: dict[str, torch.Tensor] = {}
+        names = {id(p): n for n, p in model.named_parameters()}
+        opt_state = optimizer.state_dict()
+        index_to_name = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                index_to_name[len(index_to_name)] = names[id(p)]
+        scalars: dict[str, dict[str, float]] = {}
+        for idx, st in opt_state["state"].items():
+            pname = index_to_name[idx]
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.ndim > 0:
+                    tensors[f"opt/{pname}/{k}"] = v.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(pname, {})[k] = float(v)
+        for k, v in model.state_dict().items():
+            tensors[f"model/{k}"] = v.detach().cpu().contiguous()
+        if ema is not None:
+            for k, v in ema.items():
+                tensors[f"ema/{k}"] = v.detach().cpu().contiguous()
+        tmp = self.run_dir / (STATE_TENSORS + ".tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(self.run_dir / STATE_TENSORS)
+        doc = {
+            "version": TRAIN_STATE_VERSION,
+            "step": step,
+            "scalars": scalars,
+            "policy_config": model.config.to_dict(),
+            "train_config": asdict(self.config),
+        }
+        _atomic_write_text(self.run_dir / STATE_JSON, json.dumps(doc))
+        return ckpt
+
+    def _load(
+        self,
+        model: FusionPolicyModel,
+        ema: dict[str, torch.Tensor] | None,
+        optimizer: torch.optim.Optimizer,
+    ) -> int:
+        from safetensors.torch import load_file
+
+        doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
+        if doc.get("version") != TRAIN_STATE_VERSION:
+            raise ConfigError(
+                f"{self.run_dir / STATE_JSON}: training state version {doc.get('version')} "
+                f"is not {TRAIN_STATE_VERSION}; start a new run"
+            )
+        tensors = load_file(str(self.run_dir / STATE_TENSORS))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        if ema is not None:
+            ema.update(
+                {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema/")}
+            )
+        names = {id(p): n for n, p in model.named_parameters()}
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        idx = 0
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                pname = names[id(p)]
+                entry = {
+                    k.split("/")[-1]: v.to(self.device)
+                    for k, v in tensors.items()
+                    if k.startswith(f"opt/{pname}/")
+                }
+                entry.update({k: torch.tensor(v) for k, v in doc["scalars"].get(pname, {}).items()})
+                if entry:
+                    state[idx] = entry
+                idx += 1
+        sd = optimizer.state_dict()
+        sd["state"] = state
+        optimizer.load_state_dict(sd)
+        return int(doc["step"])
+
+    def _check_replicas(self, model: nn.Module) -> None:
+        """DDP: gather every replica's weight digest; rank 0 records them (they must agree)."""
+        import torch.distributed as dist
+
+        digests: list[str | None] = [None] * self.world
+        dist.all_gather_object(digests, weights_digest(model))
+        if self.is_main:
+            same = len(set(digests)) == 1
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+                f.write(
+                    json.dumps({"kind": "ddp", "replica_digests": digests, "in_sync": same}) + "\n"
+                )
+            if not same:
+                self.log(f"warning: DDP replicas diverged: {digests}")
+        dist.barrier()
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool = False) -> TrainResult:
+        c = self.config
+        t_start = time.perf_counter()
+        demos = DemoDataset(c.path("dataset"))
+        base = load_policy_config(c.path("policy"))
+        resuming = resume and (self.run_dir / STATE_JSON).is_file()
+        if resume and not resuming:
+            self.log(f"no training state in {self.run_dir}; starting a new run")
+        samples = ChunkSamples(demos, base.streams, base.action.horizon, in_memory=c.in_memory)
+        if resuming:
+            doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
+            config = PolicyConfig.from_dict(doc["policy_config"])
+        else:
+            config = self._policy_config(samples, base)
+        torch.manual_seed(c.seed)  # the initial weights
+        model = FusionPolicyModel(config).to(self.device)
+        tokenizer = ActionTokenizer.from_config(config.action)
+        optimizer = self._optimizer(model)
+        ema = (
+            {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if c.ema_decay > 0
+            else None
+        )
+        start = self._load(model, ema, optimizer) if resuming else 0
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net: nn.Module = DistributedDataParallel(model)
+        else:
+            net = model
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not resuming:
+                (self.run_dir / METRICS).write_text("", encoding="utf-8")
+        self.log(
+            f"training {model.num_parameters():,} parameters on {len(samples):,} samples "
+            f"({len(samples.episodes)} episodes), {c.steps} steps, batch {c.batch_size}"
+            f" x {self.world} process(es), device {self.device}"
+        )
+        use_amp = self.device.type == "cuda"
+        loss_v, acc_v = float("nan"), float("nan")
+        progress = _Progress(c.steps, start) if self.progress else None
+        window_t, window_n = time.perf_counter(), 0
+        ckpt = self.run_dir / "checkpoint"
+        try:
+            for step in range(start, c.steps):
+                batch, targets = self._batch(samples, config, model, tokenizer, step)
+                torch.manual_seed(c.seed * 1_000_003 + step)  # dropout and modality dropout
+                for g in optimizer.param_groups:
+                    g["lr"] = c.lr * self._schedule(step)
+                net.train()
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    # Through net's forward, so that DDP's gradient hooks fire.
+                    loss, acc = token_loss(net(batch, targets), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        for k, v in model.state_dict().items():
+                            if v.dtype.is_floating_point:
+                                ema[k].mul_(c.ema_decay).add_(v, alpha=1 - c.ema_decay)
+                            else:
+                                ema[k].copy_(v)
+                loss_v, acc_v = float(loss.detach()), float(acc.detach())
+                window_n += c.batch_size * self.world
+                done = step + 1
+                rate = None
+                if self.is_main and (done % c.log_every == 0 or done == c.steps):
+                    now = time.perf_counter()
+                    rate = window_n / max(now - window_t, 1e-9)
+                    window_t, window_n = now, 0
+                    line = {
+                        "kind": "train",
+                        "step": done,
+                        "loss": loss_v,
+                        "token_accuracy": acc_v,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "samples_per_s": rate,
+                        "elapsed_s": now - t_start,
+                    }
+                    with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(line) + "\n")
+                if self.is_main and (done % c.save_every == 0 or done == c.steps):
+                    ckpt = self._save(
+                        model, ema, optimizer, done, {"loss": loss_v, "token_accuracy": acc_v}
+                    )
+                if progress:
+                    progress.update(done, loss_v, acc_v, rate)
+        finally:
+            if progress:
+                progress.close()
+        if self.world > 1:
+            self._check_replicas(model)
+        wall = time.perf_counter() - t_start
+        self.log(
+            f"done: step {c.steps}, loss {loss_v:.4f}, token accuracy {acc_v:.3f}, "
+            f"{wall:.0f} s; checkpoint {ckpt}"
+        )
+        return TrainResult(self.run_dir, ckpt, c.steps, loss_v, acc_v, wall)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter's bytes: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over action tokens and token accuracy.
+
+    Args:
+        logits: (B, H, D, bins); targets: (B, H, D) int64.
+    """
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    return loss, (logits.argmax(-1) == targets).float().mean()
+
+
+class _Progress:
+    """A rich progress bar with loss, token accuracy and throughput."""
+
+    def __init__(self, total: int, start: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._p = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+        )
+        self._p.start()
+        self._task = self._p.add_task("train", total=total, completed=start, status="")
+        self._status = ""
+
+    def update(self, done: int, loss: float, acc: float, rate: float | None) -> None:
+        if rate is not None:
+            self._status = f"loss {loss:.3f} acc {acc:.3f} {rate:.0f} samples/s"
+        self._p.update(self._task, completed=done, status=self._status)
+
+    def close(self) -> None:
+        self._p.stop()
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a policy from ``config`` (see :class:`Trainer`)."""
+    return Trainer(config, progress=progress).run(resume=resume)

@@ -1,0 +1,251 @@
+"""Training: determinism, exact resume, learning, checkpoints, config errors, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmrobot.core import ConfigError, StreamSpec
+from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
+from mmrobot.train.config import TrainConfig, load_train_config
+
+STREAMS = (
+    StreamSpec("cam", "camera", (32, 32, 3), "uint8", 30.0, max_age_ns=100_000_000),
+    StreamSpec("lidar", "lidar", (32, 3), "float32", 10.0, max_age_ns=250_000_000),
+    StreamSpec(
+        "ft", "force", (6,), "float32", 500.0, policy="interp", max_age_ns=20_000_000, history=3
+    ),
+    StreamSpec(
+        "joints",
+        "joints",
+        (7,),
+        "float32",
+        200.0,
+        policy="interp",
+        max_age_ns=20_000_000,
+        history=3,
+    ),
+)
+LOW = [-0.02, -0.02, -0.02, -0.1, -0.1, -0.1, 0.0]
+HIGH = [0.02, 0.02, 0.02, 0.1, 0.1, 0.1, 1.0]
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def write_policy_toml(path: Path) -> Path:
+    doc = {
+        "model": {"width": 32, "depth": 2, "heads": 2, "dropout": 0.1},
+        "language": {"max_len": 24},
+        "camera": {"stem_channels": [8], "grid": 2},
+        "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
+        "vector": {"hidden": 32},
+        "action": {"dim": 7, "horizon": 2, "bins": 16, "low": LOW, "high": HIGH},
+        "training": {"modality_dropout": {"camera": 0.2}},
+    }
+    lines = [
+        f"[{k}]\n" + "".join(f"{kk} = {toml_value(vv)}\n" for kk, vv in v.items())
+        for k, v in doc.items()
+    ]
+    for s in STREAMS:
+        lines.append(
+            "[[streams]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in s.to_dict().items())
+        )
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_dataset(path: Path, episodes: int = 3, steps: int = 12) -> Path:
+    """Synthetic episodes where the action depends on the instruction: learnable."""
+    rng = np.random.default_rng(0)
+    with DatasetWriter(path, STREAMS, np.array(LOW), np.array(HIGH), control_hz=20.0) as w:
+        for e in range(episodes):
+            sign = 1.0 if e % 2 == 0 else -1.0
+            values = {
+                s.name: (
+                    rng.integers(0, 255, (steps, *s.obs_shape), dtype=np.uint8)
+                    if s.dtype == "uint8"
+                    else rng.normal(size=(steps, *s.obs_shape)).astype(np.float32)
+                )
+                for s in STREAMS
+            }
+            actions = np.tile(
+                np.array([0.015 * sign, 0, -0.01, 0, 0, 0.05, 1.0], np.float32), (steps, 1)
+            )
+            w.append(
+                EpisodeRecord(
+                    task="reach color=red",
+                    instruction="go left" if sign > 0 else "go right",
+                    seed=e,
+                    success=True,
+                    split="train",
+                    reason="",
+                    values=values,
+                    ages_ns={s.name: np.full(steps, 1_000_000, np.int64) for s in STREAMS},
+                    valid={s.name: np.ones(steps, bool) for s in STREAMS},
+                    actions=actions,
+                    rewards=np.zeros(steps, np.float32),
+                    t_ns=np.arange(steps, dtype=np.int64) * 50_000_000,
+                )
+            )
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    return write_policy_toml(d / "policy.toml"), write_dataset(d / "demos.h5"), d
+
+
+def config(files, out, **kw):
+    policy, dataset, _ = files
+    base = dict(
+        policy=str(policy),
+        dataset=str(dataset),
+        out=str(out),
+        steps=6,
+        batch_size=4,
+        warmup_steps=2,
+        log_every=1,
+        save_every=3,
+        threads=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(run_dir):
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["kind"] == "train"]
+
+
+def weights(run_dir):
+    from safetensors.numpy import load_file
+
+    return load_file(str(Path(run_dir) / "checkpoint" / "model.safetensors"))
+
+
+def test_same_seed_same_run_and_resume_continues_exactly(files, tmp_path):
+    from mmrobot.train import train
+
+    a = train(config(files, tmp_path / "a"), progress=False)
+    b = train(config(files, tmp_path / "b"), progress=False)
+    assert losses(a.run_dir) == losses(b.run_dir) and len(losses(a.run_dir)) == 6
+    # stop after 3 steps, then resume to 6
+    train(config(files, tmp_path / "c", steps=3), progress=False)
+    c = train(config(files, tmp_path / "c"), resume=True, progress=False)
+    assert losses(c.run_dir) == losses(a.run_dir)
+    wa, wc = weights(a.run_dir), weights(c.run_dir)
+    assert wa.keys() == wc.keys()
+    assert all(np.array_equal(wa[k], wc[k]) for k in wa)
+    other = train(config(files, tmp_path / "d", seed=1), progress=False)
+    assert losses(other.run_dir) != losses(a.run_dir)
+
+
+def test_training_learns_and_the_checkpoint_acts(files, tmp_path):
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.policies import TorchPolicy
+
+    result = train_quick(files, tmp_path)
+    curve = losses(result.run_dir)
+    assert curve[-1] < 0.5 * curve[0]
+    assert result.final_token_accuracy > 0.9
+    policy = TorchPolicy.from_checkpoint(result.checkpoint)
+    cfg = policy.config
+    assert set(cfg.normalization) == {"lidar", "ft", "joints"}  # computed from the data
+    assert cfg.action.binning == "quantile"
+    demos = DemoDataset(files[1])
+    obs, _ = demos.step(0, 0)
+    left = policy.act(obs, "go left").actions
+    right = policy.act(obs, "go right").actions
+    assert left.shape == (2, 7)
+    # the instruction decides the sign of dx, as in the demonstrations
+    assert left[0, 0] > 0.005 and right[0, 0] < -0.005
+
+
+def train_quick(files, tmp_path):
+    from mmrobot.train import train
+
+    return train(
+        config(
+            files,
+            tmp_path / "learn",
+            steps=80,
+            batch_size=8,
+            lr=3e-3,
+            log_every=10,
+            save_every=80,
+            augment=False,
+        ),
+        progress=False,
+    )
+
+
+def test_config_errors_name_the_key(tmp_path, files):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nstep = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['step'\]"):
+        load_train_config(bad)
+    bad.write_text("[train]\nlr = 5\n")
+    with pytest.raises(ConfigError, match="lr = 5"):
+        load_train_config(bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        config(files, tmp_path).with_overrides(["stpes=3"])
+    c = config(files, tmp_path).with_overrides(["steps=9", "lr=1e-3", "device=cpu"])
+    assert (c.steps, c.lr, c.device) == (9, 1e-3, "cpu")
+
+
+def test_plot_draws_the_curves(files, tmp_path):
+    from mmrobot.train import plot_run, train
+
+    run = train(config(files, tmp_path / "p", steps=2), progress=False)
+    png = plot_run(run.run_dir)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_ddp_two_processes_keep_identical_replicas(files, tmp_path):
+    policy, dataset, _ = files
+    cfg = tmp_path / "ddp.toml"
+    cfg.write_text(
+        f'[train]\npolicy = "{policy}"\ndataset = "{dataset}"\nout = "{tmp_path / "ddp"}"\n'
+        "steps = 3\nbatch_size = 2\nwarmup_steps = 1\nthreads = 1\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "mmrobot.cli",
+            "train",
+            str(cfg),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    ddp = [r for r in rows if r["kind"] == "ddp"]
+    assert len(ddp) == 1 and len(ddp[0]["replica_digests"]) == 2 and ddp[0]["in_sync"]
+    assert "2 process(es)" in out.stdout
