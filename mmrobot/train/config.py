@@ -43,7 +43,6 @@ class TrainConfig:
         shift_px: largest random image shift, pixels.
         color_jitter: largest relative brightness/contrast change.
         in_memory: load the whole dataset into memory (fast) instead of reading HDF5 per step.
-        workers: DataLoader workers when not in memory.
         log_every: steps between metric lines.
         save_every: steps between checkpoints (the last step always saves).
         device: "auto" (CUDA when present), "cpu" or "cuda".
@@ -67,7 +66,6 @@ class TrainConfig:
     shift_px: int = 4
     color_jitter: float = 0.1
     in_memory: bool = True
-    workers: int = 0
     log_every: int = 10
     save_every: int = 500
     device: str = "auto"
@@ -88,7 +86,7 @@ class TrainConfig:
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                 "an int >= 1",
             )
-        for name in ("warmup_steps", "seed", "shift_px", "workers", "threads"):
+        for name in ("warmup_steps", "seed", "shift_px", "threads"):
             check(
                 name,
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
