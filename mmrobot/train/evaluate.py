@@ -269,8 +269,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     """Load a policy from a torch checkpoint folder or an exported ONNX model.
 
     Args:
-        path: a checkpoint folder (``config.json`` + ``model.safetensors``), an ``.onnx``
-            file, or a folder holding one (an export with its JSON sidecar).
+        path: a checkpoint folder (``config.json`` + ``model.safetensors``), or an ONNX
+            export (``mmrobot export``): its folder, its ``policy.onnx`` or its ``policy.json``.
         device: torch device for checkpoints.
     """
     p = Path(path)
@@ -283,22 +283,23 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
         from mmrobot.policies.torch_policy import TorchPolicy
 
         return TorchPolicy.from_checkpoint(p, device=device)
-    if p.suffix == ".onnx" or (p.is_dir() and any(p.glob("*.onnx"))):
+    onnx_dir = p.parent if p.is_file() and p.suffix in (".onnx", ".json") else p
+    if p.suffix in (".onnx", ".json") or (
+        p.is_dir() and ((p / "policy.json").is_file() or any(p.glob("*.onnx")))
+    ):
         try:
-            from mmrobot.deploy import OnnxPolicy  # type: ignore[attr-defined]
+            from mmrobot.deploy import OnnxPolicy
         except ImportError as e:
             raise DependencyNotInstalled(
-                f"{str(p)!r} is an ONNX model, but mmrobot.deploy.OnnxPolicy is not available in "
-                f"this installation ({e}); evaluate the torch checkpoint folder instead, or "
-                "update mmrobot (pip install -e '.[deploy]') once ONNX deployment is in"
+                f"{str(p)!r} is an ONNX model, but mmrobot.deploy.OnnxPolicy cannot be imported "
+                f"({e}); install onnxruntime (pip install onnxruntime) or evaluate the torch "
+                "checkpoint folder instead"
             ) from e
-        for ctor in ("from_path", "load"):
-            if hasattr(OnnxPolicy, ctor):
-                return getattr(OnnxPolicy, ctor)(p)
-        return OnnxPolicy(p)
+        # the export folder holds policy.onnx and its sidecar policy.json
+        return OnnxPolicy(p if p.suffix == ".json" else onnx_dir)
     raise ConfigError(
         f"{str(p)!r} is neither a checkpoint folder (config.json + model.safetensors) nor an "
-        "ONNX model (.onnx file or a folder with one)"
+        "ONNX export (a folder with policy.onnx + policy.json, from `mmrobot export`)"
     )
 
 
@@ -890,7 +891,7 @@ class EvalResult:
         """Rich tables: success per task and split; per line for an instructions file."""
         from rich.table import Table
 
-        t = Table(title=f"success rate, 95% Wilson CI — {self.policy}")
+        t = Table(title="success rate (95% Wilson CI)", caption=f"policy: {self.policy}")
         t.add_column("task")
         for s in self.splits:
             t.add_column(s, justify="right")

@@ -351,14 +351,47 @@ def test_policy_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="neither a checkpoint"):
         load_policy(tmp_path / "empty")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "policy.onnx").write_bytes(b"")
     try:
         from mmrobot.deploy import OnnxPolicy  # noqa: F401
     except ImportError:
         from mmrobot.core.errors import DependencyNotInstalled
 
-        (tmp_path / "m.onnx").write_bytes(b"")
         with pytest.raises(DependencyNotInstalled, match="OnnxPolicy"):
-            load_policy(tmp_path / "m.onnx")
+            load_policy(tmp_path / "export")
+    else:  # an ONNX file without its sidecar
+        with pytest.raises(FileNotFoundError, match="policy.json"):
+            load_policy(tmp_path / "export" / "policy.onnx")
+
+
+def test_exported_onnx_policy_evaluates_like_the_checkpoint(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from mmrobot.deploy import export_onnx
+
+    export_onnx(tiny_checkpoint, tmp_path / "onnx")
+    settings = EvalSettings(episodes=1, tasks=("pick",), splits=("train",), workers=0, max_steps=6)
+    runs = {}
+    for name, path in (("torch", tiny_checkpoint), ("onnx", tmp_path / "onnx" / "policy.onnx")):
+        sent = []
+        env = make_eval_env(env_config_for_policy(_tiny_specs()))
+        try:
+            res = run_episode(
+                env, load_policy(path), task="pick", seed=2, max_steps=6,
+                on_step=lambda obs, a, sent=sent: sent.append(a.copy()),
+            )  # fmt: skip
+        finally:
+            env.close()
+        assert res.steps == 6 and res.policy_calls == 6
+        runs[name] = np.stack(sent)
+    # same observations and chunks -> (nearly) the same commands; a token may flip a bin
+    # where two logits tie within float error, so compare most of the entries
+    close = np.isclose(runs["torch"], runs["onnx"], atol=1e-5)
+    assert close.mean() > 0.9, (runs["torch"], runs["onnx"])
+    result = evaluate(str(tmp_path / "onnx"), settings)
+    assert result.policy == str(tmp_path / "onnx")
+    assert not result.errors and result.stats("train", "pick").episodes == 1
 
 
 def test_settings_are_validated():
