@@ -84,6 +84,11 @@ class FrameDecoder:
         self.skipped_bytes += len(self._buf)
         self._buf.clear()
 
+    @property
+    def pending(self) -> int:
+        """Bytes buffered while waiting for the rest of a frame."""
+        return len(self._buf)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[np.ndarray]:
         buf = self._buf
         buf += data

@@ -197,9 +197,14 @@ class NodeDecoder:
         angle = (rows[:, 2].astype(np.int64) << 7) | (rows[:, 1] >> 1)
         prev = np.empty_like(angle)
         prev[1:] = angle[:-1]
-        prev[0] = angle[0] if last_q6 is None else last_q6
+        prev[0] = angle[0] - 1 if last_q6 is None else last_q6  # no predecessor: no step check
         step = (angle - prev) % _MAX_Q6
-        return ok & (step <= self._max_step_q6)
+        return ok & (step > 0) & (step <= self._max_step_q6)  # the head turns one way
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered while waiting for the rest of a frame."""
+        return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> Nodes:
         self._buf += data
