@@ -106,7 +106,7 @@ def knn_group(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (B, G, k) of each centre's k nearest valid points, and their validity (B, G, k)."""
     d2 = ((centers.unsqueeze(2) - xyz.unsqueeze(1)) ** 2).sum(-1)  # (B, G, N)
-    d2 = d2 + (~point_valid).unsqueeze(1).to(d2.dtype) * 1e10
+    d2 = torch.where(point_valid.unsqueeze(1), d2, torch.full_like(d2, 1e10))
     idx = torch.topk(d2, k, dim=2, largest=False).indices
     valid = torch.gather(point_valid.unsqueeze(1).expand(-1, centers.shape[1], -1), 2, idx)
     return idx, valid
@@ -192,8 +192,10 @@ class AgeEmbedding(nn.Module):
         )
         self.proj = nn.Linear(1 + 2 * n_freq, width)
 
-    def forward(self, age_ns: torch.Tensor, max_age_ns: float) -> torch.Tensor:
+    def forward(self, age_ns: torch.Tensor, max_age_ns: int) -> torch.Tensor:
         """age_ns (B,) int64 -> (B, width)."""
-        a = (age_ns.to(torch.float32) * (1.0 / max_age_ns)).clamp(-1.0, 4.0).unsqueeze(-1)
+        # Integer permille of max_age first: exact, and safe when the graph runs in float16.
+        permille = torch.clamp(age_ns * 1000 // int(max_age_ns), -1000, 4000)
+        a = (permille.to(torch.float32) * 1e-3).unsqueeze(-1)
         ang = a * self.freqs
         return self.proj(torch.cat([a, torch.sin(ang), torch.cos(ang)], dim=-1))

@@ -231,7 +231,7 @@ class FusionPolicyModel(nn.Module):
             emb = (
                 self.modality_embedding[self._modality_index(s.modality)] + self.stream_embedding[i]
             )
-            tok = tok + emb + self.age_embedding(age, float(s.max_age_ns)).unsqueeze(1)
+            tok = tok + emb + self.age_embedding(age, s.max_age_ns).unsqueeze(1)
             pieces.append(tok)
             valids.append(tok_valid)
             stream_valid.append(valid)
