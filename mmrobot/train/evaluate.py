@@ -36,13 +36,15 @@ import multiprocessing as mp
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrobot.core.errors import ConfigError, DependencyNotInstalled
+from mmrobot.core.errors import ConfigError, DependencyNotInstalled, MmrobotError
 from mmrobot.core.types import ActionChunk, Observation, StreamSpec
 from mmrobot.policies.base import Policy
 
@@ -792,8 +794,24 @@ def _pool_map(
         return
     ctx = mp.get_context(settings.start_method)
     n = min(settings.workers, len(jobs))
-    with ctx.Pool(n, initializer=_setup, initargs=(source, base, settings, True)) as pool:
-        yield from pool.imap_unordered(_run_job, jobs, chunksize=1)
+    # ProcessPoolExecutor, not Pool: a worker that dies (or fails to load the policy) breaks
+    # the pool with an error instead of hanging the run
+    with ProcessPoolExecutor(
+        n, mp_context=ctx, initializer=_setup, initargs=(source, base, settings, True)
+    ) as pool:
+        futures = [pool.submit(_run_job, job) for job in jobs]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BrokenProcessPool as e:
+            raise MmrobotError(
+                "an evaluation worker process died (crashed, killed, or failed to build its "
+                f"env or load the policy: {e}); rerun with --workers 0 to see the error "
+                "in this process"
+            ) from e
+        finally:
+            for fut in futures:
+                fut.cancel()
 
 
 # --------------------------------------------------------------------------- results
@@ -1010,16 +1028,10 @@ def _resolve_source(
     if isinstance(policy, str) and policy == "expert":
         return "scripted expert", expert_policy_factory, None
     if isinstance(policy, (str, Path)):
-        p = Path(policy)
-        specs = None
-        if p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file():
-            from mmrobot.policies.checkpoint import read_checkpoint_config
-
-            specs = read_checkpoint_config(p)[0].streams  # validated here, before any worker
-        else:
-            loaded = load_policy(p, settings.device)  # ONNX: check it loads here first
-            specs = policy_stream_specs(loaded)
-        return str(p), str(p), specs
+        # load it here first: a bad path or file is a clear error before any worker starts
+        loaded = load_policy(policy, settings.device if settings.workers == 0 else "cpu")
+        source = loaded if settings.workers == 0 else str(policy)
+        return str(policy), source, policy_stream_specs(loaded)
     if isinstance(policy, Policy):
         return type(policy).__name__, policy, policy_stream_specs(policy)
     if callable(policy):

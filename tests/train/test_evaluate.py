@@ -111,6 +111,12 @@ def _make_expert(env):  # module level: picklable for worker processes
     return ExpertAdapter(env)
 
 
+def _die(env):  # a policy factory whose worker process dies
+    import os
+
+    os._exit(3)
+
+
 # --------------------------------------------------------------------------- statistics
 
 
@@ -392,6 +398,26 @@ def test_exported_onnx_policy_evaluates_like_the_checkpoint(tiny_checkpoint, tmp
     result = evaluate(str(tmp_path / "onnx"), settings)
     assert result.policy == str(tmp_path / "onnx")
     assert not result.errors and result.stats("train", "pick").episodes == 1
+
+
+def test_bad_checkpoint_fails_before_workers_start(tiny_checkpoint, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    (bad / "model.safetensors").write_bytes((bad / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(ConfigError, match="corrupt or truncated"):
+        evaluate(bad, EvalSettings(workers=2, tasks=("reach",), episodes=1))
+
+
+def test_a_dying_worker_is_an_error_not_a_hang(tiny_env_config):
+    from mmrobot.core.errors import MmrobotError
+
+    with pytest.raises(MmrobotError, match="worker process died"):
+        evaluate(
+            _die, EvalSettings(workers=1, tasks=("reach",), episodes=2, splits=("train",)),
+            env_config=tiny_env_config,
+        )  # fmt: skip
 
 
 def test_settings_are_validated():
