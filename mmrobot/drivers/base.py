@@ -521,11 +521,9 @@ class Driver(ABC):
 
     def _is_disconnect(self, e: BaseException) -> bool:
         """Whether ``e`` means the device went away (reconnect) rather than a decode fault."""
-        from mmrobot.core.errors import DeviceNotConnectedError
+        from mmrobot.drivers._serial import is_port_failure
 
-        if isinstance(e, (DeviceNotConnectedError, OSError)):
-            return True
-        return type(e).__name__ in ("SerialException", "PortNotOpenError")
+        return is_port_failure(e)
 
     # -- subclass hooks -----------------------------------------------------------------
 

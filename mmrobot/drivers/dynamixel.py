@@ -35,7 +35,7 @@ from mmrobot.core.errors import (
     DeviceTimeoutError,
     ProtocolError,
 )
-from mmrobot.drivers._serial import SerialDriverConfig, open_serial
+from mmrobot.drivers._serial import SerialDriverConfig, is_port_failure, open_serial
 from mmrobot.drivers.base import (
     Actuator,
     ActuatorConfig,
@@ -261,7 +261,7 @@ class DynamixelBus:
                             if p.is_status and p.id in want:
                                 got[p.id] = p
                 except Exception as e:
-                    if isinstance(e, (OSError,)) or type(e).__name__ == "SerialException":
+                    if is_port_failure(e) and not isinstance(e, DeviceNotConnectedError):
                         raise self._fail(e) from e
                     raise
             last_missing = [i for i in expect_ids if i not in got]
