@@ -195,7 +195,11 @@ class AgeEmbedding(nn.Module):
     def forward(self, age_ns: torch.Tensor, max_age_ns: int) -> torch.Tensor:
         """age_ns (B,) int64 -> (B, width)."""
         # Integer permille of max_age first: exact, and safe when the graph runs in float16.
-        permille = torch.clamp(age_ns * 1000 // int(max_age_ns), -1000, 4000)
+        # The shift makes the dividend non-negative, where floor and truncating division (ONNX
+        # Div on integers) agree.
+        m = int(max_age_ns)
+        shifted = torch.clamp(age_ns, -m, 4 * m) + m
+        permille = shifted * 1000 // m - 1000
         a = (permille.to(torch.float32) * 1e-3).unsqueeze(-1)
         ang = a * self.freqs
         return self.proj(torch.cat([a, torch.sin(ang), torch.cos(ang)], dim=-1))

@@ -300,9 +300,8 @@ class FusionPolicyModel(nn.Module):
             [head(x[:, :, i]) for i, head in enumerate(self.heads)], dim=2
         )  # (B, P, M, bins)
         any_valid = stream_valid.any(dim=1, keepdim=True)
-        wts = torch.where(any_valid, stream_valid, torch.ones_like(stream_valid)).to(
-            per.dtype
-        )  # (B, M)
+        sv = stream_valid.to(per.dtype)  # float: ONNX Runtime has no boolean Where kernel
+        wts = torch.where(any_valid, sv, torch.ones_like(sv))  # (B, M)
         per = torch.where(wts[:, None, :, None] > 0, per, torch.zeros((), dtype=per.dtype))
         return (per * wts[:, None, :, None]).sum(2) / wts.sum(1)[:, None, None]
 

@@ -1,0 +1,186 @@
+""":class:`OnnxPolicy`: the :class:`~mmrobot.policies.Policy` interface on ONNX Runtime.
+
+Never imports torch: the collation and the tokenizers come from the numpy-only modules of
+:mod:`mmrobot.policies`, so a robot or an edge board needs only numpy and onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmrobot.core.deps import require
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import ActionChunk, Observation
+from mmrobot.deploy.sidecar import SIDECAR_FORMAT_VERSION, Sidecar
+from mmrobot.policies.base import Policy
+from mmrobot.policies.collate import collate
+from mmrobot.policies.tokenizers import ActionTokenizer, ByteTokenizer
+
+__all__ = ["OrtConfig", "OnnxPolicy"]
+
+_MODEL_VERSION_KEY = "mmrobot_onnx_format_version"
+
+
+@dataclass(frozen=True)
+class OrtConfig:
+    """ONNX Runtime session settings (a ``[onnxruntime]`` table in a launch file).
+
+    Attributes:
+        providers: execution providers in order of preference, e.g.
+            ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``.
+            Providers this onnxruntime build lacks are skipped; ``CPUExecutionProvider``
+            is always the last fallback.
+        intra_op_threads: threads inside one operator (0 = onnxruntime's default).
+        inter_op_threads: threads across operators (0 = default).
+        graph_optimization: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``.
+    """
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    graph_optimization: str = "all"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.providers, str) or not all(isinstance(p, str) for p in self.providers):
+            raise ConfigError(
+                f"onnxruntime.providers must be a list of names, got {self.providers!r}"
+            )
+        object.__setattr__(self, "providers", tuple(self.providers))
+        for name in ("intra_op_threads", "inter_op_threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"onnxruntime.{name} must be an int >= 0, got {v!r}")
+        levels = ("disable", "basic", "extended", "all")
+        if self.graph_optimization not in levels:
+            raise ConfigError(
+                f"onnxruntime.graph_optimization is {self.graph_optimization!r}; expected one of {levels}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> OrtConfig:
+        known = {"providers", "intra_op_threads", "inter_op_threads", "graph_optimization"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"onnxruntime: unknown key(s) {unknown}; expected some of {sorted(known)}"
+            )
+        return cls(**data)  # type: ignore[arg-type]
+
+
+class OnnxPolicy(Policy):
+    """An exported policy (``mmrobot export``) run by ONNX Runtime.
+
+    Args:
+        path: the export folder (or its ``policy.json``).
+        runtime: session settings; providers fall back in order, then to the CPU.
+
+    Raises:
+        FileNotFoundError: the sidecar or the model file is missing.
+        ConfigError: a file is truncated or corrupt, or of a newer format version, or a
+            provider name is unknown to onnxruntime.
+    """
+
+    def __init__(self, path: str | Path, runtime: OrtConfig | None = None) -> None:
+        ort = require("onnxruntime", "running exported policies")
+        self.runtime = runtime or OrtConfig()
+        self.sidecar = Sidecar.read(path)
+        model_path = self.sidecar.verify_model_file(path)
+        self.config = self.sidecar.config
+        self.tokenizer = ByteTokenizer(self.config.language.max_len)
+        self.action_tokenizer = ActionTokenizer.from_config(self.config.action)
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.runtime.intra_op_threads
+        opts.inter_op_num_threads = self.runtime.inter_op_threads
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.runtime.graph_optimization]
+        self.session, self.provider_errors = self._open(ort, str(model_path), opts)
+        self.providers = tuple(self.session.get_providers())
+        meta = self.session.get_modelmeta().custom_metadata_map
+        version = meta.get(_MODEL_VERSION_KEY)
+        if version is None or not version.isdigit() or int(version) > SIDECAR_FORMAT_VERSION:
+            raise ConfigError(
+                f"ONNX model {model_path} has mmrobot format version {version!r}; this mmrobot "
+                f"runs versions 1..{SIDECAR_FORMAT_VERSION} (upgrade mmrobot or re-export)"
+            )
+        names = tuple(i.name for i in self.session.get_inputs())
+        if names != self.sidecar.input_names:
+            raise ConfigError(
+                f"ONNX model inputs {names} differ from the sidecar's {self.sidecar.input_names}; "
+                "the model and policy.json come from different exports"
+            )
+
+    def _open(self, ort, model_path: str, opts) -> tuple[object, dict[str, str]]:  # noqa: ANN001
+        available = set(ort.get_available_providers())
+        known = set(getattr(ort, "get_all_providers", lambda: available)())
+        unknown = [p for p in self.runtime.providers if p not in known]
+        if unknown:
+            raise ConfigError(
+                f"execution provider(s) {unknown} are not onnxruntime providers; known: {sorted(known)}"
+            )
+        wanted = [p for p in self.runtime.providers if p in available]
+        errors = {
+            p: "not available in this onnxruntime build"
+            for p in self.runtime.providers
+            if p not in available
+        }
+        if "CPUExecutionProvider" not in wanted:
+            wanted.append("CPUExecutionProvider")
+        # Try the preferred provider list, then drop providers from the front on failure.
+        for i in range(len(wanted)):
+            try:
+                return ort.InferenceSession(
+                    model_path, sess_options=opts, providers=wanted[i:]
+                ), errors
+            except Exception as e:  # onnxruntime raises its own exception types
+                if wanted[i] == "CPUExecutionProvider":
+                    raise ConfigError(
+                        f"ONNX Runtime cannot load {model_path}: {e}. The file is corrupt or "
+                        "truncated, or not an mmrobot export; re-run `mmrobot export`"
+                    ) from e
+                errors[wanted[i]] = str(e)
+        raise ConfigError(f"no execution provider could load {model_path}: {errors}")  # unreachable
+
+    def run(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Run the graph on collated inputs: logits (B, H, D, bins) float32, tokens (B, H, D) int64."""
+        feeds = {name: batch[name] for name in self.sidecar.input_names}
+        logits, tokens = self.session.run(list(self.sidecar.output_names), feeds)
+        return logits, tokens
+
+    def act_batch(
+        self, observations: Sequence[Observation], instructions: Sequence[str]
+    ) -> list[ActionChunk]:
+        """One chunk per observation, in one graph call."""
+        batch = collate(observations, instructions, self.config.streams, self.tokenizer)
+        logits, tokens = self.run(batch)
+        actions = self.action_tokenizer.decode(tokens)
+        out = []
+        for i, obs in enumerate(observations):
+            lg = logits[i].astype(np.float64)
+            p = np.exp(lg - lg.max(-1, keepdims=True))
+            conf = float((1.0 / p.sum(-1)).mean())  # mean probability of the argmax token
+            out.append(
+                ActionChunk(
+                    t_ns=obs.t_ns,
+                    actions=actions[i],
+                    period_ns=self.config.action.period_ns,
+                    tokens=tokens[i].astype(np.int64),
+                    info={"mean_token_prob": conf if math.isfinite(conf) else 0.0},
+                )
+            )
+        return out
+
+    def act(self, observation: Observation, instruction: str) -> ActionChunk:
+        return self.act_batch([observation], [instruction])[0]
+
+    def reset(self) -> None:
+        """Stateless between calls; nothing to forget."""
