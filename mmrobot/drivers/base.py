@@ -124,6 +124,7 @@ class DriverConfig(_Model):
 
     kind: str
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    enabled: bool = True  # false: validated but not built (e.g. one of two alternative lidars)
     stream: StreamConfig = StreamConfig()
     extrinsics: Extrinsics = Extrinsics()
     reconnect_min_s: float = Field(default=0.05, gt=0)

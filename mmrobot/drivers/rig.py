@@ -83,8 +83,11 @@ class Rig:
     def build_drivers(
         self, clock: Clock | None = None, names: Sequence[str] | None = None
     ) -> list[Driver]:
-        """Construct (not open) the drivers, optionally only those in ``names``."""
-        entries = self.drivers if names is None else [self.driver(n) for n in names]
+        """Construct (not open) the enabled drivers, or exactly those named in ``names``."""
+        if names is None:
+            entries = [d for d in self.drivers if d.enabled]
+        else:
+            entries = [self.driver(n) for n in names]
         return [get_driver_class(e.kind)(e, clock=clock, source=self.source) for e in entries]
 
     def build_actuators(self, clock: Clock | None = None) -> list[Actuator]:
@@ -148,7 +151,7 @@ def parse_rig(data: Mapping[str, Any], source: str = "<rig>", default_name: str 
         description=str(data.get("description", "")),
     )
     streams: dict[str, str] = {}
-    for d in rig.build_drivers():
+    for d in rig.build_drivers():  # enabled ones; a disabled entry is still validated above
         for s in d.specs:
             if s.name in streams:
                 raise ConfigError(
