@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal:  # a file or pipe: do not wrap the table at 80 columns
+        console = Console(width=200)
     for table in result.tables():
         console.print(table)
     if args.json:
