@@ -380,7 +380,7 @@ class Trainer:
             f"({len(samples.episodes)} episodes), {c.steps} steps, batch {c.batch_size}"
             f" x {self.world} process(es), device {self.device}"
         )
-        use_amp = self.device.type == "cuda"
+        use_amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
         loss_v, acc_v = float("nan"), float("nan")
         progress = _Progress(c.steps, start) if self.progress else None
         window_t, window_n = time.perf_counter(), 0
@@ -460,6 +460,7 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
     Args:
         logits: (B, H, D, bins); targets: (B, H, D) int64.
     """
+    logits = logits.float()  # the loss in fp32 also under bf16 autocast
     loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     return loss, (logits.argmax(-1) == targets).float().mean()
 

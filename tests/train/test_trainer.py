@@ -194,6 +194,13 @@ def train_quick(files, tmp_path):
     )
 
 
+def test_bf16_autocast_trains_on_the_cpu(files, tmp_path):
+    from mmrobot.train import train
+
+    run = train(config(files, tmp_path / "bf16", steps=3, precision="bf16"), progress=False)
+    assert all(np.isfinite(x) for x in losses(run.run_dir)) and len(losses(run.run_dir)) == 3
+
+
 def test_config_errors_name_the_key(tmp_path, files):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nstep = 3\n")
@@ -202,6 +209,8 @@ def test_config_errors_name_the_key(tmp_path, files):
     bad.write_text("[train]\nlr = 5\n")
     with pytest.raises(ConfigError, match="lr = 5"):
         load_train_config(bad)
+    with pytest.raises(ConfigError, match="precision"):
+        config(files, tmp_path, precision="fp8")
     with pytest.raises(ConfigError, match="key=value"):
         config(files, tmp_path).with_overrides(["stpes=3"])
     c = config(files, tmp_path).with_overrides(["steps=9", "lr=1e-3", "device=cpu"])
