@@ -525,6 +525,7 @@ def run_episode(
     gripper = float(base.action_space.high[-1])  # start open, as the env resets
     steps = calls = rejected = holds = 0
     success, reason = False, ""
+    last: np.ndarray | None = None
     while True:
         obs: Observation = base.observation
         action = ensembler.action_at(obs.t_ns)
@@ -544,12 +545,13 @@ def run_episode(
             action = ensembler.action_at(obs.t_ns)
         if action is None:  # nothing valid covers this tick: hold still, as the loop does
             holds += 1
-            action = np.zeros(low.shape[0])
-            action[-1] = gripper
-            if base.config.action_mode == "joint":
-                action[:-1] = base.observation.values["joints"].reshape(-1, 7)[-1, :6]
+            if base.config.action_mode == "joint":  # hold the last target (or where it is)
+                action = last if last is not None else np.append(base.scene.arm_qpos, gripper)
+            else:  # no motion, last gripper command
+                action = np.zeros(low.shape[0])
+                action[-1] = gripper
         action = np.asarray(action, dtype=np.float32)
-        gripper = float(action[-1])
+        last, gripper = action, float(action[-1])
         if on_step is not None:
             on_step(obs, action)
         _, _, terminated, truncated, info = env.step(action)
