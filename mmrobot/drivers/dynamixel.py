@@ -238,6 +238,7 @@ class DynamixelBus:
             DeviceNotConnectedError: the port failed (unplugged).
         """
         last_missing: list[int] = list(expect_ids)
+
         for _attempt in range(self.retries + 1):
             with self.lock:
                 if self._ser is None:

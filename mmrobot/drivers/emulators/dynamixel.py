@@ -130,7 +130,8 @@ class DynamixelEmulator(PtyEmulator):
     """A bus of X-series servos behind one pty.
 
     Args:
-        servos: ``(id, model_name)`` pairs, e.g. ``[(1, "XM430-W350"), ...]``.
+        servos: ``(id, model_name)`` pairs, e.g. ``[(1, "XM430-W350"), ...]``; default ids 1-7,
+            all XM430-W350 (a 6-joint arm and its gripper).
         tau_s: time constant of every servo's position response.
         silent_ids: ids that exist on the bus but never answer (a servo with a broken cable).
         position_noise_ticks: standard deviation of present-position noise.
@@ -141,7 +142,7 @@ class DynamixelEmulator(PtyEmulator):
 
     def __init__(
         self,
-        servos: Iterable[tuple[int, str]] = ((i, "XM430-W350") for i in range(1, 8)),
+        servos: Iterable[tuple[int, str]] | None = None,
         *,
         tau_s: float = 0.05,
         silent_ids: Iterable[int] = (),
@@ -151,6 +152,8 @@ class DynamixelEmulator(PtyEmulator):
         kwargs.setdefault("tick_s", 0.005)  # type: ignore[arg-type]
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.servos: dict[int, VirtualServo] = {}
+        if servos is None:
+            servos = [(i, "XM430-W350") for i in range(1, 8)]
         for dxl_id, model in servos:
             if model not in SERVO_MODELS:
                 raise ValueError(f"unknown servo model {model!r}; known: {sorted(SERVO_MODELS)}")
