@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short runs (< 30 s)")
     ap.add_argument("--json", default=None, metavar="PATH")
     args = ap.parse_args()
-    steps, reps, eps = (60, 3, 2) if args.quick else (300, 5, 10)
+    steps, reps, eps = (60, 3, 2) if args.quick else (300, 5, 12)
     env_runs, bare_runs = [], []
     for _ in range(reps):  # interleaved so that load changes hit both alike
         env_runs.append(env_rate(steps))

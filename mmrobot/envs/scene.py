@@ -349,15 +349,15 @@ class Scene:
         for _ in range(iters):
             d.qpos[self.ids.arm_qpos] = q
             mj.mj_kinematics(self.model, d)
-            mj.mj_comPos(self.model, d)
             cur_p, cur_r = self.tcp_pose(d)
             err = np.concatenate([pos - cur_p, mat_to_rotvec(mat @ cur_r.T)])
+            if err @ err < 1e-12:  # within 1 micrometre / microradian
+                break
+            mj.mj_comPos(self.model, d)
             mj.mj_jacSite(self.model, d, self._jacp, self._jacr, self.ids.tcp_site)
             jac = np.vstack([self._jacp[:, dof], self._jacr[:, dof]])
             dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), err)
             q = np.clip(q + dq, self.arm_range[:, 0], self.arm_range[:, 1])
-            if np.linalg.norm(err) < 1e-6:
-                break
         return q
 
     def command_delta_pose(self, delta: np.ndarray) -> np.ndarray:
