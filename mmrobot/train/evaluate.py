@@ -706,11 +706,8 @@ def _run_job(job: _Job) -> EpisodeResult:
         if job.video_path is not None:
             from mmrobot.train.video import VideoRecorder
 
-            recorder = VideoRecorder(
-                job.instruction or "", f"{job.split} | {job.key}", env.unwrapped.metadata.get(
-                    "render_fps", 20
-                ),
-            )  # fmt: skip
+            fps = float(env.unwrapped.metadata.get("render_fps", 20))  # real time
+            recorder = VideoRecorder(job.instruction or "", f"{job.split} | {job.key}", fps)
         res = run_episode(
             env,
             policy,
@@ -759,18 +756,8 @@ def _make_jobs(settings: EvalSettings, lines: Sequence[InstructionLine] | None) 
                     if vdir is not None and k < settings.video_episodes:
                         video = str(vdir / split / f"line{ln.line:03d}_ep{k:03d}.{ext}")
                     key = ln.task.split()[0]
-                    jobs.append(
-                        _Job(
-                            split,
-                            key,
-                            ln.task,
-                            ln.instruction,
-                            settings.seed + k,
-                            k,
-                            ln.line,
-                            video,
-                        )
-                    )
+                    seed = settings.seed + k
+                    jobs.append(_Job(split, key, ln.task, ln.instruction, seed, k, ln.line, video))
         else:
             for task in settings.tasks or ():
                 for k in range(settings.episodes):
