@@ -199,3 +199,14 @@ def test_rplidar_clean_stream_decodes_exactly_in_any_chunking(cuts, offset):
     assert a_out == q[: n - 1].tolist()  # the last node waits for its successor
     assert d_out == dists[: n - 1].tolist()
     assert dec.checksum_errors == 0
+
+
+@SETTINGS
+@given(data=st.binary(max_size=300), init=st.integers(0, 0xFFFF))
+def test_word_table_crc_equals_the_bytewise_reference(data, init):
+    from mmrobot.drivers.protocols.crc import crc16_dynamixel, crc16_dynamixel_bytewise
+
+    assert crc16_dynamixel(data, init) == crc16_dynamixel_bytewise(data, init)
+    assert crc16_dynamixel(memoryview(bytearray(data)), init) == crc16_dynamixel_bytewise(
+        data, init
+    )
