@@ -211,6 +211,9 @@ class _Counters:
 
 _DRIVERS: dict[str, type[Driver]] = {}
 _ACTUATORS: dict[str, type[Actuator]] = {}
+# Kinds whose module is imported on first use (it pulls in a heavier dependency); a fixed map
+# in code, never an import path from a config file.
+_LAZY_DRIVER_MODULES = {"replay": "mmrobot.drivers.replay"}
 _T = TypeVar("_T")
 
 
@@ -245,8 +248,8 @@ def register_actuator(kind: str) -> Callable[[type[_T]], type[_T]]:
 
 
 def driver_kinds() -> tuple[str, ...]:
-    """Registered driver kinds, sorted."""
-    return tuple(sorted(_DRIVERS))
+    """Registered driver kinds (and those registered on first use), sorted."""
+    return tuple(sorted(set(_DRIVERS) | set(_LAZY_DRIVER_MODULES)))
 
 
 def actuator_kinds() -> tuple[str, ...]:
@@ -256,6 +259,10 @@ def actuator_kinds() -> tuple[str, ...]:
 
 def get_driver_class(kind: str) -> type[Driver]:
     """The Driver class for ``kind``; ConfigError listing the known kinds otherwise."""
+    if kind not in _DRIVERS and kind in _LAZY_DRIVER_MODULES:
+        import importlib
+
+        importlib.import_module(_LAZY_DRIVER_MODULES[kind])
     try:
         return _DRIVERS[kind]
     except KeyError:

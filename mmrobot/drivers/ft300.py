@@ -145,8 +145,12 @@ class FT300Driver(Driver):
     def open(self) -> FT300Driver:
         super().open()
         if self.config.tare_on_open:
-            self.set_bias(np.zeros(6))
-            self.tare()
+            try:
+                self.set_bias(np.zeros(6))
+                self.tare()
+            except BaseException:
+                self.close()
+                raise
         return self
 
     def _disconnect(self) -> None:

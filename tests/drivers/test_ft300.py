@@ -87,3 +87,25 @@ def test_driver_never_emits_a_corrupted_wrench(tmp_path):
             stats = drv.stats
     assert np.abs(values - np.array(wrench, np.float32)).max() < 1e-3
     assert stats.checksum_errors > 0 and stats.errors == 0
+
+
+def test_tare_on_open_zeroes_the_reading(tmp_path):
+    with FT300Emulator((4.0, -1.0, 20.0, 0.2, 0.1, 0.0), link=tmp_path / "ft") as emu:
+        (drv,) = _rig(emu.port, tare_on_open=True, tare_samples=10).build_drivers()
+        with drv:
+            assert drv.bias == pytest.approx([4.0, -1.0, 20.0, 0.2, 0.1, 0.0], abs=1e-3)
+            n = drv.stats.samples
+            assert drv.wait_for_samples(n + 5)
+            _, w = drv.latest()
+            assert w == pytest.approx(np.zeros(6), abs=1e-3)
+
+
+def test_silent_sensor_fails_open_with_the_port_and_baud():
+    from mmrobot.core.errors import DeviceTimeoutError
+    from mmrobot.drivers.emulators import PtyEmulator
+
+    with PtyEmulator() as mute:  # a port with nothing answering behind it
+        (drv,) = _rig(mute.port, start_timeout_s=0.2).build_drivers()
+        with pytest.raises(DeviceTimeoutError, match=r"FT 300 on .* did not answer .*19200 baud"):
+            drv.open()
+        assert not drv.is_open

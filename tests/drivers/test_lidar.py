@@ -230,3 +230,15 @@ def test_open3d_outlier_removal_zeroes_a_stray_point(tmp_path):
     assert np.any(plain[100] != 0)
     assert with_filter[100].tolist() == [0.0, 0.0, 0.0]
     assert np.count_nonzero(np.any(with_filter != 0, axis=1)) >= 300
+
+
+def test_rplidar_in_error_state_is_reset_and_reported(tmp_path):
+    with RplidarEmulator(link=tmp_path / "lidar", health=2) as emu:
+        (drv,) = parse_rig(
+            {"driver": [{"kind": "rplidar", "name": "l", "port": emu.port}]}
+        ).build_drivers()
+        from mmrobot.core.errors import DeviceNotConnectedError
+
+        with pytest.raises(DeviceNotConnectedError, match="hardware error.*RESET"):
+            drv.open()
+        assert not drv.is_open and not emu.scanning
