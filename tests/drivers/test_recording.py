@@ -602,18 +602,10 @@ def test_foreign_bag_needs_a_mapping_and_reads_with_one(tmp_path):
 # --------------------------------------------------------------------------- drivers end to end
 
 
-def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``mmrobot ARGV`` in-process, through the project's CLI entry point.
-
-    mmrobot.drivers._cli registers our subcommands; until it exists, wire our module directly.
-    """
-    import importlib.util
-
+def run_cli(argv: list[str]) -> int:
+    """``mmrobot ARGV`` in-process, through the project's CLI entry point."""
     from mmrobot import cli
 
-    if importlib.util.find_spec("mmrobot.drivers._cli") is None:
-        modules = (*cli._COMMAND_MODULES, "mmrobot.drivers._cli_recording")
-        monkeypatch.setattr(cli, "_COMMAND_MODULES", modules)
     return cli.main(argv)
 
 
@@ -684,7 +676,7 @@ def test_emulated_drivers_record_exactly_what_they_pushed(tmp_path):
     assert list(joint_msg.name) == ["j1", "j2", "j3", "j4", "j5", "j6", "gripper"]
 
 
-def test_mmrobot_record_cli_on_emulated_rig(tmp_path, capsys, monkeypatch):
+def test_mmrobot_record_cli_on_emulated_rig(tmp_path, capsys):
     from mmrobot.drivers.dynamixel import ServoConfig, ServoConversion
     from mmrobot.drivers.emulators import DynamixelEmulator, FT300Emulator
     from mmrobot.drivers.protocols.ft300 import FrameDecoder, encode_frame
@@ -706,7 +698,7 @@ def test_mmrobot_record_cli_on_emulated_rig(tmp_path, capsys, monkeypatch):
                 lines.append("[[driver.servos]]")
                 lines.extend(f"{k} = {json.dumps(v)}" for k, v in s.items())
         rig.write_text("\n".join(lines) + "\n")
-        rc = run_cli(["record", str(rig), "--duration", "0.6", "--out", str(out)], monkeypatch)
+        rc = run_cli(["record", str(rig), "--duration", "0.6", "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "/ft" in printed and "/joints" in printed

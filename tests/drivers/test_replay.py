@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 
@@ -269,33 +268,27 @@ def test_recording_a_replay_reproduces_the_log(tmp_path, log):
 # --------------------------------------------------------------------------- CLI
 
 
-def run_cli(argv, monkeypatch):
+def run_cli(argv: list[str]) -> int:
+    """``mmrobot ARGV`` in-process, through the project's CLI entry point."""
     from mmrobot import cli
 
-    mine = "mmrobot.drivers._cli_recording"
-    if (
-        importlib.util.find_spec("mmrobot.drivers._cli") is None
-        and mine not in cli._COMMAND_MODULES
-    ):
-        modules = (*cli._COMMAND_MODULES, mine)
-        monkeypatch.setattr(cli, "_COMMAND_MODULES", modules)
     return cli.main(argv)
 
 
-def test_cli_replay_info_and_fast(tmp_path, log, capsys, monkeypatch):
+def test_cli_replay_info_and_fast(tmp_path, log, capsys):
     path, ref = log
-    assert run_cli(["replay", str(path), "--info"], monkeypatch) == 0
+    assert run_cli(["replay", str(path), "--info"]) == 0
     out = capsys.readouterr().out
     assert "complete MCAP, 74 messages on 3 topics" in out
     assert "/ft" in out and "geometry_msgs/msg/WrenchStamped" in out and "50" in out
-    assert run_cli(["replay", str(path), "--fast"], monkeypatch) == 0
+    assert run_cli(["replay", str(path), "--fast"]) == 0
     out = capsys.readouterr().out
     assert "replayed 74 samples" in out
     row = next(line for line in out.splitlines() if line.startswith("ft "))
     assert " 50 " in row and "500.0" in row  # 50 samples at 2 ms
 
 
-def test_cli_recover_and_errors(tmp_path, capsys, monkeypatch):
+def test_cli_recover_and_errors(tmp_path, capsys):
     path = tmp_path / "log.mcap"
     make_log(path, n_ft=3000, chunk_size=16 * 1024)
     data = path.read_bytes()
@@ -312,7 +305,7 @@ def test_cli_recover_and_errors(tmp_path, capsys, monkeypatch):
             if isinstance(c, Chunk)
         ]
     out = tmp_path / "fixed.mcap"
-    assert run_cli(["replay", str(cut), "--recover", str(out)], monkeypatch) == 0
+    assert run_cli(["replay", str(cut), "--recover", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "incomplete MCAP" in printed and "Recovered" in printed
     with open(out, "rb") as f:
@@ -321,31 +314,35 @@ def test_cli_recover_and_errors(tmp_path, capsys, monkeypatch):
     assert summary.statistics.message_count == sum(per_chunk[:-1]) > 0
     assert read_recording(out).info.complete
     # bad input: exit code 2 and a message naming the problem
-    assert run_cli(["replay", str(tmp_path / "none.mcap"), "--info"], monkeypatch) == 2
+    assert run_cli(["replay", str(tmp_path / "none.mcap"), "--info"]) == 2
     assert "none.mcap does not exist" in capsys.readouterr().err
-    assert run_cli(["replay", str(path), "--map", "/nope=x"], monkeypatch) == 2
+    assert run_cli(["replay", str(path), "--map", "/nope=x"]) == 2
     err = capsys.readouterr().err
     assert "'/nope' is not in" in err and "/joints" in err
-    assert run_cli(["replay", str(path), "--map", "nonsense"], monkeypatch) == 2
+    assert run_cli(["replay", str(path), "--map", "nonsense"]) == 2
     assert "TOPIC=STREAM" in capsys.readouterr().err
 
 
-def test_cli_record_bad_rig(tmp_path, capsys, monkeypatch):
-    assert (
-        run_cli(
-            [
-                "record",
-                str(tmp_path / "no.toml"),
-                "--duration",
-                "1",
-                "--out",
-                str(tmp_path / "x.mcap"),
-            ],
-            monkeypatch,
-        )
-        == 2
-    )
+def test_cli_record_bad_rig(tmp_path, capsys):
+    argv = [
+        "record",
+        str(tmp_path / "no.toml"),
+        "--duration",
+        "1",
+        "--out",
+        str(tmp_path / "x.mcap"),
+    ]
+    assert run_cli(argv) == 2
     assert "no.toml" in capsys.readouterr().err
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[[driver]]\nkind = "ft300"\nname = "ft"\nport = "/dev/x"\n')
+    assert run_cli(["record", str(rig), "--duration", "0", "--out", str(tmp_path / "x.mcap")]) == 2
+    assert "--duration must be > 0" in capsys.readouterr().err
+    # an absent device: runtime failure naming the port, and no half-made file
+    out = tmp_path / "absent.mcap"
+    assert run_cli(["record", str(rig), "--duration", "0.1", "--out", str(out)]) == 1
+    assert "/dev/x" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_concurrent_manual_steps_do_not_duplicate(log):
