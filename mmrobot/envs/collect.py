@@ -178,14 +178,14 @@ def _jobs(tasks: Sequence[str], seed: int, split: str) -> Iterator[Job]:
 def _map(
     fn: Callable[[Any], Any], items: Iterator[Any], workers: int, start_method: str
 ) -> Iterator[Any]:
-    """Ordered-enough parallel map (imap_unordered) over a lazy item stream."""
+    """Parallel map in job order (so a dataset's content depends only on its seeds)."""
     if workers == 0:
         for it in items:
             yield fn(it)
         return
     ctx = mp.get_context(start_method)
     with ctx.Pool(workers) as pool:
-        yield from pool.imap_unordered(fn, items, chunksize=1)
+        yield from pool.imap(fn, items, chunksize=1)
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:

@@ -118,3 +118,28 @@ def test_collect_cli_bad_input_exits_2(tmp_path, capsys):
     assert cli_main(["collect", "--tasks", "reach", "--episodes", "1"]) == 2  # no --out
     assert cli_main(["collect", "--list-tasks"]) == 0
     assert "stack color=" in capsys.readouterr().out
+
+
+def test_collect_report_prints_the_success_table(tmp_path, capsys):
+    js = tmp_path / "r.json"
+    rc = cli_main(
+        [
+            "collect",
+            "--report",
+            "--tasks",
+            "reach",
+            "--seeds",
+            "2",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--json",
+            str(js),
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "reach" in out and "100.0%" in out
+    import json
+
+    assert json.loads(js.read_text())["expert_success"]["reach"]["episodes"] == 2
