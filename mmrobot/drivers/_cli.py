@@ -70,6 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default="1-7:XM430-W350",
         help="dynamixel: ids and models, e.g. '1-6:XM430-W350,7:XL330-M288'",
     )
+    emu.add_argument(
+        "--position-noise",
+        type=float,
+        default=0.3,
+        metavar="TICKS",
+        help="dynamixel: present-position noise std",
+    )
     emu.add_argument("--wrench", default="0,0,0,0,0,0", help="ft300: fx,fy,fz (N),tx,ty,tz (N*m)")
     emu.add_argument(
         "--noise",
@@ -150,7 +157,7 @@ def make_emulator(kind: str, args: argparse.Namespace, link: Path) -> Any:
     if kind == "dynamixel":
         try:
             return em.DynamixelEmulator(
-                _parse_servos(args.servos), position_noise_ticks=0.3, **common
+                _parse_servos(args.servos), position_noise_ticks=args.position_noise, **common
             )
         except ValueError as e:
             raise ConfigError(str(e)) from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -92,10 +94,42 @@ def emulator(tmp_path):
         yield emu
 
 
-def test_robotis_sdk_talks_to_the_emulator(emulator):
+@pytest.fixture()
+def emulator_process(tmp_path):
+    """The emulator in its own process (`mmrobot emulate`), so the SDK's busy polling of the
+    port cannot starve it of the GIL and its 34 ms timeouts hold on a loaded machine."""
+    link = tmp_path / "dxl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mmrobot.cli",
+            "emulate",
+            "dynamixel",
+            "--link",
+            str(link),
+            "--servos",
+            "1-7:XM430-W350",
+            "--position-noise",
+            "0",
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().startswith("dynamixel: /dev/pts/")
+        yield str(link)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_robotis_sdk_talks_to_the_emulator(emulator_process):
     """ROBOTIS's own dynamixel_sdk as an independent peer: ping, read, write, sync read."""
     sdk = pytest.importorskip("dynamixel_sdk")
-    port = sdk.PortHandler(emulator.port)
+    port = sdk.PortHandler(emulator_process)
     assert port.openPort()
     assert port.setBaudRate(1_000_000)
     try:
@@ -113,7 +147,7 @@ def test_robotis_sdk_talks_to_the_emulator(emulator):
         # EEPROM is locked while torque is on: the servo answers with an Access Error (7)
         res, err = ph.write4ByteTxRx(port, 3, XAddr.MAX_POSITION_LIMIT, 4000)
         assert res == sdk.COMM_SUCCESS and err & 0x7F == 7
-        time.sleep(0.6)  # 952 ticks at the 4.8 rad/s velocity limit take ~0.3 s
+        time.sleep(1.0)  # 952 ticks at the 4.8 rad/s velocity limit take ~0.3 s, then tau = 50 ms
         group = sdk.GroupSyncRead(port, ph, XAddr.PRESENT_POSITION, 4)
         for i in (1, 2, 3):
             assert group.addParam(i)
