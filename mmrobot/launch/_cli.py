@@ -1,11 +1,59 @@
-"""Subcommands of ``mmrobot`` from the launch package: doctor."""
+"""Subcommands of ``mmrobot`` from the launch package: launch, run, doctor."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+_RUN_EPILOG = """examples:
+  mmrobot run launch/sim_demo.toml --instruction "put the red block in the bin"
+  mmrobot run launch/sim_demo.toml --instruction "push the blue cube to the left" --instruction "lift the green block"
+  mmrobot run launch/sim_demo.toml --file my_instructions.txt --video out/run.mp4
+  mmrobot run launch/sim_demo.toml            # interactive: type instructions, empty line ends
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="execute language instructions one after another with a launch file's robot and policy",
+        description="Execute instructions one after another; the robot holds safely between them. "
+        "In simulation the outcome comes from the task's success detector.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("launch", help="launch file (launch/*.toml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE", help="override launch keys")
+    p.add_argument(
+        "--instruction", "-i", action="append", default=[], help="an instruction (repeatable)"
+    )
+    p.add_argument("--file", help="a text file of instructions, one per line")
+    p.add_argument(
+        "--task", help="explicit task spec for every instruction (else read from the text)"
+    )
+    p.add_argument("--video", help="write an MP4/GIF of the run (overrides run.video)")
+    p.add_argument(
+        "--timing-png", help="write the control-loop timing plot (overrides run.timing_png)"
+    )
+    p.add_argument("--json", help="write the outcomes as JSON (overrides run.results_json)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "launch",
+        help="validate a launch file and run its mode (collect, train, eval or run)",
+        epilog="examples:\n  mmrobot launch launch/sim_demo.toml\n"
+        "  mmrobot launch launch/sim_demo.toml loop.ensemble_decay=0.5\n"
+        "  mmrobot launch launch/robot_example.toml --check",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("launch", help="launch file (launch/*.toml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE", help="override launch keys")
+    p.add_argument(
+        "--check", action="store_true", help="only validate (files, ports, keys) and exit"
+    )
+    p.set_defaults(func=_launch)
+
     p = sub.add_parser(
         "doctor",
         help="check rendering, system libraries, serial ports and cameras, and say how to fix",
@@ -13,6 +61,150 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: mmrobot doctor",
     )
     p.set_defaults(func=_doctor)
+
+
+def _instructions(args: argparse.Namespace, configured: list[str]) -> list[str] | None:
+    items = list(args.instruction)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"instructions file {args.file!r} not found")
+        items += [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return items or configured or None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mmrobot.launch.schema import load_launch
+
+    launch = load_launch(args.launch, args.overrides)
+    if launch.mode != "run":
+        launch = launch.model_copy(update={"mode": "run"})
+    return run_instructions(
+        launch,
+        _instructions(args, launch.run.instructions),
+        args.task,
+        video=args.video or launch.run.video,
+        timing_png=args.timing_png or launch.run.timing_png,
+        results_json=args.json or launch.run.results_json,
+    )
+
+
+def run_instructions(
+    launch, instructions, task=None, video=None, timing_png=None, results_json=None
+) -> int:
+    """Execute instructions (None: ask interactively), print a table, write outputs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmrobot.core.errors import ConfigError
+    from mmrobot.launch.sim import SimSession, write_outputs
+
+    console = Console()
+    if launch.rig is not None:
+        from mmrobot.launch.robot import RobotSession
+
+        session = RobotSession(launch)
+    else:
+        session = SimSession(launch, record_video=bool(video))
+    outcomes = []
+
+    def execute(text: str) -> None:
+        console.print(f"[bold]> {text}[/]")
+        try:
+            o = session.execute(text, task=task)
+        except ConfigError as e:  # an instruction naming no known object: say so, keep going
+            console.print(f"  [red]{e}[/]")
+            return
+        outcomes.append(o)
+        mark = "[green]success[/]" if o.success else f"[red]{o.reason}[/]"
+        console.print(
+            f"  {mark} after {o.steps} steps ({o.sim_seconds:.1f} s robot time, "
+            f"{o.wall_seconds:.1f} s wall); task {o.task}"
+        )
+
+    try:
+        if instructions is None:
+            console.print("type an instruction and press enter (empty line or Ctrl-D ends)")
+            for line in sys.stdin:
+                if not line.strip():
+                    break
+                execute(line.strip())
+        else:
+            for text in instructions:
+                execute(text)
+    finally:
+        session.close()
+    table = Table(title="mmrobot run")
+    for col in ("instruction", "task", "outcome", "steps", "policy p50/p99 ms", "safety events"):
+        table.add_column(col)
+    for o in outcomes:
+        d = o.to_dict()
+        table.add_row(
+            o.instruction,
+            o.task,
+            "success" if o.success else o.reason,
+            str(o.steps),
+            f"{d['policy_latency_p50_ms']:.1f} / {d['policy_latency_p99_ms']:.1f}",
+            ", ".join(f"{k} {v}" for k, v in o.safety.items()) or "-",
+        )
+    console.print(table)
+    n_ok = sum(o.success for o in outcomes)
+    console.print(f"{n_ok}/{len(outcomes)} instructions succeeded")
+    for path in write_outputs(outcomes, launch, video, timing_png, results_json):
+        console.print(f"wrote {path}")
+    return 0 if outcomes else 1
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from mmrobot.launch.schema import load_launch
+
+    launch = load_launch(args.launch, args.overrides)
+    print(f"{launch.source}: valid ({launch.mode} mode)")
+    if args.check:
+        return 0
+    if launch.mode == "run":
+        r = launch.run
+        return run_instructions(
+            launch, r.instructions or None, None, r.video, r.timing_png, r.results_json
+        )
+    from mmrobot import cli
+
+    if launch.mode == "collect":
+        c = launch.collect
+        argv = [
+            "collect",
+            "--episodes",
+            str(c.episodes),
+            "--out",
+            str(launch.path(c.out)),
+            "--workers",
+            str(c.workers),
+            "--seed",
+            str(c.seed),
+        ]
+        if c.tasks:
+            argv += ["--tasks", *c.tasks]
+        if launch.sim is not None and launch.sim.randomize:
+            argv.append("--randomize")
+        return cli.main(argv)
+    if launch.mode == "train":
+        return cli.main(["train", str(launch.path(launch.train.config)), *launch.train.overrides])
+    e, source = launch.eval, launch.policy  # the schema requires [policy] in eval mode
+    policy = launch.path(source.checkpoint or source.onnx or "") if source else None
+    argv = [
+        "eval",
+        "--policy",
+        str(policy),
+        "--splits",
+        ",".join(e.splits),
+        "--episodes",
+        str(e.episodes),
+        "--workers",
+        str(e.workers),
+    ]
+    if e.results_json:
+        argv += ["--json", e.results_json]
+    return cli.main(argv)
 
 
 def _doctor(args: argparse.Namespace) -> int:

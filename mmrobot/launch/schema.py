@@ -1,0 +1,250 @@
+"""Launch files (``launch/*.toml``): one file composes a robot or a simulation, a policy, the
+control loop, the safety limits and a mode (``collect``, ``train``, ``eval``, ``run``).
+
+A launch file is validated completely before anything is opened: an unknown key, a wrong
+type, a missing file or a serial port that does not exist is an error naming the file, the
+key path and what is expected. Any key can be overridden from the command line
+(``mmrobot launch FILE loop.rate_hz=50``). The safety section sets limits; there is no key
+that turns the safety layer off.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mmrobot.core.errors import ConfigError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = ["LaunchFile", "load_launch", "apply_overrides"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimSection(_Section):
+    """The simulated robot: the MuJoCo tabletop with simulated sensor drivers."""
+
+    scene: str | None = None  # an MJCF file; default: the packaged tabletop scene
+    visuals: Literal["fast", "pretty"] = "fast"
+    randomize: bool = False
+    seed: int = 0
+    image_size: int = Field(default=96, ge=16, le=512)
+
+
+class RigSection(_Section):
+    """A real (or emulated) robot: a rig file of drivers and the arm's actuator."""
+
+    file: str
+    actuator: str = Field(description="name of the arm's actuator entry in the rig file")
+    kinematics: str | None = None  # MJCF of the arm for inverse kinematics; default: packaged
+
+
+class PolicySection(_Section):
+    """Exactly one of a torch checkpoint folder or an exported ONNX model."""
+
+    checkpoint: str | None = None
+    onnx: str | None = None
+    device: str = "cpu"
+    # CPU threads for the network. One is fastest at batch 1 on a busy machine: more threads
+    # spin against the sensor and control threads.
+    threads: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PolicySection:
+        if (self.checkpoint is None) == (self.onnx is None):
+            raise ValueError("give exactly one of policy.checkpoint or policy.onnx")
+        return self
+
+
+class LoopSection(_Section):
+    rate_hz: float = Field(default=20.0, gt=0)
+    policy_rate_hz: float = Field(default=20.0, gt=0)
+    ensemble_decay: float | None = Field(default=0.1, ge=0)
+    watchdog_periods: int = Field(default=5, ge=1)
+
+
+class SafetySection(_Section):
+    """Limits; joint limits default to (and may only narrow) the arm model's joint ranges."""
+
+    joint_low_rad: list[float] | None = None
+    joint_high_rad: list[float] | None = None
+    max_velocity_rad_s: float | list[float] = 2.0
+    max_acceleration_rad_s2: float | list[float] = 20.0
+    workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.0)
+    workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
+    max_gripper_force_n: float = Field(default=60.0, gt=0)
+    required_streams: list[str] = ["joints"]
+
+
+class RunSection(_Section):
+    """What ``mmrobot run`` executes: instructions one after another."""
+
+    instructions: list[str] = []
+    max_seconds: float = Field(default=20.0, gt=0)
+    video: str | None = None
+    timing_png: str | None = None
+    results_json: str | None = None
+
+
+class CollectSection(_Section):
+    tasks: list[str] = []
+    episodes: int = Field(default=50, ge=1)
+    out: str = "data/demos.h5"
+    workers: int = Field(default=1, ge=0)
+    seed: int = 0
+
+
+class TrainSection(_Section):
+    config: str = "policies/train_default.toml"
+    overrides: list[str] = []
+
+
+class EvalSection(_Section):
+    splits: list[str] = ["train", "heldout"]
+    episodes: int = Field(default=5, ge=1)
+    workers: int = Field(default=1, ge=0)
+    results_json: str | None = None
+
+
+class LaunchFile(_Section):
+    """A validated launch file. Paths are resolved against the file's folder's parent
+    (the project root, where ``launch/`` lives) unless absolute."""
+
+    mode: Literal["collect", "train", "eval", "run"]
+    description: str = ""
+    sim: SimSection | None = None
+    rig: RigSection | None = None
+    policy: PolicySection | None = None
+    loop: LoopSection = LoopSection()
+    safety: SafetySection = SafetySection()
+    run: RunSection = RunSection()
+    collect: CollectSection = CollectSection()
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+    source: str = "<launch>"
+    root: str = "."
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LaunchFile:
+        if self.sim is not None and self.rig is not None:
+            raise ValueError("give either [sim] or [rig], not both")
+        if self.mode in ("run", "eval") and self.policy is None:
+            raise ValueError(f"mode {self.mode!r} needs a [policy] section")
+        if self.mode == "run" and self.sim is None and self.rig is None:
+            raise ValueError("mode 'run' needs a [sim] or a [rig] section")
+        if self.mode in ("collect", "eval") and self.rig is not None:
+            raise ValueError(f"mode {self.mode!r} runs in simulation; use [sim], not [rig]")
+        return self
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.root) / p
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Set ``a.b.c=value`` keys in the raw table (values parsed as TOML; bare words are strings)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. loop.rate_hz=50")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} in {source} is not a table")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _format_error(e: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid launch file"]
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        got = err.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {loc}: {err['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def _check_files(launch: LaunchFile) -> None:
+    """Files and ports named by the launch file must exist before anything starts."""
+    missing = []
+    if launch.policy is not None:
+        for key in ("checkpoint", "onnx"):
+            value = getattr(launch.policy, key)
+            if value is not None and not launch.path(value).exists():
+                missing.append(f"policy.{key} = {value!r} does not exist")
+    if launch.sim is not None and launch.sim.scene and not launch.path(launch.sim.scene).is_file():
+        missing.append(f"sim.scene = {launch.sim.scene!r} does not exist")
+    if launch.mode == "train" and not launch.path(launch.train.config).is_file():
+        missing.append(f"train.config = {launch.train.config!r} does not exist")
+    if launch.rig is not None:
+        rig_path = launch.path(launch.rig.file)
+        if not rig_path.is_file():
+            missing.append(f"rig.file = {launch.rig.file!r} does not exist")
+        else:
+            from mmrobot.drivers.rig import load_rig
+
+            rig = load_rig(rig_path)
+            names = [a.name for a in rig.actuators]
+            if launch.rig.actuator not in names:
+                missing.append(
+                    f"rig.actuator = {launch.rig.actuator!r} is not in {rig_path} (has {names})"
+                )
+            for entry in (*rig.drivers, *rig.actuators):
+                port = getattr(entry, "port", None)
+                if isinstance(port, str) and port.startswith("/dev/") and not os.path.exists(port):
+                    missing.append(
+                        f"port {port!r} of {entry.name!r} in {rig_path} does not exist; plug the "
+                        f"device in, start `mmrobot emulate`, or set its port"
+                    )
+    if missing:
+        raise ConfigError(f"{launch.source}:\n  " + "\n  ".join(missing))
+
+
+def load_launch(
+    path: str | Path, overrides: list[str] | None = None, check_files: bool = True
+) -> LaunchFile:
+    """Read, override and validate a launch file (nothing is opened).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: invalid TOML, keys or values, or missing files and ports; the message
+            names the file and the key path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"launch file {str(path)!r} not found (launch files live in launch/)"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    data = apply_overrides(data, list(overrides or []), str(path))
+    for reserved in ("source", "root"):
+        if reserved in data:
+            raise ConfigError(f"{path}: {reserved!r} is not a launch-file key")
+    root = path.resolve().parent.parent
+    try:
+        launch = LaunchFile(**data, source=str(path), root=str(root))
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, str(path))) from None
+    if check_files:
+        _check_files(launch)
+    return launch

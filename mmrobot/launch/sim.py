@@ -1,0 +1,356 @@
+"""Running a policy on the simulated robot through the real control loop.
+
+The simulation is just another robot here: its sensor drivers fill the stream buffers, the
+:class:`~mmrobot.deploy.ControlLoop` observes through the synchronizer, the policy's
+end-effector actions become joint targets through the arm's Cartesian controller, the
+:class:`~mmrobot.deploy.SafetyLayer` filters them, and :class:`SimArm` (the actuator)
+applies them and advances the physics by one control period. The loop's clock is the
+simulation clock, so a run is as fast as the CPU allows and exactly reproducible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import Observation
+from mmrobot.deploy.loop import ControlLoop, LoopConfig
+from mmrobot.deploy.safety import SafetyLayer, SafetyLimits
+from mmrobot.launch.schema import LaunchFile
+
+__all__ = ["Outcome", "SimArm", "SimSession", "safety_limits_for"]
+
+
+class SimArm:
+    """The simulated arm as an actuator: each command is one control step of the env."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.info: dict[str, Any] = {}
+        self.terminated = False
+        self.truncated = False
+        self.torque = True
+
+    def send(self, command: np.ndarray) -> None:
+        _, _, self.terminated, self.truncated, self.info = self.env.step(
+            np.asarray(command, dtype=np.float32)
+        )
+
+    def set_torque(self, on: bool) -> None:
+        self.torque = on
+
+
+class _EnvClock:
+    """The simulation clock of an env (read-only: the env advances it)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+
+    def now_ns(self) -> int:
+        return int(self.env.t_ns)
+
+
+def safety_limits_for(scene: Any, section: Any) -> SafetyLimits:
+    """Limits from the arm model, narrowed (never widened) by the launch file's values."""
+    lo, hi = scene.arm_range[:, 0], scene.arm_range[:, 1]
+    n = len(lo)
+    if section.joint_low_rad is not None:
+        if len(section.joint_low_rad) != n:
+            raise ConfigError(
+                f"safety.joint_low_rad needs {n} values, got {len(section.joint_low_rad)}"
+            )
+        lo = np.maximum(lo, section.joint_low_rad)
+    if section.joint_high_rad is not None:
+        if len(section.joint_high_rad) != n:
+            raise ConfigError(
+                f"safety.joint_high_rad needs {n} values, got {len(section.joint_high_rad)}"
+            )
+        hi = np.minimum(hi, section.joint_high_rad)
+
+    def per_joint(v: float | list[float], name: str) -> tuple[float, ...]:
+        values = [float(v)] * n if isinstance(v, (int, float)) else [float(x) for x in v]
+        if len(values) != n:
+            raise ConfigError(f"safety.{name} needs 1 or {n} values, got {len(values)}")
+        return tuple(values)
+
+    return SafetyLimits(
+        joint_low_rad=tuple(lo),
+        joint_high_rad=tuple(hi),
+        max_velocity_rad_s=per_joint(section.max_velocity_rad_s, "max_velocity_rad_s"),
+        max_acceleration_rad_s2=per_joint(
+            section.max_acceleration_rad_s2, "max_acceleration_rad_s2"
+        ),
+        workspace_low_m=tuple(section.workspace_low_m),
+        workspace_high_m=tuple(section.workspace_high_m),
+        max_gripper_force_n=section.max_gripper_force_n,
+        required_streams=tuple(section.required_streams),
+    )
+
+
+@dataclass
+class Outcome:
+    """How one instruction went."""
+
+    instruction: str
+    task: str
+    success: bool
+    steps: int
+    sim_seconds: float
+    wall_seconds: float
+    reason: str
+    policy_latency_ms: list[float] = field(default_factory=list)
+    tick_ms: list[float] = field(default_factory=list)
+    safety: dict[str, int] = field(default_factory=dict)
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        lat = np.asarray(self.policy_latency_ms) if self.policy_latency_ms else np.zeros(1)
+        return {
+            "instruction": self.instruction,
+            "task": self.task,
+            "success": self.success,
+            "steps": self.steps,
+            "sim_seconds": round(self.sim_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "reason": self.reason,
+            "policy_latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "policy_latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "safety_events": self.safety,
+        }
+
+
+class SimSession:
+    """A simulated robot with a policy, ready to execute instructions one after another.
+
+    Args:
+        launch: a validated launch file with ``[sim]`` and ``[policy]``.
+        record_video: keep annotated frames of each instruction.
+    """
+
+    def __init__(self, launch: LaunchFile, record_video: bool = False) -> None:
+        if launch.sim is None or launch.policy is None:
+            raise ConfigError(f"{launch.source}: a simulated run needs [sim] and [policy]")
+        from mmrobot.envs import names
+        from mmrobot.envs.randomization import Randomization
+        from mmrobot.envs.scene import choose_gl_backend
+        from mmrobot.envs.sensors import SensorSuiteConfig
+        from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
+        from mmrobot.train.evaluate import load_policy
+
+        choose_gl_backend()
+        self.launch = launch
+        sim = launch.sim
+        if launch.policy.checkpoint:
+            import torch
+
+            torch.set_num_threads(launch.policy.threads)
+        self.policy = load_policy(
+            launch.path(launch.policy.checkpoint or launch.policy.onnx or ""),
+            device=launch.policy.device,
+        )
+        cfg = EnvConfig(
+            action_mode="joint",
+            visuals=sim.visuals,
+            xml_path=str(launch.path(sim.scene)) if sim.scene else None,
+            sensors=SensorSuiteConfig(image_size=sim.image_size)
+            if sim.image_size != 96
+            else SensorSuiteConfig(),
+        )
+        if sim.randomize:
+            from mmrobot.envs.randomization import Randomization
+
+            cfg = EnvConfig(**{**cfg.__dict__, "randomization": Randomization()})
+        self.env = TabletopEnv(cfg, render_mode="rgb_array" if record_video else None)
+        self.record_video = record_video
+        self.scene = self.env.scene
+        self._gripper_max = names.GRIPPER_MAX_OPENING_M
+        self.arm = SimArm(self.env)
+        loop_cfg = LoopConfig(
+            rate_hz=launch.loop.rate_hz,
+            policy_rate_hz=launch.loop.policy_rate_hz,
+            ensemble_decay=launch.loop.ensemble_decay,
+            watchdog_periods=launch.loop.watchdog_periods,
+        )
+        if round(1e9 / loop_cfg.rate_hz) != self.env.control_period_ns:
+            raise ConfigError(
+                f"{launch.source}: loop.rate_hz {loop_cfg.rate_hz} must equal the simulation's "
+                f"control rate {1e9 / self.env.control_period_ns:g} Hz"
+            )
+        self.safety = SafetyLayer(
+            safety_limits_for(self.scene, launch.safety),
+            period_s=1 / loop_cfg.rate_hz,
+            forward_kinematics=self._fk,
+        )
+        self.loop = ControlLoop(
+            self.env.synchronizer,
+            self.policy,
+            self.arm,
+            self.safety,
+            measure=self._measure,
+            to_command=self._to_command,
+            grip_force=self._grip_force,
+            config=loop_cfg,
+            clock=_EnvClock(self.env),
+        )
+        self._seed = sim.seed
+        import mujoco
+
+        self._mj = mujoco
+        self._fk_data = mujoco.MjData(self.scene.model)
+
+    # -- the arm model: measured state, Cartesian commands, forward kinematics, grip force
+    def _measure(self, obs: Observation) -> np.ndarray:
+        joints = np.asarray(obs.values["joints"])
+        last = joints[-1] if joints.ndim == 2 else joints
+        return np.concatenate([last[:6], [last[6] / self._gripper_max]])
+
+    def _to_command(self, action: np.ndarray, obs: Observation) -> np.ndarray:
+        q = self.scene.command_delta_pose(np.asarray(action[:6], dtype=np.float64))
+        return np.concatenate([q, [float(action[6])]])
+
+    def _fk(self, q: np.ndarray) -> np.ndarray:
+        d, ids = self._fk_data, self.scene.ids
+        d.qpos[ids.arm_qpos] = q
+        self._mj.mj_kinematics(self.scene.model, d)
+        return d.site_xpos[ids.tcp_site].copy()
+
+    def _grip_force(self, obs: Observation) -> float:
+        return abs(float(self.scene.data.actuator_force[self.scene.ids.gripper_act]))
+
+    # -- instructions
+    def execute(
+        self,
+        instruction: str,
+        task: str | None = None,
+        max_seconds: float | None = None,
+        on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> Outcome:
+        """Run one instruction until the task's success detector fires or time runs out."""
+        max_seconds = max_seconds or self.launch.run.max_seconds
+        options: dict[str, Any] = {"instruction": instruction}
+        if task:
+            options["task"] = task
+        self.env.reset(seed=self._seed, options=options)
+        self._seed += 1
+        self.safety.events.clear()
+        self.safety.n_holds = 0
+        self.loop.stats = type(self.loop.stats)()
+        self.loop.start(instruction, t_ns=self.env.t_ns)
+        frames: list[np.ndarray] = []
+        recorder = None
+        if self.record_video:
+            from mmrobot.train.video import VideoRecorder
+
+            recorder = VideoRecorder(instruction, label=self.env.task.format())
+            recorder.add(self.env.render(), 0)
+        max_steps = int(max_seconds * self.launch.loop.rate_hz)
+        t0 = time.perf_counter()
+        tick_ms: list[float] = []
+        reason, success, steps = "time limit", False, 0
+        for steps in range(1, max_steps + 1):
+            t_tick = time.perf_counter()
+            self.loop.tick(self.env.t_ns)
+            tick_ms.append((time.perf_counter() - t_tick) * 1e3)
+            info = self.arm.info
+            success = bool(info.get("is_success", False))
+            status = "success" if success else ""
+            if recorder is not None:
+                recorder.add(self.env.render(), steps, status)
+            if on_step:
+                on_step(steps, info)
+            if success:
+                reason = "success"
+                break
+            if self.arm.truncated and info.get("reason") not in (None, "time limit"):
+                reason = str(info.get("reason"))
+                break
+        if recorder is not None:
+            frames = recorder.frames
+        return Outcome(
+            instruction=instruction,
+            task=self.env.task.format(),
+            success=success,
+            steps=steps,
+            sim_seconds=self.env.t_ns / 1e9,
+            wall_seconds=time.perf_counter() - t0,
+            reason=reason,
+            policy_latency_ms=[x / 1e6 for x in self.loop.stats.policy_latency_ns],
+            tick_ms=tick_ms,
+            safety=self.safety.counts(),
+            frames=frames,
+        )
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def write_outputs(
+    outcomes: list[Outcome],
+    launch: LaunchFile,
+    video: str | None,
+    timing_png: str | None,
+    results_json: str | None,
+) -> list[Path]:
+    """Video of every instruction, a control-loop timing plot and a results JSON (paths
+    relative to the working directory)."""
+    import json
+
+    written: list[Path] = []
+    if video:
+        from mmrobot.train.video import write_video
+
+        frames = [f for o in outcomes for f in o.frames]
+        if frames:
+            Path(video).parent.mkdir(parents=True, exist_ok=True)
+            written.append(write_video(video, frames, fps=launch.loop.rate_hz))
+    if timing_png:
+        written.append(plot_timing(outcomes, Path(timing_png), budget_ms=1e3 / launch.loop.rate_hz))
+    if results_json:
+        path = Path(results_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([o.to_dict() for o in outcomes], indent=2))
+        written.append(path)
+    return written
+
+
+def plot_timing(outcomes: list[Outcome], path: Path, budget_ms: float) -> Path:
+    """Per-tick compute time (policy and whole tick) against the control period."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tick = np.concatenate([o.tick_ms for o in outcomes]) if outcomes else np.zeros(0)
+    pol = np.concatenate([o.policy_latency_ms for o in outcomes]) if outcomes else np.zeros(0)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
+    a.plot(tick, lw=0.8, label="whole tick (observe, policy, IK, safety, physics)")
+    a.plot(pol, lw=0.8, label="policy.act")
+    a.axhline(budget_ms, color="r", ls="--", label=f"control period {budget_ms:g} ms")
+    a.set(xlabel="tick", ylabel="ms", title="control-loop compute per tick")
+    a.legend(fontsize=7)
+    if len(tick):
+        b.hist(
+            tick,
+            bins=40,
+            alpha=0.7,
+            label=f"tick p50 {np.percentile(tick, 50):.1f} / p99 {np.percentile(tick, 99):.1f} ms",
+        )
+        b.hist(
+            pol,
+            bins=40,
+            alpha=0.7,
+            label=f"policy p50 {np.percentile(pol, 50):.1f} / p99 {np.percentile(pol, 99):.1f} ms",
+        )
+    b.set(xlabel="ms", ylabel="ticks", title="distribution")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
