@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -54,7 +55,12 @@ def _latency(fn, calls: int, warmup: int = 10) -> dict[str, float]:
         fn()
         t[i] = time.perf_counter() - t0
     t *= 1e3
-    return {"p50_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)), "calls": calls}
+    return {
+        "p50_ms": float(np.median(t)),
+        "p99_ms": float(np.percentile(t, 99)),
+        "min_ms": float(t.min()),
+        "calls": calls,
+    }
 
 
 def run(config: Path, calls: int, threads: int, quick: bool) -> dict[str, object]:
@@ -131,11 +137,13 @@ def print_table(r: dict[str, object]) -> None:
         f"bench_deploy: {r['config']}, batch 1, {r['threads']} threads, "
         f"{r['params']:,} params" + (" (quick)" if r["quick"] else "")
     )
-    header = ("back end", "p50 ms", "p99 ms", "vs eager", "note")
+    if hasattr(os, "getloadavg"):  # other work on the machine skews the medians
+        title += f", load average {os.getloadavg()[0]:.1f}"
+    header = ("back end", "p50 ms", "p99 ms", "min ms", "vs eager (p50)", "note")
     lines = []
     for name, row in r["rows"].items():  # type: ignore[union-attr]
         if "skipped" in row:
-            lines.append((name, "-", "-", "-", f"skipped: {row['skipped']}"))
+            lines.append((name, "-", "-", "-", "-", f"skipped: {row['skipped']}"))
             continue
         note = []
         if "compile_s" in row:
@@ -153,6 +161,7 @@ def print_table(r: dict[str, object]) -> None:
                 name,
                 f"{row['p50_ms']:.2f}",
                 f"{row['p99_ms']:.2f}",
+                f"{row['min_ms']:.2f}",
                 f"{row['speedup_vs_eager']:.2f}x",
                 "; ".join(note),
             )
@@ -170,7 +179,7 @@ def print_table(r: dict[str, object]) -> None:
     except ImportError:  # pragma: no cover
         print(title)
         for line in [header, *lines]:
-            print(f"{line[0]:<24} {line[1]:>8} {line[2]:>8} {line[3]:>9}  {line[4]}")
+            print("  ".join(str(x) for x in line))
 
 
 def main() -> None:
