@@ -253,6 +253,7 @@ class DynamixelBus:
                         return got
                     deadline = time.monotonic() + self.timeout_s
                     want = set(expect_ids)
+                    crc_errors = self.decoder.checksum_errors
                     while want - got.keys() and time.monotonic() < deadline:
                         chunk = ser.read(max(1, ser.in_waiting))
                         if not chunk:
@@ -261,6 +262,11 @@ class DynamixelBus:
                         for p in self.decoder.feed(chunk):
                             if p.is_status and p.id in want:
                                 got[p.id] = p
+                        if self.decoder.checksum_errors != crc_errors:
+                            # a reply was corrupted: it will not come; the servos answer
+                            # back to back, so the others arrive within a few ms or never
+                            crc_errors = self.decoder.checksum_errors
+                            deadline = min(deadline, time.monotonic() + _AFTER_CRC_ERROR_S)
                 except Exception as e:
                     if is_port_failure(e) and not isinstance(e, DeviceNotConnectedError):
                         raise self._fail(e) from e
@@ -356,6 +362,7 @@ class DynamixelBus:
 
 
 _POOL: dict[str, DynamixelBus] = {}
+_AFTER_CRC_ERROR_S = 0.01
 _POOL_LOCK = threading.Lock()
 
 

@@ -39,7 +39,7 @@ def _device(kind: str, tmp: Path):
     with emulators[kind]() as emu:
         entry = {"kind": kind, "name": "dev", "port": emu.port}
         if kind == "dynamixel":
-            entry["servos"] = ARM
+            entry.update(servos=ARM, response_timeout_s=0.2, retries=2)
         yield entry
 
 

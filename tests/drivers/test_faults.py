@@ -159,6 +159,7 @@ def test_dynamixel_driver_reconnects_after_unplug(tmp_path):
                         "port": emu.port,
                         "servos": servos,
                         "reconnect_min_s": 0.02,
+                        "response_timeout_s": 0.2,
                     }
                 ]
             }
