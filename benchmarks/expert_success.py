@@ -25,10 +25,13 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     ap.add_argument("--json", default=None)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--randomize", action="store_true", help="domain randomization on")
     args = ap.parse_args()
     seeds = 4 if args.quick else args.seeds
     t0 = time.perf_counter()
-    res = expert_success(args.tasks, seeds, workers=args.workers, progress=True)
+    res = expert_success(
+        args.tasks, seeds, workers=args.workers, progress=True, randomize=args.randomize
+    )
     elapsed = time.perf_counter() - t0
     print_success_table(res)
     print(
@@ -36,7 +39,11 @@ def main() -> None:
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"seeds": seeds, "seconds": elapsed, "results": res}, f, indent=2)
+            json.dump(
+                {"seeds": seeds, "randomize": args.randomize, "seconds": elapsed, "results": res},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             start_method=args.start_method,
+            randomize=args.randomize,
         )
         print_success_table(res)
         summary: dict[str, Any] = {"expert_success": res, "seeds": args.seeds}

@@ -243,13 +243,14 @@ def expert_success(
     seed: int = 0,
     progress: bool = True,
     start_method: str = "spawn",
+    randomize: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Success rate of the scripted expert per task over ``seeds`` seeded episodes each.
 
     Returns:
         task -> {"episodes", "success", "rate", "mean_steps", "blowups"}.
     """
-    items = [(Job(t, seed + k), 96, False, False) for t in tasks for k in range(seeds)]
+    items = [(Job(t, seed + k), 96, randomize, False) for t in tasks for k in range(seeds)]
     out: dict[str, dict[str, float]] = {
         t.split()[0]: {"episodes": 0, "success": 0, "steps": 0, "blowups": 0} for t in tasks
     }

@@ -87,6 +87,7 @@ def apply_randomization(
     m.geom_rgba[:] = nom["geom_rgba"]
     m.geom_size[:] = nom["geom_size"]
     m.geom_rbound[:] = nom["geom_rbound"]
+    m.geom_aabb[:] = nom["geom_aabb"]
     m.cam_pos[:] = nom["cam_pos"]
     m.cam_quat[:] = nom["cam_quat"]
     m.light_diffuse[:] = nom["light_diffuse"]
@@ -103,6 +104,7 @@ def apply_randomization(
         s = 1.0 + rng.uniform(-cfg.size_rel, cfg.size_rel)
         m.geom_size[g] = nom["geom_size"][g] * s
         m.geom_rbound[g] = nom["geom_rbound"][g] * s
+        m.geom_aabb[g, 3:] = nom["geom_aabb"][g, 3:] * s  # the collision bounding box too
         body = ids.block_body[b]
         k = (1.0 + rng.uniform(-cfg.mass_rel, cfg.mass_rel)) * s**3
         m.body_mass[body] = nom["body_mass"][body] * k

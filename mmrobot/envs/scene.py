@@ -186,6 +186,7 @@ class Scene:
             "geom_rgba": self.model.geom_rgba.copy(),
             "geom_size": self.model.geom_size.copy(),
             "geom_rbound": self.model.geom_rbound.copy(),
+            "geom_aabb": self.model.geom_aabb.copy(),
             "cam_pos": self.model.cam_pos.copy(),
             "cam_quat": self.model.cam_quat.copy(),
             "light_diffuse": self.model.light_diffuse.copy(),
