@@ -7,6 +7,7 @@ site Jacobian (``mj_jacSite``), and the joint servos track them.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,19 @@ def choose_gl_backend() -> str:
             os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
         return backend
     return ""
+
+
+_log = logging.getLogger("mmrobot.envs")
+
+
+def _route_mujoco_warnings(mujoco: Any) -> None:
+    """Send MuJoCo's warnings to logging instead of stderr and ./MUJOCO_LOG.TXT (once).
+
+    A handler someone else installed is left alone. The environment still sees every
+    warning through ``MjData.warning`` counters (that is how it detects a blow-up).
+    """
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(lambda msg: _log.warning("MuJoCo: %s", msg))
 
 
 def _envs_dir() -> Path:
@@ -152,6 +166,7 @@ class Scene:
     def __init__(self, xml_path: str | os.PathLike[str] | None = None, visuals: Visuals = "fast"):
         choose_gl_backend()
         mujoco = require("mujoco", "the MuJoCo tabletop simulation")
+        _route_mujoco_warnings(mujoco)
         self.mujoco = mujoco
         path = Path(xml_path) if xml_path is not None else DEFAULT_SCENE_PATH
         if not path.is_file():
