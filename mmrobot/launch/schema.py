@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.overrides import parse_override
 
 try:  # Python >= 3.11
     import tomllib
@@ -153,13 +154,7 @@ class LaunchFile(_Section):
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
     """Set ``a.b.c=value`` keys in the raw table (values parsed as TOML; bare words are strings)."""
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. loop.rate_hz=50")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+        key, value = parse_override(item)
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.overrides import parse_override
 
 try:
     import tomllib
@@ -124,15 +125,9 @@ class TrainConfig:
         known = {f.name: f for f in fields(self) if f.name != "base_dir"}
         changes: dict[str, Any] = {}
         for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep or key not in known:
-                raise ConfigError(
-                    f"override {item!r}: expected key=value with key one of {sorted(known)}"
-                )
-            try:
-                value = tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError:
-                value = raw
+            key, value = parse_override(item, example="steps=200")
+            if key not in known:
+                raise ConfigError(f"override {item!r}: {key!r} is not one of {sorted(known)}")
             if isinstance(getattr(self, key), float) and isinstance(value, int):
                 value = float(value)
             changes[key] = value

@@ -211,8 +211,10 @@ def test_config_errors_name_the_key(tmp_path, files):
         load_train_config(bad)
     with pytest.raises(ConfigError, match="precision"):
         config(files, tmp_path, precision="fp8")
-    with pytest.raises(ConfigError, match="key=value"):
+    with pytest.raises(ConfigError, match="'stpes' is not one of"):
         config(files, tmp_path).with_overrides(["stpes=3"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        config(files, tmp_path).with_overrides(["steps"])
     c = config(files, tmp_path).with_overrides(["steps=9", "lr=1e-3", "device=cpu"])
     assert (c.steps, c.lr, c.device) == (9, 1e-3, "cpu")
 
