@@ -1,0 +1,405 @@
+"""Running a policy on a rig (a real robot, or the HIL rig) through the real control loop.
+
+:class:`RobotSession` builds the rig file's drivers and the arm's actuator, a
+:class:`~mmrobot.sync.Synchronizer` over the drivers' buffers, the policy, a Cartesian
+controller and the :class:`~mmrobot.deploy.SafetyLayer`, and runs the
+:class:`~mmrobot.deploy.ControlLoop` in real time on the :class:`~mmrobot.core.MonotonicClock`.
+
+The Cartesian controller uses a MuJoCo model of the arm as a kinematics library: before each
+IK solve the measured joint angles are written into the model (``mj_kinematics``, no physics
+is stepped) and :meth:`~mmrobot.envs.scene.Scene.command_delta_pose` turns the policy's
+end-effector delta into joint targets with the same semantics as in simulation (the target
+accumulates deltas, leashed to the measured pose; IK seeded with the last command sent). The
+policy's deltas are per action step of ``ACTION_RATE_HZ`` (the simulation's control rate the
+policy was trained at); when commands run faster, each command moves its share.
+
+Gripper: the loop's gripper command in ``[0 closed, 1 open]`` maps linearly onto the gripper
+servo's ``[min, max]`` from the rig file, and back for the measured state.
+
+There is no success detector on a real robot unless one is given: an instruction runs until
+``max_seconds`` or Ctrl-C and its outcome is ``"completed"``. Between instructions the arm
+keeps holding its last safe command (torque stays on); Ctrl-C or the watchdog stops it in a
+controlled way (hold, then torque off), after which the session refuses further instructions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mmrobot.core.clock import Clock, MonotonicClock
+from mmrobot.core.errors import ConfigError, DeviceTimeoutError, LifecycleError
+from mmrobot.core.types import Observation
+from mmrobot.deploy.loop import ControlLoop, LoopConfig
+from mmrobot.deploy.safety import SafetyLayer
+from mmrobot.launch.schema import LaunchFile
+from mmrobot.launch.sim import Outcome, safety_limits_for
+
+__all__ = ["ACTION_RATE_HZ", "ArmCommandSink", "CartesianController", "RobotSession"]
+
+#: Action steps per second the policies are trained with (the simulation's control rate).
+ACTION_RATE_HZ = 20.0
+
+
+class ArmCommandSink:
+    """The loop's joint-space command ``[q (n,) rad, gripper in [0, 1]]`` -> the arm actuator's
+    units ``[q, gripper servo value]`` (a :class:`~mmrobot.drivers.dynamixel.DynamixelActuator`
+    or any actuator with ``send``, ``set_torque`` and ``config.servos``)."""
+
+    def __init__(self, actuator: Any) -> None:
+        servos = getattr(actuator.config, "servos", None)
+        if not servos or len(servos) < 2:
+            raise ConfigError(
+                f"actuator {actuator.name!r}: the arm needs its joint servos followed by a "
+                "gripper servo in the rig file"
+            )
+        g = servos[-1]
+        if g.min is None or g.max is None or g.min >= g.max:
+            raise ConfigError(
+                f"actuator {actuator.name!r}: the gripper servo (id {g.id}, last in `servos`) "
+                "needs `min` (closed) < `max` (open) in the rig file"
+            )
+        self.actuator = actuator
+        self.n_joints = len(servos) - 1
+        self.gripper_min, self.gripper_max = float(g.min), float(g.max)
+        self.last_sent: np.ndarray | None = None
+
+    def gripper_fraction(self, value: float) -> float:
+        """Gripper servo value (its unit) -> command fraction in [0, 1]."""
+        return float(
+            np.clip((value - self.gripper_min) / (self.gripper_max - self.gripper_min), 0, 1)
+        )
+
+    def send(self, command: np.ndarray) -> None:
+        c = np.asarray(command, np.float64)
+        g = self.gripper_min + float(np.clip(c[-1], 0, 1)) * (self.gripper_max - self.gripper_min)
+        out = np.concatenate([c[: self.n_joints], [g]])
+        self.actuator.send(out)
+        self.last_sent = c.copy()
+
+    def set_torque(self, on: bool) -> None:
+        self.actuator.set_torque(on)
+
+
+class _TimedSync:
+    """The synchronizer, noting when each tick starts (its first call is ``observe``)."""
+
+    def __init__(self, sync: Any, clock: Clock) -> None:
+        self.sync = sync
+        self.clock = clock
+        self.last_observe_ns = 0
+
+    @property
+    def specs(self) -> Any:
+        return self.sync.specs
+
+    def observe(self, t_ns: int) -> Observation:
+        self.last_observe_ns = self.clock.now_ns()
+        return self.sync.observe(t_ns)
+
+
+class CartesianController:
+    """End-effector delta actions -> joint targets, on a MuJoCo model of the arm.
+
+    Args:
+        scene: a :class:`~mmrobot.envs.scene.Scene` used only for kinematics.
+        command_rate_hz: the loop's command rate.
+        action_rate_hz: action steps per second the policy's deltas refer to.
+    """
+
+    def __init__(
+        self, scene: Any, command_rate_hz: float, action_rate_hz: float = ACTION_RATE_HZ
+    ) -> None:
+        import mujoco
+
+        self.scene = scene
+        self.mj = mujoco
+        self.delta_scale = action_rate_hz / command_rate_hz
+        self._fk_data = mujoco.MjData(scene.model)
+
+    def set_measured(self, q: np.ndarray) -> None:
+        """Write measured arm angles (n,) into the model and update its kinematics."""
+        s = self.scene
+        s.data.qpos[s.ids.arm_qpos] = q
+        self.mj.mj_kinematics(s.model, s.data)
+
+    def reset(self, q: np.ndarray) -> None:
+        """Start an instruction from the measured angles: target = the measured TCP pose."""
+        self.scene.reset_arm(np.asarray(q, np.float64))
+
+    def command(self, action: np.ndarray, q_measured: np.ndarray, q_last: np.ndarray) -> np.ndarray:
+        """(6,) joint targets for one command of ``action[:6]`` (an EE delta per action step)."""
+        s = self.scene
+        self.set_measured(q_measured)
+        s.data.ctrl[s.ids.arm_act] = q_last  # IK starts from what was really sent
+        return s.command_delta_pose(np.asarray(action[:6], np.float64) * self.delta_scale)
+
+    def tcp_position(self, q: np.ndarray) -> np.ndarray:
+        """Forward kinematics: TCP position (3,) in the base frame for angles (n,)."""
+        s, d = self.scene, self._fk_data
+        d.qpos[s.ids.arm_qpos] = q
+        self.mj.mj_kinematics(s.model, d)
+        return d.site_xpos[s.ids.tcp_site].copy()
+
+
+class RobotSession:
+    """A rig with a policy, ready to execute instructions one after another in real time.
+
+    Args:
+        launch: a validated launch file with ``[rig]`` and ``[policy]``.
+        policy: use this policy object instead of loading ``[policy]`` (tests, scripted
+            motions); anything with ``act(observation, instruction) -> ActionChunk``.
+        success: an optional success detector, ``observation -> bool``; without one an
+            instruction runs for its full time and ends ``"completed"``.
+        clock: the loop's clock (default :class:`~mmrobot.core.MonotonicClock`).
+        wait_s: how long to wait at start-up for every required stream to be valid.
+
+    Raises:
+        ConfigError: the rig lacks the actuator or the policy's streams, or limits are bad.
+        DeviceNotConnectedError: a device is absent (names the port and the fix).
+        DeviceTimeoutError: required streams did not become valid within ``wait_s``.
+    """
+
+    def __init__(
+        self,
+        launch: LaunchFile,
+        policy: Any | None = None,
+        success: Callable[[Observation], bool] | None = None,
+        clock: Clock | None = None,
+        wait_s: float = 10.0,
+    ) -> None:
+        if launch.rig is None or (launch.policy is None and policy is None):
+            raise ConfigError(f"{launch.source}: a robot run needs [rig] and [policy]")
+        from mmrobot.drivers.rig import load_rig
+        from mmrobot.envs.scene import Scene
+        from mmrobot.sync import Synchronizer
+
+        self.launch = launch
+        self.clock: Clock = clock or MonotonicClock()
+        self.success = success
+        rig = load_rig(launch.path(launch.rig.file))
+        self.rig = rig
+        names = [a.name for a in rig.actuators]
+        if launch.rig.actuator not in names:
+            raise ConfigError(
+                f"{launch.source}: rig.actuator = {launch.rig.actuator!r} is not in {rig.source} "
+                f"(has {names})"
+            )
+        loop_cfg = LoopConfig(
+            rate_hz=launch.loop.rate_hz,
+            policy_rate_hz=launch.loop.policy_rate_hz,
+            ensemble_decay=launch.loop.ensemble_decay,
+            watchdog_periods=launch.loop.watchdog_periods,
+        )
+        self.loop_config = loop_cfg
+        kin = launch.path(launch.rig.kinematics) if launch.rig.kinematics else None
+        self.scene = Scene(kin)
+        self.controller = CartesianController(self.scene, loop_cfg.rate_hz)
+        self.policy = policy if policy is not None else self._load_policy()
+        self.drivers = rig.build_drivers(clock=self.clock)
+        actuator = next(
+            a for a in rig.build_actuators(clock=self.clock) if a.name == launch.rig.actuator
+        )
+        self.arm = ArmCommandSink(actuator)
+        n_arm = len(self.scene.arm_range)
+        if self.arm.n_joints != n_arm:
+            raise ConfigError(
+                f"{rig.source}: actuator {actuator.name!r} has {self.arm.n_joints} joint servos "
+                f"before the gripper; the arm model {self.scene.path} has {n_arm} joints"
+            )
+        self.sync = Synchronizer([b for d in self.drivers for b in d.buffers.values()])
+        self._check_streams()
+        self.joints_stream = self._joints_stream()
+        self.safety = SafetyLayer(
+            safety_limits_for(self.scene, launch.safety),
+            period_s=1.0 / loop_cfg.rate_hz,
+            forward_kinematics=self.controller.tcp_position,
+        )
+        self._timed = _TimedSync(self.sync, self.clock)
+        self.loop = ControlLoop(
+            self._timed,  # type: ignore[arg-type]
+            self.policy,
+            self.arm,
+            self.safety,
+            measure=self._measure,
+            to_command=self._to_command,
+            grip_force=None,
+            config=loop_cfg,
+            clock=self.clock,
+        )
+        self.stopped: str | None = None
+        self._opened: list[Any] = []
+        try:
+            for d in self.drivers:
+                d.open()
+                self._opened.append(d)
+            actuator.open()
+            self._opened.append(actuator)
+            self._wait_for_streams(wait_s)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- construction helpers
+    def _load_policy(self) -> Any:
+        from mmrobot.train.evaluate import load_policy
+
+        p = self.launch.policy
+        assert p is not None  # checked in __init__
+        if p.checkpoint:
+            import torch
+
+            torch.set_num_threads(p.threads)
+        return load_policy(self.launch.path(p.checkpoint or p.onnx or ""), device=p.device)
+
+    def _check_streams(self) -> None:
+        """The policy's declared streams must exist in the rig with the same shapes."""
+        from mmrobot.train.evaluate import policy_stream_specs
+
+        wanted = policy_stream_specs(self.policy)
+        if not wanted:
+            return
+        have = {s.name: s for s in self.sync.specs}
+        problems = []
+        for s in wanted:
+            got = have.get(s.name)
+            if got is None:
+                if not s.optional:
+                    problems.append(f"stream {s.name!r} {tuple(s.shape)} is missing")
+            elif tuple(got.shape) != tuple(s.shape):
+                problems.append(
+                    f"stream {s.name!r} is {tuple(got.shape)}, the policy needs {s.shape}"
+                )
+        if problems:
+            raise ConfigError(
+                f"{self.rig.source} does not give the policy what it was trained on: "
+                + "; ".join(problems)
+                + f" (rig streams: {sorted(have)}); set `stream` names and shapes in the rig file"
+            )
+
+    def _joints_stream(self) -> str:
+        n = self.arm.n_joints + 1
+        for s in self.sync.specs:
+            if s.modality == "joints" and tuple(s.shape) == (n,):
+                return s.name
+        raise ConfigError(
+            f"{self.rig.source}: no joints stream of shape ({n},) (arm joints + gripper); the "
+            "arm's Dynamixel [[driver]] entry provides it"
+        )
+
+    def _wait_for_streams(self, timeout_s: float) -> None:
+        required = set(self.launch.safety.required_streams) | {self.joints_stream}
+        end = time.monotonic() + timeout_s
+        while True:
+            obs = self.sync.observe(self.clock.now_ns())
+            missing = sorted(s for s in required if not obs.valid.get(s, False))
+            if not missing:
+                return
+            if time.monotonic() > end:
+                health = ", ".join(
+                    f"{d.name}: {d.health.value} {d.stats.last_error or ''}" for d in self.drivers
+                )
+                raise DeviceTimeoutError(
+                    f"streams {missing} of {self.rig.source} did not become valid within "
+                    f"{timeout_s:g} s (drivers: {health}); check the devices with "
+                    f"`mmrobot rig {self.rig.source} --run 5`"
+                )
+            time.sleep(0.02)
+
+    # -- the arm model
+    def _latest_joints(self, obs: Observation) -> np.ndarray:
+        j = np.asarray(obs.values[self.joints_stream], np.float64)
+        return j[-1] if j.ndim == 2 else j
+
+    def _measure(self, obs: Observation) -> np.ndarray:
+        j = self._latest_joints(obs)
+        n = self.arm.n_joints
+        return np.concatenate([j[:n], [self.arm.gripper_fraction(float(j[n]))]])
+
+    def _to_command(self, action: np.ndarray, obs: Observation) -> np.ndarray:
+        n = self.arm.n_joints
+        q_meas = self._latest_joints(obs)[:n]
+        last = self.safety.hold_command
+        q_last = q_meas if last is None else last[:n]
+        q = self.controller.command(action, q_meas, q_last)
+        return np.concatenate([q, [float(action[6])]])
+
+    # -- instructions
+    def execute(
+        self,
+        instruction: str,
+        task: str | None = None,
+        max_seconds: float | None = None,
+        on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> Outcome:
+        """Run one instruction in real time until ``max_seconds`` (default ``run.max_seconds``),
+        the success detector, Ctrl-C or the watchdog.
+
+        Raises:
+            LifecycleError: an earlier instruction was stopped by a signal or the watchdog
+                (the motors are off; start a new session).
+        """
+        if self.stopped:
+            raise LifecycleError(
+                f"the robot was stopped ({self.stopped}) and its torque is off; start a new "
+                "session to continue"
+            )
+        max_seconds = max_seconds or self.launch.run.max_seconds
+        obs = self.sync.observe(self.clock.now_ns())
+        self.controller.reset(self._latest_joints(obs)[: self.arm.n_joints])
+        self.safety.events.clear()
+        self.safety.n_holds = 0
+        succeeded = False
+        tick_ms: list[float] = []
+
+        def until() -> bool:
+            nonlocal succeeded
+            tick_ms.append((self.clock.now_ns() - self._timed.last_observe_ns) / 1e6)
+            stats = self.loop.stats
+            if on_step is not None:
+                on_step(stats.ticks, {"safety": self.safety.counts()})
+            if self.success is not None and stats.ticks % self.loop_config.ticks_per_policy == 0:
+                succeeded = bool(self.success(self.sync.observe(self.clock.now_ns())))
+            return succeeded
+
+        t0 = time.perf_counter()
+        stats = self.loop.run(instruction, duration_s=max_seconds, until=until)
+        wall = time.perf_counter() - t0
+        reason = stats.stop_reason
+        if reason.startswith(("signal", "watchdog")):
+            self.stopped = reason
+        elif succeeded:
+            reason = "success"
+        elif reason == "duration reached":
+            reason = "completed"
+        return Outcome(
+            instruction=instruction,
+            task=task or "",
+            success=succeeded,
+            steps=stats.ticks,
+            sim_seconds=wall,  # robot time is wall time here
+            wall_seconds=wall,
+            reason=reason,
+            policy_latency_ms=[x / 1e6 for x in stats.policy_latency_ns],
+            tick_ms=tick_ms,
+            safety=self.safety.counts(),
+        )
+
+    def close(self) -> None:
+        """Close the actuator (torque off where the rig says so) and every driver."""
+        for dev in reversed(self._opened):
+            with contextlib.suppress(Exception):
+                dev.close()
+        self._opened.clear()
+        with contextlib.suppress(Exception):
+            self.scene.close()
+
+    def __enter__(self) -> RobotSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
