@@ -141,44 +141,37 @@ def check_rendering() -> Check:
     return Check("rendering", "ok", f"headless: {', '.join(working)} ({detail})")
 
 
-def check_serial_ports() -> Check:
-    ports = sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
-    if not ports:
-        return Check(
-            "serial ports",
-            "warn",
-            "no /dev/ttyUSB* or /dev/ttyACM* found",
-            "plug in the device; try `mmrobot emulate KIND` to work without hardware",
-        )
-    denied = [p for p in ports if not os.access(p, os.R_OK | os.W_OK)]
-    if denied:
-        return Check(
-            "serial ports",
-            "fail",
-            f"no read/write access to {', '.join(denied)}",
-            "add yourself to the dialout group: sudo usermod -aG dialout $USER, then log in again",
-        )
-    return Check("serial ports", "ok", ", ".join(ports))
-
-
-def check_cameras() -> Check:
-    devices = sorted(glob.glob("/dev/video*"))
+def _device_files(name: str, patterns: tuple[str, ...], absent_fix: str, group: str) -> Check:
+    devices = sorted(d for pattern in patterns for d in glob.glob(pattern))
     if not devices:
-        return Check(
-            "cameras",
-            "warn",
-            "no /dev/video* found",
-            "plug in a USB camera, or use a video file or URL as the camera `device`",
-        )
+        return Check(name, "warn", f"no {' or '.join(patterns)} found", absent_fix)
     denied = [d for d in devices if not os.access(d, os.R_OK | os.W_OK)]
     if denied:
         return Check(
-            "cameras",
+            name,
             "fail",
-            f"no access to {', '.join(denied)}",
-            "add yourself to the video group: sudo usermod -aG video $USER, then log in again",
+            f"no read/write access to {', '.join(denied)}",
+            f"add yourself to the {group} group: sudo usermod -aG {group} $USER, then log in again",
         )
-    return Check("cameras", "ok", ", ".join(devices))
+    return Check(name, "ok", ", ".join(devices))
+
+
+def check_serial_ports() -> Check:
+    return _device_files(
+        "serial ports",
+        ("/dev/ttyUSB*", "/dev/ttyACM*"),
+        "plug in the device; try `mmrobot emulate KIND` to work without hardware",
+        "dialout",
+    )
+
+
+def check_cameras() -> Check:
+    return _device_files(
+        "cameras",
+        ("/dev/video*",),
+        "plug in a USB camera, or use a video file or URL as the camera `device`",
+        "video",
+    )
 
 
 def check_accelerators() -> Check:
