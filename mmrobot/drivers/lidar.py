@@ -119,6 +119,7 @@ class RevolutionAssembler:
         self._dists: list[np.ndarray] = []
         self._last_angle: float | None = None
         self._started = False
+        self.last_ends: list[int] = []  # for each revolution the last feed returned: its end index
 
     def reset(self) -> None:
         self._angles, self._dists = [], []
@@ -140,12 +141,14 @@ class RevolutionAssembler:
         cuts = np.flatnonzero(wrap)
         self._last_angle = float(angle_deg[-1])
         out = []
+        self.last_ends = []
         lo = 0
         for c in cuts:
             self._angles.append(angle_deg[lo:c])
             self._dists.append(distance[lo:c])
             if self._started:
                 out.append((np.concatenate(self._angles), np.concatenate(self._dists)))
+                self.last_ends.append(int(c))
             self._started = True
             self._angles, self._dists = [], []
             lo = c
@@ -320,8 +323,14 @@ class RplidarDriver(_LidarDriver):
             d.checksum_errors,
             d.resyncs,
         )
-        for angles, dists in self.assembler.feed(nodes.angle_deg, nodes.distance_mm, nodes.start):
-            self._emit(angles, dists, host_ns)
+        revs = self.assembler.feed(nodes.angle_deg, nodes.distance_mm, nodes.start)
+        if not revs:
+            return
+        # Several turns can arrive in one read (a stalled reader): stamp each at its end, i.e.
+        # the receive time minus the nodes that came after it, at the measured node period.
+        node_ns = self._specs[0].period_ns / max(1, len(revs[-1][0]))
+        for (angles, dists), end in zip(revs, self.assembler.last_ends, strict=True):
+            self._emit(angles, dists, host_ns - round((len(nodes) - end) * node_ns))
 
 
 @register_driver("ld06")

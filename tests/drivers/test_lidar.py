@@ -13,6 +13,16 @@ from mmrobot.drivers.lidar import RevolutionAssembler
 from mmrobot.drivers.protocols import ld06, rplidar
 from mmrobot.drivers.protocols.crc import crc8_ld06
 
+# An emulator on a shared 2-core machine can be descheduled for a while; a real lidar answers
+# GET_HEALTH in milliseconds.
+SLACK = {"response_timeout_s": 5.0}
+
+
+def _mean_interval(times: np.ndarray) -> float:
+    """Average stamp interval: robust to the jitter of single intervals on a loaded machine."""
+    return float((times[-1] - times[0]) / (len(times) - 1))
+
+
 # ----------------------------------------------------------------------------- RPLIDAR codec
 
 
@@ -165,12 +175,12 @@ def test_rplidar_driver_reads_room_scans(tmp_path):
     room = Room()
     with RplidarEmulator(room, link=tmp_path / "lidar", rotation_hz=10.0) as emu:
         rig = parse_rig(
-            {"driver": [{"kind": "rplidar", "name": "base_lidar", "port": emu.port}]},
+            {"driver": [{"kind": "rplidar", "name": "base_lidar", "port": emu.port, **SLACK}]},
             source="drivers/l.toml",
         )
         (drv,) = rig.build_drivers()
         with drv:
-            assert drv.wait_for_samples(3, timeout_s=5)
+            assert drv.wait_for_samples(5, timeout_s=10)
             assert drv.info is not None and drv.info.model == 0x18 and drv.info.firmware == (1, 29)
             assert drv.health_status.status == 0
             assert drv.motor_control_supported is False  # a pty refuses DTR: reported, not fatal
@@ -179,7 +189,7 @@ def test_rplidar_driver_reads_room_scans(tmp_path):
     assert clouds.shape[1:] == (360, 3)
     for cloud in clouds:
         assert _check_against_room(cloud, room, tol_m=0.002) >= 300
-    assert np.median(np.diff(times)) == pytest.approx(1e8, rel=0.3)  # 10 Hz
+    assert _mean_interval(times) == pytest.approx(1e8, rel=0.3)  # 10 Hz
     assert stats.checksum_errors == 0 and stats.errors == 0
 
 
@@ -197,7 +207,7 @@ def test_ld06_driver_reads_room_scans_with_device_clock(tmp_path):
         )
         (drv,) = rig.build_drivers()
         with drv:
-            assert drv.wait_for_samples(4, timeout_s=5)
+            assert drv.wait_for_samples(5, timeout_s=10)
             times, clouds = drv.buffers["lidar"].window(0, 2**62)
             assert drv.clock_model.ready
     for cloud in clouds:
@@ -207,7 +217,9 @@ def test_ld06_driver_reads_room_scans_with_device_clock(tmp_path):
             _check_against_room(cloud - np.float32([0, 0, 0.25]) * (cloud != 0), room, tol_m=0.002)
             >= 300
         )
-    assert np.median(np.diff(times)) == pytest.approx(1e8, rel=0.3)
+    # stamps follow device time through the clock model: one turn (100 ms) apart, even while
+    # the model is still learning the minimum transport delay
+    assert _mean_interval(times) == pytest.approx(1e8, rel=0.3)
 
 
 def test_open3d_outlier_removal_zeroes_a_stray_point(tmp_path):
@@ -235,10 +247,25 @@ def test_open3d_outlier_removal_zeroes_a_stray_point(tmp_path):
 def test_rplidar_in_error_state_is_reset_and_reported(tmp_path):
     with RplidarEmulator(link=tmp_path / "lidar", health=2) as emu:
         (drv,) = parse_rig(
-            {"driver": [{"kind": "rplidar", "name": "l", "port": emu.port}]}
+            {"driver": [{"kind": "rplidar", "name": "l", "port": emu.port, **SLACK}]}
         ).build_drivers()
         from mmrobot.core.errors import DeviceNotConnectedError
 
         with pytest.raises(DeviceNotConnectedError, match="hardware error.*RESET"):
             drv.open()
         assert not drv.is_open and not emu.scanning
+
+
+def test_rplidar_turns_arriving_in_one_read_get_distinct_stamps(tmp_path):
+    """Three turns in one burst (a stalled reader): each is stamped at its own end."""
+    with RplidarEmulator(link=tmp_path / "lidar", rotation_hz=10.0, samples_per_rev=100) as emu:
+        entry = {"kind": "rplidar", "name": "l", "port": emu.port, **SLACK}
+        (drv,) = parse_rig({"driver": [entry]}).build_drivers()
+        with drv:
+            emu.scanning = False  # hold the stream, then send 3.5 turns (1750 bytes) at once
+            n0 = drv.stats.samples
+            emu.send(emu.nodes_for(0, 100 * 3 + 50))
+            assert drv.wait_for_samples(n0 + 2, timeout_s=10)
+            times, _ = drv.buffers["lidar"].window(0, 2**62)
+    # the burst's last two complete turns: 100 nodes apart at the 10 Hz period, not equal stamps
+    assert np.diff(times)[-1] == pytest.approx(1e8, rel=0.05)
