@@ -240,6 +240,7 @@ class RobotSession:
             actuator.open()
             self._opened.append(actuator)
             self._wait_for_streams(wait_s)
+            self._warm_up()
         except BaseException:
             self.close()
             raise
@@ -280,6 +281,15 @@ class RobotSession:
                 + "; ".join(problems)
                 + f" (rig streams: {sorted(have)}); set `stream` names and shapes in the rig file"
             )
+
+    def _warm_up(self) -> None:
+        """One policy call before the first instruction: the first call of a network is slow
+        (allocation, lazy initialization) and would otherwise miss the loop's deadlines."""
+        obs = self.sync.observe(self.clock.now_ns())
+        self.policy.act(obs, "")
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
 
     def _joints_stream(self) -> str:
         n = self.arm.n_joints + 1
