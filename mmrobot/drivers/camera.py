@@ -140,9 +140,8 @@ class CameraDriver(Driver):
             delay = self._next_frame_s - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
-            self._next_frame_s = max(
-                self._next_frame_s + 1.0 / self.config.fps, time.monotonic() - 0.1
-            )
+            # after a stall, play on from now (a camera drops frames; it never bursts old ones)
+            self._next_frame_s = max(self._next_frame_s + 1.0 / self.config.fps, time.monotonic())
         ok, frame = cap.read()
         t_ns = self.clock.now_ns()
         if not ok or frame is None:

@@ -183,8 +183,15 @@ class FT300Driver(Driver):
         t_last = host_ns - self._specs[0].latency_ns
         bias = self.bias
         n = len(frames)
+        # Frames of one read were measured one period apart, the newest just now. After a
+        # stalled read that would reach back before the previous stamp: then they are spread
+        # evenly between the previous stamp and now instead.
+        first = t_last - (n - 1) * period
+        step = period
+        if first <= self._last_t_ns:
+            step = (t_last - self._last_t_ns) / n
+            first = self._last_t_ns + step
         for k, w in enumerate(frames):
-            # spread back at the nominal period, but never at or before the previous stamp
-            t_ns = max(t_last - (n - 1 - k) * period, self._last_t_ns + 1)
-            if self._push(0, t_ns, (w - bias).astype(np.float32)):
+            t_ns = round(first + k * step)
+            if t_ns > self._last_t_ns and self._push(0, t_ns, (w - bias).astype(np.float32)):
                 self._last_t_ns = t_ns

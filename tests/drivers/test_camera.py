@@ -56,8 +56,11 @@ def test_camera_reads_a_file_as_rgb_at_stream_shape(tmp_path):
     assert right[0] > 200 and right[2] < 40
     times, _ = drv.buffers["wrist_cam"].window(0, 2**62)
     # paced at the file's 30 fps
-    mean_interval = (times[-1] - times[0]) / (len(times) - 1)  # robust to single-frame jitter
-    assert mean_interval == pytest.approx(1e9 / 30, rel=0.35)
+    # paced at the file's 30 fps: never faster (a stalled reader drops time, it does not burst);
+    # slower only when the machine is loaded
+    period_ns = 1e9 / 30
+    assert np.diff(times).min() > 0.5 * period_ns
+    assert (times[-1] - times[0]) / (len(times) - 1) < 3 * period_ns
 
 
 def test_camera_file_ends_or_loops(tmp_path):

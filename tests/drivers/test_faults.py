@@ -124,7 +124,7 @@ def test_unplug_marks_stream_invalid_and_driver_reconnects(tmp_path):
             emu.plug()  # a new pty behind the same link, like udev's by-id name
             assert _wait(lambda: drv.stats.reconnects >= 1)
             assert drv.wait_for_samples(n_before + 10)
-            assert drv.health is Health.OK
+            assert _wait(lambda: drv.health is Health.OK)
             assert sync.observe(drv.clock.now_ns()).valid["ft"]
             _, value = drv.latest()
             assert value[:3] == pytest.approx([1.0, 2.0, 3.0], abs=1e-3)

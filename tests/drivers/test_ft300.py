@@ -68,7 +68,7 @@ def test_driver_reads_the_emulated_wrench_and_tares(tmp_path):
         assert stats.checksum_errors == 0 and stats.errors == 0
         assert np.all(np.diff(times) > 0)
         # 100 Hz stream: stamps about 10 ms apart on average
-        assert 5e6 < np.median(np.diff(times)) < 20e6
+        assert 5e6 < (times[-1] - times[0]) / (len(times) - 1) < 20e6
         deadline = time.monotonic() + 2.0
         while emu.streaming and time.monotonic() < deadline:
             time.sleep(0.01)
