@@ -1,0 +1,206 @@
+"""Control-loop timing on the HIL rig: 100 Hz commands, 20 Hz policy, in real time.
+
+The real stack runs here: RobotSession's drivers read the HIL rig (``python -m
+mmrobot.launch.hil``, its own process: Dynamixel bus, FT 300 and RPLIDAR over ptys, MJPEG
+cameras) and the ControlLoop (LoopConfig(rate_hz=100, policy_rate_hz=20)) runs the policy on
+the MonotonicClock, sending goal positions over the wire every 10 ms. Reported per condition:
+tick start jitter (|actual - scheduled|) p50/p99/max, deadline misses (ticks that ended after
+their period), policy latency and per-tick compute. Conditions: the machine as it is, then
+with a CPU-loading neighbour process spinning on a core.
+
+The policy: an exported ONNX model run by ``mmrobot.deploy.OnnxPolicy`` when that imports
+(a freshly initialized tiny fusion model is exported unless ``--policy`` names a checkpoint
+folder or export), else the torch checkpoint. The table says which.
+
+    python benchmarks/bench_loop.py --quick --json out/bench_loop.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_table, write_json  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE_HZ, POLICY_RATE_HZ = 100.0, 20.0
+
+
+def make_policy(tmp: Path, given: str | None) -> tuple[str, str, str]:
+    """(launch key, path, description) of the policy to run."""
+    if given:
+        p = Path(given)
+        is_ckpt = p.is_dir() and (p / "model.safetensors").is_file()
+        return (
+            ("checkpoint" if is_ckpt else "onnx"),
+            str(p),
+            f"{'torch' if is_ckpt else 'ONNX'} {p}",
+        )
+    import torch
+
+    from mmrobot.envs import default_stream_specs
+    from mmrobot.policies import FusionPolicyModel, PolicyConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = PolicyConfig.from_dict(
+        {
+            "model": {"width": 64, "depth": 2, "heads": 4},
+            "language": {"max_len": 32},
+            "camera": {"stem_channels": [8, 16], "grid": 4},
+            "lidar": {"groups": 16, "group_size": 8, "hidden": 32},
+            "vector": {"hidden": 64},
+            "streams": [s.to_dict() for s in default_stream_specs()],
+        }
+    )
+    model = FusionPolicyModel(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    ckpt = save_checkpoint(model, tmp / "ckpt")
+    try:
+        from mmrobot.deploy import OnnxPolicy, export_onnx
+
+        del OnnxPolicy  # imported to learn that ONNX Runtime is usable
+    except ImportError:
+        return "checkpoint", str(ckpt), f"torch (OnnxPolicy unavailable), {n_params:,} params"
+    export_onnx(ckpt, tmp / "onnx")
+    return "onnx", str(tmp / "onnx"), f"ONNX Runtime FP32, fresh fusion model, {n_params:,} params"
+
+
+def run_condition(session: Any, seconds: float) -> dict[str, Any]:
+    out = session.execute("put the red block in the bin", max_seconds=seconds)
+    s = session.loop.stats
+    jit = np.abs(np.asarray(s.jitter_ns, np.float64)) / 1e6
+    lat = np.asarray(s.policy_latency_ns, np.float64) / 1e6
+    tick = np.asarray(out.tick_ms, np.float64)
+    return {
+        "seconds": seconds,
+        "ticks": s.ticks,
+        "expected_ticks": round(seconds * RATE_HZ),
+        "deadline_misses": s.deadline_misses,
+        "miss_pct": 100.0 * s.deadline_misses / max(1, s.ticks),
+        "jitter_p50_ms": float(np.percentile(jit, 50)),
+        "jitter_p99_ms": float(np.percentile(jit, 99)),
+        "jitter_max_ms": float(jit.max()),
+        "policy_p50_ms": float(np.percentile(lat, 50)),
+        "policy_p99_ms": float(np.percentile(lat, 99)),
+        "tick_p50_ms": float(np.percentile(tick, 50)),
+        "tick_p99_ms": float(np.percentile(tick, 99)),
+        "holds": s.holds,
+        "stop_reason": out.reason,
+        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="10 s of loop in all (5 s per condition), not 2 x 60 s"
+    )
+    ap.add_argument("--seconds", type=float, default=None, help="seconds per condition")
+    ap.add_argument("--policy", default=None, help="checkpoint folder or ONNX export to run")
+    ap.add_argument("--no-cameras", action="store_true", help="HIL rig without camera streams")
+    ap.add_argument("--json", default=None, metavar="PATH")
+    args = ap.parse_args()
+    seconds = args.seconds or (5.0 if args.quick else 60.0)
+
+    from mmrobot.launch.hil import wait_for_rig
+    from mmrobot.launch.robot import RobotSession
+    from mmrobot.launch.schema import load_launch
+
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        cmd = [sys.executable, "-m", "mmrobot.launch.hil", "--dir", str(tmp / "hil"), "--seed", "1"]
+        if args.no_cameras:
+            cmd.append("--no-cameras")
+        hil = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        neighbour = None
+        try:
+            key, path, policy_desc = make_policy(tmp, args.policy)  # while the rig starts
+            rig = wait_for_rig(tmp / "hil", timeout_s=120)
+            launch = load_launch(
+                ROOT / "launch" / "hil.toml",
+                [
+                    f'rig.file="{rig}"',
+                    f'policy.checkpoint="{path}"',  # exists; swapped below for an export
+                    f"loop.rate_hz={RATE_HZ}",
+                    f"loop.policy_rate_hz={POLICY_RATE_HZ}",
+                    "loop.watchdog_periods=50",
+                ],
+            )
+            if key == "onnx":  # the launch file names a checkpoint; use the export instead
+                assert launch.policy is not None
+                policy = launch.policy.model_copy(update={"checkpoint": None, "onnx": path})
+                launch = launch.model_copy(update={"policy": policy})
+            session = RobotSession(launch)
+            results: dict[str, Any] = {}
+            try:
+                results["as is"] = run_condition(session, seconds)
+                neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                time.sleep(0.5)
+                results["+ CPU neighbour"] = run_condition(session, seconds)
+            finally:
+                session.close()
+        finally:
+            if neighbour is not None:
+                neighbour.kill()
+                neighbour.wait()
+            hil.terminate()
+            try:
+                hil.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                hil.kill()
+
+    cols = [
+        "condition",
+        "ticks",
+        "deadline misses",
+        "jitter p50 / p99 / max ms",
+        "policy p50 / p99 ms",
+        "tick compute p50 / p99 ms",
+        "holds",
+        "ended by",
+        "load 1 min",
+    ]
+    rows = [
+        [
+            name,
+            f"{r['ticks']} / {r['expected_ticks']}",
+            f"{r['deadline_misses']} ({r['miss_pct']:.1f}%)",
+            f"{r['jitter_p50_ms']:.3f} / {r['jitter_p99_ms']:.2f} / {r['jitter_max_ms']:.1f}",
+            f"{r['policy_p50_ms']:.1f} / {r['policy_p99_ms']:.1f}",
+            f"{r['tick_p50_ms']:.2f} / {r['tick_p99_ms']:.1f}",
+            r["holds"],
+            r["stop_reason"],
+            f"{r['loadavg_1min']:.1f}" if r["loadavg_1min"] is not None else "-",
+        ]
+        for name, r in results.items()
+    ]
+    title = (
+        f"bench_loop: HIL rig, {RATE_HZ:g} Hz commands / {POLICY_RATE_HZ:g} Hz policy, "
+        f"{seconds:g} s per condition; policy: {policy_desc}"
+    )
+    print_table(title, cols, rows)
+    write_json(
+        args.json,
+        {
+            "rate_hz": RATE_HZ,
+            "policy_rate_hz": POLICY_RATE_HZ,
+            "seconds": seconds,
+            "policy": policy_desc,
+            "cameras": not args.no_cameras,
+            "results": results,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
