@@ -123,7 +123,7 @@ class FT300Driver(Driver):
             echo = request[:6]
             got = bytearray()
             deadline = time.monotonic() + c.start_timeout_s
-            self.decoder = FrameDecoder()
+            self.decoder.reset()  # counters accumulate across reconnects
             while time.monotonic() < deadline:
                 got += ser.read(max(1, ser.in_waiting))
                 i = got.find(echo)

@@ -293,7 +293,7 @@ class RplidarDriver(_LidarDriver):
             ser.close()
             raise
         self._ser = ser
-        self.decoder = rp.NodeDecoder()
+        self.decoder.reset()  # counters accumulate across reconnects
         self.assembler.reset()
 
     def _disconnect(self) -> None:
@@ -355,7 +355,7 @@ class LD06Driver(_LidarDriver):
         ser = open_serial(c.port, c.baud_rate, timeout_s=c.read_timeout_s, source=self.source)
         ser.reset_input_buffer()  # the LD06 streams on power-up: drop what queued up
         self._ser = ser
-        self.decoder = ld06_proto.LD06Decoder()
+        self.decoder.reset()
         self.assembler.reset()
         self.clock_model.reset()
         self._ts_prev = None

@@ -116,7 +116,7 @@ def test_unplug_marks_stream_invalid_and_driver_reconnects(tmp_path):
             emu.unplug()
             assert _wait(lambda: drv.health is Health.DISCONNECTED)
             assert "disconnected" in (drv.stats.last_error or "")
-            n_before = drv.stats.samples
+            n_before, frames_before = drv.stats.samples, drv.stats.frames
             time.sleep(0.2)  # longer than the stream's max_age (50 ms)
             assert not sync.observe(drv.clock.now_ns()).valid["ft"]
             assert drv.stats.samples == n_before
@@ -124,6 +124,7 @@ def test_unplug_marks_stream_invalid_and_driver_reconnects(tmp_path):
             emu.plug()  # a new pty behind the same link, like udev's by-id name
             assert _wait(lambda: drv.stats.reconnects >= 1)
             assert drv.wait_for_samples(n_before + 10)
+            assert drv.stats.frames >= frames_before + 10  # counters survive the reconnect
             assert _wait(lambda: drv.health is Health.OK)
             assert sync.observe(drv.clock.now_ns()).valid["ft"]
             _, value = drv.latest()
