@@ -269,3 +269,22 @@ def test_rplidar_turns_arriving_in_one_read_get_distinct_stamps(tmp_path):
             times, _ = drv.buffers["lidar"].window(0, 2**62)
     # the burst's last two complete turns: 100 nodes apart at the 10 Hz period, not equal stamps
     assert np.diff(times)[-1] == pytest.approx(1e8, rel=0.05)
+
+
+def test_open3d_voxel_downsampling_packs_centroids_first(tmp_path):
+    pytest.importorskip("open3d")
+    room = Room()
+    with RplidarEmulator(room, link=tmp_path / "lidar") as emu:
+        entry = {"kind": "rplidar", "name": "l", "port": emu.port, "voxel_size_m": 0.5}
+        (drv,) = parse_rig({"driver": [entry]}).build_drivers()
+        angles = np.arange(0, 360, 1.0) + 0.5
+        dist_mm = room.ranges(-np.deg2rad(angles)) * 1000
+        pts = drv._points(angles, dist_mm)
+    rows = np.any(pts != 0, axis=1)
+    k = int(rows.sum())
+    assert pts.shape == (360, 3) and 10 < k < 200  # 0.5 m voxels over a 6 x 4 m room outline
+    assert rows[:k].all() and not rows[k:].any()  # centroids first, zeros after
+    # every centroid lies within a voxel's reach of the true outline
+    raw = scan_to_points(angles, dist_mm / 1000, 360)
+    nearest = np.min(np.linalg.norm(pts[:k, None, :] - raw[None, :, :], axis=2), axis=1)
+    assert nearest.max() < 0.5
