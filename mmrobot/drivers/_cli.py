@@ -66,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     emu.add_argument("--seed", type=int, default=0)
     emu.add_argument(
+        "--line-baud",
+        type=int,
+        default=None,
+        metavar="BAUD",
+        help="spend each byte's wire time at this baud rate (a pty alone has none)",
+    )
+    emu.add_argument(
         "--servos",
         default="1-7:XM430-W350",
         help="dynamixel: ids and models, e.g. '1-6:XM430-W350,7:XL330-M288'",
@@ -151,6 +158,7 @@ def make_emulator(kind: str, args: argparse.Namespace, link: Path) -> Any:
         unplug_after_s=args.unplug_after,
         replug_after_s=args.replug_after,
         seed=args.seed,
+        line_baud=args.line_baud,
     )
     if not (0 <= args.corrupt_rate <= 1 and 0 <= args.drop_rate <= 1):
         raise ConfigError("--corrupt-rate and --drop-rate must be in [0, 1]")

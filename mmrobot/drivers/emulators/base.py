@@ -36,6 +36,8 @@ class PtyEmulator:
         replug_after_s: reopen a pty this long after an unplug (None: stay unplugged).
         seed: seed of the fault and noise generator.
         tick_s: period of :meth:`tick` calls (streaming devices).
+        line_baud: when set, bytes take their wire time at this baud rate (8N1, 10 bits a
+            byte) in both directions, as on a real UART; a pty alone has no baud rate.
     """
 
     name = "device"
@@ -50,6 +52,7 @@ class PtyEmulator:
         replug_after_s: float | None = None,
         seed: int = 0,
         tick_s: float = 0.01,
+        line_baud: int | None = None,
     ) -> None:
         for what, rate in (("corrupt_rate", corrupt_rate), ("drop_rate", drop_rate)):
             if not 0.0 <= rate <= 1.0:
@@ -61,6 +64,7 @@ class PtyEmulator:
         self.replug_after_s = replug_after_s
         self.rng = np.random.default_rng(seed)
         self.tick_s = tick_s
+        self.line_baud = line_baud
         self._master: int | None = None
         self._slave: int | None = None
         self._slave_name = ""
@@ -150,6 +154,8 @@ class PtyEmulator:
         """Send bytes to the host, through the fault injector."""
         if self.corrupt_rate or self.drop_rate:
             data = self._inject(data)
+        if self.line_baud:
+            time.sleep(len(data) * 10 / self.line_baud)
         with self._io_lock:
             if self._master is None:
                 return
@@ -218,6 +224,8 @@ class PtyEmulator:
                     data = b""
                 if data:
                     self.bytes_received += len(data)
+                    if self.line_baud:
+                        time.sleep(len(data) * 10 / self.line_baud)
                     self.on_bytes(data)
             now = time.monotonic()
             if now >= next_tick:
