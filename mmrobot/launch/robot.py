@@ -388,7 +388,7 @@ class RobotSession:
             reason = "completed"
         return Outcome(
             instruction=instruction,
-            task=task or "",
+            task=task or "-",
             success=succeeded,
             steps=stats.ticks,
             sim_seconds=wall,  # robot time is wall time here
