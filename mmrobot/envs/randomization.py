@@ -95,7 +95,11 @@ def apply_randomization(
     for d in drivers:
         d.latency_ns = int(d.config.latency_ns)
     if cfg is None:
+        if scene.randomized:
+            _recompute_constants(scene)
+            scene.randomized = False
         return {}
+    scene.randomized = True
     ids = scene.ids
     for b, g in ids.block_geom.items():
         m.geom_rgba[g, :3] = np.clip(
@@ -125,4 +129,12 @@ def apply_randomization(
     extra = int(rng.integers(0, cfg.latency_ns + 1)) if cfg.latency_ns else 0
     for d in drivers:
         d.latency_ns = int(d.config.latency_ns) + extra
+    _recompute_constants(scene)
     return {"extra_latency_ns": float(extra)}
+
+
+def _recompute_constants(scene: Scene) -> None:
+    """Recompute the model's derived constants (inverse weights that scale constraint
+    softness) after masses changed; stale ones make light contacts unstable. The data is
+    used as workspace: call before resetting it."""
+    scene.mujoco.mj_setConst(scene.model, scene.data)

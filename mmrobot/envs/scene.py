@@ -186,6 +186,7 @@ class Scene:
         self.visuals = visuals
         self.data = mujoco.MjData(self.model)
         self._renderers: dict[tuple[int, int, bool], Any] = {}
+        self.randomized = False  # whether the model differs from the nominal one
         self.ids = self._resolve_ids()
         self._scratch = mujoco.MjData(self.model)
         self._jacp = np.zeros((3, self.model.nv))
