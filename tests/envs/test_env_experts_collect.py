@@ -143,3 +143,15 @@ def test_collect_report_prints_the_success_table(tmp_path, capsys):
     import json
 
     assert json.loads(js.read_text())["expert_success"]["reach"]["episodes"] == 2
+
+
+def test_randomized_light_block_push_stays_stable():
+    # regression: mass randomization without recomputing MuJoCo's derived constants
+    # (mj_setConst) blew this episode up
+    from mmrobot.envs.randomization import Randomization
+
+    env = TabletopEnv(randomization=Randomization(), render_mode=None)
+    ep = run_expert_episode(env, Job("push", 168), record=False)
+    env.close()
+    assert ep.task == "push color=green size=small zone=left"
+    assert ep.success and "blow-up" not in ep.reason
