@@ -245,7 +245,11 @@ class DynamixelBus:
                     self.open()
                 ser = self._ser
                 try:
-                    ser.reset_input_buffer()
+                    stale = (
+                        ser.in_waiting
+                    )  # drop late bytes of an earlier exchange (read, not tcflush)
+                    if stale:
+                        ser.read(stale)
                     self.decoder.reset()
                     ser.write(packet)
                     got: dict[int, Packet] = {}
