@@ -554,6 +554,7 @@ class HilRig:
         out = self.world.state()
         out["camera_frames"] = self.frames.seq
         out["camera_error"] = self.frames.error
+        out["servo_torque"] = [self.arm.servos[i].torque_on for i in self.arm._order]
         out["dynamixel_requests"] = self.arm.requests
         out["ft_frames"] = self.ft.frames_sent
         out["lidar_nodes"] = self.lidar.nodes_sent

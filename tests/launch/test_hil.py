@@ -91,7 +91,9 @@ def launch_for(hil_dir, checkpoint, rate_hz=50.0, policy_rate_hz=10.0):
             f'policy.checkpoint="{checkpoint}"',
             f"loop.rate_hz={rate_hz}",
             f"loop.policy_rate_hz={policy_rate_hz}",
-            "loop.watchdog_periods=50",
+            # behaviour, not timing, is under test here: on a loaded CI machine the loop
+            # process can stall for a second; do not let the watchdog end the run
+            "loop.watchdog_periods=400",
         ],
     )
 
@@ -114,10 +116,13 @@ def test_constant_up_action_raises_the_simulated_tcp_and_wire_matches_sim(hil_di
     finally:
         session.close()
     assert out.reason == "completed" and not out.success
-    assert policy.calls >= 11  # a warm-up call, then 10 Hz for 2 s (minus skipped ticks)
+    assert policy.calls == 1 + math.ceil(out.steps / 5)  # warm-up, then every 5th command
     rise = after["tcp_pos_m"][2] - before["tcp_pos_m"][2]
-    expected = dz * 20.0 * 2.0  # deltas per 20 Hz action step, scaled to 50 Hz commands
-    assert 0.4 * expected < rise < 1.15 * expected, (rise, expected)
+    # each 50 Hz command moves 20/50 of a 20 Hz action step (ticks the loop had to skip on
+    # a busy machine move nothing)
+    expected = dz * (20.0 / 50.0) * out.steps
+    assert out.steps >= 25
+    assert 0.6 * expected < rise < 1.15 * expected, (rise, expected, out.steps)
     drift = np.subtract(after["tcp_pos_m"][:2], before["tcp_pos_m"][:2])
     assert np.all(np.abs(drift) < 0.015), drift
     assert after["gripper_opening_m"] < 0.01  # gripper command 0 closed the fingers
@@ -126,6 +131,33 @@ def test_constant_up_action_raises_the_simulated_tcp_and_wire_matches_sim(hil_di
     moving = np.abs(w2[:6] - w1[:6])
     err = np.abs(w1[:6] - np.asarray(truth["arm_qpos_rad"]))
     assert np.all(err <= TICK_RAD + moving + 1e-6), (err, moving)
+
+
+def test_ctrl_c_stops_the_arm_torque_off_and_ends_the_session(hil_dir, checkpoint):
+    import signal
+    import threading
+
+    from mmrobot.core.errors import LifecycleError
+    from mmrobot.launch.robot import RobotSession
+
+    rig_path = hil_dir / "rig.toml"
+    session = RobotSession(
+        launch_for(hil_dir, checkpoint), policy=ConstantPolicy([0.0, 0.0, 0.002, 0, 0, 0, 1.0])
+    )
+    try:
+        assert all(read_state(rig_path)["servo_torque"])  # the actuator enabled every servo
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        t0 = time.monotonic()
+        out = session.execute("go up slowly", max_seconds=10.0)
+        elapsed = time.monotonic() - t0
+        timer.join()
+        assert out.reason == "signal SIGINT" and elapsed < 8.0
+        assert not any(read_state(rig_path)["servo_torque"])  # controlled stop: torque off
+        with pytest.raises(LifecycleError, match="torque is off"):
+            session.execute("again", max_seconds=1.0)
+    finally:
+        session.close()
 
 
 def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(hil_dir, checkpoint):
