@@ -239,6 +239,7 @@ class RplidarDriver(_LidarDriver):
         self.info: rp.DeviceInfo | None = None
         self.health_status: rp.DeviceHealth | None = None
         self.motor_control_supported: bool | None = None
+        self._last_stamp_ns = -(2**62)
 
     def _read_exact(self, ser: Any, n: int, what: str) -> bytes:
         out = bytearray()
@@ -329,8 +330,14 @@ class RplidarDriver(_LidarDriver):
         # Several turns can arrive in one read (a stalled reader): stamp each at its end, i.e.
         # the receive time minus the nodes that came after it, at the measured node period.
         node_ns = self._specs[0].period_ns / max(1, len(revs[-1][0]))
-        for (angles, dists), end in zip(revs, self.assembler.last_ends, strict=True):
-            self._emit(angles, dists, host_ns - round((len(nodes) - end) * node_ns))
+        stamps = [host_ns - round((len(nodes) - end) * node_ns) for end in self.assembler.last_ends]
+        last = self._last_stamp_ns
+        if stamps[0] <= last:  # a backlog older than the previous scan: spread it up to now
+            step = (host_ns - last) / len(stamps)
+            stamps = [round(last + (k + 1) * step) for k in range(len(stamps))]
+        for (angles, dists), t_ns in zip(revs, stamps, strict=True):
+            self._emit(angles, dists, t_ns)
+            self._last_stamp_ns = t_ns
 
 
 @register_driver("ld06")
