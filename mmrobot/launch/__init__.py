@@ -1,4 +1,24 @@
-"""Launch: machine checks (``mmrobot doctor``) and, later, launch files that wire a rig or a
-simulation, a policy and the control loop."""
+"""Launch: launch files that compose a robot or a simulation, a policy and the control loop
+(``mmrobot launch``, ``mmrobot run``), the hardware-in-the-loop rig (``mmrobot hil``), and
+machine checks (``mmrobot doctor``). Heavy modules load on first use."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mmrobot.launch.schema import LaunchFile, load_launch
+
+__all__ = ["HilRig", "LaunchFile", "RobotSession", "SimSession", "load_launch"]
+
+_LAZY = {
+    "HilRig": "mmrobot.launch.hil",
+    "RobotSession": "mmrobot.launch.robot",
+    "SimSession": "mmrobot.launch.sim",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmrobot.launch' has no attribute {name!r}")

@@ -653,14 +653,15 @@ def read_state(rig_path: str | os.PathLike[str], timeout_s: float = 2.0) -> dict
         return json.loads(r.read())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mmrobot.launch.hil``: serve the HIL rig until Ctrl-C or --duration."""
-    p = argparse.ArgumentParser(
-        prog="python -m mmrobot.launch.hil",
-        description="Serve the simulated tabletop as a real rig: Dynamixel bus, FT 300 and "
-        "RPLIDAR on pseudo-terminals, cameras as MJPEG over HTTP. Writes DIR/rig.toml; then "
-        "`mmrobot run launch/hil.toml` drives it with the real driver stack.",
-    )
+HIL_DESCRIPTION = (
+    "Serve the simulated tabletop as a real rig: Dynamixel bus, FT 300 and RPLIDAR on "
+    "pseudo-terminals, cameras as MJPEG over HTTP. Writes DIR/rig.toml; then "
+    "`mmrobot run launch/hil.toml` drives it with the real driver stack."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The HIL rig's options (shared by ``python -m mmrobot.launch.hil`` and ``mmrobot hil``)."""
     p.add_argument("--dir", default=str(DEFAULT_HIL_DIR), help="folder for port links + rig.toml")
     p.add_argument("--task", default=None, help='table layout, e.g. "pick color=red"')
     p.add_argument("--seed", type=int, default=0)
@@ -668,7 +669,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--no-cameras", action="store_true", help="serve no camera streams")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
-    args = p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mmrobot.launch.hil``: serve the HIL rig until Ctrl-C or --duration."""
+    p = argparse.ArgumentParser(prog="python -m mmrobot.launch.hil", description=HIL_DESCRIPTION)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the rig described by parsed :func:`add_arguments` options."""
     rig = HilRig(
         args.dir,
         task=args.task,
