@@ -193,7 +193,7 @@ def test_our_bus_reads_what_the_sdk_wrote(emulator, monkeypatch):
 
 def test_silent_servo_times_out_naming_its_id(tmp_path):
     with DynamixelEmulator(ARM, link=tmp_path / "dxl", silent_ids={4}) as emu:
-        bus = DynamixelBus(emu.port, timeout_s=0.02, retries=0)
+        bus = DynamixelBus(emu.port, timeout_s=0.3, retries=0)
         try:
             with pytest.raises(DeviceTimeoutError, match=r"servo id 4 .*did not answer"):
                 bus.sync_read([1, 2, 3, 4, 5], XAddr.PRESENT_POSITION, 4)

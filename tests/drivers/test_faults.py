@@ -188,7 +188,8 @@ def test_silent_servo_fails_open_with_its_id(tmp_path):
                         "name": "arm",
                         "port": emu.port,
                         "servos": servos,
-                        "response_timeout_s": 0.02,
+                        "response_timeout_s": 0.3,
+                        "retries": 0,
                     }
                 ]
             },
