@@ -54,6 +54,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_launch)
 
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmarks in benchmarks/ (each prints a table; --json writes figures)",
+        epilog="examples:\n  mmrobot bench --list\n  mmrobot bench sync --quick\n"
+        "  mmrobot bench --quick --json-dir out/bench",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("names", nargs="*", help="benchmarks to run (default: all), e.g. sync policy")
+    p.add_argument("--quick", action="store_true", help="the short version of each (< 30 s)")
+    p.add_argument("--json-dir", help="write each benchmark's figures to DIR/bench_NAME.json")
+    p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    p.set_defaults(func=_bench)
+
     from mmrobot.launch.hil import HIL_DESCRIPTION, add_arguments
 
     p = sub.add_parser(
@@ -73,6 +86,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: mmrobot doctor",
     )
     p.set_defaults(func=_doctor)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    found = {p.stem.removeprefix("bench_"): p for p in sorted(folder.glob("bench_*.py"))}
+    if not found:
+        raise FileNotFoundError(
+            f"no benchmarks in {folder}; they ship with the source tree (git clone), not the wheel"
+        )
+    if args.list:
+        print("\n".join(found))
+        return 0
+    unknown = sorted(set(args.names) - set(found))
+    if unknown:
+        raise FileNotFoundError(f"unknown benchmark(s) {unknown}; available: {sorted(found)}")
+    for name in args.names or list(found):
+        cmd = [sys.executable, str(found[name])]
+        if args.quick:
+            cmd.append("--quick")
+        if args.json_dir:
+            cmd += ["--json", str(Path(args.json_dir) / f"bench_{name}.json")]
+        print(f"$ {' '.join(cmd)}", flush=True)
+        code = subprocess.run(cmd).returncode
+        if code:
+            return code
+    return 0
 
 
 def _hil(args: argparse.Namespace) -> int:
