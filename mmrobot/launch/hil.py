@@ -254,8 +254,9 @@ class SimWorld:
 
 def hil_servos(arm_range_rad: np.ndarray) -> tuple[ServoConfig, ...]:
     """Servo entries of the HIL arm: 6 XM430-W350 joints (ids 1-6) at the simulated joint
-    limits (kept inside the servo's +-pi) and an XM430-W350 gripper (id 7) reporting finger
-    travel in metres (0..0.04)."""
+    limits (kept inside the servo's +-pi) and an XM430-W350 gripper (id 7) reporting the
+    opening between the pads in metres (0..0.08), as the simulation and the default
+    observation spec do."""
     joints = ("shoulder_pan", "shoulder_lift", "elbow", "wrist_roll", "wrist_pitch", "tool_roll")
     out = [
         ServoConfig(
@@ -268,7 +269,7 @@ def hil_servos(arm_range_rad: np.ndarray) -> tuple[ServoConfig, ...]:
         for i, j in enumerate(joints)
     ]
     gripper = ServoConfig(
-        id=7, model="XM430-W350", joint="gripper", unit="m", m_per_rad=0.0127, min=0.0, max=0.04
+        id=7, model="XM430-W350", joint="gripper", unit="m", m_per_rad=0.0255, min=0.0, max=0.08
     )
     out.append(gripper)
     return tuple(out)
