@@ -22,28 +22,6 @@ max_seconds = 0.5
 """
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A freshly initialized policy with the simulation's default streams."""
-    import torch
-
-    from mmrobot.envs import default_stream_specs
-    from mmrobot.policies import FusionPolicyModel, PolicyConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = PolicyConfig.from_dict(
-        {
-            "model": {"width": 32, "depth": 1, "heads": 2},
-            "language": {"max_len": 32},
-            "camera": {"stem_channels": [8, 8], "grid": 2},
-            "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
-            "vector": {"hidden": 32},
-            "streams": [s.to_dict() for s in default_stream_specs()],
-        }
-    )
-    return save_checkpoint(FusionPolicyModel(cfg), tmp_path_factory.mktemp("ckpt") / "policy")
-
-
 def write(tmp_path, text, name="l.toml"):
     (tmp_path / "launch").mkdir(exist_ok=True)
     path = tmp_path / "launch" / name
@@ -104,8 +82,10 @@ def test_simulated_run_goes_through_loop_and_safety(tmp_path, checkpoint):
     session = SimSession(launch)
     try:
         qs = []
-        outcome = session.execute("put the red block in the bin",
-                                  on_step=lambda i, info: qs.append(session.scene.arm_qpos.copy()))
+        outcome = session.execute(
+            "put the red block in the bin",
+            on_step=lambda i, info: qs.append(session.scene.arm_qpos.copy()),
+        )
         assert outcome.task.startswith("place color=red")
         assert outcome.steps == 10 and not outcome.success and outcome.reason == "time limit"
         assert len(outcome.policy_latency_ms) == 10
