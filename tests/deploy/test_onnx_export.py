@@ -182,6 +182,10 @@ def test_provider_fallback_and_unknown_provider(exported):
         assert "CUDAExecutionProvider" in p.provider_errors
     with pytest.raises(ConfigError, match="not onnxruntime providers"):
         OnnxPolicy(dirs["fp32"], OrtConfig(providers=("WarpDriveExecutionProvider",)))
+    quiet = OnnxPolicy(dirs["fp32"], OrtConfig.from_dict({"allow_spinning": False}))
+    assert quiet.run(_batch(exported[0], 2))[1].shape == (2, 2, 3)
+    with pytest.raises(ConfigError, match="allow_spinning must be true or false"):
+        OrtConfig(allow_spinning="no")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['threads'\]"):
         OrtConfig.from_dict({"threads": 2})
 
