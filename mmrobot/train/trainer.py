@@ -115,12 +115,19 @@ class Trainer:
         config: the training configuration.
         progress: show a progress bar (rank 0 only).
         log: where status lines go (rank 0 only).
+        policy_config: the network to train, instead of reading ``config.policy`` (for
+            programmatic sweeps such as the fusion ablation).
     """
 
     def __init__(
-        self, config: TrainConfig, progress: bool = True, log: Callable[[str], None] = print
+        self,
+        config: TrainConfig,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+        policy_config: PolicyConfig | None = None,
     ) -> None:
         self.config = config
+        self.policy_config = policy_config
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.is_main = self.rank == 0
@@ -147,7 +154,7 @@ class Trainer:
             self._log(message)
 
     # ------------------------------------------------------------------ setup
-    def _policy_config(self, samples: ChunkSamples, base: PolicyConfig) -> PolicyConfig:
+    def _fit_to_data(self, samples: ChunkSamples, base: PolicyConfig) -> PolicyConfig:
         """The policy config with normalization statistics and action bins from the data."""
         norm = dict(base.normalization)
         for s in base.streams:
@@ -345,7 +352,7 @@ class Trainer:
         c = self.config
         t_start = time.perf_counter()
         demos = DemoDataset(c.path("dataset"))
-        base = load_policy_config(c.path("policy"))
+        base = self.policy_config or load_policy_config(c.path("policy"))
         resuming = resume and (self.run_dir / STATE_JSON).is_file()
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
@@ -354,7 +361,7 @@ class Trainer:
             doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
             config = PolicyConfig.from_dict(doc["policy_config"])
         else:
-            config = self._policy_config(samples, base)
+            config = self._fit_to_data(samples, base)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
         tokenizer = ActionTokenizer.from_config(config.action)
@@ -497,6 +504,11 @@ class _Progress:
         self._p.stop()
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    policy_config: PolicyConfig | None = None,
+) -> TrainResult:
     """Train a policy from ``config`` (see :class:`Trainer`)."""
-    return Trainer(config, progress=progress).run(resume=resume)
+    return Trainer(config, progress=progress, policy_config=policy_config).run(resume=resume)
