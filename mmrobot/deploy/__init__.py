@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mmrobot.deploy.loop import ControlLoop, LoopConfig, LoopStats, TemporalEnsembler
 from mmrobot.deploy.onnx_policy import OnnxPolicy, OrtConfig
+from mmrobot.deploy.safety import SafetyEvent, SafetyLayer, SafetyLimits
 from mmrobot.deploy.sidecar import SIDECAR_FORMAT_VERSION, Sidecar
 
 if TYPE_CHECKING:
@@ -17,9 +19,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SIDECAR_FORMAT_VERSION",
+    "ControlLoop",
+    "LoopConfig",
+    "LoopStats",
     "OnnxPolicy",
     "OrtConfig",
+    "SafetyEvent",
+    "SafetyLayer",
+    "SafetyLimits",
     "Sidecar",
+    "TemporalEnsembler",
     "export_model",
     "export_onnx",
 ]
