@@ -634,22 +634,50 @@ def _set_servo_ticks(emu) -> np.ndarray:
     return ticks
 
 
+def _video(path, n_frames=30, size=(64, 48)):
+    """An MJPG file whose frame i has brightness 8 * i (so frames differ)."""
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    for i in range(n_frames):
+        writer.write(np.full((size[1], size[0], 3), 8 * i, np.uint8))
+    writer.release()
+    return path
+
+
 def test_emulated_drivers_record_exactly_what_they_pushed(tmp_path):
-    """FT 300, Dynamixel arm and LD06 lidar on ptys -> Recorder -> file == the drivers' buffers."""
+    """Every driver kind against its emulator (FT 300, Dynamixel arm, LD06 and RPLIDAR on ptys;
+    a camera on a video file) -> Recorder -> the file equals the drivers' buffers."""
     from mmrobot.drivers import parse_rig
-    from mmrobot.drivers.emulators import DynamixelEmulator, FT300Emulator, LD06Emulator, Room
+    from mmrobot.drivers.emulators import (
+        DynamixelEmulator,
+        FT300Emulator,
+        LD06Emulator,
+        Room,
+        RplidarEmulator,
+    )
 
     path = tmp_path / "rig.mcap"
     with (
         FT300Emulator(FT_WRENCH, noise_force_n=0.05, link=tmp_path / "ft", seed=3) as ft_emu,
         DynamixelEmulator(ARM, link=tmp_path / "dxl", position_noise_ticks=3.0, seed=4) as dxl_emu,
         LD06Emulator(Room(), link=tmp_path / "ld06") as lidar_emu,
+        RplidarEmulator(Room(), link=tmp_path / "rplidar") as rplidar_emu,
     ):
         entries = _emulated_rig_entries(ft_emu.port, dxl_emu.port)
         entries.append({"kind": "ld06", "name": "base_lidar", "port": lidar_emu.port})
+        entries.append(
+            {
+                "kind": "rplidar",
+                "name": "top_lidar",
+                "port": rplidar_emu.port,
+                "stream": {"name": "lidar2"},
+            }
+        )
+        entries.append({"kind": "camera", "name": "cam", "device": str(_video(tmp_path / "v.avi"))})
         drivers = parse_rig({"driver": entries}, "rig.toml").build_drivers()
         rec = Recorder(path, drivers, poll_interval_s=0.01).start()  # before the drivers open
-        want = {"ft300": 40, "dynamixel": 40, "ld06": 3}  # the lidar turns at 10 Hz
+        # the lidars turn at 10 Hz; the camera file plays at 30 fps
+        want = {"ft300": 40, "dynamixel": 40, "ld06": 3, "rplidar": 3, "camera": 10}
         try:
             for d in drivers:
                 d.open()
@@ -669,9 +697,12 @@ def test_emulated_drivers_record_exactly_what_they_pushed(tmp_path):
             assert r.specs[name] == buf.spec
             np.testing.assert_array_equal(r.times[name], times)
             np.testing.assert_array_equal(r.values[name], values)
-    assert np.count_nonzero(np.any(r.values["lidar"] != 0, axis=2)) > 300  # real returns
+    for lidar in ("lidar", "lidar2"):  # real returns
+        assert np.count_nonzero(np.any(r.values[lidar] != 0, axis=2)) > 300, lidar
+    assert len(np.unique(r.values["scene_cam"].reshape(len(r.values["scene_cam"]), -1).mean(1))) > 3
     types = {m[0]: m[1] for m in mcap_messages(path)}
-    assert types["/lidar"] == "sensor_msgs/msg/PointCloud2"
+    assert types["/lidar"] == types["/lidar2"] == "sensor_msgs/msg/PointCloud2"
+    assert types["/scene_cam"] == "sensor_msgs/msg/Image"
     (joint_msg, *_) = [m[4] for m in mcap_messages(path) if m[0] == "/joints"]
     assert list(joint_msg.name) == ["j1", "j2", "j3", "j4", "j5", "j6", "gripper"]
 
