@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmrobot.drivers.protocols._decoder import StreamDecoder
 from mmrobot.drivers.protocols.crc import crc16_dynamixel
 
 __all__ = [
@@ -120,7 +121,7 @@ def build_packet(dxl_id: int, instruction: int, params: bytes = b"") -> bytes:
     return head + body + bytes((crc & 0xFF, crc >> 8))
 
 
-class PacketDecoder:
+class PacketDecoder(StreamDecoder):
     """Incremental byte -> packet parser for both instruction and status packets.
 
     ``feed(data)`` returns the packets completed by ``data``. A packet whose CRC does not
@@ -130,24 +131,7 @@ class PacketDecoder:
     at most that frame, not the one after it.
     """
 
-    __slots__ = ("_buf", "frames", "checksum_errors", "resyncs", "skipped_bytes")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.frames = 0
-        self.checksum_errors = 0
-        self.resyncs = 0
-        self.skipped_bytes = 0
-
-    def reset(self) -> None:
-        """Drop buffered bytes (after a timeout: the rest of that packet is not coming)."""
-        if self._buf:
-            self.skipped_bytes += len(self._buf)
-            self._buf.clear()
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
+    __slots__ = ()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         buf = self._buf

@@ -15,6 +15,7 @@ import struct
 
 import numpy as np
 
+from mmrobot.drivers.protocols._decoder import StreamDecoder
 from mmrobot.drivers.protocols.crc import crc16_modbus
 
 __all__ = [
@@ -63,7 +64,7 @@ def decode_frame(frame: bytes) -> np.ndarray:
     return np.frombuffer(frame, dtype="<i2", count=6, offset=2).astype(np.float64) * _SCALE
 
 
-class FrameDecoder:
+class FrameDecoder(StreamDecoder):
     """Incremental byte -> wrench parser for the FT 300 data stream.
 
     ``feed(data)`` returns a list of (6,) float64 wrenches. A frame whose CRC does not match
@@ -71,23 +72,7 @@ class FrameDecoder:
     resumes one byte after the rejected one, so a truncated frame costs only itself.
     """
 
-    __slots__ = ("_buf", "frames", "checksum_errors", "resyncs", "skipped_bytes")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.frames = 0
-        self.checksum_errors = 0
-        self.resyncs = 0
-        self.skipped_bytes = 0
-
-    def reset(self) -> None:
-        self.skipped_bytes += len(self._buf)
-        self._buf.clear()
-
-    @property
-    def pending(self) -> int:
-        """Bytes buffered while waiting for the rest of a frame."""
-        return len(self._buf)
+    __slots__ = ()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[np.ndarray]:
         buf = self._buf

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmrobot.drivers.protocols._decoder import StreamDecoder
 from mmrobot.drivers.protocols.crc import crc8_ld06
 
 __all__ = ["LD06Decoder", "LD06Packet", "PACKET_LEN", "TIMESTAMP_WRAP_MS", "encode_packet"]
@@ -72,30 +73,14 @@ def _decode(frame: bytes | bytearray) -> LD06Packet | None:
     return LD06Packet(speed, angle, pts["d"].astype(np.float64), pts["i"].copy(), ts)
 
 
-class LD06Decoder:
+class LD06Decoder(StreamDecoder):
     """Incremental byte -> :class:`LD06Packet` parser.
 
     A packet whose CRC-8 fails, or whose angles or timestamp are out of range, is counted in
     ``checksum_errors`` and dropped; the search resumes one byte after its header.
     """
 
-    __slots__ = ("_buf", "frames", "checksum_errors", "resyncs", "skipped_bytes")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.frames = 0
-        self.checksum_errors = 0
-        self.resyncs = 0
-        self.skipped_bytes = 0
-
-    def reset(self) -> None:
-        self.skipped_bytes += len(self._buf)
-        self._buf.clear()
-
-    @property
-    def pending(self) -> int:
-        """Bytes buffered while waiting for the rest of a frame."""
-        return len(self._buf)
+    __slots__ = ()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[LD06Packet]:
         buf = self._buf

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmrobot.drivers.protocols._decoder import StreamDecoder
+
 __all__ = [
     "Cmd",
     "DESCRIPTOR_LEN",
@@ -166,7 +168,7 @@ def _node_ok(rows: np.ndarray) -> np.ndarray:
     return (((b0 ^ (b0 >> 1)) & 1) == 1) & ((b1 & 1) == 1) & (angle < _MAX_Q6)
 
 
-class NodeDecoder:
+class NodeDecoder(StreamDecoder):
     """Incremental byte -> :class:`Nodes` parser for the SCAN response stream.
 
     Args:
@@ -175,19 +177,14 @@ class NodeDecoder:
     """
 
     def __init__(self, max_step_deg: float = 10.0, lock_nodes: int = 4) -> None:
-        self._buf = bytearray()
+        super().__init__()
         self._max_step_q6 = int(max_step_deg * 64)
         self._lock_nodes = lock_nodes
         self._locked = False
         self._last_q6: int | None = None
-        self.frames = 0
-        self.checksum_errors = 0
-        self.resyncs = 0
-        self.skipped_bytes = 0
 
     def reset(self) -> None:
-        self.skipped_bytes += len(self._buf)
-        self._buf.clear()
+        super().reset()
         self._locked = False
         self._last_q6 = None
 
@@ -200,11 +197,6 @@ class NodeDecoder:
         prev[0] = angle[0] - 1 if last_q6 is None else last_q6  # no predecessor: no step check
         step = (angle - prev) % _MAX_Q6
         return ok & (step > 0) & (step <= self._max_step_q6)  # the head turns one way
-
-    @property
-    def pending(self) -> int:
-        """Bytes buffered while waiting for the rest of a frame."""
-        return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> Nodes:
         self._buf += data
