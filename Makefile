@@ -39,8 +39,10 @@ system-deps:
 	  fi; \
 	fi
 
+# The main job: the released policy executes language instructions in MuJoCo through the
+# control loop; prints a success table, writes out/demo.gif and out/loop_timing.png.
 demo: setup
-	$(BIN)/python benchmarks/bench_sync.py
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/mmrobot run launch/sim_demo.toml
 
 lint: setup
 	$(BIN)/ruff check mmrobot tests benchmarks
