@@ -41,6 +41,7 @@ from mmrobot.policies import (
     FusionPolicyModel,
     batch_to_torch,
     collate,
+    load_checkpoint,
     load_policy_config,
     save_checkpoint,
 )
@@ -69,17 +70,42 @@ def _latency(fn, calls: int, warmup: int = 10) -> dict[str, float]:
     }
 
 
-def run(config: Path, calls: int, threads: int, quick: bool) -> dict[str, object]:
+def _dataset_batch(cfg, dataset: Path, every: int = 10) -> dict[str, np.ndarray]:
+    """Observations and instructions of every ``every``-th episode of a dataset, collated."""
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.train.data import ChunkSamples
+
+    demos = DemoDataset(dataset)
+    samples = ChunkSamples(
+        demos, cfg.streams, cfg.action.horizon, episodes=list(range(0, len(demos), every))
+    )
+    obs, texts, _ = zip(*(samples.sample(i) for i in range(len(samples))))
+    return collate(list(obs), list(texts), cfg.streams, ByteTokenizer(cfg.language.max_len))
+
+
+def run(
+    config: Path,
+    calls: int,
+    threads: int,
+    quick: bool,
+    checkpoint: Path | None = None,
+    dataset: Path | None = None,
+) -> dict[str, object]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = load_policy_config(config)
-    model = FusionPolicyModel(cfg).eval()
+    if checkpoint is not None:
+        model = load_checkpoint(checkpoint).eval()
+        cfg = model.config
+    else:
+        cfg = load_policy_config(config)
+        model = FusionPolicyModel(cfg).eval()
     obs = synthetic_observations(cfg, 1)[0]
     batch_np = collate([obs], [INSTRUCTION], cfg.streams, ByteTokenizer(cfg.language.max_len))
     batch = batch_to_torch(batch_np)
     rows: dict[str, dict[str, object]] = {}
     results: dict[str, object] = {
-        "config": str(config),
+        "config": str(checkpoint or config),
+        "weights": "checkpoint" if checkpoint else "freshly initialized",
         "threads": threads,
         "quick": quick,
         "params": model.num_parameters(),
@@ -124,12 +150,23 @@ def run(config: Path, calls: int, threads: int, quick: bool) -> dict[str, object
             }
         pol = policies["fp32"]
         rows["OnnxPolicy.act (FP32)"] = _latency(lambda: pol.act(obs, INSTRUCTION), calls)
-        # Agreement of the reduced-precision graphs with FP32 on this observation.
-        ref_logits, ref_tokens = pol.run(batch_np)
+        # Agreement of the reduced-precision graphs with FP32: on dataset samples when given,
+        # else on the one synthetic observation. One sample per run, as a robot runs it (INT8
+        # dynamic quantization scales activations per run, so a batch would differ).
+        agree_batch = _dataset_batch(cfg, dataset) if dataset else batch_np
+        n = int(len(agree_batch["instruction_tokens"]))
+        results["agreement_samples"] = n
+        singles = [{k: v[i : i + 1] for k, v in agree_batch.items()} for i in range(n)]
+        ref = [pol.run(s) for s in singles]
         for p in precisions[1:]:
-            lg, tk = policies[p].run(batch_np)
-            rows[f"ORT {p.upper()}"]["max_abs_logit_diff"] = float(np.abs(lg - ref_logits).max())
-            rows[f"ORT {p.upper()}"]["token_agreement"] = float((tk == ref_tokens).mean())
+            out = [policies[p].run(s) for s in singles]
+            row = rows[f"ORT {p.upper()}"]
+            row["max_abs_logit_diff"] = max(
+                float(np.abs(o[0] - r[0]).max()) for o, r in zip(out, ref)
+            )
+            row["token_agreement"] = float(
+                np.mean([(o[1] == r[1]).mean() for o, r in zip(out, ref)])
+            )
     base = rows["torch eager"]["p50_ms"]
     for r in rows.values():
         if "p50_ms" in r:
@@ -159,7 +196,8 @@ def print_table(r: dict[str, object]) -> None:
             note.append(f"{row['model_mb']:.2f} MB, export {row['export_s']:.1f} s")
         if "token_agreement" in row:
             note.append(
-                f"tokens = FP32 {row['token_agreement'] * 100:.1f}%, max|dlogit| {row['max_abs_logit_diff']:.3f}"
+                f"tokens = FP32 {row['token_agreement'] * 100:.1f}% of {r['agreement_samples']} "
+                f"samples, max|dlogit| {row['max_abs_logit_diff']:.3f}"
             )
         if name.startswith("OnnxPolicy.act"):
             note.append(f"overhead over session.run {r['act_overhead_ms']:.2f} ms")
@@ -199,10 +237,12 @@ def main() -> None:
     p.add_argument(
         "--quick", action="store_true", help="60 calls, no torch.compile, no FP16; < 30 s"
     )
+    p.add_argument("--checkpoint", type=Path, help="trained weights (default: a fresh model)")
+    p.add_argument("--dataset", type=Path, help="measure INT8/FP16 token agreement on its samples")
     p.add_argument("--json", type=Path, help="write the figures to this JSON file")
     args = p.parse_args()
     calls = args.calls or (60 if args.quick else 500)
-    results = run(args.config, calls, args.threads, args.quick)
+    results = run(args.config, calls, args.threads, args.quick, args.checkpoint, args.dataset)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
