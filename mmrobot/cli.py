@@ -28,6 +28,27 @@ _COMMAND_MODULES = (
 
 EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
 
+# Examples shown under `mmrobot COMMAND --help` for commands whose module gives none.
+_EXAMPLES = {
+    "emulate": "mmrobot emulate all\nmmrobot emulate dynamixel --servos 1-6:XM430-W350,7:XL330-M288\n"
+    "mmrobot emulate ft300 --wrench 0,0,9.81,0,0,0 --drop-rate 0.001 --unplug-after 5",
+    "rig": "mmrobot rig drivers/robot_example.toml\nmmrobot rig drivers/emulated_rig.toml --run 3",
+    "record": "mmrobot record drivers/emulated_rig.toml --duration 10 --out run1.mcap\n"
+    "mmrobot record drivers/robot_example.toml --duration 30 --out run2.mcap --image-format jpeg",
+    "replay": "mmrobot replay run1.mcap --info\nmmrobot replay run1.mcap --fast\n"
+    "mmrobot replay crashed.mcap --recover fixed.mcap",
+    "collect": "mmrobot collect --list-tasks\n"
+    "mmrobot collect --tasks reach 'pick color=red' --episodes 50 --out data/demos.h5 --workers 2\n"
+    "mmrobot collect --report --seeds 200 --workers 2",
+    "policy": "mmrobot policy info policies/default.toml\nmmrobot policy info policies/release\n"
+    "mmrobot policy init --config policies/default.toml --out runs/untrained",
+    "eval": "mmrobot eval --list-tasks\n"
+    "mmrobot eval --policy policies/release --episodes 10 --workers 2 --json eval.json\n"
+    "mmrobot eval --policy out/export --tasks reach --splits train,no_camera --video videos/",
+    "export": "mmrobot export policies/release --out out/export\n"
+    "mmrobot export policies/release --out out/export_int8 --quantize int8",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -45,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that subpackage has no commands yet
             raise
         module.register(sub)
+    for name, command in sub.choices.items():
+        if command.epilog is None and name in _EXAMPLES:
+            command.epilog = "examples:\n  " + _EXAMPLES[name].replace("\n", "\n  ")
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 

@@ -29,6 +29,7 @@ def test_every_subcommand_is_registered_with_help_and_an_example():
     for name in COMMANDS:
         text = sub.choices[name].format_help()
         assert text.startswith(f"usage: mmrobot {name}"), name
+        assert "example" in text.lower(), f"mmrobot {name} --help shows no example"
 
 
 def test_bench_lists_the_benchmarks_and_rejects_unknown_names(capsys):
