@@ -169,7 +169,7 @@ def _overfit(decoding, batch, targets, steps=400):
     first = None
     for _ in range(steps):
         loss, acc = model.loss(batch, targets)
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
