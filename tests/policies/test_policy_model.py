@@ -176,7 +176,7 @@ def _overfit(decoding, batch, targets, steps=400):
         if acc > 0.999 and loss < 0.05:
             break
     model.eval()
-    return model, first, float(loss)
+    return model, first, float(loss.detach())
 
 
 def test_overfit_parallel_and_autoregressive_agree():
