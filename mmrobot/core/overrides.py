@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
+from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["parse_override"]
 

@@ -217,34 +217,27 @@ _LAZY_DRIVER_MODULES = {"replay": "mmrobot.drivers.replay"}
 _T = TypeVar("_T")
 
 
-def register_driver(kind: str) -> Callable[[type[_T]], type[_T]]:
-    """Class decorator: map ``kind`` (the rig file's ``kind = "..."``) to a Driver class."""
-
+def _registrar(registry: dict[str, Any], what: str, kind: str) -> Callable[[type[_T]], type[_T]]:
     def deco(cls: type[_T]) -> type[_T]:
-        if kind in _DRIVERS and _DRIVERS[kind] is not cls:
+        if kind in registry and registry[kind] is not cls:
             raise ConfigError(
-                f"driver kind {kind!r} is already registered to {_DRIVERS[kind].__name__}"
+                f"{what} kind {kind!r} is already registered to {registry[kind].__name__}"
             )
-        _DRIVERS[kind] = cls  # type: ignore[assignment]
+        registry[kind] = cls
         cls.kind = kind  # type: ignore[attr-defined]
         return cls
 
     return deco
+
+
+def register_driver(kind: str) -> Callable[[type[_T]], type[_T]]:
+    """Class decorator: map ``kind`` (the rig file's ``kind = "..."``) to a Driver class."""
+    return _registrar(_DRIVERS, "driver", kind)
 
 
 def register_actuator(kind: str) -> Callable[[type[_T]], type[_T]]:
     """Class decorator: map ``kind`` to an Actuator class."""
-
-    def deco(cls: type[_T]) -> type[_T]:
-        if kind in _ACTUATORS and _ACTUATORS[kind] is not cls:
-            raise ConfigError(
-                f"actuator kind {kind!r} is already registered to {_ACTUATORS[kind].__name__}"
-            )
-        _ACTUATORS[kind] = cls  # type: ignore[assignment]
-        cls.kind = kind  # type: ignore[attr-defined]
-        return cls
-
-    return deco
+    return _registrar(_ACTUATORS, "actuator", kind)
 
 
 def driver_kinds() -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mmrobot.core._toml import tomllib
 from mmrobot.core.clock import Clock
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import StreamSpec
@@ -43,11 +44,6 @@ from mmrobot.drivers.base import (
     get_actuator_class,
     get_driver_class,
 )
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["Rig", "load_rig", "parse_rig"]
 

@@ -20,13 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import MODALITIES, StreamSpec
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
     "CONFIG_FORMAT_VERSION",
