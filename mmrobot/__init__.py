@@ -8,6 +8,6 @@ Importing this package imports numpy only; subpackages import their heavy depend
 (torch, mujoco, open3d, cv2, onnxruntime) when they are used.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

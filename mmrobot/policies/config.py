@@ -25,6 +25,7 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import MODALITIES, StreamSpec
 
 __all__ = [
+    "AUX_TARGETS",
     "CONFIG_FORMAT_VERSION",
     "FUSION_MODES",
     "DECODING_MODES",
@@ -43,7 +44,10 @@ __all__ = [
     "load_policy_config",
 ]
 
-CONFIG_FORMAT_VERSION = 1
+# 2: lean token budget (strided byte-conv instruction, 1-D conv lidar scan, one action
+# query per chunk step). Format 1 was the v0 design of mmrobot 0.1.0.
+CONFIG_FORMAT_VERSION = 2
+LIDAR_ENCODERS = ("scan", "points")
 FUSION_MODES = ("mid", "early", "late")
 DECODING_MODES = ("parallel", "autoregressive")
 IMAGE_MODALITIES = ("camera",)
@@ -51,6 +55,20 @@ POINT_MODALITIES = ("lidar",)
 VECTOR_MODALITIES = ("force", "joints", "gripper", "other")
 # Order of modality blocks in the token sequence (after the instruction tokens).
 MODALITY_ORDER = IMAGE_MODALITIES + POINT_MODALITIES + VECTOR_MODALITIES
+
+
+def format_version_error(what: str, version: object) -> str:
+    """The message for a policy config, checkpoint or export of another format version."""
+    if isinstance(version, int) and 1 <= version < CONFIG_FORMAT_VERSION:
+        return (
+            f"{what} is format v{version} (the v0 design of mmrobot 0.1.0); this mmrobot reads "
+            f"format v{CONFIG_FORMAT_VERSION}: retrain it with this version (mmrobot train), "
+            "or use mmrobot 0.1.0 to run it"
+        )
+    return (
+        f"{what}: format_version {version!r} is not supported; this mmrobot reads version "
+        f"{CONFIG_FORMAT_VERSION} (upgrade mmrobot for newer files)"
+    )
 
 
 def _check_int(where: str, name: str, value: object, lo: int, hi: int | None = None) -> None:
@@ -98,7 +116,7 @@ class ModelConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
-    dropout: float = 0.1
+    dropout: float = 0.0
     fusion: str = "mid"
     decoding: str = "parallel"
     early_tokens: int = 8
@@ -123,14 +141,26 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LanguageConfig:
-    """Instruction tokenizer: ``"byte"`` (UTF-8 bytes, no vocabulary file) and its length."""
+    """Instruction tokenizer: ``"byte"`` (UTF-8 bytes, no vocabulary file), its length in
+    bytes, and how many bytes one instruction token merges (``max_len / stride`` tokens)."""
 
     tokenizer: str = "byte"
     max_len: int = 64
+    stride: int = 4
 
     def __post_init__(self) -> None:
         _check_choice("language", "tokenizer", self.tokenizer, ("byte",))
         _check_int("language", "max_len", self.max_len, 2, 4096)
+        _check_int("language", "stride", self.stride, 1, 64)
+        if self.max_len % self.stride:
+            raise ConfigError(
+                f"language.max_len {self.max_len} must be a multiple of language.stride "
+                f"{self.stride} (each token merges `stride` bytes)"
+            )
+
+    @property
+    def n_tokens(self) -> int:
+        return self.max_len // self.stride
 
 
 @dataclass(frozen=True)
@@ -152,13 +182,19 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class LidarConfig:
-    """Point-BERT style grouping: ``groups`` FPS centres, ``group_size`` neighbours each."""
+    """Lidar encoder. ``"scan"``: 1-D convolution over a planar scan's angular profile,
+    ``tokens`` sectors. ``"points"``: Point-BERT grouping for 3-D clouds, ``groups`` FPS
+    centres with ``group_size`` neighbours each."""
 
+    encoder: str = "scan"
+    tokens: int = 8
     groups: int = 32
     group_size: int = 16
-    hidden: int = 64
+    hidden: int = 32
 
     def __post_init__(self) -> None:
+        _check_choice("lidar", "encoder", self.encoder, LIDAR_ENCODERS)
+        _check_int("lidar", "tokens", self.tokens, 1, 4096)
         _check_int("lidar", "groups", self.groups, 1, 4096)
         _check_int("lidar", "group_size", self.group_size, 1, 4096)
         _check_int("lidar", "hidden", self.hidden, 1, 4096)
@@ -249,28 +285,52 @@ class ActionConfig:
         return self.horizon * self.dim
 
 
+#: Privileged targets that training-only heads can predict: name -> (kind, size). The
+#: dataset stores them per step (``mmrobot collect``); deployment never needs them.
+#: ``block_rel``/``goal_rel``: the named block's / the goal's position minus the gripper's
+#: (m); ``held``: the block is in the gripper (0/1); ``phase``: the scripted expert's phase
+#: index (classes; at most this many).
+AUX_TARGETS: dict[str, tuple[str, int]] = {
+    "block_rel": ("vector", 3),
+    "goal_rel": ("vector", 3),
+    "held": ("binary", 1),
+    "phase": ("class", 16),
+}
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training-time behaviour stored with the model: modality dropout probabilities.
+    """Training-time behaviour stored with the model: modality dropout and auxiliary heads.
 
     ``modality_dropout`` maps a modality name (``"camera"``, ``"lidar"``, ...) to the
     probability that a stream of that modality is marked invalid for one training sample.
+    ``aux_weights`` maps an :data:`AUX_TARGETS` name to its loss weight (0 or absent: no head).
     """
 
     modality_dropout: Mapping[str, float] = field(default_factory=dict)
+    aux_weights: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.modality_dropout, Mapping):
-            raise ConfigError("training.modality_dropout must be a table of modality = probability")
+        for name in ("modality_dropout", "aux_weights"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"training.{name} must be a table of name = number")
         for k, p in self.modality_dropout.items():
             if k not in MODALITIES:
                 raise ConfigError(
                     f"training.modality_dropout: {k!r} is not a modality; expected one of {MODALITIES}"
                 )
             _check_float("training.modality_dropout", k, p, 0.0, 1.0)
+        for k, wt in self.aux_weights.items():
+            if k not in AUX_TARGETS:
+                raise ConfigError(
+                    f"training.aux_weights: {k!r} is not an auxiliary target; expected some of "
+                    f"{sorted(AUX_TARGETS)}"
+                )
+            _check_float("training.aux_weights", k, wt, 0.0, 100.0)
         object.__setattr__(
             self, "modality_dropout", {k: float(v) for k, v in self.modality_dropout.items()}
         )
+        object.__setattr__(self, "aux_weights", {k: float(v) for k, v in self.aux_weights.items()})
 
 
 @dataclass(frozen=True)
@@ -329,10 +389,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if self.format_version != CONFIG_FORMAT_VERSION:
-            raise ConfigError(
-                f"policy config format_version {self.format_version} is not supported; this "
-                f"mmrobot reads version {CONFIG_FORMAT_VERSION} (upgrade mmrobot for newer files)"
-            )
+            raise ConfigError(format_version_error("policy config", self.format_version))
         if not self.streams:
             raise ConfigError("policy config needs at least one [[streams]] entry")
         names = [s.name for s in self.streams]
@@ -375,7 +432,14 @@ class PolicyConfig:
                 )
             if s.history != 1:
                 raise ConfigError(f"{where}: lidar history > 1 is not supported, got {s.history}")
-            if self.lidar.groups > s.shape[0] or self.lidar.group_size > s.shape[0]:
+            if self.lidar.encoder == "scan" and s.shape[0] % self.lidar.tokens:
+                raise ConfigError(
+                    f"{where}: lidar.tokens {self.lidar.tokens} must divide the {s.shape[0]} rays "
+                    "of the scan (one token per equal angular sector)"
+                )
+            if self.lidar.encoder == "points" and (
+                self.lidar.groups > s.shape[0] or self.lidar.group_size > s.shape[0]
+            ):
                 raise ConfigError(
                     f"{where}: lidar.groups {self.lidar.groups} and lidar.group_size "
                     f"{self.lidar.group_size} must be <= the {s.shape[0]} points of the scan"

@@ -1,10 +1,18 @@
-"""Modality encoders (torch): images, point clouds, force/joint histories, sample ages.
+"""Modality encoders (torch): instructions, images, lidar scans and clouds, vectors, ages.
 
 Every encoder maps its stream's batch array to ``(B, T, width)`` tokens with static ``T``,
-using only ops that trace and export to ONNX (no Python branches on tensor values). Point
-grouping follows Point-BERT (Yu et al., CVPR 2022, section 3.1): farthest-point sampling
-picks group centres, k nearest neighbours form each group, and a small PointNet (Qi et al.,
-CVPR 2017) with max pooling turns each group into one token.
+using only ops that trace and export to ONNX (no Python branches on tensor values).
+
+* :class:`InstructionEncoder`: UTF-8 byte embeddings, then a strided 1-D convolution that
+  merges ``stride`` bytes into one token (64 bytes -> 16 tokens by default): vocabulary-free,
+  robust to unseen words, and 4x fewer tokens than one per byte.
+* :class:`ScanEncoder`: a planar lidar scan is an ordered 1-D signal (one ray per angle), so
+  a 1-D convolution over the angular profile (circular padding: the scan wraps around) and
+  one token per angular sector is both cheaper and a better prior than unordered grouping.
+* :class:`PointGroupEncoder`: for 3-D clouds (and depth), Point-BERT grouping (Yu et al.,
+  CVPR 2022, section 3.1): farthest-point sampling picks group centres, k nearest neighbours
+  form each group, and a small PointNet (Qi et al., CVPR 2017) with max pooling turns each
+  group into one token.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import torch
 from torch import nn
 
 __all__ = [
+    "InstructionEncoder",
     "ImageEncoder",
+    "ScanEncoder",
     "PointGroupEncoder",
     "VectorEncoder",
     "AgeEmbedding",
@@ -157,6 +167,95 @@ class PointGroupEncoder(nn.Module):
         pooled = torch.where(nbr_valid.any(-1, keepdim=True), pooled, torch.zeros_like(pooled))
         tokens = pooled + self.center_mlp((centers - mean[:3]) / std[:3])
         return self.norm(tokens), center_valid
+
+
+class ScanEncoder(nn.Module):
+    """Planar lidar scan (B, N, C >= 3), rays in angular order -> (tokens (B, S, width), valid (B, S)).
+
+    Per ray the features are the normalized point, its range and a return flag (a ray with
+    all-zero coordinates is "no return" and contributes zeros). Two circular 1-D convolutions
+    mix neighbouring rays; a kernel = stride = N / S convolution then turns each of the S
+    angular sectors into one token. A sector without any return is an invalid token.
+    """
+
+    def __init__(self, n_rays: int, channels: int, sectors: int, hidden: int, width: int) -> None:
+        super().__init__()
+        if n_rays % sectors:
+            from mmrobot.core.errors import ConfigError
+
+            raise ConfigError(
+                f"lidar scan of {n_rays} rays cannot be split into lidar.tokens = {sectors} "
+                "equal sectors; choose a divisor of the ray count"
+            )
+        self.sectors, self.n_tokens = sectors, sectors
+        self.sector_len = n_rays // sectors
+        n_in = channels + 2  # point channels, range, return flag
+        self.conv1 = nn.Conv1d(n_in, hidden, 5)
+        self.conv2 = nn.Conv1d(hidden, hidden, 5)
+        self.to_tokens = nn.Conv1d(hidden, width, self.sector_len, stride=self.sector_len)
+        self.act = nn.GELU()
+        self.pos = nn.Parameter(torch.randn(sectors, width) * 0.02)
+        self.norm = nn.LayerNorm(width)
+
+    @staticmethod
+    def _wrap(x: torch.Tensor, pad: int) -> torch.Tensor:
+        """Circular padding along the ray axis (written out: it exports as Slice + Concat)."""
+        return torch.cat([x[..., -pad:], x, x[..., :pad]], dim=-1)
+
+    def forward(
+        self, points: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        points = points.to(torch.float32)
+        ret = (points[..., :3] != 0).any(-1)  # (B, N)
+        r = ret.to(torch.float32).unsqueeze(-1)
+        rng = torch.linalg.vector_norm(points[..., :3], dim=-1, keepdim=True)
+        feats = torch.cat(
+            [(points - mean) / std * r, rng / torch.linalg.vector_norm(std[:3]) * r, r], dim=-1
+        ).transpose(1, 2)  # (B, C + 2, N)
+        x = self.act(self.conv1(self._wrap(feats, 2)))
+        x = self.act(self.conv2(self._wrap(x, 2)))
+        tok = self.to_tokens(x).transpose(1, 2)  # (B, S, width)
+        valid = ret.reshape(ret.shape[0], self.sectors, self.sector_len).any(-1)
+        return self.norm(tok + self.pos), valid
+
+
+class InstructionEncoder(nn.Module):
+    """Byte ids (B, L) and mask (B, L) -> (tokens (B, L / stride, width), valid (B, L / stride)).
+
+    Bytes are embedded, padding is zeroed, then a kernel = stride convolution merges each run
+    of ``stride`` bytes into one token and a kernel-3 convolution lets neighbouring tokens see
+    across their boundary (a word split between two runs). A token is valid when its run holds
+    at least one real byte; the outputs of invalid runs are zeroed before the second
+    convolution, so padding never changes a valid token.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, stride: int, width: int) -> None:
+        super().__init__()
+        if max_len % stride:
+            from mmrobot.core.errors import ConfigError
+
+            raise ConfigError(
+                f"language.max_len {max_len} is not a multiple of language.stride {stride}"
+            )
+        self.stride, self.n_tokens = stride, max_len // stride
+        self.embedding = nn.Embedding(vocab_size, width)
+        self.byte_position = nn.Parameter(torch.randn(stride, width) * 0.02)
+        self.merge = nn.Conv1d(width, width, stride, stride=stride)
+        self.mix = nn.Conv1d(width, width, 3, padding=1)
+        self.act = nn.GELU()
+        self.position = nn.Parameter(torch.randn(self.n_tokens, width) * 0.02)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, length = ids.shape
+        m = mask.to(torch.float32).unsqueeze(-1)
+        x = self.embedding(ids) + self.byte_position.repeat(self.n_tokens, 1)
+        x = (x * m).transpose(1, 2)  # (B, width, L)
+        valid = mask.to(torch.bool).reshape(b, self.n_tokens, self.stride).any(-1)
+        v = valid.to(torch.float32).unsqueeze(1)
+        x = self.act(self.merge(x)) * v
+        x = (x + self.act(self.mix(x))).transpose(1, 2)
+        return self.norm(x + self.position), valid
 
 
 class VectorEncoder(nn.Module):

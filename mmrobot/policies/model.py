@@ -1,20 +1,30 @@
 """The fusion transformer (torch): modality tokens + instruction tokens -> action-token logits.
 
-Sequence for one decision (mid fusion, the default)::
+Sequence for one decision (mid fusion, the default; token counts of ``policies/default.toml``)::
 
-    [instruction] [camera tokens ...] [lidar groups] [force] [joints] ... [action tokens]
+    [instruction 16] [scene_cam 16] [wrist_cam 16] [lidar 8] [ft 1] [joints 1] ... [actions 8]
 
 Every observation token carries a modality embedding, a stream embedding (for cameras: the
 camera embedding) and an embedding of its sample's age. Observation and language tokens
 attend to each other (never to action tokens); action tokens attend to every valid
 observation token and to action tokens (all of them for parallel decoding, earlier ones for
-autoregressive decoding). Invalid tokens are masked out as keys, so their values cannot
-change the output.
+autoregressive decoding). Invalid tokens are masked out as keys (an additive mask), so their
+values cannot change the output.
+
+There is one action position per chunk step; it predicts all ``dim`` action tokens of its
+step through per-dimension bin heads (one linear layer to ``dim x bins`` logits). Parallel
+decoding reads ``horizon`` learned queries in one pass. Autoregressive decoding feeds each
+step the embedding of the previous step's tokens (the sum of one embedding per dimension), so
+a chunk takes ``horizon`` passes with a key/value cache, not ``horizon x dim``.
 
 ``fusion = "early"`` replaces the observation tokens by a few tokens projected from the
 concatenation of all modality features; ``fusion = "late"`` runs one branch per stream
 (each sees the instruction and its own stream), reads each branch with its own head and
 averages the logits of the valid branches.
+
+Training-only auxiliary heads (``training.aux_weights``) predict privileged simulator state
+from the fused action features; they are used by :meth:`FusionPolicyModel.aux_predictions`
+only, never by :meth:`generate`, so they reach neither ``act()`` nor the ONNX graph.
 
 The forward pass has static shapes except the batch, no Python control flow on tensor
 values, and uses :func:`torch.nn.functional.scaled_dot_product_attention`, so it traces and
@@ -29,14 +39,24 @@ from torch import nn
 
 from mmrobot.core.types import MODALITIES
 from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, input_names, stream_keys
-from mmrobot.policies.config import IMAGE_MODALITIES, POINT_MODALITIES, PolicyConfig
-from mmrobot.policies.encoders import AgeEmbedding, ImageEncoder, PointGroupEncoder, VectorEncoder
+from mmrobot.policies.config import AUX_TARGETS, IMAGE_MODALITIES, POINT_MODALITIES, PolicyConfig
+from mmrobot.policies.encoders import (
+    AgeEmbedding,
+    ImageEncoder,
+    InstructionEncoder,
+    PointGroupEncoder,
+    ScanEncoder,
+    VectorEncoder,
+)
 from mmrobot.policies.tokenizers import ByteTokenizer
 
 __all__ = ["Block", "FusionPolicyModel", "batch_to_torch"]
 
 Batch = dict[str, torch.Tensor]
 _TEXT, _ACTION = 0, 1  # rows of the modality embedding before the sensor modalities
+# Additive attention bias of a masked key: exp(-1e4) is exactly 0 in float32, and the value
+# stays finite in float16 exports (-inf would turn a fully masked row into NaN).
+_MASKED = -1e4
 
 
 def batch_to_torch(batch: dict, device: str | torch.device = "cpu") -> Batch:
@@ -49,24 +69,24 @@ class Block(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
-        self.heads, self.attn_dropout = heads, dropout
+        self.heads = heads
         hidden = int(width * mlp_ratio)
         self.norm1 = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
-        )
-        self.drop = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        # Residual dropout only: attention-weight dropout cost 12 % of a CPU training step
+        # (a bernoulli_ over every (query, key) pair) for no measured gain.
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(
         self,
         x: torch.Tensor,
-        mask: torch.Tensor,
+        bias: torch.Tensor,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x (B, T, C); mask (B, 1, T, T_past + T) bool, True = may attend; returns x and (k, v)."""
+        """x (B, T, C); bias (B, 1, T, T_past + T) additive float mask; returns x and (k, v)."""
         b, t, c = x.shape
         q, k, v = (
             self.qkv(self.norm1(x))
@@ -75,9 +95,7 @@ class Block(nn.Module):
         )
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, c)))
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x, (k, v)
@@ -93,39 +111,40 @@ class FusionPolicyModel(nn.Module):
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
         self.config = config
-        mc, ac = config.model, config.action
+        mc, ac, lc = config.model, config.action, config.language
         w = mc.width
         self.width = w
         self.streams = config.ordered_streams
         self.input_names = input_names(config.streams)
-        self.n_actions = ac.n_tokens
-        self.start_token = ac.bins
+        self.n_actions = ac.horizon  # one action position per chunk step
         self.autoregressive = mc.decoding == "autoregressive"
-        self.tokenizer = ByteTokenizer(config.language.max_len)
+        self.tokenizer = ByteTokenizer(lc.max_len)
 
         # Encoders.
+        self.instruction_encoder = InstructionEncoder(
+            ByteTokenizer.vocab_size, lc.max_len, lc.stride, w
+        )
         cams = [s for s in self.streams if s.modality in IMAGE_MODALITIES]
         self.image_encoder = (
             ImageEncoder(cams[0].obs_shape, config.camera.stem_channels, config.camera.grid, w)
             if cams
             else None
         )
-        self.point_encoders = nn.ModuleDict()
+        self.lidar_encoders = nn.ModuleDict()
         self.vector_encoders = nn.ModuleDict()
         n_tokens: list[int] = []
         for s in self.streams:
             if s.modality in IMAGE_MODALITIES:
                 n_tokens.append(self.image_encoder.n_tokens)  # type: ignore[union-attr]
                 continue
+            lid = config.lidar
             if s.modality in POINT_MODALITIES:
-                enc: nn.Module = PointGroupEncoder(
-                    s.shape[-1],
-                    config.lidar.groups,
-                    config.lidar.group_size,
-                    config.lidar.hidden,
-                    w,
+                enc: nn.Module = (
+                    ScanEncoder(s.shape[0], s.shape[-1], lid.tokens, lid.hidden, w)
+                    if lid.encoder == "scan"
+                    else PointGroupEncoder(s.shape[-1], lid.groups, lid.group_size, lid.hidden, w)
                 )
-                self.point_encoders[s.name] = enc
+                self.lidar_encoders[s.name] = enc
             else:
                 enc = VectorEncoder(s.obs_shape, config.vector.hidden, w, config.vector.tokens)
                 self.vector_encoders[s.name] = enc
@@ -141,14 +160,12 @@ class FusionPolicyModel(nn.Module):
         self.age_embedding = AgeEmbedding(w)
         self.modality_embedding = nn.Parameter(torch.randn(2 + len(MODALITIES), w) * 0.02)
         self.stream_embedding = nn.Parameter(torch.randn(len(self.streams), w) * 0.02)
-        self.text_embedding = nn.Embedding(ByteTokenizer.vocab_size, w)
-        self.text_position = nn.Parameter(torch.randn(config.language.max_len, w) * 0.02)
 
         # Token layout and branches (late fusion: one branch per stream; text is shared).
         late = mc.fusion == "late"
         self.n_branches = len(self.streams) if late else 1
         text_branch = -1 if late else 0
-        branch_obs = [text_branch] * config.language.max_len
+        branch_obs = [text_branch] * self.instruction_encoder.n_tokens
         if mc.fusion == "early":
             n_feat = sum(n_tokens) * mc.early_dim + len(self.streams)
             self.early_down = nn.Linear(w, mc.early_dim)
@@ -164,31 +181,44 @@ class FusionPolicyModel(nn.Module):
         branch_act = [b for _ in range(self.n_actions) for b in range(m)]
         pos_act = [p for p in range(self.n_actions) for _ in range(m)]
         bo, ba, pa = torch.tensor(branch_obs), torch.tensor(branch_act), torch.tensor(pos_act)
-        self.register_buffer(
-            "mask_obs_obs", (bo[:, None] == bo[None, :]) | (bo[None, :] == -1), persistent=False
-        )
-        self.register_buffer(
-            "mask_eye", torch.eye(len(branch_obs), dtype=torch.bool), persistent=False
-        )
-        self.register_buffer(
-            "mask_act_obs", (ba[:, None] == bo[None, :]) | (bo[None, :] == -1), persistent=False
-        )
+        obs_obs = (bo[:, None] == bo[None, :]) | (bo[None, :] == -1)
+        obs_act = torch.zeros(len(bo), len(ba), dtype=torch.bool)
+        act_obs = (ba[:, None] == bo[None, :]) | (bo[None, :] == -1)
         act_act = ba[:, None] == ba[None, :]
         if self.autoregressive:
             act_act = act_act & (pa[None, :] <= pa[:, None])
-        self.register_buffer("mask_act_act", act_act, persistent=False)
+        allowed = torch.cat(
+            [torch.cat([obs_obs, obs_act], dim=1), torch.cat([act_obs, act_act], dim=1)], dim=0
+        )
+        # The layout part of the additive attention mask (T, T); validity is added per batch.
+        self.register_buffer(
+            "layout_bias",
+            torch.where(allowed, 0.0, _MASKED).to(torch.float32),
+            persistent=False,
+        )
 
-        # Action tokens.
+        # Action positions.
         if self.autoregressive:
             self.action_position = nn.Parameter(torch.randn(self.n_actions, w) * 0.02)
-            self.action_token_embedding = nn.Embedding(ac.bins + 1, w)  # + start token
+            self.action_start = nn.Parameter(torch.randn(w) * 0.02)
+            # One table for all dims: token t of dim d is row d * bins + t.
+            self.action_token_embedding = nn.Embedding(ac.dim * ac.bins, w)
+            self.register_buffer("dim_offsets", torch.arange(ac.dim) * ac.bins, persistent=False)
         else:
             self.action_query = nn.Parameter(torch.randn(self.n_actions, w) * 0.02)
         self.blocks = nn.ModuleList(
             Block(w, mc.heads, mc.mlp_ratio, mc.dropout) for _ in range(mc.depth)
         )
         self.final_norm = nn.LayerNorm(w)
-        self.heads = nn.ModuleList(nn.Linear(w, ac.bins) for _ in range(m))
+        self.heads = nn.ModuleList(nn.Linear(w, ac.dim * ac.bins) for _ in range(m))
+        # Training-only heads on the pooled action features (never used by generate()).
+        self.aux_heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.Linear(w, AUX_TARGETS[name][1]))
+                for name, wt in config.training.aux_weights.items()
+                if wt > 0
+            }
+        )
 
     # ----------------------------------------------------------------------------- encoding
     def _modality_index(self, modality: str) -> int:
@@ -202,8 +232,10 @@ class FusionPolicyModel(nn.Module):
             valid: (B, T_obs) bool, False for padding and invalid-stream tokens.
             stream_valid: (B, n_streams) bool, after modality dropout.
         """
-        ids, tmask = batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
-        text = self.text_embedding(ids) + self.text_position + self.modality_embedding[_TEXT]
+        text, text_valid = self.instruction_encoder(
+            batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
+        )
+        text = text + self.modality_embedding[_TEXT]
         pieces, valids, stream_valid = [], [], []
         drop = self.config.training.modality_dropout
         for i, s in enumerate(self.streams):
@@ -219,10 +251,10 @@ class FusionPolicyModel(nn.Module):
                 tok = self.image_encoder(x)  # type: ignore[misc]
                 tok_valid = valid.unsqueeze(1).expand(-1, tok.shape[1])
             elif s.modality in POINT_MODALITIES:
-                tok, center_valid = self.point_encoders[s.name](
+                tok, part_valid = self.lidar_encoders[s.name](
                     x, getattr(self, f"norm_mean_{s.name}"), getattr(self, f"norm_std_{s.name}")
                 )
-                tok_valid = center_valid & valid.unsqueeze(1)
+                tok_valid = part_valid & valid.unsqueeze(1)
             else:
                 tok = self.vector_encoders[s.name](
                     x, getattr(self, f"norm_mean_{s.name}"), getattr(self, f"norm_std_{s.name}")
@@ -252,26 +284,31 @@ class FusionPolicyModel(nn.Module):
                 [torch.ones_like(fused[..., 0], dtype=torch.bool)],
             )
         tokens = torch.cat([text, *pieces], dim=1)
-        valid = torch.cat([tmask.to(torch.bool), *valids], dim=1)
+        valid = torch.cat([text_valid, *valids], dim=1)
         return tokens, valid, sv
 
-    def attention_mask(self, valid: torch.Tensor) -> torch.Tensor:
-        """(B, 1, T, T) bool mask over [observation tokens][action tokens] from token validity."""
-        b = valid.shape[0]
-        obs_obs = (self.mask_obs_obs.unsqueeze(0) & valid.unsqueeze(1)) | self.mask_eye.unsqueeze(0)
-        obs_act = torch.zeros(
-            b, self.n_obs_tokens, self.mask_act_act.shape[0], dtype=torch.bool, device=valid.device
+    def attention_bias(self, valid: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T, T) additive mask over [observation tokens][action positions].
+
+        The layout (who may attend to whom) plus a key bias that hides invalid tokens.
+        """
+        key = torch.where(valid, 0.0, _MASKED).to(self.layout_bias.dtype)  # (B, T_obs)
+        key = torch.cat(
+            [
+                key,
+                torch.zeros_like(key[:, :1]).expand(-1, self.layout_bias.shape[1] - key.shape[1]),
+            ],
+            dim=1,
         )
-        act_obs = self.mask_act_obs.unsqueeze(0) & valid.unsqueeze(1)
-        act_act = self.mask_act_act.unsqueeze(0).expand(b, -1, -1)
-        mask = torch.cat(
-            [torch.cat([obs_obs, obs_act], dim=2), torch.cat([act_obs, act_act], dim=2)], dim=1
-        )
-        return mask.unsqueeze(1)
+        return (self.layout_bias.unsqueeze(0) + key.unsqueeze(1)).unsqueeze(1)
 
     # ----------------------------------------------------------------------------- actions
+    def _step_embedding(self, step_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, P, D) action tokens -> (B, P, width): the sum of one embedding per dimension."""
+        return self.action_token_embedding(step_tokens + self.dim_offsets).sum(-2)
+
     def _action_inputs(self, batch_size: int, target_tokens: torch.Tensor | None) -> torch.Tensor:
-        """(B, A * branches, width) inputs of the action positions."""
+        """(B, H * branches, width) inputs of the action positions."""
         act_emb = self.modality_embedding[_ACTION]
         if self.autoregressive:
             if target_tokens is None:
@@ -279,78 +316,91 @@ class FusionPolicyModel(nn.Module):
                     "an autoregressive model's forward() needs target_tokens (teacher forcing); "
                     "use generate() to decode"
                 )
-            prev = target_tokens.reshape(batch_size, self.n_actions)[:, :-1]
-            start = torch.full_like(prev[:, :1], self.start_token)
-            x = (
-                self.action_token_embedding(torch.cat([start, prev], dim=1))
-                + self.action_position
-                + act_emb
-            )
+            prev = self._step_embedding(target_tokens[:, :-1])  # (B, H - 1, width)
+            start = self.action_start.expand(batch_size, 1, -1)
+            x = torch.cat([start, prev], dim=1) + self.action_position + act_emb
         else:
             x = (self.action_query + act_emb).unsqueeze(0).expand(batch_size, -1, -1)
         return x.repeat_interleave(self.n_branches, dim=1) if self.n_branches > 1 else x
 
     def _logits(self, x: torch.Tensor, stream_valid: torch.Tensor) -> torch.Tensor:
-        """Action-position outputs (B, P * branches, width) -> logits (B, P, bins)."""
+        """Action-position outputs (B, P * branches, width) -> logits (B, P, D, bins)."""
         b = x.shape[0]
+        ac = self.config.action
         x = self.final_norm(x).reshape(b, -1, self.n_branches, self.width)
         if self.n_branches == 1:
-            return self.heads[0](x[:, :, 0])
+            return self.heads[0](x[:, :, 0]).reshape(b, -1, ac.dim, ac.bins)
         per = torch.stack(
             [head(x[:, :, i]) for i, head in enumerate(self.heads)], dim=2
-        )  # (B, P, M, bins)
+        )  # (B, P, M, D * bins)
         any_valid = stream_valid.any(dim=1, keepdim=True)
         sv = stream_valid.to(per.dtype)  # float: ONNX Runtime has no boolean Where kernel
         wts = torch.where(any_valid, sv, torch.ones_like(sv))  # (B, M)
         per = torch.where(wts[:, None, :, None] > 0, per, torch.zeros((), dtype=per.dtype))
-        return (per * wts[:, None, :, None]).sum(2) / wts.sum(1)[:, None, None]
+        out = (per * wts[:, None, :, None]).sum(2) / wts.sum(1)[:, None, None]
+        return out.reshape(b, -1, ac.dim, ac.bins)
 
-    def forward(self, batch: Batch, target_tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """Action-token logits (B, H, D, bins); autoregressive models need ``target_tokens``
-        (B, H, D) for teacher forcing."""
+    def _run(
+        self, batch: Batch, target_tokens: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass: (final action features (B, H * branches, width), logits, sv)."""
         tokens, valid, sv = self.encode(batch)
         b = tokens.shape[0]
         x = torch.cat([tokens, self._action_inputs(b, target_tokens)], dim=1)
-        mask = self.attention_mask(valid)
+        bias = self.attention_bias(valid)
         for blk in self.blocks:
-            x, _ = blk(x, mask)
-        logits = self._logits(x[:, self.n_obs_tokens :], sv)
-        ac = self.config.action
-        return logits.reshape(b, ac.horizon, ac.dim, ac.bins)
+            x, _ = blk(x, bias)
+        feats = x[:, self.n_obs_tokens :]
+        return feats, self._logits(feats, sv), sv
+
+    def forward(
+        self, batch: Batch, target_tokens: torch.Tensor | None = None, with_aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Action-token logits (B, H, D, bins); autoregressive models need ``target_tokens``
+        (B, H, D) for teacher forcing.
+
+        With ``with_aux`` (training), also the auxiliary heads' predictions (name -> (B, size)).
+        The heads read the mean of the final action-position features: whatever they must
+        predict (where the named block is, whether it is held) has to be in the features the
+        action heads see.
+        """
+        feats, logits, _ = self._run(batch, target_tokens)
+        if not with_aux:
+            return logits
+        pooled = self.final_norm(feats).mean(1)
+        return logits, {name: head(pooled) for name, head in self.aux_heads.items()}
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: action tokens (B, H, D) int64 and their logits (B, H, D, bins).
 
-        Parallel models decode in one pass; autoregressive ones one token at a time with a
-        key/value cache over the observation prefix and earlier action tokens.
+        Parallel models decode in one pass; autoregressive ones one chunk step at a time
+        (all dims of a step at once) with a key/value cache over the observation prefix and
+        earlier steps.
         """
-        ac = self.config.action
         if not self.autoregressive:
             logits = self.forward(batch)
             return logits.argmax(-1), logits
         tokens, valid, sv = self.encode(batch)
         b, t_obs, m = tokens.shape[0], self.n_obs_tokens, self.n_branches
-        mask = self.attention_mask(valid)
+        bias = self.attention_bias(valid)
         x, cache = tokens, []
         for blk in self.blocks:
-            x, kv = blk(x, mask[:, :, :t_obs, :t_obs])
+            x, kv = blk(x, bias[:, :, :t_obs, :t_obs])
             cache.append(kv)
-        prev = torch.full((b,), self.start_token, dtype=torch.long, device=tokens.device)
-        out_tokens, out_logits = [], []
         act_emb = self.modality_embedding[_ACTION]
+        h_in = self.action_start.expand(b, -1)
+        out_tokens, out_logits = [], []
         for p in range(self.n_actions):
-            h = self.action_token_embedding(prev) + self.action_position[p] + act_emb
-            h = h.unsqueeze(1).expand(-1, m, -1)
+            h = (h_in + self.action_position[p] + act_emb).unsqueeze(1).expand(-1, m, -1)
             lo, hi = t_obs + p * m, t_obs + (p + 1) * m
-            step_mask = mask[:, :, lo:hi, :hi]
             for li, blk in enumerate(self.blocks):
-                h, cache[li] = blk(h, step_mask, past=cache[li])
-            logits = self._logits(h, sv)[:, 0]  # (B, bins)
-            prev = logits.argmax(-1)
-            out_tokens.append(prev)
+                h, cache[li] = blk(h, bias[:, :, lo:hi, :hi], past=cache[li])
+            logits = self._logits(h, sv)[:, 0]  # (B, D, bins)
+            step = logits.argmax(-1)  # (B, D)
+            out_tokens.append(step)
             out_logits.append(logits)
-        tok = torch.stack(out_tokens, 1).reshape(b, ac.horizon, ac.dim)
-        return tok, torch.stack(out_logits, 1).reshape(b, ac.horizon, ac.dim, ac.bins)
+            h_in = self._step_embedding(step)
+        return torch.stack(out_tokens, 1), torch.stack(out_logits, 1)
 
     def loss(self, batch: Batch, target_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over the action tokens, and token accuracy (teacher forced)."""
@@ -359,5 +409,7 @@ class FusionPolicyModel(nn.Module):
         acc = (logits.argmax(-1) == target_tokens).to(torch.float32).mean()
         return loss, acc
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def num_parameters(self, deployed: bool = False) -> int:
+        """Parameter count; ``deployed=True`` leaves out the training-only auxiliary heads."""
+        skip = {id(p) for p in self.aux_heads.parameters()} if deployed else set()
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)

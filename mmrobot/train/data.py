@@ -4,20 +4,27 @@ Sample ``(episode, t)`` pairs the observation the expert acted on at step ``t`` 
 actions at ``t .. t + H - 1``. Past the end of the episode the chunk continues with a
 "hold" action (no motion, the last gripper command), which is what the robot should do once
 the task is done.
+
+Everything that does not change between epochs is computed once, when the dataset is
+loaded: every stream becomes one contiguous array over all samples, instructions are
+tokenized once per episode, and action chunks are cut once. A training batch is then a
+handful of fancy-indexing operations (:meth:`ChunkSamples.batch`), with no Python work per
+sample.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation, StreamSpec
 from mmrobot.envs.dataset import DemoDataset
+from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
+from mmrobot.policies.tokenizers import ByteTokenizer
 
-__all__ = ["ChunkSamples", "hold_action", "action_chunk"]
+__all__ = ["ChunkSamples", "hold_action", "action_chunk", "action_chunks"]
 
 
 def hold_action(last_action: np.ndarray) -> np.ndarray:
@@ -29,33 +36,29 @@ def hold_action(last_action: np.ndarray) -> np.ndarray:
 
 def action_chunk(actions: np.ndarray, t: int, horizon: int) -> np.ndarray:
     """(H, D) actions from step ``t`` of an episode's (T, D) actions, padded with holds."""
-    chunk = actions[t : t + horizon]
-    if len(chunk) < horizon:
-        pad = np.repeat(hold_action(actions[-1])[None], horizon - len(chunk), axis=0)
-        chunk = np.concatenate([chunk, pad], axis=0)
-    return chunk
+    return action_chunks(actions, horizon)[t]
 
 
-@dataclass
-class _Episode:
-    instruction: str
-    task: str
-    values: dict[str, np.ndarray]
-    ages_ns: dict[str, np.ndarray]
-    valid: dict[str, np.ndarray]
-    actions: np.ndarray
+def action_chunks(actions: np.ndarray, horizon: int) -> np.ndarray:
+    """(T, H, D): the chunk of every step of an episode's (T, D) actions, padded with holds."""
+    n = len(actions)
+    padded = np.concatenate([actions, np.repeat(hold_action(actions[-1])[None], horizon, 0)])
+    idx = np.arange(n)[:, None] + np.arange(horizon)[None, :]
+    return padded[idx]
 
 
 class ChunkSamples:
-    """Random access to training samples of a :class:`DemoDataset`.
+    """Training samples of a :class:`DemoDataset`, held in memory as contiguous arrays.
 
     Args:
         demos: the dataset.
         specs: the policy's observation spec; every stream must be in the dataset with the
             same shape and dtype.
         horizon: action chunk length H.
+        max_len: instruction length of the policy's byte tokenizer.
         episodes: which episodes to use (default: all successful ones).
-        in_memory: read everything once (fast sampling) instead of per sample from HDF5.
+        aux: privileged targets to load (names of :data:`~mmrobot.policies.config.AUX_TARGETS`);
+            the dataset must carry them.
     """
 
     def __init__(
@@ -63,8 +66,9 @@ class ChunkSamples:
         demos: DemoDataset,
         specs: Sequence[StreamSpec],
         horizon: int,
+        max_len: int = 64,
         episodes: Sequence[int] | None = None,
-        in_memory: bool = True,
+        aux: Sequence[str] = (),
     ) -> None:
         self.demos = demos
         self.specs = tuple(specs)
@@ -75,7 +79,8 @@ class ChunkSamples:
             if d is None:
                 raise ConfigError(
                     f"dataset {str(demos.path)!r} has no stream {s.name!r} that the policy needs; "
-                    f"it has {sorted(have)}"
+                    f"it has {sorted(have)}; collect again (mmrobot collect) or change the "
+                    "policy config's [[streams]]"
                 )
             if d.obs_shape != s.obs_shape or d.dtype != s.dtype:
                 raise ConfigError(
@@ -87,64 +92,93 @@ class ChunkSamples:
         self.episodes = list(episodes)
         if not self.episodes:
             raise ConfigError(f"dataset {str(demos.path)!r} has no successful episodes to train on")
-        lengths = np.array([demos.info(e).n_steps for e in self.episodes], dtype=np.int64)
-        self._offsets = np.concatenate([[0], np.cumsum(lengths)])
-        self._cache: dict[int, _Episode] = {}
-        self.in_memory = in_memory
-        if in_memory:
-            for e in self.episodes:
-                self._cache[e] = self._read(e)
+        tokenizer = ByteTokenizer(max_len)
+        values: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
+        valid: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
+        ages: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
+        aux_parts: dict[str, list[np.ndarray]] = {name: [] for name in aux}
+        chunks, actions, ep_of, steps, ids, masks, tasks = [], [], [], [], [], [], []
+        for k, e in enumerate(self.episodes):
+            info = demos.info(e)
+            g = demos._group(e)
+            obs = g["obs"]
+            for s in self.specs:
+                values[s.name].append(obs["values"][s.name][()])
+                valid[s.name].append(obs["valid"][s.name][()].astype(bool))
+                ages[s.name].append(obs["ages_ns"][s.name][()].astype(np.int64))
+            if aux:
+                have_aux = demos.aux(e)
+                missing = [n for n in aux if n not in have_aux]
+                if missing:
+                    raise ConfigError(
+                        f"dataset {str(demos.path)!r} has no privileged target(s) {missing} that "
+                        "training.aux_weights asks for; collect the dataset again with this "
+                        "mmrobot (mmrobot collect) or set their weights to 0"
+                    )
+                for n in aux:
+                    aux_parts[n].append(np.asarray(have_aux[n]))
+            a = g["actions"][()].astype(np.float32)
+            actions.append(a)
+            chunks.append(action_chunks(a, horizon))
+            ep_of.append(np.full(len(a), k, dtype=np.int64))
+            steps.append(np.arange(len(a), dtype=np.int64))
+            i, m = tokenizer.encode(info.instruction)
+            ids.append(i)
+            masks.append(m)
+            tasks.append(info.task)
+        self.values = {n: np.concatenate(v) for n, v in values.items()}
+        self.valid = {n: np.concatenate(v) for n, v in valid.items()}
+        self.ages_ns = {n: np.concatenate(v) for n, v in ages.items()}
+        self.aux = {n: np.concatenate(v) for n, v in aux_parts.items()}
+        self.chunks = np.concatenate(chunks)  # (N, H, D) float32
+        self._actions = np.concatenate(actions)
+        self.episode_of = np.concatenate(ep_of)  # (N,) position in self.episodes
+        self.step_of = np.concatenate(steps)
+        self.instruction_ids = np.stack(ids)  # (E, L)
+        self.instruction_mask = np.stack(masks)
+        self.tasks = tasks
+        self.instructions = [demos.info(e).instruction for e in self.episodes]
 
     def __len__(self) -> int:
-        return int(self._offsets[-1])
-
-    def _read(self, episode: int) -> _Episode:
-        info = self.demos.info(episode)
-        g = self.demos._group(episode)
-        obs = g["obs"]
-        names = [s.name for s in self.specs]
-        return _Episode(
-            instruction=info.instruction,
-            task=info.task,
-            values={n: obs["values"][n][()] for n in names},
-            ages_ns={n: obs["ages_ns"][n][()] for n in names},
-            valid={n: obs["valid"][n][()] for n in names},
-            actions=g["actions"][()],
-        )
-
-    def _episode(self, episode: int) -> _Episode:
-        ep = self._cache.get(episode)
-        return ep if ep is not None else self._read(episode)
+        return len(self.chunks)
 
     def locate(self, index: int) -> tuple[int, int]:
         """(episode, step) of sample ``index``."""
-        k = int(np.searchsorted(self._offsets, index, side="right") - 1)
-        return self.episodes[k], int(index - self._offsets[k])
+        return self.episodes[int(self.episode_of[index])], int(self.step_of[index])
+
+    def batch(self, indices: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The network's input arrays (as :func:`~mmrobot.policies.collate` makes them) and
+        the (B, H, D) float32 action chunks of samples ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        ep = self.episode_of[idx]
+        out = {
+            INSTRUCTION_TOKENS: self.instruction_ids[ep],
+            INSTRUCTION_MASK: self.instruction_mask[ep],
+        }
+        for s in self.specs:
+            k_val, k_valid, k_age = stream_keys(s.name)
+            ok = self.valid[s.name][idx]
+            v = self.values[s.name][idx]
+            v[~ok] = 0  # as collate: invalid streams carry zeros and age 0
+            out[k_val], out[k_valid] = v, ok
+            out[k_age] = np.where(ok, self.ages_ns[s.name][idx], 0)
+        return out, self.chunks[idx]
 
     def sample(self, index: int) -> tuple[Observation, str, np.ndarray]:
         """(observation, instruction, (H, D) float32 action chunk) of sample ``index``."""
-        episode, t = self.locate(index)
-        ep = self._episode(episode)
+        names = [s.name for s in self.specs]
         obs = Observation(
-            t_ns=t,
-            values={n: v[t] for n, v in ep.values.items()},
-            ages_ns={n: int(a[t]) for n, a in ep.ages_ns.items()},
-            valid={n: bool(v[t]) for n, v in ep.valid.items()},
+            t_ns=int(self.step_of[index]),
+            values={n: self.values[n][index] for n in names},
+            ages_ns={n: int(self.ages_ns[n][index]) for n in names},
+            valid={n: bool(self.valid[n][index]) for n in names},
         )
-        return obs, ep.instruction, action_chunk(ep.actions, t, self.horizon).astype(np.float32)
+        return obs, self.instructions[int(self.episode_of[index])], self.chunks[index]
 
     def all_actions(self) -> np.ndarray:
         """(N, D) every action of the used episodes (for quantile bins)."""
-        return np.concatenate([self._episode(e).actions for e in self.episodes])
+        return self._actions
 
     def stream_values(self, name: str, max_samples: int = 20000) -> np.ndarray:
         """Valid values of one stream (up to ``max_samples`` steps; for normalization)."""
-        chunks, n = [], 0
-        for e in self.episodes:
-            ep = self._episode(e)
-            v = ep.values[name][ep.valid[name]]
-            chunks.append(v)
-            n += len(v)
-            if n >= max_samples:
-                break
-        return np.concatenate(chunks) if chunks else np.zeros((0,))
+        return self.values[name][self.valid[name]][:max_samples]

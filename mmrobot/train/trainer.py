@@ -184,27 +184,26 @@ class Trainer:
         return base.replace(normalization=norm, action=action)
 
     def _batch(
-        self,
-        samples: ChunkSamples,
-        config: PolicyConfig,
-        model: FusionPolicyModel,
-        tokenizer: ActionTokenizer,
-        step: int,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        self, samples: ChunkSamples, config: PolicyConfig, targets: np.ndarray, step: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+        """Inputs, (B, H, D) target tokens and auxiliary targets of one step's batch."""
         c = self.config
         rng = _rng(c.seed, step, 0)
         global_idx = rng.integers(0, len(samples), c.batch_size * self.world)
         idx = global_idx[self.rank * c.batch_size : (self.rank + 1) * c.batch_size]
-        obs, texts, chunks = zip(*(samples.sample(int(i)) for i in idx))
-        batch = collate(obs, texts, config.streams, model.tokenizer)
+        batch, _ = samples.batch(idx)
         if c.augment:
             aug = _rng(c.seed, step, 1)
             for s in config.streams:
                 if s.modality == "camera":
                     key = stream_keys(s.name)[0]
                     batch[key] = augment_images(batch[key], aug, c.shift_px, c.color_jitter)
-        targets = torch.as_tensor(tokenizer.encode(np.stack(chunks)), dtype=torch.long)
-        return batch_to_torch(batch, self.device), targets.to(self.device)
+        aux = {
+            n: torch.from_numpy(np.ascontiguousarray(v[idx])).to(self.device)
+            for n, v in samples.aux.items()
+        }
+        tokens = torch.from_numpy(targets[idx]).to(self.device)
+        return batch_to_torch(batch, self.device), tokens, aux
 
     def _schedule(self, step: int) -> float:
         c = self.config
@@ -234,6 +233,9 @@ class Trainer:
             ],
             lr=self.config.lr,
             betas=(0.9, 0.95),
+            # One fused kernel for all parameters instead of ~10 small ops per tensor: the
+            # optimizer was 10 % of a CPU training step.
+            fused=True,
         )
 
     # ------------------------------------------------------------------ state
@@ -356,7 +358,10 @@ class Trainer:
         resuming = resume and (self.run_dir / STATE_JSON).is_file()
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
-        samples = ChunkSamples(demos, base.streams, base.action.horizon, in_memory=c.in_memory)
+        aux_names = [n for n, w in base.training.aux_weights.items() if w > 0]
+        samples = ChunkSamples(
+            demos, base.streams, base.action.horizon, base.language.max_len, aux=aux_names
+        )
         if resuming:
             doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
             config = PolicyConfig.from_dict(doc["policy_config"])
@@ -364,7 +369,8 @@ class Trainer:
             config = self._fit_to_data(samples, base)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
-        tokenizer = ActionTokenizer.from_config(config.action)
+        # Tokenized once: the bins never change during a run.
+        targets_all = ActionTokenizer.from_config(config.action).encode(samples.chunks)
         optimizer = self._optimizer(model)
         ema = (
             {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -394,14 +400,18 @@ class Trainer:
         ckpt = self.run_dir / "checkpoint"
         try:
             for step in range(start, c.steps):
-                batch, targets = self._batch(samples, config, model, tokenizer, step)
+                batch, targets, aux_targets = self._batch(samples, config, targets_all, step)
                 torch.manual_seed(c.seed * 1_000_003 + step)  # dropout and modality dropout
                 for g in optimizer.param_groups:
                     g["lr"] = c.lr * self._schedule(step)
                 net.train()
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                     # Through net's forward, so that DDP's gradient hooks fire.
-                    loss, acc = token_loss(net(batch, targets), targets)
+                    logits, aux_pred = net(batch, targets, with_aux=True)
+                    loss, acc = token_loss(logits, targets)
+                    aux_losses = aux_loss(aux_pred, aux_targets)
+                    for name, value in aux_losses.items():
+                        loss = loss + config.training.aux_weights[name] * value
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip:
