@@ -39,7 +39,6 @@ class TrainConfig:
         augment: random shift and colour jitter of camera images.
         shift_px: largest random image shift, pixels.
         color_jitter: largest relative brightness/contrast change.
-        in_memory: load the whole dataset into memory (fast) instead of reading HDF5 per step.
         log_every: steps between metric lines.
         save_every: steps between checkpoints (the last step always saves).
         device: "auto" (CUDA when present), "cpu" or "cuda".
@@ -64,7 +63,6 @@ class TrainConfig:
     augment: bool = True
     shift_px: int = 4
     color_jitter: float = 0.1
-    in_memory: bool = True
     log_every: int = 10
     save_every: int = 500
     device: str = "auto"
@@ -105,8 +103,7 @@ class TrainConfig:
         )
         check("device", self.device in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'")
         check("precision", self.precision in ("auto", "fp32", "bf16"), "'auto', 'fp32' or 'bf16'")
-        for name in ("augment", "in_memory"):
-            check(name, isinstance(getattr(self, name), bool), "true or false")
+        check("augment", isinstance(self.augment, bool), "true or false")
 
     def path(self, name: str) -> Path:
         """``policy`` or ``dataset`` resolved against the config file's folder."""

@@ -36,17 +36,16 @@ from mmrobot.policies import (
     FusionPolicyModel,
     NormStats,
     PolicyConfig,
-    collate,
     load_policy_config,
     save_checkpoint,
 )
 from mmrobot.policies.collate import stream_keys
-from mmrobot.policies.config import ActionConfig
+from mmrobot.policies.config import AUX_TARGETS, ActionConfig
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples
 
-__all__ = ["Trainer", "TrainResult", "token_loss", "train", "weights_digest"]
+__all__ = ["Trainer", "TrainResult", "aux_loss", "token_loss", "train", "weights_digest"]
 
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state.safetensors"
@@ -410,10 +409,11 @@ class Trainer:
                     logits, aux_pred = net(batch, targets, with_aux=True)
                     loss, acc = token_loss(logits, targets)
                     aux_losses = aux_loss(aux_pred, aux_targets)
-                    for name, value in aux_losses.items():
-                        loss = loss + config.training.aux_weights[name] * value
+                    total = loss + sum(
+                        config.training.aux_weights[n] * v for n, v in aux_losses.items()
+                    )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total.backward()
                 if c.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                 optimizer.step()
@@ -437,6 +437,7 @@ class Trainer:
                         "step": done,
                         "loss": loss_v,
                         "token_accuracy": acc_v,
+                        **{f"aux_{n}": float(v.detach()) for n, v in aux_losses.items()},
                         "lr": optimizer.param_groups[0]["lr"],
                         "samples_per_s": rate,
                         "elapsed_s": now - t_start,
@@ -469,6 +470,31 @@ def weights_digest(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def aux_loss(
+    predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Loss of each auxiliary head (see :data:`~mmrobot.policies.config.AUX_TARGETS`).
+
+    ``vector`` targets: mean squared error in centimetres (the targets are metres, so that a
+    weight of 1 is about as strong as the token cross-entropy); ``binary``: binary
+    cross-entropy; ``class``: cross-entropy over the phase index.
+    """
+    out = {}
+    for name, pred in predictions.items():
+        kind = AUX_TARGETS[name][0]
+        target = targets[name]
+        pred = pred.float()
+        if kind == "vector":
+            out[name] = nn.functional.mse_loss(pred, 100.0 * target.float().reshape(pred.shape))
+        elif kind == "binary":
+            out[name] = nn.functional.binary_cross_entropy_with_logits(
+                pred, target.float().reshape(pred.shape)
+            )
+        else:
+            out[name] = nn.functional.cross_entropy(pred, target.long().reshape(-1))
+    return out
 
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
