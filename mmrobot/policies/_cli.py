@@ -43,8 +43,20 @@ def _info(args: argparse.Namespace) -> int:
     print(
         f"  fusion {m.fusion}, decoding {m.decoding}, width {m.width}, depth {m.depth}, heads {m.heads}"
     )
-    print(f"  parameters {model.num_parameters():,}")
-    print(f"  tokens: {model.n_obs_tokens} observation + instruction, {model.n_actions} action")
+    print(
+        f"  parameters {model.num_parameters():,} "
+        f"({model.num_parameters(deployed=True):,} deployed, without training-only heads)"
+    )
+    n_text = model.instruction_encoder.n_tokens
+    print(
+        f"  token budget per decision: {model.n_obs_tokens + model.n_actions * model.n_branches} = "
+        f"{n_text} instruction + {model.n_obs_tokens - n_text} observation + "
+        f"{model.n_actions * model.n_branches} action"
+    )
+    print(
+        f"  instruction: {cfg.language.max_len} bytes -> {n_text} tokens "
+        f"(byte convolution, stride {cfg.language.stride})"
+    )
     a = cfg.action
     print(
         f"  action: {a.horizon} steps x {a.dim} dims, {a.bins} {a.binning} bins, period {a.period_ns} ns"

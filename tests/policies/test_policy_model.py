@@ -103,10 +103,10 @@ def test_gradient_reaches_every_encoder(fusion):
     loss.backward()
     parts = {
         "image": model.image_encoder,
-        "lidar": model.point_encoders["lidar"],
+        "lidar": model.lidar_encoders["lidar"],
         "ft": model.vector_encoders["ft"],
         "joints": model.vector_encoders["joints"],
-        "text": model.text_embedding,
+        "text": model.instruction_encoder,
         "age": model.age_embedding,
     }
     for name, module in parts.items():
