@@ -17,7 +17,7 @@ import torch
 
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError
-from mmrobot.policies.config import PolicyConfig
+from mmrobot.policies.config import PolicyConfig, format_version_error
 from mmrobot.policies.model import FusionPolicyModel
 
 __all__ = [
@@ -30,7 +30,8 @@ __all__ = [
     "read_checkpoint_config",
 ]
 
-CHECKPOINT_FORMAT_VERSION = 1
+# 2: the lean v2 network (see mmrobot.policies.config.CONFIG_FORMAT_VERSION); 1 was v0.
+CHECKPOINT_FORMAT_VERSION = 2
 CHECKPOINT_KIND = "mmrobot.fusion_policy"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -86,11 +87,8 @@ def read_checkpoint_config(directory: str | Path) -> tuple[PolicyConfig, dict[st
     if not isinstance(doc, dict) or doc.get("kind") != CHECKPOINT_KIND:
         raise ConfigError(f"{path}: not an mmrobot policy checkpoint (kind {doc.get('kind')!r})")
     version = doc.get("format_version")
-    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION or version < 1:
-        raise ConfigError(
-            f"{path}: checkpoint format_version {version!r} is not supported; this mmrobot reads "
-            f"versions 1..{CHECKPOINT_FORMAT_VERSION} (upgrade mmrobot to load newer checkpoints)"
-        )
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise ConfigError(format_version_error(f"checkpoint {path}", version))
     config = PolicyConfig.from_dict(doc.get("config", {}), where=f"{path} config")
     return config, dict(doc.get("metadata", {}))
 

@@ -42,7 +42,7 @@ def test_save_load_round_trip(tmp_path, decoding):
     assert torch.equal(a, b)
     torch.testing.assert_close(la, lb, rtol=0, atol=0)
     doc = json.loads((tmp_path / "ckpt" / CONFIG_FILE).read_text())
-    assert doc["format_version"] == 1 and doc["metadata"] == {"step": 7}
+    assert doc["format_version"] == 2 and doc["metadata"] == {"step": 7}
 
 
 def test_normalization_stats_reach_the_network(tmp_path):
@@ -94,6 +94,10 @@ def test_newer_missing_and_corrupt_checkpoints(tmp_path):
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "format_version": 99}))
     with pytest.raises(ConfigError, match="format_version 99 is not supported"):
+        load_checkpoint(tmp_path / "c")
+    # A checkpoint of the v0 design (mmrobot 0.1.0): a clear way out, not a shape traceback.
+    path.write_text(json.dumps({**doc, "format_version": 1}))
+    with pytest.raises(ConfigError, match=r"format v1 .* retrain it .* mmrobot 0\.1\.0"):
         load_checkpoint(tmp_path / "c")
     path.write_text(json.dumps(doc)[:50])
     with pytest.raises(ConfigError, match="not valid JSON"):
