@@ -45,7 +45,15 @@ from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples
 
-__all__ = ["Trainer", "TrainResult", "aux_loss", "token_loss", "train", "weights_digest"]
+__all__ = [
+    "Trainer",
+    "TrainResult",
+    "aux_loss",
+    "make_optimizer",
+    "token_loss",
+    "train",
+    "weights_digest",
+]
 
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state.safetensors"
@@ -214,28 +222,7 @@ class Trainer:
         )
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            # No weight decay on norms, biases, embeddings and learned queries/positions.
-            (
-                decay
-                if p.ndim >= 2
-                and "embedding" not in name
-                and "position" not in name
-                and "query" not in name
-                else no_decay
-            ).append(p)
-        return torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.config.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.config.lr,
-            betas=(0.9, 0.95),
-            # One fused kernel for all parameters instead of ~10 small ops per tensor: the
-            # optimizer was 10 % of a CPU training step.
-            fused=True,
-        )
+        return make_optimizer(model, self.config.lr, self.config.weight_decay)
 
     # ------------------------------------------------------------------ state
     def _save(
@@ -461,6 +448,31 @@ class Trainer:
             f"{wall:.0f} s; checkpoint {ckpt}"
         )
         return TrainResult(self.run_dir, ckpt, c.steps, loss_v, acc_v, wall)
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The trainer's AdamW: no weight decay on norms, biases, embeddings, queries, positions."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (
+            decay
+            if p.ndim >= 2
+            and "embedding" not in name
+            and "position" not in name
+            and "query" not in name
+            else no_decay
+        ).append(p)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.95),
+        # One fused kernel for all parameters instead of ~10 small ops per tensor: the
+        # optimizer was 10 % of a CPU training step.
+        fused=True,
+    )
 
 
 def weights_digest(model: nn.Module) -> str:
