@@ -165,10 +165,12 @@ class LanguageConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid patchify."""
+    """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid
+    patchify, plus one token of spatial-softmax keypoints (``keypoints``)."""
 
     stem_channels: tuple[int, ...] = (16, 32)
     grid: int = 4
+    keypoints: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.stem_channels, tuple) or not self.stem_channels:
@@ -178,6 +180,8 @@ class CameraConfig:
         for c in self.stem_channels:
             _check_int("camera", "stem_channels[]", c, 1, 4096)
         _check_int("camera", "grid", self.grid, 1, 64)
+        if not isinstance(self.keypoints, bool):
+            raise ConfigError(f"camera.keypoints must be true or false, got {self.keypoints!r}")
 
 
 @dataclass(frozen=True)

@@ -40,21 +40,35 @@ def _conv_out(size: int) -> int:
 
 
 class ImageEncoder(nn.Module):
-    """Convolutional stem + patchify into a ``grid x grid`` token map, with 2-D positions.
+    """Convolutional stem + patchify into a ``grid x grid`` token map, with 2-D positions,
+    plus (``keypoints``) one token of spatial-softmax keypoints.
 
     Input ``(B, H, W, C)`` or, with history, ``(B, T, H, W, C)`` uint8 (frames are stacked on
-    channels); output ``(B, grid * grid, width)``. Shared by all cameras.
+    channels); output ``(B, grid * grid [+ 1], width)``. Shared by all cameras.
+
+    Two additions make the features say *where* things are, which a 4 x 4 patch grid alone
+    says only to a patch (about 20 cm of table per patch at 96 x 96): coordinate channels
+    (x and y in [-1, 1], appended to the image; Liu et al., "CoordConv", NeurIPS 2018), and
+    a spatial softmax over every stem channel whose expected (x, y) positions form one more
+    token (Levine et al., "End-to-end training of deep visuomotor policies", JMLR 2016): a
+    channel that fires on "red cube" gives the red cube's image position to sub-pixel
+    precision.
     """
 
     def __init__(
-        self, obs_shape: tuple[int, ...], stem_channels: tuple[int, ...], grid: int, width: int
+        self,
+        obs_shape: tuple[int, ...],
+        stem_channels: tuple[int, ...],
+        grid: int,
+        width: int,
+        keypoints: bool = True,
     ) -> None:
         super().__init__()
         if len(obs_shape) == 4:
             history, h, w, c = obs_shape
         else:
             (h, w, c), history = obs_shape, 1
-        in_ch = c * history
+        in_ch = c * history + 2  # + x, y coordinate channels
         layers: list[nn.Module] = []
         fh, fw = h, w
         for out_ch in stem_channels:
@@ -68,20 +82,35 @@ class ImageEncoder(nn.Module):
                 f"feature map, not divisible by camera.grid {grid}; change camera.grid or "
                 "camera.stem_channels (each stem layer halves the size, rounding up)"
             )
-        layers.append(
-            nn.Conv2d(in_ch, width, (fh // grid, fw // grid), stride=(fh // grid, fw // grid))
-        )
         self.stem = nn.Sequential(*layers)
-        self.pos = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
+        self.patchify = nn.Conv2d(
+            in_ch, width, (fh // grid, fw // grid), stride=(fh // grid, fw // grid)
+        )
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys]).unsqueeze(0), persistent=False)
+        fy, fx = torch.meshgrid(torch.linspace(-1, 1, fh), torch.linspace(-1, 1, fw), indexing="ij")
+        self.register_buffer(
+            "feature_coords", torch.stack([fx.flatten(), fy.flatten()], -1), persistent=False
+        )
+        self.keypoint_proj = nn.Linear(2 * in_ch, width) if keypoints else None
+        self.pos = nn.Parameter(torch.randn(grid * grid + int(keypoints), width) * 0.02)
         self.norm = nn.LayerNorm(width)
-        self.n_tokens = grid * grid
+        self.n_tokens = grid * grid + int(keypoints)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(torch.float32) * (1.0 / 255.0) - 0.5
         if x.dim() == 5:  # (B, T, H, W, C) -> (B, H, W, T*C)
             x = x.permute(0, 2, 3, 1, 4).flatten(3)
-        x = self.stem(x.permute(0, 3, 1, 2))  # (B, width, grid, grid)
-        return self.norm(x.flatten(2).transpose(1, 2) + self.pos)
+        x = x.permute(0, 3, 1, 2)
+        x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
+        feat = self.stem(x)  # (B, C, fh, fw)
+        tokens = self.patchify(feat).flatten(2).transpose(1, 2)  # (B, grid * grid, width)
+        if self.keypoint_proj is not None:
+            attn = torch.softmax(feat.flatten(2), dim=-1)  # (B, C, fh * fw)
+            points = attn @ self.feature_coords  # (B, C, 2) expected (x, y) per channel
+            kp = self.keypoint_proj(points.flatten(1)).unsqueeze(1)
+            tokens = torch.cat([tokens, kp], dim=1)
+        return self.norm(tokens + self.pos)
 
 
 def farthest_point_sample(

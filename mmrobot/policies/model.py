@@ -126,7 +126,13 @@ class FusionPolicyModel(nn.Module):
         )
         cams = [s for s in self.streams if s.modality in IMAGE_MODALITIES]
         self.image_encoder = (
-            ImageEncoder(cams[0].obs_shape, config.camera.stem_channels, config.camera.grid, w)
+            ImageEncoder(
+                cams[0].obs_shape,
+                config.camera.stem_channels,
+                config.camera.grid,
+                w,
+                config.camera.keypoints,
+            )
             if cams
             else None
         )
