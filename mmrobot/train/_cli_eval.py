@@ -30,10 +30,11 @@ def register(subparsers: Any) -> None:
         "eval",
         help="evaluate a policy closed-loop in simulation: success per task with 95%% CIs",
         description="Run a policy closed-loop in the MuJoCo tabletop simulation, through the "
-        "same synchronizer and temporal ensembling as deployment, in parallel worker "
-        "processes. Reports the success rate per task with a 95% Wilson interval for "
-        "training phrasings, held-out phrasings and each modality removed in turn, or for "
-        "your own instructions (--instructions).",
+        "same synchronizer, temporal ensembling, Cartesian controller and safety layer as "
+        "`mmrobot run`, in parallel worker processes. Reports the success rate per task with a "
+        "95% Wilson interval for training phrasings, held-out phrasings, swapped instructions "
+        "and each modality removed in turn, or for your own instructions (--instructions), "
+        "and the safety events per episode by reason.",
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -104,6 +105,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="videos of the first K episodes of each task (or line) and split",
     )
     p.add_argument("--device", default="cpu", help="torch device of the policy in each worker")
+    p.add_argument(
+        "--no-safety",
+        action="store_true",
+        help="for comparison only: the env applies the policy's end-effector actions itself, "
+        "without the safety layer that `mmrobot run` always applies (default: the layer is on, "
+        "with a launch file's default limits)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -134,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         video_format=args.video_format,
         video_episodes=args.video_episodes,
         device=args.device,
+        safety=not args.no_safety,
     )
     if args.instructions and args.tasks:
         raise ConfigError("--tasks and --instructions exclude each other: the file names tasks")

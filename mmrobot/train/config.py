@@ -15,7 +15,100 @@ from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
 
-__all__ = ["TrainConfig", "load_train_config"]
+__all__ = ["DaggerConfig", "EvalConfig", "TrainConfig", "load_train_config"]
+
+
+def _check(section: str, obj: object, name: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ConfigError(
+            f"train config: {section}{name} = {getattr(obj, name)!r}; expected {expected}"
+        )
+
+
+def _is_int(v: object, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """DAgger rounds after behaviour cloning (the ``[dagger]`` table; 0 rounds: off).
+
+    Each round rolls the current policy out in ``episodes`` episodes (over ``tasks``, in
+    ``workers`` processes; under ``torchrun`` every rank runs its share), executing at each
+    tick the scripted expert's action with probability ``beta * beta_decay ** (round - 1)``
+    and the policy's otherwise. The expert labels every visited state; the labelled
+    episodes are written to ``<out>/dagger/round_<r>[_rank<k>].h5`` and training goes on for
+    ``steps`` more steps on the demonstrations plus every round so far.
+
+    Attributes:
+        rounds: DAgger rounds (0: behaviour cloning only).
+        episodes: rollouts per round (all ranks together).
+        steps: training steps after each round.
+        beta: probability of executing the expert's action in the first round.
+        beta_decay: factor on ``beta`` per round.
+        tasks: task specs the rollouts cycle over (empty: the dataset's tasks).
+        workers: rollout worker processes per rank (0: in the training process).
+        seed: seed of the first rollout episode (rounds and ranks offset it).
+    """
+
+    rounds: int = 0
+    episodes: int = 40
+    steps: int = 1000
+    beta: float = 0.5
+    beta_decay: float = 0.5
+    tasks: tuple[str, ...] = ()
+    workers: int = 2
+    seed: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        for name, lo in (("rounds", 0), ("episodes", 1), ("steps", 1), ("workers", 0), ("seed", 0)):
+            _check("dagger.", self, name, _is_int(getattr(self, name), lo), f"an int >= {lo}")
+        for name in ("beta", "beta_decay"):
+            v = getattr(self, name)
+            _check(
+                "dagger.",
+                self,
+                name,
+                isinstance(v, (int, float)) and 0 <= v <= 1,
+                "a number in [0, 1]",
+            )
+        _check(
+            "dagger.",
+            self,
+            "tasks",
+            all(isinstance(t, str) for t in self.tasks),
+            "a list of task specs",
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Closed-loop evaluation during training (the ``[eval]`` table; ``every = 0``: off).
+
+    Every ``every`` steps (and at the end) the checkpoint runs ``episodes`` episodes per
+    task of ``tasks`` in simulation, through the same path as ``mmrobot eval`` (safety layer
+    on); the success rates go to ``metrics.jsonl`` (``kind = "eval"``) and the checkpoint
+    with the best mean success is kept in ``<out>/best``.
+    """
+
+    every: int = 0
+    episodes: int = 10
+    tasks: tuple[str, ...] = ()
+    workers: int = 2
+    seed: int = 500_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        for name, lo in (("every", 0), ("episodes", 1), ("workers", 0), ("seed", 0)):
+            _check("eval.", self, name, _is_int(getattr(self, name), lo), f"an int >= {lo}")
+        _check(
+            "eval.",
+            self,
+            "tasks",
+            all(isinstance(t, str) for t in self.tasks),
+            "a list of task specs",
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +138,8 @@ class TrainConfig:
         precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16" (autocast
             on either; on CPUs with AVX512-BF16 or AMX it trains about 1.6x faster).
         threads: torch CPU threads (0: torch's default).
+        dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
+        eval: the ``[eval]`` table (:class:`EvalConfig`).
     """
 
     policy: str = "default.toml"
@@ -68,6 +163,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int = 0
+    dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     # Where the file was read from; relative paths resolve against it.
     base_dir: str = "."
 
@@ -105,6 +202,11 @@ class TrainConfig:
         check("precision", self.precision in ("auto", "fp32", "bf16"), "'auto', 'fp32' or 'bf16'")
         check("augment", isinstance(self.augment, bool), "true or false")
 
+    @property
+    def total_steps(self) -> int:
+        """Behaviour-cloning steps plus the steps after every DAgger round."""
+        return self.steps + self.dagger.rounds * self.dagger.steps
+
     def path(self, name: str) -> Path:
         """``policy`` or ``dataset`` resolved against the config file's folder."""
         p = Path(getattr(self, name))
@@ -114,16 +216,37 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, overrides: list[str]) -> TrainConfig:
-        """Apply ``key=value`` strings (values parsed as TOML, bare words as strings)."""
-        known = {f.name: f for f in fields(self) if f.name != "base_dir"}
+        """Apply ``key=value`` or ``section.key=value`` strings (``dagger.rounds=2``); values
+        are parsed as TOML, bare words as strings."""
+        sections = {"dagger": self.dagger, "eval": self.eval}
+        known = {f.name for f in fields(self)} - {"base_dir", *sections}
         changes: dict[str, Any] = {}
+        section_changes: dict[str, dict[str, Any]] = {k: {} for k in sections}
         for item in overrides:
-            key, value = parse_override(item, example="steps=200")
-            if key not in known:
-                raise ConfigError(f"override {item!r}: {key!r} is not one of {sorted(known)}")
-            if isinstance(getattr(self, key), float) and isinstance(value, int):
+            key, value = parse_override(item, example="steps=200 or dagger.rounds=2")
+            section, dot, sub = key.partition(".")
+            if dot and section in sections:
+                names = {f.name for f in fields(sections[section])}
+                if sub not in names:
+                    raise ConfigError(
+                        f"override {item!r}: {section}.{sub} is not one of "
+                        f"{sorted(f'{section}.{n}' for n in names)}"
+                    )
+                target, current = section_changes[section], getattr(sections[section], sub)
+                key = sub
+            elif key in known:
+                target, current = changes, getattr(self, key)
+            else:
+                raise ConfigError(
+                    f"override {item!r}: {key!r} is not one of {sorted(known)} "
+                    f"or a key of the sections {sorted(sections)} (e.g. dagger.rounds)"
+                )
+            if isinstance(current, float) and isinstance(value, int):
                 value = float(value)
-            changes[key] = value
+            target[key] = value
+        for name, sub_changes in section_changes.items():
+            if sub_changes:
+                changes[name] = dataclasses.replace(sections[name], **sub_changes)
         return self.replace(**changes)
 
 
@@ -138,16 +261,31 @@ def load_train_config(path: str | Path) -> TrainConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    unknown_top = sorted(set(doc) - {"train"})
+    unknown_top = sorted(set(doc) - {"train", "dagger", "eval"})
     if unknown_top or "train" not in doc:
-        raise ConfigError(f"{path}: expected one [train] table, found {sorted(doc)}")
-    table = doc["train"]
-    known = {f.name for f in fields(TrainConfig)} - {"base_dir"}
+        raise ConfigError(
+            f"{path}: expected a [train] table and optional [dagger] and [eval] tables, "
+            f"found {sorted(doc)}"
+        )
+    table = dict(doc["train"])
+    known = {f.name for f in fields(TrainConfig)} - {"base_dir", "dagger", "eval"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(
             f"{path} [train]: unknown key(s) {unknown}; expected some of {sorted(known)}"
         )
+    for name, cls in (("dagger", DaggerConfig), ("eval", EvalConfig)):
+        sub = doc.get(name, {})
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(sub) - names)
+        if bad:
+            raise ConfigError(
+                f"{path} [{name}]: unknown key(s) {bad}; expected some of {sorted(names)}"
+            )
+        try:
+            table[name] = cls(**sub)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
     try:
         return TrainConfig(**table, base_dir=str(path.parent))
     except ConfigError as e:

@@ -59,6 +59,8 @@ class ChunkSamples:
         episodes: which episodes to use (default: all successful ones).
         aux: privileged targets to load (names of :data:`~mmrobot.policies.config.AUX_TARGETS`);
             the dataset must carry them.
+        extra: more datasets whose every episode is used, failed or not (DAgger rounds: the
+            expert labelled every state the policy visited).
     """
 
     def __init__(
@@ -69,49 +71,41 @@ class ChunkSamples:
         max_len: int = 64,
         episodes: Sequence[int] | None = None,
         aux: Sequence[str] = (),
+        extra: Sequence[DemoDataset] = (),
     ) -> None:
         self.demos = demos
         self.specs = tuple(specs)
         self.horizon = horizon
-        have = {s.name: s for s in demos.specs}
-        for s in self.specs:
-            d = have.get(s.name)
-            if d is None:
-                raise ConfigError(
-                    f"dataset {str(demos.path)!r} has no stream {s.name!r} that the policy needs; "
-                    f"it has {sorted(have)}; collect again (mmrobot collect) or change the "
-                    "policy config's [[streams]]"
-                )
-            if d.obs_shape != s.obs_shape or d.dtype != s.dtype:
-                raise ConfigError(
-                    f"stream {s.name!r}: dataset has {d.obs_shape} {d.dtype}, the policy expects "
-                    f"{s.obs_shape} {s.dtype}; collect again or change the policy config"
-                )
+        for ds in (demos, *extra):
+            self._check_streams(ds)
         if episodes is None:
             episodes = [e.index for e in demos.episodes() if e.success]
-        self.episodes = list(episodes)
-        if not self.episodes:
+        if not episodes:
             raise ConfigError(f"dataset {str(demos.path)!r} has no successful episodes to train on")
+        #: (dataset, episode index) of every used episode
+        self.episodes = [(demos, e) for e in episodes] + [
+            (ds, e) for ds in extra for e in range(len(ds))
+        ]
         tokenizer = ByteTokenizer(max_len)
         values: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         valid: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         ages: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         aux_parts: dict[str, list[np.ndarray]] = {name: [] for name in aux}
         chunks, actions, ep_of, steps, ids, masks, tasks = [], [], [], [], [], [], []
-        for k, e in enumerate(self.episodes):
-            info = demos.info(e)
-            g = demos._group(e)
+        for k, (ds, e) in enumerate(self.episodes):
+            info = ds.info(e)
+            g = ds._group(e)
             obs = g["obs"]
             for s in self.specs:
                 values[s.name].append(obs["values"][s.name][()])
                 valid[s.name].append(obs["valid"][s.name][()].astype(bool))
                 ages[s.name].append(obs["ages_ns"][s.name][()].astype(np.int64))
             if aux:
-                have_aux = demos.aux(e)
+                have_aux = ds.aux(e)
                 missing = [n for n in aux if n not in have_aux]
                 if missing:
                     raise ConfigError(
-                        f"dataset {str(demos.path)!r} has no privileged target(s) {missing} that "
+                        f"dataset {str(ds.path)!r} has no privileged target(s) {missing} that "
                         "training.aux_weights asks for; collect the dataset again with this "
                         "mmrobot (mmrobot collect) or set their weights to 0"
                     )
@@ -137,14 +131,30 @@ class ChunkSamples:
         self.instruction_ids = np.stack(ids)  # (E, L)
         self.instruction_mask = np.stack(masks)
         self.tasks = tasks
-        self.instructions = [demos.info(e).instruction for e in self.episodes]
+        self.instructions = [ds.info(e).instruction for ds, e in self.episodes]
+
+    def _check_streams(self, ds: DemoDataset) -> None:
+        have = {s.name: s for s in ds.specs}
+        for s in self.specs:
+            d = have.get(s.name)
+            if d is None:
+                raise ConfigError(
+                    f"dataset {str(ds.path)!r} has no stream {s.name!r} that the policy needs; "
+                    f"it has {sorted(have)}; collect again (mmrobot collect) or change the "
+                    "policy config's [[streams]]"
+                )
+            if d.obs_shape != s.obs_shape or d.dtype != s.dtype:
+                raise ConfigError(
+                    f"stream {s.name!r}: dataset has {d.obs_shape} {d.dtype}, the policy expects "
+                    f"{s.obs_shape} {s.dtype}; collect again or change the policy config"
+                )
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def locate(self, index: int) -> tuple[int, int]:
-        """(episode, step) of sample ``index``."""
-        return self.episodes[int(self.episode_of[index])], int(self.step_of[index])
+        """(episode index in its dataset, step) of sample ``index``."""
+        return self.episodes[int(self.episode_of[index])][1], int(self.step_of[index])
 
     def batch(self, indices: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The network's input arrays (as :func:`~mmrobot.policies.collate` makes them) and

@@ -5,14 +5,25 @@ Each episode runs the policy exactly as the deployed control loop does
 :class:`~mmrobot.core.Observation` that the env's :class:`~mmrobot.sync.Synchronizer` made
 from the simulated drivers' :class:`~mmrobot.sync.StreamBuffer` s; a new action chunk is
 requested every ``replan_every`` ticks (and whenever no chunk covers the current tick), and
-the command for the tick is the :class:`~mmrobot.deploy.loop.TemporalEnsembler` combination
-of every chunk that covers it. A chunk with a non-finite action is rejected (counted); a tick
-that no accepted chunk covers holds still (zero motion, last gripper command; counted).
+the action for the tick is the :class:`~mmrobot.deploy.loop.TemporalEnsembler` combination
+of every chunk that covers it. A chunk with a non-finite action is rejected (counted).
+
+The action then takes ``mmrobot run``'s path to the arm (:class:`~mmrobot.deploy.safety.
+SimSafety`, the same object :class:`~mmrobot.launch.sim.SimSession` uses): the Cartesian
+controller turns it into joint targets, the :class:`~mmrobot.deploy.SafetyLayer` clamps
+them to the limits (default: those of a launch file that does not change them,
+:class:`~mmrobot.deploy.safety.SafetyConfig`) or holds, and the env applies the joint
+targets. A tick that no accepted chunk covers holds. Every episode reports its safety events
+per reason and its held ticks. With ``safety=False`` (``--no-safety``, for comparison) the
+env applies the end-effector action itself and there is no layer.
 
 Splits (the same seeds, hence the same initial layouts, in every split):
 
 * ``train``: instructions generated from the training phrasings, all sensors on;
 * ``heldout``: instructions from the held-out phrasings, all sensors on;
+* ``instruction_swap``: the scene of the task's episode (same seed, same blocks in the same
+  places), but the instruction (training phrasings) names another block on the table, and
+  success is counted against that block: does the instruction, not habit, choose the block?
 * ``no_camera``, ``no_lidar``, ``no_force``, ``no_joints``: training phrasings, and every
   stream of that modality configured to drop all its samples (``SensorConfig.dropout = 1``),
   so its buffer stays empty and the synchronizer marks it invalid, as with a dead sensor on
@@ -46,9 +57,11 @@ import numpy as np
 
 from mmrobot.core.errors import ConfigError, DependencyNotInstalled, MmrobotError
 from mmrobot.core.types import ActionChunk, Observation, StreamSpec
+from mmrobot.deploy.safety import SafetyConfig
 from mmrobot.policies.base import Policy
 
 if TYPE_CHECKING:
+    from mmrobot.deploy.safety import SimSafety
     from mmrobot.envs.tabletop import EnvConfig
 
 __all__ = [
@@ -57,10 +70,12 @@ __all__ = [
     "INSTRUCTIONS_SPLIT",
     "MODALITY_SPLITS",
     "SPLIT_NAMES",
+    "SWAP_SPLIT",
     "EpisodeResult",
     "EvalResult",
     "EvalSettings",
     "InstructionLine",
+    "SafetyStats",
     "ScriptedExpertPolicy",
     "SuccessStats",
     "all_task_specs",
@@ -69,12 +84,14 @@ __all__ = [
     "load_instructions",
     "load_policy",
     "make_eval_env",
+    "quick_success",
     "run_episode",
     "split_env_config",
+    "swap_instruction_target",
     "wilson_interval",
 ]
 
-EVAL_FORMAT_VERSION = 1
+EVAL_FORMAT_VERSION = 2  # 2: safety layer on by default, per-reason safety events, swap split
 #: Split name -> modality whose streams deliver nothing in that split.
 MODALITY_SPLITS: dict[str, str] = {
     "no_camera": "camera",
@@ -83,7 +100,9 @@ MODALITY_SPLITS: dict[str, str] = {
     "no_joints": "joints",
 }
 INSTRUCTIONS_SPLIT = "instructions"
-DEFAULT_SPLITS: tuple[str, ...] = ("train", "heldout", *MODALITY_SPLITS)
+#: The grounding split: the task's scene, an instruction naming another block on the table.
+SWAP_SPLIT = "instruction_swap"
+DEFAULT_SPLITS: tuple[str, ...] = ("train", "heldout", SWAP_SPLIT, *MODALITY_SPLITS)
 SPLIT_NAMES: tuple[str, ...] = (*DEFAULT_SPLITS, INSTRUCTIONS_SPLIT)
 _Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95 % interval
 _ACTION_DIM = 7
@@ -149,6 +168,40 @@ class SuccessStats:
             return "-"
         lo, hi = self.ci95
         return f"{self.successes}/{self.episodes} {100 * self.rate:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
+
+
+@dataclass(frozen=True)
+class SafetyStats:
+    """What the safety layer did over episodes: held ticks and events per reason."""
+
+    episodes: int
+    ticks: int
+    held_ticks: int
+    by_reason: dict[str, int]
+
+    @property
+    def events(self) -> int:
+        return sum(self.by_reason.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        n = max(self.episodes, 1)
+        return {
+            "episodes": self.episodes,
+            "ticks": self.ticks,
+            "events": self.events,
+            "events_per_episode": self.events / n,
+            "held_ticks": self.held_ticks,
+            "held_ticks_per_episode": self.held_ticks / n,
+            "held_fraction": self.held_ticks / self.ticks if self.ticks else 0.0,
+            "by_reason": dict(self.by_reason),
+        }
+
+    def cell(self) -> str:
+        """Short table text: ``12.5 ev, 0.5 held``."""
+        if not self.episodes:
+            return "-"
+        n = self.episodes
+        return f"{self.events / n:.1f} ev, {self.held_ticks / n:.1f} held"
 
 
 # --------------------------------------------------------------------------- task specs
@@ -323,14 +376,16 @@ class ScriptedExpertPolicy(Policy):
     harness and the task suite, not perception. Each call returns a one-step chunk.
 
     Args:
-        env: the :class:`~mmrobot.envs.tabletop.TabletopEnv` being evaluated (or a wrapper).
+        env: the :class:`~mmrobot.envs.tabletop.TabletopEnv` being evaluated (or a wrapper),
+            in either action mode: its end-effector actions reach a joint-target env
+            through the same Cartesian controller (:class:`~mmrobot.deploy.safety.SimSafety`).
     """
 
     def __init__(self, env: Any) -> None:
         from mmrobot.envs.experts import ScriptedExpert
 
         self.env = env.unwrapped
-        self.expert = ScriptedExpert(self.env)
+        self.expert = ScriptedExpert(_EeDeltaView(self.env))
         self._episode_task: Any = None
 
     def reset(self) -> None:
@@ -344,6 +399,24 @@ class ScriptedExpertPolicy(Policy):
         return ActionChunk(observation.t_ns, action, self.env.control_period_ns)
 
 
+class _EeDeltaView:
+    """The env as :class:`~mmrobot.envs.experts.ScriptedExpert` insists on seeing it (in
+    ``ee_delta`` action mode). On the safety path the env takes joint targets, but the
+    expert's actions reach it through the env's own Cartesian controller, whose target the
+    expert tracks, so everything it reads (scene, task, controller target) is the same."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+        self.config = replace(env.config, action_mode="ee_delta")
+
+    @property
+    def unwrapped(self) -> _EeDeltaView:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
 def expert_policy_factory(env: Any) -> Policy:
     """``env -> ScriptedExpertPolicy(env)``: the policy source behind ``--policy expert``."""
     return ScriptedExpertPolicy(env)
@@ -353,13 +426,20 @@ def expert_policy_factory(env: Any) -> Policy:
 
 
 def env_config_for_policy(
-    specs: Sequence[StreamSpec] | None, max_steps: int | None = None, render_size: int = 256
+    specs: Sequence[StreamSpec] | None,
+    max_steps: int | None = None,
+    render_size: int = 256,
+    safety: bool = True,
 ) -> EnvConfig:
     """An :class:`EnvConfig` whose simulated sensors produce the streams ``specs`` expects.
 
     Camera size and lidar ray count are read from the specs; optional sim streams the policy
     names (depth, joint velocity) are switched on. A stream the simulator cannot produce in
     the expected shape is a :class:`ConfigError` naming it.
+
+    With ``safety`` the env takes joint targets, as the arm of ``mmrobot run`` does, and
+    :func:`run_episode` puts the policy's end-effector actions through the controller and
+    the safety layer; without, the env applies the end-effector actions itself.
     """
     from mmrobot.envs.sensors import OPTIONAL_STREAM_NAMES, SensorSuiteConfig
     from mmrobot.envs.tabletop import EnvConfig
@@ -395,11 +475,17 @@ def env_config_for_policy(
                 + "; ".join(problems)
                 + f". Simulated streams: {sorted(have)} (see mmrobot.envs.default_stream_specs)"
             )
-    return EnvConfig(sensors=suite, max_steps=max_steps, render_size=render_size)
+    return EnvConfig(
+        sensors=suite,
+        max_steps=max_steps,
+        render_size=render_size,
+        action_mode="joint" if safety else "ee_delta",
+    )
 
 
 def split_env_config(base: EnvConfig, split: str) -> EnvConfig:
-    """``base`` adjusted for an evaluation split (phrasing set, or a modality removed).
+    """``base`` adjusted for an evaluation split (phrasing set, or a modality removed;
+    ``instruction_swap`` changes the episode, not the env: see :func:`run_episode`).
 
     Removing a modality sets ``dropout=1`` on every stream of that modality: the sim sensor
     delivers nothing, the buffer stays empty, the synchronizer marks the stream invalid.
@@ -439,7 +525,8 @@ class EpisodeResult:
         split: the evaluation split.
         key: the row it counts under (task spec as given, or task name for an
             instructions file).
-        task: the resolved task spec of the episode (every parameter).
+        task: the resolved task spec of the episode (every parameter); in
+            ``instruction_swap``, the instruction's task, which success is counted against.
         instruction: the instruction the policy was given.
         seed: the reset seed.
         success: the env's success detector fired.
@@ -447,7 +534,14 @@ class EpisodeResult:
         reason: why it ended (``success``, ``time limit``, a physics blow-up, an error).
         policy_calls: chunks requested.
         rejected_chunks: chunks refused for non-finite actions.
-        holds: ticks without a valid action (the arm held still).
+        holds: ticks the arm held still: no valid action covered the tick, or the safety
+            layer held (non-finite command, stale required stream).
+        safety: whether the episode ran through the safety layer.
+        safety_events: safety events per reason (``kind:where``, e.g. ``velocity_limit:j1``,
+            ``workspace:z_low``, ``hold``), see :class:`~mmrobot.deploy.safety.SafetyEvent`.
+        layout_task: ``instruction_swap`` only: the task the scene was laid out for.
+        layout_task_success: ``instruction_swap`` only: whether that task (the block the
+            instruction did not name) was accomplished instead: habit, not grounding.
         line: 1-based line of the instructions file, if any.
         error: the exception text when the episode crashed (counted as a failure).
         video: file written for this episode, if any.
@@ -464,9 +558,62 @@ class EpisodeResult:
     policy_calls: int = 0
     rejected_chunks: int = 0
     holds: int = 0
+    safety: bool = False
+    safety_events: dict[str, int] = field(default_factory=dict)
+    layout_task: str | None = None
+    layout_task_success: bool | None = None
     line: int | None = None
     error: str | None = None
     video: str | None = None
+
+    @property
+    def n_safety_events(self) -> int:
+        return sum(self.safety_events.values())
+
+
+def swap_instruction_target(env: Any, seed: int | None, split: str = "train") -> tuple[str, str]:
+    """Retarget a freshly reset episode to another block on the table (``instruction_swap``).
+
+    The scene stays as reset (the task's layout); one of the other blocks on the table
+    (drawn from ``seed``, never the task's block or a stack's base) becomes the task's block,
+    the env's success detector follows it, and the instruction names it.
+
+    Args:
+        env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or wrapper) just after ``reset``.
+        seed: the episode's seed (the choice of block and phrasing is drawn from it).
+        split: phrasing set of the instruction.
+
+    Returns:
+        (the instruction's complete task spec, the instruction).
+    """
+    from mmrobot.envs import names
+    from mmrobot.envs.instructions import make_instruction
+    from mmrobot.envs.tasks import TaskSpec
+
+    base = env.unwrapped
+    spec = base.task
+    taken = {spec.block} | ({spec.base_block} if spec.task == "stack" else set())
+    # parked blocks wait under the table (z < 0); the layout's blocks stand on it
+    others = [
+        (c, z)
+        for c in names.COLORS
+        for z in names.SIZES
+        if (c, z) not in taken and base.scene.block_pos(c, z)[2] > 0.0
+    ]
+    if not others:
+        raise ConfigError(
+            f"{SWAP_SPLIT}: no other block on the table in this episode of {spec.format()!r} "
+            f"(EnvConfig.n_distractors is {base.config.n_distractors}; it needs >= 1)"
+        )
+    rng = np.random.default_rng(None if seed is None else [int(seed), 0x5A4D])
+    color, size = others[int(rng.integers(len(others)))]
+    swapped = TaskSpec(spec.task, {**spec.params, "color": color, "size": size})
+    text = make_instruction(swapped, rng, split)  # type: ignore[arg-type]
+    # The env has no reset option for this (a target other than the layout's task): set the
+    # task its success detector reads, and the instruction its info reports.
+    base.task = swapped
+    base.instruction = text
+    return swapped.format(), text
 
 
 def run_episode(
@@ -483,8 +630,15 @@ def run_episode(
     on_step: Callable[[Observation, np.ndarray], None] | None = None,
     split: str = "",
     key: str = "",
+    safety: SimSafety | SafetyConfig | None = None,
+    swap_instruction: bool = False,
 ) -> EpisodeResult:
     """Run ``policy`` closed-loop for one episode of a tabletop env.
+
+    The env's action mode chooses the path to the arm: an env that takes joint targets (the
+    default of :func:`env_config_for_policy`) gets each action through ``mmrobot run``'s
+    Cartesian controller and safety layer (:class:`~mmrobot.deploy.safety.SimSafety`); an
+    ``ee_delta`` env applies the actions itself, with no safety layer.
 
     Args:
         env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a Gymnasium wrapper of one).
@@ -498,17 +652,36 @@ def run_episode(
         max_steps: stop after this many ticks (default: the env's own time limit).
         video: a :class:`~mmrobot.train.video.VideoRecorder`-like object with
             ``add(frame, step, status)`` fed ``env.render()`` frames, or None.
-        on_step: called with (observation the policy saw, (7,) action sent) each tick.
+        on_step: called each tick with (the observation the policy saw, the (7,)
+            end-effector action the tick executed; zero motion and the last gripper command
+            on a tick that no action covers).
         split, key: copied into the result.
+        safety: for a joint-target env, the path to reuse (a ``SimSafety`` of this env) or
+            the limits to build one with (default: ``SafetyConfig()``); must be None for an
+            ``ee_delta`` env.
+        swap_instruction: reset with ``task``'s scene, then name another block on the table
+            in the instruction and count success against it (:func:`swap_instruction_target`).
 
     Returns:
         The :class:`EpisodeResult` (``error`` is None; exceptions propagate).
     """
     from mmrobot.deploy.loop import TemporalEnsembler
+    from mmrobot.deploy.safety import SimSafety
 
     if replan_every < 1:
         raise ConfigError(f"replan_every must be >= 1, got {replan_every}")
+    if swap_instruction and instruction:
+        raise ConfigError("swap_instruction makes the instruction; do not give one")
     base = env.unwrapped
+    path: SimSafety | None = None
+    if base.config.action_mode == "joint":
+        path = safety if isinstance(safety, SimSafety) else SimSafety(env, safety)
+    elif safety is not None:
+        raise ConfigError(
+            "the safety path needs an env that takes joint targets, as `mmrobot run`'s does: "
+            "build it from env_config_for_policy(..., safety=True) or "
+            "EnvConfig(action_mode='joint')"
+        )
     options: dict[str, Any] = {}
     if task:
         options["task"] = task
@@ -516,16 +689,20 @@ def run_episode(
         options["instruction"] = instruction
     _, info = env.reset(seed=seed, options=options or None)
     text = str(info["instruction"])
+    layout_task: str | None = None
+    if swap_instruction:
+        layout_task = str(info["task"])
+        _, text = swap_instruction_target(env, seed)
     if video is not None:
         video.instruction = text
         video.add(env.render(), 0)
     policy.reset()
     ensembler = TemporalEnsembler(ensemble_decay)
-    low = np.asarray(base.action_space.low, dtype=np.float32)
-    gripper = float(base.action_space.high[-1])  # start open, as the env resets
+    gripper = 1.0  # start open, as the env resets
     steps = calls = rejected = holds = 0
     success, reason = False, ""
-    last: np.ndarray | None = None
+    if path is not None:
+        path.start(base.observation)
     while True:
         obs: Observation = base.observation
         action = ensembler.action_at(obs.t_ns)
@@ -533,28 +710,30 @@ def run_episode(
             chunk = policy.act(obs, text)
             calls += 1
             acts = np.asarray(chunk.actions)
-            if acts.ndim != 2 or acts.shape[1] != low.shape[0]:
+            if acts.ndim != 2 or acts.shape[1] != _ACTION_DIM:
                 raise ConfigError(
                     f"the policy returned actions of shape {acts.shape}; the tabletop env takes "
-                    f"(H, {low.shape[0]}) actions [dx, dy, dz, droll, dpitch, dyaw, gripper]"
+                    f"(H, {_ACTION_DIM}) actions [dx, dy, dz, droll, dpitch, dyaw, gripper]"
                 )
             if np.isfinite(acts).all():
                 ensembler.add(chunk)
             else:
                 rejected += 1
+                if path is not None:  # the loop records it too
+                    path.layer.record(obs.t_ns, "rejected_chunk", "non-finite action in chunk")
             action = ensembler.action_at(obs.t_ns)
-        if action is None:  # nothing valid covers this tick: hold still, as the loop does
+        if path is not None:
+            command = path.command(obs.t_ns, action, obs)
+        elif action is None:  # nothing valid covers this tick: hold still, as the loop does
             holds += 1
-            if base.config.action_mode == "joint":  # hold the last target (or where it is)
-                action = last if last is not None else np.append(base.scene.arm_qpos, gripper)
-            else:  # no motion, last gripper command
-                action = np.zeros(low.shape[0])
-                action[-1] = gripper
+        if action is None:  # what the tick executed: no motion, last gripper command
+            action = np.zeros(_ACTION_DIM)
+            action[-1] = gripper
         action = np.asarray(action, dtype=np.float32)
-        last, gripper = action, float(action[-1])
+        gripper = float(action[-1])
         if on_step is not None:
             on_step(obs, action)
-        _, _, terminated, truncated, info = env.step(action)
+        _, _, terminated, truncated, info = env.step(command if path is not None else action)
         steps += 1
         success = bool(info.get("is_success", False))
         if terminated or truncated or (max_steps is not None and steps >= max_steps):
@@ -564,6 +743,11 @@ def run_episode(
             break
         if video is not None:
             video.add(env.render(), steps)
+    layout_success: bool | None = None
+    if layout_task is not None:
+        from mmrobot.envs.tasks import TaskSpec, is_success
+
+        layout_success = bool(is_success(base.scene, TaskSpec.parse(layout_task)))
     return EpisodeResult(
         split=split,
         key=key or str(info["task"]),
@@ -575,7 +759,11 @@ def run_episode(
         reason=reason,
         policy_calls=calls,
         rejected_chunks=rejected,
-        holds=holds,
+        holds=path.layer.n_holds if path is not None else holds,
+        safety=path is not None,
+        safety_events=path.layer.counts() if path is not None else {},
+        layout_task=layout_task,
+        layout_task_success=layout_success,
     )
 
 
@@ -600,6 +788,9 @@ class EvalSettings:
         video_format: ``"mp4"`` or ``"gif"``.
         video_episodes: videos for the first this many episodes of each task and split.
         device: torch device of the policy in each worker.
+        safety: run through ``mmrobot run``'s controller and safety layer (False: the env
+            applies the end-effector actions itself, for comparison).
+        safety_limits: the layer's limits (default: a launch file's defaults).
     """
 
     episodes: int = 10
@@ -615,6 +806,8 @@ class EvalSettings:
     video_format: str = "mp4"
     video_episodes: int = 1
     device: str = "cpu"
+    safety: bool = True
+    safety_limits: SafetyConfig = SafetyConfig()
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -673,7 +866,7 @@ def _setup(source: Any, base_cfg: EnvConfig, settings: EvalSettings, threads: bo
         except ImportError:  # an ONNX-only install: nothing to limit
             pass
     _W.clear()
-    _W.update(source=source, base=base_cfg, settings=settings, envs={}, policies={})
+    _W.update(source=source, base=base_cfg, settings=settings, envs={}, policies={}, paths={})
     if isinstance(source, (str, Path)):
         _W["policy"] = load_policy(source, settings.device)
 
@@ -695,6 +888,19 @@ def _env_for(split: str) -> Any:
     if split not in envs:
         envs[split] = make_eval_env(split_env_config(_W["base"], split))
     return envs[split]
+
+
+def _safety_for(split: str, env: Any) -> SimSafety | None:
+    """The env's safety path, built once per env (None with the safety layer off)."""
+    settings: EvalSettings = _W["settings"]
+    if not settings.safety:
+        return None
+    paths = _W["paths"]
+    if split not in paths:
+        from mmrobot.deploy.safety import SimSafety
+
+        paths[split] = SimSafety(env, settings.safety_limits)
+    return paths[split]
 
 
 def _run_job(job: _Job) -> EpisodeResult:
@@ -720,6 +926,8 @@ def _run_job(job: _Job) -> EpisodeResult:
             video=recorder,
             split=job.split,
             key=job.key,
+            safety=_safety_for(job.split, env),
+            swap_instruction=job.split == SWAP_SPLIT,
         )
         video = None
         if recorder is not None and job.video_path is not None:
@@ -735,6 +943,7 @@ def _run_job(job: _Job) -> EpisodeResult:
             success=False,
             steps=0,
             reason="error",
+            safety=settings.safety,
             line=job.line,
             error=f"{type(e).__name__}: {e}",
         )
@@ -841,6 +1050,20 @@ class EvalResult:
     def errors(self) -> list[EpisodeResult]:
         return [e for e in self.episodes if e.error is not None]
 
+    def safety_stats(self, split: str, key: str | None = None) -> SafetyStats:
+        """Safety events and held ticks of one split, for one row or all rows."""
+        eps = [e for e in self.episodes if e.split == split and (key is None or e.key == key)]
+        by_reason: dict[str, int] = {}
+        for e in eps:
+            for reason, n in e.safety_events.items():
+                by_reason[reason] = by_reason.get(reason, 0) + n
+        return SafetyStats(
+            episodes=len(eps),
+            ticks=sum(e.steps for e in eps),
+            held_ticks=sum(e.holds for e in eps),
+            by_reason=dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
+
     def per_split(self) -> dict[str, dict[str, SuccessStats]]:
         """split -> row -> stats, with an ``"all"`` row per split."""
         return {
@@ -859,6 +1082,13 @@ class EvalResult:
             "results": {
                 s: {k: st.to_dict() for k, st in rows.items()}
                 for s, rows in self.per_split().items()
+            },
+            "safety": {
+                s: {
+                    k: self.safety_stats(s, None if k == "all" else k).to_dict()
+                    for k in (*self.keys, "all")
+                }
+                for s in self.splits
             },
             "errors": len(self.errors),
             "seconds": self.seconds,
@@ -921,7 +1151,44 @@ class EvalResult:
                     *(self.line_stats(s, ln.line).cell() for s in self.splits),
                 )
             out.append(lt)
+        out.extend(self._safety_tables())
         return out
+
+    def _safety_tables(self) -> list[Any]:
+        from rich.table import Table
+
+        if not self.settings.safety:
+            off = Table(title="safety layer off (--no-safety)")
+            off.add_column("note")
+            off.add_row("no limits were applied: these rates do not describe `mmrobot run`")
+            return [off]
+        t = Table(
+            title="safety layer: events / held ticks per episode (mean)",
+            caption="events: every clamp or hold, one per joint or axis and tick; held: ticks "
+            "the arm held still",
+        )
+        t.add_column("task")
+        for s in self.splits:
+            t.add_column(s, justify="right")
+        stats = {
+            k: {s: self.safety_stats(s, None if k == "all" else k) for s in self.splits}
+            for k in (*self.keys, "all")
+        }
+        for k, row in stats.items():
+            t.add_row(k, *(row[s].cell() for s in self.splits), end_section=k == self.keys[-1])
+        reasons = sorted(
+            {r for s in self.splits for r in stats["all"][s].by_reason},
+            key=lambda r: (-sum(stats["all"][s].by_reason.get(r, 0) for s in self.splits), r),
+        )
+        rt = Table(title="safety events by reason (total over episodes)")
+        rt.add_column("reason")
+        for s in self.splits:
+            rt.add_column(s, justify="right")
+        for r in reasons:
+            rt.add_row(r, *(str(stats["all"][s].by_reason.get(r, 0)) for s in self.splits))
+        if not reasons:
+            rt.add_row("(none)", *("0" for _ in self.splits))
+        return [t, rt]
 
 
 # --------------------------------------------------------------------------- entry point
@@ -968,7 +1235,7 @@ def evaluate(
     if overrides:
         settings = replace(settings, **overrides)
     if lines is not None:
-        bad = [s for s in settings.splits if s in ("train", "heldout")]
+        bad = [s for s in settings.splits if s in ("train", "heldout", SWAP_SPLIT)]
         if bad:
             raise ConfigError(
                 f"with an instructions file the phrasing comes from the file; splits {bad} do "
@@ -991,9 +1258,13 @@ def evaluate(
             "or a picklable env -> Policy factory for worker processes"
         )
     if env_config is None:
-        env_config = env_config_for_policy(specs, settings.max_steps)
-    elif settings.max_steps is not None:
-        env_config = replace(env_config, max_steps=settings.max_steps)
+        env_config = env_config_for_policy(specs, settings.max_steps, safety=settings.safety)
+    else:
+        env_config = replace(
+            env_config,
+            max_steps=settings.max_steps or env_config.max_steps,
+            action_mode="joint" if settings.safety else "ee_delta",
+        )
     for s in settings.splits:
         split_env_config(env_config, s)  # fail before any worker starts
 
@@ -1008,6 +1279,58 @@ def evaluate(
                 progress(ep)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def quick_success(
+    policy: PolicySource,
+    tasks: Sequence[str] | None = None,
+    episodes_per_task: int = 2,
+    seed: int = 0,
+    workers: int = 1,
+    splits: Sequence[str] = ("train",),
+    **overrides: Any,
+) -> dict[str, float]:
+    """A short closed-loop evaluation for use during training (every K steps).
+
+    :func:`evaluate` with the same path as a full evaluation (safety layer on), no progress
+    bar, and the result flattened into numbers for a metrics row. The same ``seed`` gives the
+    same scenes each call, so successive checkpoints are compared on the same episodes.
+
+    Args:
+        policy: a checkpoint folder (the trainer's), an ONNX export, ``"expert"``, a
+            :class:`Policy` (``workers=0`` only) or a picklable ``env -> Policy`` factory.
+        tasks: task specs (default: every task, random blocks).
+        episodes_per_task: episodes per task and split.
+        seed: episode k is reset with seed ``seed + k``.
+        workers: worker processes (0: this process).
+        splits: evaluation splits.
+        **overrides: other :class:`EvalSettings` fields (``max_steps``, ``safety``...).
+
+    Returns:
+        ``{"<split>/<task>": rate, "<split>/mean": mean over tasks, "mean": mean over splits,
+        "episodes": n, "errors": crashed episodes, "seconds": wall time}``; a crashed
+        episode counts as a failure.
+    """
+    settings = EvalSettings(
+        episodes=episodes_per_task,
+        seed=seed,
+        tasks=tuple(tasks) if tasks else None,
+        splits=tuple(splits),
+        workers=workers,
+    )
+    result = evaluate(policy, settings, **overrides)
+    out: dict[str, float] = {}
+    split_means = []
+    for split in result.splits:
+        rates = [result.stats(split, k).rate for k in result.keys]
+        out.update({f"{split}/{k}": r for k, r in zip(result.keys, rates)})
+        out[f"{split}/mean"] = float(np.mean(rates))
+        split_means.append(out[f"{split}/mean"])
+    out["mean"] = float(np.mean(split_means))
+    out["episodes"] = float(len(result.episodes))
+    out["errors"] = float(len(result.errors))
+    out["seconds"] = float(result.seconds)
+    return out
 
 
 def _resolve_source(

@@ -216,7 +216,7 @@ class Trainer:
         c = self.config
         if step < c.warmup_steps:
             return (step + 1) / c.warmup_steps
-        progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+        progress = (step - c.warmup_steps) / max(1, c.total_steps - c.warmup_steps)
         return c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (
             1 + math.cos(math.pi * min(1.0, progress))
         )
@@ -335,6 +335,67 @@ class Trainer:
                 self.log(f"warning: DDP replicas diverged: {digests}")
         dist.barrier()
 
+    # ------------------------------------------------------------------ DAgger and evaluation
+    def _round_start(self, r: int) -> int:
+        """The step before which DAgger round ``r`` (1-based) is collected."""
+        return self.config.steps + (r - 1) * self.config.dagger.steps
+
+    def _rounds_due(self, step: int) -> int:
+        d = self.config.dagger
+        return sum(1 for r in range(1, d.rounds + 1) if self._round_start(r) <= step)
+
+    def _round_files(self, r: int) -> list[Path]:
+        return sorted((self.run_dir / "dagger").glob(f"round_{r:02d}*.h5"))
+
+    def _collect_round(self, r: int, checkpoint: Path, tasks: list[str]) -> None:
+        """Roll out ``checkpoint`` for round ``r``: each rank its share, into its own file."""
+        from mmrobot.train.dagger import collect_round
+
+        d = self.config.dagger
+        beta = d.beta * d.beta_decay ** (r - 1)
+        seeds = list(range(d.seed + r * 100_000, d.seed + r * 100_000 + d.episodes))
+        mine = seeds[self.rank :: self.world]
+        suffix = f"_rank{self.rank}" if self.world > 1 else ""
+        out = self.run_dir / "dagger" / f"round_{r:02d}{suffix}.h5"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        summary = collect_round(
+            checkpoint, out, tasks, mine, beta=beta, workers=d.workers, progress=self.progress
+        )
+        self.log(
+            f"DAgger round {r}: {summary['episodes']} episodes, {summary['steps']} labelled "
+            f"states, policy success {summary['success_rate']:.0%} (beta {beta:.2f}), "
+            f"{summary['seconds']:.0f} s"
+        )
+        if self.is_main:
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"kind": "dagger", "round": r, "beta": beta, **summary}) + "\n")
+
+    def _evaluate(self, checkpoint: Path, step: int, tasks: list[str]) -> float:
+        """Closed-loop success of ``checkpoint`` (main rank); writes an ``eval`` metrics row."""
+        from mmrobot.train.evaluate import quick_success
+
+        e = self.config.eval
+        t0 = time.perf_counter()
+        rates = quick_success(checkpoint, tasks, e.episodes, seed=e.seed, workers=e.workers)
+        row = {
+            "kind": "eval",
+            "step": step,
+            "success": rates["mean"],
+            "per_task": rates["per_task"],
+            "episodes_per_task": e.episodes,
+            "seconds": time.perf_counter() - t0,
+        }
+        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        self.log(f"step {step}: closed-loop success {rates['mean']:.0%} {rates['per_task']}")
+        return float(rates["mean"])
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool = False) -> TrainResult:
         c = self.config
@@ -345,9 +406,20 @@ class Trainer:
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
         aux_names = [n for n, w in base.training.aux_weights.items() if w > 0]
-        samples = ChunkSamples(
-            demos, base.streams, base.action.horizon, base.language.max_len, aux=aux_names
-        )
+
+        def load_samples(rounds: int) -> ChunkSamples:
+            extra = [DemoDataset(p) for r in range(1, rounds + 1) for p in self._round_files(r)]
+            return ChunkSamples(
+                demos,
+                base.streams,
+                base.action.horizon,
+                base.language.max_len,
+                aux=aux_names,
+                extra=extra,
+            )
+
+        samples = load_samples(0)
+        tasks = list(dict.fromkeys(t.split()[0] for t in samples.tasks))
         if resuming:
             doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
             config = PolicyConfig.from_dict(doc["policy_config"])
@@ -355,8 +427,7 @@ class Trainer:
             config = self._fit_to_data(samples, base)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
-        # Tokenized once: the bins never change during a run.
-        targets_all = ActionTokenizer.from_config(config.action).encode(samples.chunks)
+        action_tokenizer = ActionTokenizer.from_config(config.action)
         optimizer = self._optimizer(model)
         ema = (
             {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -364,6 +435,13 @@ class Trainer:
             else None
         )
         start = self._load(model, ema, optimizer) if resuming else 0
+        rounds_loaded = self._rounds_due(start)
+        if rounds_loaded and all(self._round_files(r) for r in range(1, rounds_loaded + 1)):
+            samples = load_samples(rounds_loaded)
+        else:
+            rounds_loaded = 0  # a round's data is missing: collect it again below
+        # Tokenized once per dataset change: the bins never change during a run.
+        targets_all = action_tokenizer.encode(samples.chunks)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -374,18 +452,36 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resuming:
                 (self.run_dir / METRICS).write_text("", encoding="utf-8")
+        total_steps = c.total_steps
         self.log(
             f"training {model.num_parameters():,} parameters on {len(samples):,} samples "
-            f"({len(samples.episodes)} episodes), {c.steps} steps, batch {c.batch_size}"
-            f" x {self.world} process(es), device {self.device}"
+            f"({len(samples.episodes)} episodes), {total_steps} steps"
+            + (f" ({c.dagger.rounds} DAgger rounds)" if c.dagger.rounds else "")
+            + f", batch {c.batch_size} x {self.world} process(es), device {self.device}"
         )
         use_amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
         loss_v, acc_v = float("nan"), float("nan")
-        progress = _Progress(c.steps, start) if self.progress else None
+        progress = _Progress(total_steps, start) if self.progress else None
         window_t, window_n = time.perf_counter(), 0
         ckpt = self.run_dir / "checkpoint"
+        best_dir = self.run_dir / "best"
+        best = _best_success(self.run_dir / METRICS) if resuming else -1.0
+        eval_tasks = list(c.eval.tasks) or tasks
+        dagger_tasks = list(c.dagger.tasks) or tasks
         try:
-            for step in range(start, c.steps):
+            for step in range(start, total_steps):
+                due = self._rounds_due(step)
+                if due > rounds_loaded:
+                    for r in range(rounds_loaded + 1, due + 1):
+                        if self.is_main:
+                            self._save(model, ema, optimizer, step, {"loss": loss_v})
+                        self._barrier()
+                        self._collect_round(r, self.run_dir / "checkpoint", dagger_tasks)
+                        self._barrier()
+                    rounds_loaded = due
+                    samples = load_samples(rounds_loaded)
+                    targets_all = action_tokenizer.encode(samples.chunks)
+                    self.log(f"training on {len(samples):,} samples after round {due}")
                 batch, targets, aux_targets = self._batch(samples, config, targets_all, step)
                 torch.manual_seed(c.seed * 1_000_003 + step)  # dropout and modality dropout
                 for g in optimizer.param_groups:
@@ -414,8 +510,9 @@ class Trainer:
                 loss_v, acc_v = float(loss.detach()), float(acc.detach())
                 window_n += c.batch_size * self.world
                 done = step + 1
+                last = done == total_steps
                 rate = None
-                if self.is_main and (done % c.log_every == 0 or done == c.steps):
+                if self.is_main and (done % c.log_every == 0 or last):
                     now = time.perf_counter()
                     rate = window_n / max(now - window_t, 1e-9)
                     window_t, window_n = now, 0
@@ -431,10 +528,19 @@ class Trainer:
                     }
                     with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
                         f.write(json.dumps(line) + "\n")
-                if self.is_main and (done % c.save_every == 0 or done == c.steps):
+                evaluate_now = c.eval.every and (done % c.eval.every == 0 or last)
+                if self.is_main and (done % c.save_every == 0 or last or evaluate_now):
                     ckpt = self._save(
                         model, ema, optimizer, done, {"loss": loss_v, "token_accuracy": acc_v}
                     )
+                if evaluate_now:
+                    if self.is_main:
+                        success = self._evaluate(ckpt, done, eval_tasks)
+                        if success > best:
+                            best = success
+                            _copy_checkpoint(ckpt, best_dir, {"step": done, "success": success})
+                    self._barrier()
+                    window_t = time.perf_counter()  # evaluation time is not training time
                 if progress:
                     progress.update(done, loss_v, acc_v, rate)
         finally:
@@ -443,11 +549,38 @@ class Trainer:
         if self.world > 1:
             self._check_replicas(model)
         wall = time.perf_counter() - t_start
+        final = best_dir if c.eval.every and best_dir.is_dir() else ckpt
         self.log(
-            f"done: step {c.steps}, loss {loss_v:.4f}, token accuracy {acc_v:.3f}, "
-            f"{wall:.0f} s; checkpoint {ckpt}"
+            f"done: step {total_steps}, loss {loss_v:.4f}, token accuracy {acc_v:.3f}, "
+            f"{wall:.0f} s; checkpoint {final}"
+            + (f" (best closed-loop success {best:.0%})" if c.eval.every else "")
         )
-        return TrainResult(self.run_dir, ckpt, c.steps, loss_v, acc_v, wall)
+        return TrainResult(self.run_dir, final, total_steps, loss_v, acc_v, wall)
+
+
+def _best_success(metrics: Path) -> float:
+    """The best ``eval`` success recorded in a run's metrics (-1 when none)."""
+    best = -1.0
+    if metrics.is_file():
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("kind") == "eval":
+                best = max(best, float(row["success"]))
+    return best
+
+
+def _copy_checkpoint(src: Path, dst: Path, extra: dict[str, object]) -> None:
+    """Copy a checkpoint folder (atomically: a temporary folder, then a rename)."""
+    import shutil
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    doc = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+    doc["metadata"] = {**doc.get("metadata", {}), **extra}
+    (tmp / "config.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.replace(dst)
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
