@@ -3,21 +3,43 @@
 Everything the control loop sends passes through :meth:`SafetyLayer.filter`; a launch file
 can set the limits but cannot remove the layer. Commands are joint-space targets: the arm's
 joint positions (rad) followed by the gripper opening command. Each check either clamps the
-command to a limit (position, velocity, acceleration, gripper force) and reports it, or
-rejects the command and holds the last safe one (non-finite values, end effector outside the
-workspace box, stale required sensors).
+command to a limit and reports it (joint position, velocity, acceleration, the workspace box,
+gripper force), or rejects the command and holds the last safe one. Holding is kept for the
+cases where no safe command can be made from the input: non-finite values, stale required
+sensors, and (in the loop) no action for the tick or the watchdog.
+
+Every :class:`SafetyEvent` says which limit (``kind``), which joint, axis or stream
+(``where``) and the numbers (``value`` against ``limit``); :meth:`SafetyLayer.counts` counts
+them per reason (``"velocity_limit:j1"``, ``"workspace:z_low"``, ``"hold:non_finite"``).
+
+:class:`SimSafety` is the simulated arm's side of the same path (Cartesian controller,
+forward kinematics, measured state, grip force) with the layer built on it: ``mmrobot run``
+(through :class:`~mmrobot.deploy.loop.ControlLoop`) and ``mmrobot eval`` both use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import Observation
 
-__all__ = ["SafetyEvent", "SafetyLimits", "SafetyLayer"]
+__all__ = [
+    "SafetyConfig",
+    "SafetyEvent",
+    "SafetyLayer",
+    "SafetyLimits",
+    "SimSafety",
+    "limits_for_arm",
+]
+
+_AXES = ("x", "y", "z")
+# the workspace correction stops within this distance of the box (m)
+_WORKSPACE_TOL_M = 1e-4
 
 
 @dataclass(frozen=True)
@@ -28,7 +50,7 @@ class SafetyLimits:
         joint_low_rad, joint_high_rad: position limits of the arm joints.
         max_velocity_rad_s: largest joint speed a command may ask for.
         max_acceleration_rad_s2: largest change of commanded joint speed per second.
-        workspace_low_m, workspace_high_m: box the end effector must stay in (base frame);
+        workspace_low_m, workspace_high_m: box the end effector is kept in (base frame);
             checked when the layer has a forward-kinematics function.
         gripper_low, gripper_high: range of the gripper command.
         max_gripper_force_n: above this measured grip force the gripper may not close further.
@@ -67,12 +89,98 @@ class SafetyLimits:
 
 
 @dataclass(frozen=True)
+class SafetyConfig:
+    """The limits as a launch file's ``[safety]`` section gives them, with its defaults.
+
+    Joint position limits default to (and may only narrow) the arm model's; velocity and
+    acceleration limits are one value for every joint or one per joint. ``mmrobot eval``
+    uses these defaults unless told otherwise, so that evaluation runs under the limits of a
+    launch file that does not change them. Any object with these attributes (the launch
+    schema's ``SafetySection``) can stand in for it in :func:`limits_for_arm`.
+    """
+
+    joint_low_rad: tuple[float, ...] | None = None
+    joint_high_rad: tuple[float, ...] | None = None
+    max_velocity_rad_s: float | tuple[float, ...] = 2.0
+    max_acceleration_rad_s2: float | tuple[float, ...] = 20.0
+    workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.0)
+    workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
+    max_gripper_force_n: float = 60.0
+    required_streams: tuple[str, ...] = ("joints",)
+
+
+def limits_for_arm(joint_range: np.ndarray, section: Any = None) -> SafetyLimits:
+    """Limits from the arm model's joint range, narrowed (never widened) by ``section``.
+
+    Args:
+        joint_range: (n, 2) joint position range of the arm model (rad).
+        section: a :class:`SafetyConfig` or a launch file's ``[safety]`` section
+            (default: ``SafetyConfig()``).
+    """
+    section = SafetyConfig() if section is None else section
+    joint_range = np.asarray(joint_range, np.float64)
+    lo, hi = joint_range[:, 0], joint_range[:, 1]
+    n = len(lo)
+    if section.joint_low_rad is not None:
+        if len(section.joint_low_rad) != n:
+            raise ConfigError(
+                f"safety.joint_low_rad needs {n} values, got {len(section.joint_low_rad)}"
+            )
+        lo = np.maximum(lo, section.joint_low_rad)
+    if section.joint_high_rad is not None:
+        if len(section.joint_high_rad) != n:
+            raise ConfigError(
+                f"safety.joint_high_rad needs {n} values, got {len(section.joint_high_rad)}"
+            )
+        hi = np.minimum(hi, section.joint_high_rad)
+
+    def per_joint(v: float | Sequence[float], name: str) -> tuple[float, ...]:
+        values = [float(v)] * n if isinstance(v, (int, float)) else [float(x) for x in v]
+        if len(values) != n:
+            raise ConfigError(f"safety.{name} needs 1 or {n} values, got {len(values)}")
+        return tuple(values)
+
+    return SafetyLimits(
+        joint_low_rad=tuple(float(x) for x in lo),
+        joint_high_rad=tuple(float(x) for x in hi),
+        max_velocity_rad_s=per_joint(section.max_velocity_rad_s, "max_velocity_rad_s"),
+        max_acceleration_rad_s2=per_joint(
+            section.max_acceleration_rad_s2, "max_acceleration_rad_s2"
+        ),
+        workspace_low_m=tuple(float(x) for x in section.workspace_low_m),  # type: ignore[arg-type]
+        workspace_high_m=tuple(float(x) for x in section.workspace_high_m),  # type: ignore[arg-type]
+        max_gripper_force_n=float(section.max_gripper_force_n),
+        required_streams=tuple(section.required_streams),
+    )
+
+
+@dataclass(frozen=True)
 class SafetyEvent:
-    """What the layer did to one command: ``kind`` is the check, ``detail`` the numbers."""
+    """What the layer did to one command.
+
+    Attributes:
+        t_ns: time of the command.
+        kind: the check: ``joint_limit``, ``velocity_limit``, ``acceleration_limit``,
+            ``workspace``, ``gripper_force``, ``hold``, ``rejected_chunk``.
+        detail: the same in words, with the numbers.
+        where: the joint (``j0``...), workspace axis and side (``z_low``), ``gripper``, or for
+            a hold its cause (``non_finite``, ``stale:joints``); None when nothing narrower.
+        value: what the command asked (joint angle, speed, acceleration, end-effector
+            coordinate, grip force), when there is one number.
+        limit: the bound it was clamped to.
+    """
 
     t_ns: int
     kind: str
     detail: str
+    where: str | None = None
+    value: float | None = None
+    limit: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """``kind`` or ``kind:where``: the key events are counted under."""
+        return self.kind if self.where is None else f"{self.kind}:{self.where}"
 
 
 @dataclass
@@ -83,7 +191,10 @@ class SafetyLayer:
         limits: the robot's limits.
         period_s: time between commands (for velocity and acceleration limits).
         forward_kinematics: joint positions (n,) -> end-effector position (3,) in the base
-            frame; without it the workspace box is not checked.
+            frame; without it the workspace box is not checked. A target outside the box is
+            moved into it (damped least squares on the numerical Jacobian of this function:
+            position only, the smallest joint change), so the arm keeps moving along the
+            box's faces instead of freezing.
     """
 
     limits: SafetyLimits
@@ -102,6 +213,8 @@ class SafetyLayer:
         self._high = np.asarray(lim.joint_high_rad, np.float64)
         self._vmax = np.asarray(lim.max_velocity_rad_s, np.float64)
         self._amax = np.asarray(lim.max_acceleration_rad_s2, np.float64)
+        self._box_low = np.asarray(lim.workspace_low_m, np.float64)
+        self._box_high = np.asarray(lim.workspace_high_m, np.float64)
 
     def reset(self, measured: np.ndarray) -> None:
         """Start from the measured state (joints + gripper): the first hold target."""
@@ -109,6 +222,11 @@ class SafetyLayer:
         self._check_size(measured)
         self._last = measured.copy()
         self._last_velocity = np.zeros(self.limits.n_joints)
+
+    def clear(self) -> None:
+        """Forget the events and holds counted so far (a new instruction or episode)."""
+        self.events.clear()
+        self.n_holds = 0
 
     @property
     def hold_command(self) -> np.ndarray | None:
@@ -122,17 +240,25 @@ class SafetyLayer:
                 f"({self.limits.n_joints} joints + gripper)"
             )
 
-    def record(self, t_ns: int, kind: str, detail: str) -> None:
+    def record(
+        self,
+        t_ns: int,
+        kind: str,
+        detail: str,
+        where: str | None = None,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> None:
         """Log a safety event (the loop records rejected chunks here too)."""
-        self.events.append(SafetyEvent(t_ns, kind, detail))
+        self.events.append(SafetyEvent(t_ns, kind, detail, where, value, limit))
         if kind == "hold":
             self.n_holds += 1
 
-    def hold(self, t_ns: int, reason: str) -> np.ndarray:
-        """Hold the last safe command, recording why."""
+    def hold(self, t_ns: int, reason: str, cause: str | None = None) -> np.ndarray:
+        """Hold the last safe command, recording why (``cause``: a short key for counting)."""
         if self._last is None:
             raise RuntimeError("safety layer: hold() before reset(); call reset(measured) first")
-        self.record(t_ns, "hold", reason)
+        self.record(t_ns, "hold", reason, cause)
         self._last_velocity = np.zeros(self.limits.n_joints)
         return self._last.copy()
 
@@ -144,6 +270,11 @@ class SafetyLayer:
         gripper_force_n: float | None = None,
     ) -> np.ndarray:
         """Make ``command`` safe, or hold.
+
+        Order: required streams and finite values (else hold); joint position limits; the
+        workspace box (the target moves into it); velocity and acceleration limits from the
+        last command; the box again for the limited step (a step that cannot stop in time
+        is pulled back in, at up to the velocity limit); the gripper range and force limit.
 
         Args:
             t_ns: time of the command.
@@ -161,46 +292,222 @@ class SafetyLayer:
         if stream_valid is not None:
             stale = [s for s in self.limits.required_streams if not stream_valid.get(s, False)]
             if stale:
-                return self.hold(t_ns, f"required streams invalid: {stale}")
+                return self.hold(
+                    t_ns, f"required streams invalid: {stale}", f"stale:{','.join(stale)}"
+                )
         if not np.all(np.isfinite(command)):
-            return self.hold(t_ns, f"non-finite command {command.tolist()}")
+            return self.hold(t_ns, f"non-finite command {command.tolist()}", "non_finite")
         n = self.limits.n_joints
         q = command[:n]
         q_prev = self._last[:n]
         clamped = np.clip(q, self._low, self._high)
-        if not np.array_equal(clamped, q):
-            self.record(t_ns, "joint_limit", f"joints {np.flatnonzero(clamped != q).tolist()}")
-        velocity = (clamped - q_prev) / self.period_s
+        for j in np.flatnonzero(clamped != q):
+            self.record(
+                t_ns,
+                "joint_limit",
+                f"joint {j} asked {q[j]:.3f} rad, limit {clamped[j]:.3f} rad",
+                f"j{j}",
+                float(q[j]),
+                float(clamped[j]),
+            )
+        seen: set[str] = set()  # workspace events already recorded for this command
+        target, _ = self._into_workspace(t_ns, clamped, seen)
+        velocity = (target - q_prev) / self.period_s
         v_prev = self._last_velocity if self._last_velocity is not None else np.zeros(n)
         dv_max = self._amax * self.period_s
         v_acc = np.clip(velocity, v_prev - dv_max, v_prev + dv_max)
         v_safe = np.clip(v_acc, -self._vmax, self._vmax)
-        if not np.allclose(v_safe, velocity, rtol=0, atol=1e-12):
-            kind = (
-                "velocity_limit" if np.any(np.abs(velocity) > self._vmax) else "acceleration_limit"
-            )
-            self.record(t_ns, kind, f"max |v| asked {np.abs(velocity).max():.3f} rad/s")
+        for j in np.flatnonzero(np.abs(v_safe - velocity) > 1e-12):
+            if abs(velocity[j]) > self._vmax[j]:
+                self.record(
+                    t_ns,
+                    "velocity_limit",
+                    f"joint {j} asked {velocity[j]:.3f} rad/s, limit {self._vmax[j]:.3f} rad/s",
+                    f"j{j}",
+                    float(velocity[j]),
+                    float(self._vmax[j]),
+                )
+            else:
+                accel = (velocity[j] - v_prev[j]) / self.period_s
+                self.record(
+                    t_ns,
+                    "acceleration_limit",
+                    f"joint {j} asked {accel:.1f} rad/s^2, limit {self._amax[j]:.1f} rad/s^2",
+                    f"j{j}",
+                    float(accel),
+                    float(self._amax[j]),
+                )
         q_safe = q_prev + v_safe * self.period_s
         if self.forward_kinematics is not None:
-            ee = np.asarray(self.forward_kinematics(q_safe), np.float64)
-            lo = np.asarray(self.limits.workspace_low_m)
-            hi = np.asarray(self.limits.workspace_high_m)
-            if np.any(ee < lo) or np.any(ee > hi):
-                return self.hold(t_ns, f"end effector {np.round(ee, 3).tolist()} outside workspace")
+            # the limited step may leave the box (an arm moving fast toward the table cannot
+            # stop within one period): pull it back; the box wins over the acceleration limit
+            pulled, moved = self._into_workspace(t_ns, q_safe, seen)
+            if moved:
+                dq_max = self._vmax * self.period_s
+                v_safe = np.clip(pulled - q_prev, -dq_max, dq_max) / self.period_s
+                q_safe = q_prev + v_safe * self.period_s
         gripper = float(np.clip(command[n], self.limits.gripper_low, self.limits.gripper_high))
         too_hard = gripper_force_n is not None and gripper_force_n > self.limits.max_gripper_force_n
         if too_hard and gripper < self._last[n]:
             # Past the force limit the gripper may open but not close further.
-            self.record(t_ns, "gripper_force", f"{gripper_force_n:.1f} N > limit")
+            self.record(
+                t_ns,
+                "gripper_force",
+                f"grip force {gripper_force_n:.1f} N > limit {self.limits.max_gripper_force_n:.1f} N",
+                "gripper",
+                float(gripper_force_n),  # type: ignore[arg-type]
+                float(self.limits.max_gripper_force_n),
+            )
             gripper = float(self._last[n])
         out = np.concatenate([q_safe, [gripper]])
         self._last = out
         self._last_velocity = v_safe
         return out.copy()
 
-    def counts(self) -> dict[str, int]:
-        """How many events of each kind so far."""
+    # -- the workspace box
+    def _into_workspace(self, t_ns: int, q: np.ndarray, seen: set[str]) -> tuple[np.ndarray, bool]:
+        """(``q``, False) when its end effector is in the box, else (joints that put it on the
+        nearest point of the box, True), recording one event per axis and side per command."""
+        fk = self.forward_kinematics
+        if fk is None:
+            return q, False
+        ee = np.asarray(fk(q), np.float64)
+        goal = np.clip(ee, self._box_low, self._box_high)
+        if np.all(np.abs(goal - ee) <= _WORKSPACE_TOL_M):
+            return q, False
+        for i in np.flatnonzero(np.abs(goal - ee) > _WORKSPACE_TOL_M):
+            where = f"{_AXES[i]}_{'low' if ee[i] < goal[i] else 'high'}"
+            if where not in seen:
+                seen.add(where)
+                self.record(
+                    t_ns,
+                    "workspace",
+                    f"end effector {_AXES[i]} {ee[i]:.3f} m outside the box, clamped to "
+                    f"{goal[i]:.3f} m",
+                    where,
+                    float(ee[i]),
+                    float(goal[i]),
+                )
+        return self._solve_position(fk, q, ee, goal), True
+
+    def _solve_position(
+        self,
+        fk: Callable[[np.ndarray], np.ndarray],
+        q: np.ndarray,
+        ee: np.ndarray,
+        goal: np.ndarray,
+        iters: int = 10,
+    ) -> np.ndarray:
+        """Joints near ``q`` whose end effector is at ``goal``: damped least squares on a
+        finite-difference Jacobian of the forward kinematics, within the joint limits."""
+        q = q.copy()
+        eps, lam2 = 1e-6, 1e-4
+        for _ in range(iters):
+            err = goal - ee
+            if np.all(np.abs(err) <= 0.1 * _WORKSPACE_TOL_M):
+                break
+            jac = np.empty((3, len(q)))
+            for j in range(len(q)):
+                dq = np.zeros_like(q)
+                dq[j] = eps
+                jac[:, j] = (np.asarray(fk(q + dq), np.float64) - ee) / eps
+            step = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(3), err)
+            q = np.clip(q + step, self._low, self._high)
+            ee = np.asarray(fk(q), np.float64)
+        return q
+
+    def counts(self, by: Literal["reason", "kind"] = "reason") -> dict[str, int]:
+        """How many events of each reason (``kind:where``) or of each kind so far."""
         out: dict[str, int] = {}
         for e in self.events:
-            out[e.kind] = out.get(e.kind, 0) + 1
+            key = e.reason if by == "reason" else e.kind
+            out[key] = out.get(key, 0) + 1
         return out
+
+
+class SimSafety:
+    """The simulated tabletop arm's safety path, shared by ``mmrobot run`` and ``mmrobot eval``.
+
+    A policy's end-effector delta action (clipped to the env's action bounds, as the env
+    clips it) becomes joint targets through the env's Cartesian controller; the layer,
+    with limits from the arm model narrowed by ``section``, filters them; the env then
+    applies the joint targets. ``mmrobot run`` hands :meth:`measure`, :meth:`to_command`
+    and :meth:`grip_force` with :attr:`layer` to its :class:`~mmrobot.deploy.ControlLoop`;
+    ``mmrobot eval`` calls :meth:`start` and :meth:`command` from its own loop.
+
+    Args:
+        env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a wrapper of one) that takes
+            joint targets (``EnvConfig(action_mode="joint")``).
+        section: the limits: a :class:`SafetyConfig` or a launch file's ``[safety]``
+            section (default: ``SafetyConfig()``).
+        period_s: time between commands (default: the env's control period).
+    """
+
+    def __init__(self, env: Any, section: Any = None, period_s: float | None = None) -> None:
+        import mujoco
+
+        from mmrobot.envs import names
+        from mmrobot.envs.tabletop import ACTION_HIGH, ACTION_LOW
+
+        self.env = env.unwrapped
+        if self.env.config.action_mode != "joint":
+            raise ConfigError(
+                f"the safety path sends joint targets; the env takes "
+                f"{self.env.config.action_mode!r} actions. Build it with "
+                "EnvConfig(action_mode='joint')"
+            )
+        self.scene = self.env.scene
+        self._mj = mujoco
+        self._fk_data = mujoco.MjData(self.scene.model)
+        self._gripper_max = names.GRIPPER_MAX_OPENING_M
+        self._action_low = np.asarray(ACTION_LOW, np.float64)
+        self._action_high = np.asarray(ACTION_HIGH, np.float64)
+        self.layer = SafetyLayer(
+            limits_for_arm(self.scene.arm_range, section),
+            period_s=period_s or self.env.control_period_ns / 1e9,
+            forward_kinematics=self.forward_kinematics,
+        )
+
+    # -- the arm model: measured state, Cartesian commands, forward kinematics, grip force
+    def measure(self, obs: Observation) -> np.ndarray:
+        """Joints (6,) and gripper command [0, 1] from the joints stream; while that stream
+        is invalid, the servo targets (what the arm was last told: where holding keeps it)."""
+        if obs.valid.get("joints", False):
+            joints = np.asarray(obs.values["joints"], np.float64)
+            last = joints[-1] if joints.ndim == 2 else joints
+            return np.concatenate([last[:6], [last[6] / self._gripper_max]])
+        ctrl = self.scene.data.ctrl
+        ids = self.scene.ids
+        gripper = float(ctrl[ids.gripper_act]) / (0.5 * self._gripper_max)
+        return np.concatenate([ctrl[ids.arm_act], [gripper]]).astype(np.float64)
+
+    def to_command(self, action: np.ndarray, obs: Observation) -> np.ndarray:
+        """(7,) end-effector delta action -> (7,) joint targets and gripper command."""
+        a = np.clip(np.asarray(action, np.float64), self._action_low, self._action_high)
+        q = self.scene.command_delta_pose(a[:6])
+        return np.concatenate([q, [a[6]]])
+
+    def forward_kinematics(self, q: np.ndarray) -> np.ndarray:
+        """TCP position (3,) in the base frame for arm angles (6,)."""
+        d, ids = self._fk_data, self.scene.ids
+        d.qpos[ids.arm_qpos] = q
+        self._mj.mj_kinematics(self.scene.model, d)
+        return d.site_xpos[ids.tcp_site].copy()
+
+    def grip_force(self, obs: Observation) -> float:
+        return abs(float(self.scene.data.actuator_force[self.scene.ids.gripper_act]))
+
+    # -- a loop of one's own
+    def start(self, obs: Observation) -> None:
+        """Begin an episode: clear the events, hold target = the measured state."""
+        self.layer.clear()
+        self.layer.reset(self.measure(obs))
+
+    def command(self, t_ns: int, action: np.ndarray | None, obs: Observation) -> np.ndarray:
+        """The joint command for one tick, as the control loop makes it: hold when no
+        action covers the tick, else the action through the controller and the layer."""
+        if action is None:
+            return self.layer.hold(t_ns, "no action covers this time")
+        return self.layer.filter(
+            t_ns, self.to_command(action, obs), dict(obs.valid), self.grip_force(obs)
+        )

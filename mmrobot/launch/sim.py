@@ -6,6 +6,8 @@ end-effector actions become joint targets through the arm's Cartesian controller
 :class:`~mmrobot.deploy.SafetyLayer` filters them, and :class:`SimArm` (the actuator)
 applies them and advances the physics by one control period. The loop's clock is the
 simulation clock, so a run is as fast as the CPU allows and exactly reproducible.
+The controller and the layer are :class:`~mmrobot.deploy.safety.SimSafety`, the path
+``mmrobot eval`` runs too.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from typing import Any
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.core.types import Observation
 from mmrobot.deploy.loop import ControlLoop, LoopConfig
-from mmrobot.deploy.safety import SafetyLayer, SafetyLimits
+from mmrobot.deploy.safety import SafetyLimits, SimSafety, limits_for_arm
 from mmrobot.launch.schema import LaunchFile
 
 __all__ = ["Outcome", "SimArm", "SimSession", "safety_limits_for"]
@@ -58,39 +59,7 @@ class _EnvClock:
 
 def safety_limits_for(scene: Any, section: Any) -> SafetyLimits:
     """Limits from the arm model, narrowed (never widened) by the launch file's values."""
-    lo, hi = scene.arm_range[:, 0], scene.arm_range[:, 1]
-    n = len(lo)
-    if section.joint_low_rad is not None:
-        if len(section.joint_low_rad) != n:
-            raise ConfigError(
-                f"safety.joint_low_rad needs {n} values, got {len(section.joint_low_rad)}"
-            )
-        lo = np.maximum(lo, section.joint_low_rad)
-    if section.joint_high_rad is not None:
-        if len(section.joint_high_rad) != n:
-            raise ConfigError(
-                f"safety.joint_high_rad needs {n} values, got {len(section.joint_high_rad)}"
-            )
-        hi = np.minimum(hi, section.joint_high_rad)
-
-    def per_joint(v: float | list[float], name: str) -> tuple[float, ...]:
-        values = [float(v)] * n if isinstance(v, (int, float)) else [float(x) for x in v]
-        if len(values) != n:
-            raise ConfigError(f"safety.{name} needs 1 or {n} values, got {len(values)}")
-        return tuple(values)
-
-    return SafetyLimits(
-        joint_low_rad=tuple(lo),
-        joint_high_rad=tuple(hi),
-        max_velocity_rad_s=per_joint(section.max_velocity_rad_s, "max_velocity_rad_s"),
-        max_acceleration_rad_s2=per_joint(
-            section.max_acceleration_rad_s2, "max_acceleration_rad_s2"
-        ),
-        workspace_low_m=tuple(section.workspace_low_m),
-        workspace_high_m=tuple(section.workspace_high_m),
-        max_gripper_force_n=section.max_gripper_force_n,
-        required_streams=tuple(section.required_streams),
-    )
+    return limits_for_arm(scene.arm_range, section)
 
 
 @dataclass
@@ -136,7 +105,6 @@ class SimSession:
     def __init__(self, launch: LaunchFile, record_video: bool = False) -> None:
         if launch.sim is None or launch.policy is None:
             raise ConfigError(f"{launch.source}: a simulated run needs [sim] and [policy]")
-        from mmrobot.envs import names
         from mmrobot.envs.randomization import Randomization
         from mmrobot.envs.scene import choose_gl_backend
         from mmrobot.envs.sensors import SensorSuiteConfig
@@ -169,7 +137,6 @@ class SimSession:
         self.env = TabletopEnv(cfg, render_mode="rgb_array" if record_video else None)
         self.record_video = record_video
         self.scene = self.env.scene
-        self._gripper_max = names.GRIPPER_MAX_OPENING_M
         self.arm = SimArm(self.env)
         loop_cfg = LoopConfig(
             rate_hz=launch.loop.rate_hz,
@@ -182,46 +149,21 @@ class SimSession:
                 f"{launch.source}: loop.rate_hz {loop_cfg.rate_hz} must equal the simulation's "
                 f"control rate {1e9 / self.env.control_period_ns:g} Hz"
             )
-        self.safety = SafetyLayer(
-            safety_limits_for(self.scene, launch.safety),
-            period_s=1 / loop_cfg.rate_hz,
-            forward_kinematics=self._fk,
-        )
+        # the safety path `mmrobot eval` runs too: the same controller, limits and layer
+        self.sim_safety = SimSafety(self.env, launch.safety, period_s=1 / loop_cfg.rate_hz)
+        self.safety = self.sim_safety.layer
         self.loop = ControlLoop(
             self.env.synchronizer,
             self.policy,
             self.arm,
             self.safety,
-            measure=self._measure,
-            to_command=self._to_command,
-            grip_force=self._grip_force,
+            measure=self.sim_safety.measure,
+            to_command=self.sim_safety.to_command,
+            grip_force=self.sim_safety.grip_force,
             config=loop_cfg,
             clock=_EnvClock(self.env),
         )
         self._seed = sim.seed
-        import mujoco
-
-        self._mj = mujoco
-        self._fk_data = mujoco.MjData(self.scene.model)
-
-    # -- the arm model: measured state, Cartesian commands, forward kinematics, grip force
-    def _measure(self, obs: Observation) -> np.ndarray:
-        joints = np.asarray(obs.values["joints"])
-        last = joints[-1] if joints.ndim == 2 else joints
-        return np.concatenate([last[:6], [last[6] / self._gripper_max]])
-
-    def _to_command(self, action: np.ndarray, obs: Observation) -> np.ndarray:
-        q = self.scene.command_delta_pose(np.asarray(action[:6], dtype=np.float64))
-        return np.concatenate([q, [float(action[6])]])
-
-    def _fk(self, q: np.ndarray) -> np.ndarray:
-        d, ids = self._fk_data, self.scene.ids
-        d.qpos[ids.arm_qpos] = q
-        self._mj.mj_kinematics(self.scene.model, d)
-        return d.site_xpos[ids.tcp_site].copy()
-
-    def _grip_force(self, obs: Observation) -> float:
-        return abs(float(self.scene.data.actuator_force[self.scene.ids.gripper_act]))
 
     # -- instructions
     def execute(
@@ -238,8 +180,7 @@ class SimSession:
             options["task"] = task
         self.env.reset(seed=self._seed, options=options)
         self._seed += 1
-        self.safety.events.clear()
-        self.safety.n_holds = 0
+        self.safety.clear()
         self.loop.stats = type(self.loop.stats)()
         self.loop.start(instruction, t_ns=self.env.t_ns)
         frames: list[np.ndarray] = []

@@ -610,9 +610,12 @@ def swap_instruction_target(env: Any, seed: int | None, split: str = "train") ->
     swapped = TaskSpec(spec.task, {**spec.params, "color": color, "size": size})
     text = make_instruction(swapped, rng, split)  # type: ignore[arg-type]
     # The env has no reset option for this (a target other than the layout's task): set the
-    # task its success detector reads, and the instruction its info reports.
+    # task its success detector reads, the instruction its info reports, and the named
+    # block's start position (the pick goal and the privileged targets are relative to it).
     base.task = swapped
     base.instruction = text
+    if hasattr(base, "block_start_pos"):
+        base.block_start_pos = base.scene.block_pos(color, size)
     return swapped.format(), text
 
 
@@ -722,18 +725,18 @@ def run_episode(
                 if path is not None:  # the loop records it too
                     path.layer.record(obs.t_ns, "rejected_chunk", "non-finite action in chunk")
             action = ensembler.action_at(obs.t_ns)
-        if path is not None:
-            command = path.command(obs.t_ns, action, obs)
-        elif action is None:  # nothing valid covers this tick: hold still, as the loop does
-            holds += 1
-        if action is None:  # what the tick executed: no motion, last gripper command
+        # mmrobot run's path: controller, then the safety layer (which holds when no action
+        # covers the tick); without it the env applies the action itself
+        command = None if path is None else path.command(obs.t_ns, action, obs)
+        if action is None:  # nothing valid covers this tick: no motion, last gripper command
+            holds += path is None  # (the layer counts its own holds)
             action = np.zeros(_ACTION_DIM)
             action[-1] = gripper
         action = np.asarray(action, dtype=np.float32)
         gripper = float(action[-1])
         if on_step is not None:
             on_step(obs, action)
-        _, _, terminated, truncated, info = env.step(command if path is not None else action)
+        _, _, terminated, truncated, info = env.step(action if command is None else command)
         steps += 1
         success = bool(info.get("is_success", False))
         if terminated or truncated or (max_steps is not None and steps >= max_steps):
@@ -1289,12 +1292,12 @@ def quick_success(
     workers: int = 1,
     splits: Sequence[str] = ("train",),
     **overrides: Any,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """A short closed-loop evaluation for use during training (every K steps).
 
-    :func:`evaluate` with the same path as a full evaluation (safety layer on), no progress
-    bar, and the result flattened into numbers for a metrics row. The same ``seed`` gives the
-    same scenes each call, so successive checkpoints are compared on the same episodes.
+    :func:`evaluate` on the same path as a full evaluation (safety layer on), without a
+    progress bar, summarized for a metrics row. The same ``seed`` gives the same scenes each
+    call, so successive checkpoints are compared on the same episodes.
 
     Args:
         policy: a checkpoint folder (the trainer's), an ONNX export, ``"expert"``, a
@@ -1307,9 +1310,10 @@ def quick_success(
         **overrides: other :class:`EvalSettings` fields (``max_steps``, ``safety``...).
 
     Returns:
-        ``{"<split>/<task>": rate, "<split>/mean": mean over tasks, "mean": mean over splits,
-        "episodes": n, "errors": crashed episodes, "seconds": wall time}``; a crashed
-        episode counts as a failure.
+        ``{"mean": success rate over every episode, "per_task": {task: rate over its
+        episodes in all splits}, "per_split": {split: {"mean": rate, "per_task": {task:
+        rate}}}, "episodes": n, "errors": crashed episodes (counted as failures),
+        "seconds": wall time}``.
     """
     settings = EvalSettings(
         episodes=episodes_per_task,
@@ -1319,18 +1323,25 @@ def quick_success(
         workers=workers,
     )
     result = evaluate(policy, settings, **overrides)
-    out: dict[str, float] = {}
-    split_means = []
+
+    def rate(eps: list[EpisodeResult]) -> float:
+        return sum(e.success for e in eps) / len(eps) if eps else float("nan")
+
+    def by_task(eps: list[EpisodeResult]) -> dict[str, float]:
+        return {k: rate([e for e in eps if e.key == k]) for k in result.keys}
+
+    per_split = {}
     for split in result.splits:
-        rates = [result.stats(split, k).rate for k in result.keys]
-        out.update({f"{split}/{k}": r for k, r in zip(result.keys, rates)})
-        out[f"{split}/mean"] = float(np.mean(rates))
-        split_means.append(out[f"{split}/mean"])
-    out["mean"] = float(np.mean(split_means))
-    out["episodes"] = float(len(result.episodes))
-    out["errors"] = float(len(result.errors))
-    out["seconds"] = float(result.seconds)
-    return out
+        eps = [e for e in result.episodes if e.split == split]
+        per_split[split] = {"mean": rate(eps), "per_task": by_task(eps)}
+    return {
+        "mean": rate(result.episodes),
+        "per_task": by_task(result.episodes),
+        "per_split": per_split,
+        "episodes": len(result.episodes),
+        "errors": len(result.errors),
+        "seconds": result.seconds,
+    }
 
 
 def _resolve_source(

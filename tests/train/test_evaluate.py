@@ -1,4 +1,5 @@
-"""Closed-loop evaluation: statistics, task listing, instructions files, episodes, splits, CLI."""
+"""Closed-loop evaluation: statistics, task listing, instructions files, episodes, splits,
+the safety path, the instruction-swap split, the training-time entry point, CLI."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from mmrobot.core.types import ActionChunk, Observation  # noqa: E402
 from mmrobot.policies.base import Policy  # noqa: E402
 from mmrobot.train.evaluate import (  # noqa: E402
     EvalSettings,
+    InstructionLine,
+    ScriptedExpertPolicy,
     env_config_for_policy,
     evaluate,
     load_instructions,
     load_policy,
     make_eval_env,
+    quick_success,
     run_episode,
     split_env_config,
     wilson_interval,
@@ -67,26 +71,6 @@ def tiny_checkpoint(tmp_path_factory):
     return save_checkpoint(FusionPolicyModel(cfg), tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
-class ExpertAdapter(Policy):
-    """The env's scripted expert as a Policy: each call returns a one-step ActionChunk."""
-
-    def __init__(self, env) -> None:
-        from mmrobot.envs.experts import ScriptedExpert
-
-        self.env = env.unwrapped
-        self.expert = ScriptedExpert(self.env)
-        self.fresh = True
-
-    def reset(self) -> None:
-        self.fresh = True
-
-    def act(self, observation: Observation, instruction: str) -> ActionChunk:
-        if self.fresh:
-            self.expert.reset()
-            self.fresh = False
-        return ActionChunk(observation.t_ns, self.expert.act()[None], PERIOD_NS)
-
-
 class Recorder(Policy):
     """Holds still (gripper open) and remembers every observation and instruction it got."""
 
@@ -105,10 +89,6 @@ class Recorder(Policy):
             a = np.zeros((self.horizon, 7), np.float32)
             a[:, 6] = 1.0
         return ActionChunk(observation.t_ns, a.astype(np.float32), PERIOD_NS)
-
-
-def _make_expert(env):  # module level: picklable for worker processes
-    return ExpertAdapter(env)
 
 
 def _die(env):  # a policy factory whose worker process dies
@@ -229,18 +209,45 @@ def test_instructions_file_reads_good_lines(tmp_path):
 # --------------------------------------------------------------------------- one episode
 
 
-def test_expert_adapter_succeeds_closed_loop(tiny_env_config):
+def test_expert_succeeds_through_the_safety_layer(tiny_env_config):
+    # the scripted expert through mmrobot run's controller and safety layer (the default)
     result = evaluate(
-        _make_expert,
-        EvalSettings(episodes=4, tasks=("reach",), splits=("train", "heldout"), workers=0),
+        "expert",
+        EvalSettings(episodes=2, tasks=("reach", "pick"), splits=("train", "heldout"), workers=0),
         env_config=tiny_env_config,
     )
+    assert result.settings.safety
     for split in ("train", "heldout"):
-        st = result.stats(split, "reach")
-        assert st.episodes == 4
-        assert st.successes >= 3, result.to_dict()["episodes"]
-    ok = [e for e in result.episodes if e.success]
-    assert all(e.reason == "success" and 1 <= e.steps < 60 for e in ok)
+        for task in ("reach", "pick"):
+            st = result.stats(split, task)
+            assert (st.episodes, st.successes) == (2, 2), result.to_dict()["episodes"]
+    for e in result.episodes:
+        assert e.safety and e.reason == "success" and e.holds == 0
+        # the layer did clamp (the expert's first moves are faster than the acceleration
+        # limit allows), and every event is counted under its reason
+        assert e.n_safety_events > 0
+        assert all(
+            r.split(":")[0] in ("velocity_limit", "acceleration_limit") for r in e.safety_events
+        )
+    doc = result.to_dict()
+    assert doc["settings"]["safety"] is True
+    assert list(doc["settings"]["safety_limits"]["required_streams"]) == ["joints"]
+    total = doc["safety"]["train"]["all"]
+    assert total["episodes"] == 4 and total["held_ticks"] == 0
+    assert total["events"] == sum(total["by_reason"].values()) > 0
+    assert total["events"] == sum(e.n_safety_events for e in result.episodes if e.split == "train")
+    titles = [t.title for t in result.tables()]
+    assert any("safety layer" in t for t in titles) and any("by reason" in t for t in titles)
+    # without the layer (for comparison): the env applies the actions itself
+    off = evaluate(
+        "expert",
+        EvalSettings(episodes=2, tasks=("reach", "pick"), splits=("train",), workers=0),
+        env_config=tiny_env_config,
+        safety=False,
+    )
+    assert off.stats("train").successes == 4
+    assert all(not e.safety and e.safety_events == {} for e in off.episodes)
+    assert [t.title for t in off.tables()][-1].startswith("safety layer off")
     # an unguided policy on the same seeds does not reach the block: success is not free
     still = evaluate(
         Recorder(),
@@ -251,13 +258,41 @@ def test_expert_adapter_succeeds_closed_loop(tiny_env_config):
     assert still.stats("train", "reach").successes == 0
 
 
+def test_safety_path_follows_the_env_action_mode(tiny_env_config):
+    from dataclasses import replace
+
+    from mmrobot.deploy.safety import SafetyConfig, SimSafety
+
+    assert tiny_env_config.action_mode == "joint"
+    assert env_config_for_policy(_tiny_specs(), safety=False).action_mode == "ee_delta"
+    env = make_eval_env(replace(tiny_env_config, action_mode="ee_delta"))
+    try:
+        res = run_episode(env, Recorder(), task="reach", seed=0, max_steps=2)
+        assert not res.safety and res.safety_events == {}
+        with pytest.raises(ConfigError, match="joint targets"):
+            run_episode(env, Recorder(), task="reach", seed=0, safety=SafetyConfig())
+        with pytest.raises(ConfigError, match="joint targets"):
+            SimSafety(env)
+    finally:
+        env.close()
+    env = make_eval_env(tiny_env_config)
+    try:  # the limits given to the episode are the ones applied
+        slow = SafetyConfig(max_velocity_rad_s=0.05)
+        res = run_episode(
+            env, ScriptedExpertPolicy(env), task="reach", seed=0, max_steps=6, safety=slow
+        )
+        assert res.safety and any(r.startswith("velocity_limit:") for r in res.safety_events)
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize(
     ("split", "removed"),
     [
         ("no_camera", {"scene_cam", "wrist_cam"}),
         ("no_lidar", {"lidar"}),
         ("no_force", {"ft"}),
-        ("no_joints", {"joints"}),
+        ("no_joints", {"joints", "ee_pose"}),  # ee_pose: forward kinematics of joints
     ],
 )
 def test_modality_removal_invalidates_what_the_policy_sees(tiny_env_config, split, removed):
@@ -268,6 +303,12 @@ def test_modality_removal_invalidates_what_the_policy_sees(tiny_env_config, spli
     finally:
         env.close()
     assert res.steps == 4 and len(policy.seen) == 4
+    # the safety layer requires the joints stream (as a launch file does): without it the arm
+    # holds, exactly as on a robot whose joint encoders went silent
+    if split == "no_joints":
+        assert res.holds == 4 and res.safety_events == {"hold:stale:joints": 4}
+    else:
+        assert res.holds == 0
     for obs in policy.seen:
         for name, ok in obs.valid.items():
             assert ok == (name not in removed), (split, name, obs.t_ns)
@@ -286,6 +327,113 @@ def test_heldout_split_uses_heldout_phrasings(tiny_env_config):
         finally:
             env.close()
         assert res.instruction in all_instructions(TaskSpec.parse(res.task), split)
+
+
+def test_instruction_swap_keeps_the_scene_and_names_another_block(tiny_env_config):
+    from mmrobot.envs.instructions import all_instructions
+    from mmrobot.envs.tasks import TaskSpec
+
+    env = make_eval_env(split_env_config(tiny_env_config, "instruction_swap"))
+    try:
+        for task, seed in (("pick", 4), ("stack", 1)):
+            plain, swapped = Recorder(), Recorder()
+            ref = run_episode(env, plain, task=task, seed=seed, max_steps=1)
+            res = run_episode(
+                env, swapped, task=task, seed=seed, max_steps=1, swap_instruction=True
+            )
+            layout, named = TaskSpec.parse(res.layout_task), TaskSpec.parse(res.task)
+            # the scene is the task's: the same episode, observation for observation
+            assert res.layout_task == ref.task
+            first, first_ref = swapped.seen[0], plain.seen[0]
+            for name, value in first_ref.values.items():
+                np.testing.assert_array_equal(first.values[name], value, err_msg=name)
+            # the instruction names another block that stands on the table
+            assert named.task == layout.task and named.block != layout.block
+            assert env.unwrapped.scene.block_pos(*named.block)[2] > 0
+            assert res.instruction in all_instructions(named, "train")
+            assert swapped.instructions[0] == res.instruction != ref.instruction
+            if task == "stack":  # the base stays; the block on top is the other one
+                assert named.base_block == layout.base_block != named.block
+            assert env.unwrapped.task == named  # what the success detector reads
+            if hasattr(env.unwrapped, "block_start_pos"):  # what the pick goal is relative to
+                start = env.unwrapped.block_start_pos
+                now = env.unwrapped.scene.block_pos(*named.block)
+                np.testing.assert_allclose(start, now, atol=2e-3)
+            assert res.layout_task_success is False
+        with pytest.raises(ConfigError, match="do not give one"):
+            run_episode(env, Recorder(), task="pick", instruction="x", swap_instruction=True)
+    finally:
+        env.close()
+
+
+def test_instruction_swap_success_counts_the_instructions_block(tiny_env_config, monkeypatch):
+    result = evaluate(
+        "expert",
+        EvalSettings(episodes=2, tasks=("reach", "pick"), splits=("instruction_swap",), workers=0),
+        env_config=tiny_env_config,
+    )
+    # the expert follows the env's task, which is the instruction's block: it succeeds
+    assert result.stats("instruction_swap").successes == 4, result.to_dict()["episodes"]
+    for e in result.episodes:
+        assert e.layout_task is not None and e.layout_task != e.task
+        assert e.layout_task_success is False  # it did the instruction's task, not the layout's
+    # a policy that ignores the instruction and does the layout's task fails the split
+    import mmrobot.train.evaluate as ev
+
+    swap = ev.swap_instruction_target
+
+    def remember_the_layout(env, seed, split="train"):
+        env.unwrapped.layout_task = env.unwrapped.task  # for _LayoutExpert to cheat with
+        return swap(env, seed, split)
+
+    monkeypatch.setattr(ev, "swap_instruction_target", remember_the_layout)
+    habit = evaluate(
+        _layout_expert,
+        EvalSettings(episodes=2, tasks=("reach",), splits=("train", "instruction_swap"), workers=0),
+        env_config=tiny_env_config,
+    )
+    assert habit.stats("train").successes == 2
+    assert habit.stats("instruction_swap").successes == 0
+    assert all(e.layout_task_success for e in habit.episodes if e.split == "instruction_swap")
+    with pytest.raises(ConfigError, match="do not apply"):
+        evaluate(
+            Recorder(),
+            EvalSettings(workers=0),
+            instructions=[InstructionLine(1, "reach color=red size=small", "reach it")],
+            splits=("instruction_swap",),
+        )
+
+
+class _LayoutExpert(ScriptedExpertPolicy):
+    """The scripted expert of the task the scene was laid out for, whatever it is told."""
+
+    def act(self, observation: Observation, instruction: str) -> ActionChunk:
+        told = self.env.task
+        self.env.task = getattr(self.env, "layout_task", told)
+        try:
+            return super().act(observation, instruction)
+        finally:
+            self.env.task = told
+
+
+def _layout_expert(env):
+    return _LayoutExpert(env)
+
+
+def test_quick_success_for_training_time_checks(tiny_checkpoint):
+    out = quick_success("expert", tasks=["reach"], episodes_per_task=2, workers=0)
+    assert out["mean"] == 1.0 and out["per_task"] == {"reach": 1.0}
+    assert out["per_split"] == {"train": {"mean": 1.0, "per_task": {"reach": 1.0}}}
+    assert out["episodes"] == 2 and out["errors"] == 0 and out["seconds"] > 0
+    # the trainer's call: a checkpoint folder, two splits, a short episode limit
+    out = quick_success(
+        tiny_checkpoint, ["reach", "pick"], 1, seed=0, workers=0,
+        splits=("train", "instruction_swap"), max_steps=3,
+    )  # fmt: skip
+    assert out["episodes"] == 4 and out["errors"] == 0
+    assert set(out["per_task"]) == {"reach", "pick"}
+    assert set(out["per_split"]) == {"train", "instruction_swap"}
+    assert 0.0 <= out["mean"] <= 1.0 and json.dumps(out)  # a metrics row as it is
 
 
 def test_replanning_and_ensembling_follow_the_chunks(tiny_env_config):
@@ -328,6 +476,7 @@ def test_non_finite_chunks_are_rejected_and_the_arm_holds(tiny_env_config):
     finally:
         env.close()
     assert res.rejected_chunks == 3 and res.holds == 3
+    assert res.safety_events == {"rejected_chunk": 3, "hold": 3}
     assert all(np.array_equal(a, [0, 0, 0, 0, 0, 0, 1]) for a in sent)
 
 
@@ -475,6 +624,25 @@ def test_cli_end_to_end_tiny_policy_one_worker(tiny_checkpoint, tmp_path, capsys
     by = {(e["split"], e["seed"]): e for e in eps}
     assert by["train", 0]["task"] == by["no_lidar", 0]["task"]
     assert by["train", 0]["instruction"] == by["no_lidar", 0]["instruction"]
+    # through the safety layer by default; its events per episode, per reason, in the JSON
+    assert doc["format_version"] == 2 and doc["settings"]["safety"] is True
+    assert all(e["safety"] is True for e in eps)
+    row = doc["safety"]["train"]["reach"]
+    assert row["events"] == sum(
+        sum(e["safety_events"].values()) for e in eps if e["split"] == "train"
+    )
+    assert row["by_reason"] == {
+        r: sum(e["safety_events"].get(r, 0) for e in eps if e["split"] == "train")
+        for r in row["by_reason"]
+    }
+    assert "safety layer" in printed and "by reason" in printed
+    # --no-safety, for comparison
+    argv = ["eval", "--policy", str(tiny_checkpoint), "--tasks", "reach", "--episodes", "1"]
+    argv += ["--max-steps", "3", "--splits", "train", "--workers", "0", "--no-progress"]
+    assert main([*argv, "--no-safety", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["safety"] is False and doc["episodes"][0]["safety_events"] == {}
+    assert "safety layer off" in capsys.readouterr().out
 
 
 def test_instructions_file_end_to_end(tiny_checkpoint, tmp_path):
