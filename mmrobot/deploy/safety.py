@@ -103,7 +103,7 @@ class SafetyConfig:
     joint_high_rad: tuple[float, ...] | None = None
     max_velocity_rad_s: float | tuple[float, ...] = 2.0
     max_acceleration_rad_s2: float | tuple[float, ...] = 20.0
-    workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.0)
+    workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.015)
     workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
     max_gripper_force_n: float = 60.0
     required_streams: tuple[str, ...] = ("joints",)

@@ -76,7 +76,7 @@ class SafetySection(_Section):
     joint_high_rad: list[float] | None = None
     max_velocity_rad_s: float | list[float] = 2.0
     max_acceleration_rad_s2: float | list[float] = 20.0
-    workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.0)
+    workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.015)
     workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
     max_gripper_force_n: float = Field(default=60.0, gt=0)
     required_streams: list[str] = ["joints"]
