@@ -154,7 +154,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.0
     seed: int = 0
-    action_binning: str = "quantile"
+    action_binning: str = "uniform"
     augment: bool = True
     shift_px: int = 4
     color_jitter: float = 0.1
