@@ -1,5 +1,7 @@
 """MuJoCo tabletop simulation: scene, simulated sensor drivers, tasks, instructions, experts,
-Gymnasium environments and demonstration collection.
+Gymnasium environments and demonstration collection; the arm's forward kinematics
+(:class:`ArmKinematics`, also for real rigs) and the privileged training targets
+(:func:`privileged_state`).
 
 Importing this package registers the Gymnasium ids ``mmrobot/Tabletop-v0`` (a task drawn per
 episode) and ``mmrobot/Tabletop<Task>-v0`` for each task (``TabletopPick-v0``, ...).
@@ -11,7 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmrobot.envs import names
+from mmrobot.envs.experts import PHASES, ExpertPlan, ScriptedExpert, expert_plan
 from mmrobot.envs.instructions import SPLITS, all_instructions, infer_task, make_instruction
+from mmrobot.envs.kinematics import ArmKinematics
+from mmrobot.envs.privileged import AUX_TARGETS, PrivilegedState, privileged_state
 from mmrobot.envs.randomization import Randomization
 from mmrobot.envs.scene import choose_gl_backend
 from mmrobot.envs.sensors import SensorConfig, SensorSuiteConfig, default_stream_specs
@@ -24,11 +29,17 @@ if TYPE_CHECKING:
     from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
 
 __all__ = [
+    "AUX_TARGETS",
+    "ArmKinematics",
     "ENV_IDS",
     "EnvConfig",
+    "ExpertPlan",
+    "PHASES",
+    "PrivilegedState",
     "Randomization",
     "SPLITS",
     "SensorConfig",
+    "ScriptedExpert",
     "SensorSuiteConfig",
     "TASKS",
     "TabletopEnv",
@@ -36,10 +47,12 @@ __all__ = [
     "all_instructions",
     "choose_gl_backend",
     "default_stream_specs",
+    "expert_plan",
     "infer_task",
     "list_tasks",
     "make_instruction",
     "names",
+    "privileged_state",
     "register_envs",
 ]
 

@@ -38,6 +38,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--settle-steps",
+        type=int,
+        default=10,
+        metavar="N",
+        help="steps recorded after each success, the expert holding at the goal (default 10)",
+    )
     p.add_argument("--start-method", default="spawn", choices=("spawn", "forkserver"))
     p.add_argument(
         "--report",
@@ -91,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             randomize=args.randomize,
             start_method=args.start_method,
             overwrite=args.overwrite,
+            settle_steps=args.settle_steps,
         )
         summary = collect(cfg, progress=not args.no_progress)
         print(

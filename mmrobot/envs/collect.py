@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import Observation
 from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
 from mmrobot.envs.tasks import TaskSpec
 
-__all__ = ["CollectConfig", "Job", "collect", "expert_success", "run_expert_episode"]
+__all__ = ["CollectConfig", "Executor", "Job", "collect", "expert_success", "run_expert_episode"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class CollectConfig:
         max_attempts: stop after this many episodes even if too few succeeded
             (default ``2 * episodes + 10``).
         start_method: ``"spawn"`` or ``"forkserver"``.
+        overwrite: replace an existing output file.
+        settle_steps: steps recorded after the task succeeds, with the expert holding at the
+            goal (so the data shows arriving and then staying, not only arriving).
     """
 
     tasks: tuple[str, ...]
@@ -63,6 +67,7 @@ class CollectConfig:
     max_attempts: int | None = None
     start_method: str = "spawn"
     overwrite: bool = False
+    settle_steps: int = 10
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -73,6 +78,8 @@ class CollectConfig:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.settle_steps < 0:
+            raise ConfigError(f"settle_steps must be >= 0, got {self.settle_steps}")
         if self.start_method not in ("spawn", "forkserver"):
             raise ConfigError(
                 f"start_method must be 'spawn' or 'forkserver' (a GL context does not survive "
@@ -98,33 +105,68 @@ def _make_env(image_size: int, split: str, randomize: bool) -> Any:
     return TabletopEnv(cfg, render_mode=None)
 
 
-def run_expert_episode(env: Any, job: Job, record: bool = True) -> EpisodeRecord:
-    """Run the scripted expert for one episode of ``env`` (a TabletopEnv).
+#: ``executor(observation, instruction, label) -> action``: what is executed at a tick
+#: given the expert's label (7,), e.g. a DAgger mixture of the learner and the expert.
+Executor = Callable[[Observation, str, np.ndarray], np.ndarray]
+
+
+def run_expert_episode(
+    env: Any,
+    job: Job,
+    record: bool = True,
+    settle_steps: int = 0,
+    executor: Executor | None = None,
+) -> EpisodeRecord:
+    """Run one episode of ``env`` (a TabletopEnv) labelled by the scripted expert.
+
+    Each recorded step holds the observation, the privileged targets of the state it was
+    taken in (:func:`~mmrobot.envs.privileged.privileged_state`) and the expert's action
+    (its label). The expert drives, unless ``executor`` is given: then the action executed
+    at each tick is ``executor(observation, instruction, label)`` (the expert labels any
+    state, whoever drove there), and the label is still what is recorded. After a success
+    the episode goes on for ``settle_steps`` more recorded steps (the expert's label there
+    is to hold at the goal); ``success`` stays what the env reported at the success.
 
     A physics blow-up ends the episode (``success=False``, ``reason`` says why); it never
     raises out of here.
     """
     from mmrobot.envs.experts import ScriptedExpert
+    from mmrobot.envs.privileged import privileged_state, stack_privileged
 
     env = env.unwrapped
     _, info = env.reset(seed=job.seed, options={"task": job.task})
     expert = ScriptedExpert(env)
     expert.reset()
     specs = env.stream_specs
-    obs_list, acts, rews, times = [], [], [], []
+    obs_list, acts, rews, times, priv = [], [], [], [], []
     success, reason = False, ""
+    settle_left = -1  # counting down once the task succeeded
     while True:
         o = env.observation
+        if record:
+            priv.append(privileged_state(env))  # before acting: the state o was taken in
         a = expert.act()
         if record:
             obs_list.append(o)
             acts.append(a)
             times.append(o.t_ns)
-        _, r, term, trunc, info = env.step(a)
+        executed = a if executor is None else executor(o, env.instruction, a)
+        _, r, term, trunc, info = env.step(executed)
         rews.append(r)
+        if settle_left > 0:
+            settle_left -= 1
+            blowup = "blow-up" in str(info.get("truncated_reason", ""))
+            if settle_left == 0 or blowup:
+                if blowup:
+                    success, reason = False, str(info["truncated_reason"])
+                break
+            continue
         if term or trunc:
             success = bool(info["is_success"])
             reason = str(info.get("truncated_reason", "success" if success else ""))
+            if success and settle_steps > 0:
+                settle_left = settle_steps
+                continue
             break
     n = len(acts)
     values = {
@@ -148,19 +190,21 @@ def run_expert_episode(env: Any, job: Job, record: bool = True) -> EpisodeRecord
         actions=np.array(acts, dtype=np.float32).reshape(-1, 7),
         rewards=np.array(rews[:n] if record else rews, dtype=np.float32),
         t_ns=np.array(times, dtype=np.int64),
+        aux=stack_privileged(priv) if record else {},
+        settle_steps=max(0, settle_steps - max(settle_left, 0)) if success else 0,
     )
 
 
 def _worker_run(
-    args: tuple[Job, int, bool, bool],
+    args: tuple[Job, int, bool, bool, int],
 ) -> EpisodeRecord | tuple[str, int, bool, int, str]:
-    job, image_size, randomize, record = args
+    job, image_size, randomize, record, settle_steps = args
     key = f"{image_size}/{job.split}/{randomize}"
     env = _WORKER_ENV.get(key)
     if env is None:
         env = _WORKER_ENV[key] = _make_env(image_size, job.split, randomize)
     try:
-        ep = run_expert_episode(env, job, record=record)
+        ep = run_expert_episode(env, job, record=record, settle_steps=settle_steps)
     except Exception as e:  # a crashed episode must not end the collection run
         return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")
     if record:
@@ -203,7 +247,9 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     per_task: dict[str, list[int]] = {}
     attempts = written = 0
     stream = _jobs(cfg.tasks, cfg.seed, cfg.split)
-    items = ((next(stream), cfg.image_size, cfg.randomize, True) for _ in range(limit))
+    items = (
+        (next(stream), cfg.image_size, cfg.randomize, True, cfg.settle_steps) for _ in range(limit)
+    )
     bar = _Progress(cfg.episodes, enabled=progress)
     with (
         DatasetWriter(
@@ -250,7 +296,7 @@ def expert_success(
     Returns:
         task -> {"episodes", "success", "rate", "mean_steps", "blowups"}.
     """
-    items = [(Job(t, seed + k), 96, randomize, False) for t in tasks for k in range(seeds)]
+    items = [(Job(t, seed + k), 96, randomize, False, 0) for t in tasks for k in range(seeds)]
     out: dict[str, dict[str, float]] = {
         t.split()[0]: {"episodes": 0, "success": 0, "steps": 0, "blowups": 0} for t in tasks
     }

@@ -1,19 +1,32 @@
 """Demonstration datasets: one chunked, compressed HDF5 file of expert episodes.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     /                       attrs: format_version, stream_specs (JSON list of StreamSpec dicts),
-                            action_low, action_high, control_hz, n_episodes
-    /episodes/<000000>/     attrs: instruction, task, seed, success, n_steps, split, reason
+                            action_low, action_high, control_hz, n_episodes,
+                            aux_phases (JSON list: the names behind aux/phase)
+    /episodes/<000000>/     attrs: instruction, task, seed, success, n_steps, split, reason,
+                                   settle_steps
         actions             (T, 7) float32   action taken at step t
-        rewards             (T,) float32
+        rewards             (T,) float32     reward of that action (1 while the task is done)
         obs/t_ns            (T,) int64       observation times (simulation clock)
         obs/values/<name>   (T, *obs_shape)  observation the action was computed from
         obs/ages_ns/<name>  (T,) int64
         obs/valid/<name>    (T,) bool
+        aux/block_rel       (T, 3) float32   privileged targets of the state observation t
+        aux/goal_rel        (T, 3) float32   was taken in (training only; see
+        aux/held            (T,) bool         mmrobot.envs.privileged)
+        aux/phase           (T,) int64
 
-Images are chunked per 16 steps and gzip-compressed (with byte shuffle); everything else is
-gzip-compressed in larger chunks.
+Step t is one control tick: the observation, the simulator state it was taken in (``aux``)
+and the action computed from it. A successful episode's last ``settle_steps`` steps come after
+the success (the expert holding at the goal); ``n_steps - settle_steps - 1`` is the step whose
+action completed the task. Episodes written by other tools may have no ``aux`` group
+(:meth:`DemoDataset.aux` is then empty).
+
+Version 2 added ``aux``, ``settle_steps`` and the ``ee_pose`` stream; version 1 files are
+refused with a hint to re-collect. Images are chunked per 16 steps and gzip-compressed (with
+byte shuffle); everything else is gzip-compressed in larger chunks.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +43,11 @@ import numpy as np
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation, StreamSpec
+from mmrobot.envs.privileged import AUX_TARGETS, PHASES
 
 __all__ = ["DATASET_FORMAT_VERSION", "DatasetWriter", "DemoDataset", "EpisodeRecord", "EpisodeInfo"]
 
-DATASET_FORMAT_VERSION = 1
+DATASET_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -43,6 +57,9 @@ class EpisodeRecord:
     Attributes:
         values/ages_ns/valid: stream name -> (T, ...) arrays.
         actions: (T, 7) float32; rewards: (T,) float32.
+        aux: privileged target name -> (T, ...) array (see
+            :data:`~mmrobot.envs.privileged.AUX_TARGETS`); empty: none stored.
+        settle_steps: how many of the last steps were recorded after the success.
     """
 
     task: str
@@ -57,6 +74,8 @@ class EpisodeRecord:
     actions: np.ndarray
     rewards: np.ndarray
     t_ns: np.ndarray
+    aux: dict[str, np.ndarray] = field(default_factory=dict)
+    settle_steps: int = 0
 
     @property
     def n_steps(self) -> int:
@@ -75,6 +94,7 @@ class EpisodeInfo:
     n_steps: int
     split: str
     reason: str
+    settle_steps: int = 0
 
 
 class DatasetWriter:
@@ -115,6 +135,7 @@ class DatasetWriter:
         a["action_high"] = np.asarray(action_high, dtype=np.float32)
         a["control_hz"] = float(control_hz)
         a["n_episodes"] = 0
+        a["aux_phases"] = json.dumps(list(PHASES))
         self._eps = self._f.create_group("episodes")
         self.n_episodes = 0
 
@@ -127,6 +148,7 @@ class DatasetWriter:
         g.attrs["seed"] = int(ep.seed)
         g.attrs["success"] = bool(ep.success)
         g.attrs["n_steps"] = ep.n_steps
+        g.attrs["settle_steps"] = int(ep.settle_steps)
         T = max(1, ep.n_steps)
         g.create_dataset("actions", data=ep.actions.astype(np.float32), compression="gzip")
         g.create_dataset("rewards", data=ep.rewards.astype(np.float32), compression="gzip")
@@ -149,6 +171,15 @@ class DatasetWriter:
                 f"obs/ages_ns/{spec.name}", data=ep.ages_ns[spec.name].astype(np.int64)
             )
             g.create_dataset(f"obs/valid/{spec.name}", data=ep.valid[spec.name].astype(bool))
+        for name, arr in ep.aux.items():
+            if name not in AUX_TARGETS:
+                raise ValueError(f"unknown aux target {name!r}; known: {list(AUX_TARGETS)}")
+            shape, dtype = AUX_TARGETS[name]
+            if arr.shape != (ep.n_steps, *shape):
+                raise ValueError(
+                    f"aux target {name!r} has shape {arr.shape}, expected {(ep.n_steps, *shape)}"
+                )
+            g.create_dataset(f"aux/{name}", data=arr.astype(dtype), compression="gzip")
         self.n_episodes += 1
         self._f.attrs["n_episodes"] = self.n_episodes
         return i
@@ -183,21 +214,37 @@ class DemoDataset:
         f = self._file()
         version = int(f.attrs.get("format_version", -1))
         if version != DATASET_FORMAT_VERSION:
-            raise ConfigError(
-                f"dataset {str(self.path)!r} has format version {version}; this mmrobot reads "
-                f"version {DATASET_FORMAT_VERSION}"
-            )
+            raise ConfigError(self._version_message(f, version))
         self.specs: tuple[StreamSpec, ...] = tuple(
             StreamSpec.from_dict(d) for d in json.loads(f.attrs["stream_specs"])
         )
         self.action_low = np.asarray(f.attrs["action_low"])
         self.action_high = np.asarray(f.attrs["action_high"])
         self.control_hz = float(f.attrs["control_hz"])
+        #: names of the ``aux/phase`` indices
+        self.phases: tuple[str, ...] = tuple(json.loads(f.attrs.get("aux_phases", "[]")))
         self._keys = sorted(f["episodes"].keys())
         self._steps = np.array(
             [int(f["episodes"][k].attrs["n_steps"]) for k in self._keys], dtype=np.int64
         )
         self._offsets = np.concatenate([[0], np.cumsum(self._steps)])
+
+    def _version_message(self, f: Any, version: int) -> str:
+        msg = (
+            f"dataset {str(self.path)!r} is format version {version}; this mmrobot reads "
+            f"format {DATASET_FORMAT_VERSION}"
+        )
+        if version < DATASET_FORMAT_VERSION:
+            eps = f.get("episodes")
+            tasks = sorted({str(g.attrs["task"]).split()[0] for g in eps.values()}) if eps else []
+            n = len(eps) if eps else 10
+            task_arg = f"--tasks {' '.join(tasks)} " if tasks else ""
+            msg += (
+                " (format 2 adds the privileged auxiliary targets, the settle steps and the "
+                "ee_pose stream). Re-collect it: "
+                f"mmrobot collect {task_arg}--episodes {n} --out {self.path} --overwrite"
+            )
+        return msg
 
     def _file(self) -> Any:
         if self._f is None:
@@ -248,6 +295,7 @@ class DemoDataset:
             n_steps=int(a["n_steps"]),
             split=str(a["split"]),
             reason=str(a["reason"]),
+            settle_steps=int(a.get("settle_steps", 0)),
         )
 
     def episodes(self) -> Iterator[EpisodeInfo]:
@@ -275,6 +323,18 @@ class DemoDataset:
     def step(self, episode: int, step: int) -> tuple[Observation, np.ndarray]:
         """(observation, (7,) action) at one step."""
         return self.observation(episode, step), self._group(episode)["actions"][step]
+
+    def aux(self, episode: int) -> dict[str, np.ndarray]:
+        """Privileged auxiliary targets of an episode: name -> (T, ...) array.
+
+        Names, shapes and dtypes are :data:`~mmrobot.envs.privileged.AUX_TARGETS`
+        (``block_rel`` (T, 3), ``goal_rel`` (T, 3), ``held`` (T,), ``phase`` (T,) indexing
+        :attr:`phases`); empty when the episode has none. Training only.
+        """
+        g = self._group(episode)
+        if "aux" not in g:
+            return {}
+        return {name: g["aux"][name][()] for name in g["aux"]}
 
     def stream(self, episode: int, name: str) -> np.ndarray:
         """(T, *obs_shape) values of one stream over an episode."""

@@ -12,6 +12,7 @@ __all__ = [
     "BIN_INNER_HALF_M",
     "BLOCK_HALF_SIZES_M",
     "COLORS",
+    "FINGER_GEOMS",
     "FINGER_JOINTS",
     "FT_FORCE_SENSOR",
     "FT_TORQUE_SENSOR",
@@ -44,6 +45,8 @@ ARM_JOINTS: tuple[str, ...] = (
 )
 ARM_ACTUATORS: tuple[str, ...] = tuple(f"{j}_act" for j in ARM_JOINTS)
 FINGER_JOINTS: tuple[str, str] = ("finger_left_joint", "finger_right_joint")
+#: The finger pads' collision geoms (a block touched by both is held).
+FINGER_GEOMS: tuple[str, str] = ("finger_left_geom", "finger_right_geom")
 GRIPPER_ACTUATOR = "gripper_act"
 #: Distance between the finger pads when fully open (each finger travels 0.04 m).
 GRIPPER_MAX_OPENING_M = 0.08

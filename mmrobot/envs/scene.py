@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_SCENE_PATH",
     "HOME_TCP_POS_M",
     "Scene",
+    "SceneState",
     "Visuals",
     "available_scenes",
     "choose_gl_backend",
@@ -126,12 +127,29 @@ def mat_to_rotvec(r: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SceneState:
+    """A snapshot of a :class:`Scene`: everything its future depends on.
+
+    Attributes:
+        physics: MuJoCo's integration state (``mj_getState`` with ``mjSTATE_INTEGRATION``:
+            time, joint positions and velocities, actuator activations, controls, ...).
+        target_pos: (3,) the Cartesian controller's target position.
+        target_mat: (3, 3) its target rotation.
+    """
+
+    physics: np.ndarray
+    target_pos: np.ndarray
+    target_mat: np.ndarray
+
+
+@dataclass(frozen=True)
 class _Ids:
     arm_qpos: np.ndarray  # (6,) qpos addresses
     arm_dof: np.ndarray  # (6,) dof addresses
     arm_act: np.ndarray  # (6,)
     finger_qpos: np.ndarray  # (2,)
     finger_dof: np.ndarray  # (2,)
+    finger_geom: np.ndarray  # (2,) left, right
     gripper_act: int
     tcp_site: int
     lidar_site: int
@@ -270,6 +288,7 @@ class Scene:
             arm_act=np.array([self._id("actuator", a) for a in names.ARM_ACTUATORS]),
             finger_qpos=m.jnt_qposadr[fing_j].copy(),
             finger_dof=m.jnt_dofadr[fing_j].copy(),
+            finger_geom=np.array([self._id("geom", g) for g in names.FINGER_GEOMS]),
             gripper_act=self._id("actuator", names.GRIPPER_ACTUATOR),
             tcp_site=self._id("site", names.TCP_SITE),
             lidar_site=self._id("site", names.LIDAR_SITE),
@@ -304,6 +323,16 @@ class Scene:
     def gripper_opening_m(self) -> float:
         """Distance between the finger pads, metres."""
         return float(self.data.qpos[self.ids.finger_qpos].sum())
+
+    def touching(self, geom_a: int, geom_b: int) -> bool:
+        """Whether two geoms are in contact (in the last step's contact list)."""
+        d = self.data
+        n = int(d.ncon)
+        if n == 0:
+            return False
+        g1, g2 = d.contact.geom1[:n], d.contact.geom2[:n]
+        hit = ((g1 == geom_a) & (g2 == geom_b)) | ((g1 == geom_b) & (g2 == geom_a))
+        return bool((hit & (d.contact.dist[:n] <= 0.0)).any())
 
     def tcp_pose(self, data: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Tool centre point position (3,) and rotation matrix (3, 3) in the base frame."""
@@ -341,6 +370,31 @@ class Scene:
         self.data.ctrl[self.ids.gripper_act] = half
         self.mujoco.mj_forward(self.model, self.data)
         self._target_pos, self._target_mat = self.tcp_pose()
+
+    def get_state(self) -> SceneState:
+        """Snapshot the physics and the controller (see :meth:`set_state`)."""
+        mj = self.mujoco
+        sig = mj.mjtState.mjSTATE_INTEGRATION
+        out = np.empty(mj.mj_stateSize(self.model, sig))
+        mj.mj_getState(self.model, self.data, out, sig)
+        return SceneState(out, self._target_pos.copy(), self._target_mat.copy())
+
+    def set_state(self, state: SceneState) -> None:
+        """Restore a :meth:`get_state` snapshot of this model (e.g. to label a state again).
+
+        Positions, contacts and sensors are recomputed (``mj_forward``). Simulated sensor
+        buffers are not part of the scene and are left as they are.
+        """
+        mj = self.mujoco
+        sig = mj.mjtState.mjSTATE_INTEGRATION
+        if state.physics.shape != (mj.mj_stateSize(self.model, sig),):
+            raise ConfigError(
+                f"scene state has {state.physics.shape} values, this model needs "
+                f"{mj.mj_stateSize(self.model, sig)}: a snapshot of another model"
+            )
+        mj.mj_setState(self.model, self.data, state.physics, sig)
+        mj.mj_forward(self.model, self.data)
+        self._target_pos, self._target_mat = state.target_pos.copy(), state.target_mat.copy()
 
     # ------------------------------------------------------------------ control
     def solve_ik(

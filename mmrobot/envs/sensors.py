@@ -11,8 +11,10 @@ exactly as on hardware, and a policy never sees a measurement before it could ha
 Streams (the project's default observation spec, :func:`default_stream_specs`):
 ``scene_cam``/``wrist_cam`` (96, 96, 3) uint8 at 30 Hz, ``lidar`` (360, 3) float32 points in
 the base frame at 10 Hz, ``ft`` (6,) float32 wrench at 500 Hz, ``joints`` (7,) float32 (six
-arm angles + gripper opening) at 200 Hz; optional ``<camera>_depth`` (H, W) float32 metres and
-``joint_vel`` (6,) float32 rad/s.
+arm angles + gripper opening) at 200 Hz, ``ee_pose`` (9,) float32 (TCP position and the first two
+columns of its rotation matrix, forward kinematics of each ``joints`` reading, see
+:class:`EePoseDriver`); optional ``<camera>_depth`` (H, W) float32 metres and ``joint_vel``
+(6,) float32 rad/s.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CameraDriver",
     "DepthDriver",
+    "EePoseDriver",
     "ForceTorqueDriver",
     "JointVelocityDriver",
     "JointsDriver",
@@ -59,6 +62,8 @@ def default_stream_specs(image_size: int = 96) -> tuple[StreamSpec, ...]:
         StreamSpec("lidar", "lidar", (360, 3), "float32", 10.0, "causal", 250 * _MS),
         StreamSpec("ft", "force", (6,), "float32", 500.0, "interp", 20 * _MS, history=10),
         StreamSpec("joints", "joints", (7,), "float32", 200.0, "interp", 20 * _MS, history=10),
+        # forward kinematics of the joints readings: shares their modality, rate and timing
+        StreamSpec("ee_pose", "joints", (9,), "float32", 200.0, "interp", 20 * _MS, history=10),
     )
 
 
@@ -113,8 +118,10 @@ class SensorConfig:
         return cls(**kw)
 
 
-#: Streams the tabletop rig can produce; the first five are on by default.
-STREAM_NAMES = ("scene_cam", "wrist_cam", "lidar", "ft", "joints")
+#: Streams the tabletop rig can produce; these are on by default.
+STREAM_NAMES = ("scene_cam", "wrist_cam", "lidar", "ft", "joints", "ee_pose")
+#: Streams computed from another stream's readings rather than measured: name -> source.
+DERIVED_STREAMS: dict[str, str] = {"ee_pose": "joints"}
 OPTIONAL_STREAM_NAMES = ("scene_cam_depth", "wrist_cam_depth", "joint_vel")
 
 
@@ -149,6 +156,21 @@ class SensorSuiteConfig:
             raise ConfigError(f"image_size must be in [16, 640], got {self.image_size}")
         if self.lidar_rays < 1 or self.lidar_rings < 1 or self.lidar_range_m <= 0:
             raise ConfigError("lidar_rays and lidar_rings must be >= 1 and lidar_range_m > 0")
+        for name, source in DERIVED_STREAMS.items():
+            cfg = self.config(name)
+            if not cfg.enabled:
+                continue
+            if not self.config(source).enabled:
+                raise ConfigError(
+                    f"stream {name!r} is computed from the {source!r} readings, which are "
+                    f"disabled; enable {source!r} or set {name!r} enabled=false"
+                )
+            timing = [k for k in ("latency_ns", "latency_jitter_ns", "rate_hz") if getattr(cfg, k)]
+            if timing:
+                raise ConfigError(
+                    f"stream {name!r} takes its timing from {source!r} (it is computed from "
+                    f"each {source!r} reading); set {timing} on {source!r}, not on {name!r}"
+                )
 
     def config(self, name: str) -> SensorConfig:
         cfg = self.sensors.get(name)
@@ -184,6 +206,7 @@ class SensorSuiteConfig:
             cfg = self.config(name)
             if not cfg.enabled:
                 continue
+            cfg = self.config(DERIVED_STREAMS.get(name, name))  # a derived stream's timing
             spec = replace(base[name], latency_ns=int(cfg.latency_ns))
             if cfg.rate_hz is not None:
                 spec = replace(spec, rate_hz=float(cfg.rate_hz))
@@ -216,6 +239,8 @@ class SimDriver(ABC):
         self.next_due_ns = 0
         self.measured = 0
         self.dropped = 0
+        #: streams computed from this one's readings (e.g. ``ee_pose`` from ``joints``)
+        self.followers: list[EePoseDriver] = []
 
     def reset(self, rng: np.random.Generator, t_ns: int = 0) -> None:
         """Forget pending samples and restart the schedule at ``t_ns``."""
@@ -255,7 +280,7 @@ class SimDriver(ABC):
                 if cfg.latency_jitter_ns:
                     delay += int(self.rng.integers(0, cfg.latency_jitter_ns + 1))
                 if delay == 0:
-                    self.buffer.push(t_ns, value)
+                    self._deliver(scene, t_ns, value)
                 else:
                     self._seq += 1
                     heapq.heappush(self._pending, (t_ns + delay, self._seq, t_ns, value))
@@ -263,7 +288,13 @@ class SimDriver(ABC):
         while pending and pending[0][0] <= t_ns:
             arrival, _, _, value = heapq.heappop(pending)
             # what a calibrated rig stamps: arrival minus the declared latency
-            self.buffer.push(arrival - self.spec.latency_ns, value)
+            self._deliver(scene, arrival - self.spec.latency_ns, value)
+
+    def _deliver(self, scene: Scene, stamp_ns: int, value: np.ndarray) -> None:
+        """Push one arrived sample, then hand it to the streams derived from it."""
+        self.buffer.push(stamp_ns, value)
+        for f in self.followers:
+            f.receive(scene, stamp_ns, value)
 
 
 class CameraDriver(SimDriver):
@@ -389,6 +420,49 @@ class JointsDriver(SimDriver):
         return out
 
 
+class EePoseDriver(SimDriver):
+    """End-effector pose from forward kinematics of each ``joints`` reading.
+
+    It measures nothing itself: every sample the joints driver delivers (with that sensor's
+    noise, bias and latency, at its rate) is turned into ``(9,)`` float32 by
+    :meth:`ArmKinematics.ee_pose_vector <mmrobot.envs.kinematics.ArmKinematics.ee_pose_vector>`
+    and pushed with the same stamp, exactly as a real rig computes it from its encoders.
+    Its own config adds dropout (and, if set, noise/bias on the pose); its timing is the
+    joints stream's.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._kin: Any = None
+
+    def _kinematics(self, scene: Scene) -> Any:
+        if self._kin is None or self._kin.model is not scene.model:
+            from mmrobot.envs.kinematics import ArmKinematics
+
+            self._kin = ArmKinematics(scene.model)
+        return self._kin
+
+    def poll(self, scene: Scene, t_ns: int) -> None:
+        """Nothing to do: samples come from :meth:`receive`."""
+
+    def measure(self, scene: Scene) -> np.ndarray:
+        """The pose from the true joint angles (no sensor noise)."""
+        return self._kinematics(scene).ee_pose_vector(scene.data.qpos[scene.ids.arm_qpos])
+
+    def receive(self, scene: Scene, stamp_ns: int, joints: np.ndarray) -> None:
+        """One ``joints`` reading (7,) arrived with stamp ``stamp_ns``."""
+        if self.config.dropout > 0.0 and self.rng.random() < self.config.dropout:
+            self.dropped += 1
+            return
+        self.measured += 1
+        q = joints[:6]
+        if not np.isfinite(q).all():  # a blown-up state: the buffer rejects and counts it
+            value = np.full(self.spec.shape, np.nan, dtype=np.float32)
+        else:
+            value = self.corrupt(self._kinematics(scene).ee_pose_vector(q))
+        self._deliver(scene, stamp_ns, value)
+
+
 class JointVelocityDriver(SimDriver):
     """Six arm joint velocities (rad/s)."""
 
@@ -421,6 +495,12 @@ def build_drivers(
             drivers.append(ForceTorqueDriver(*args))
         elif name == "joints":
             drivers.append(JointsDriver(*args))
+        elif name == "ee_pose":
+            drivers.append(EePoseDriver(*args))
         elif name == "joint_vel":
             drivers.append(JointVelocityDriver(*args))
+    by_name = {d.spec.name: d for d in drivers}
+    for name, source in DERIVED_STREAMS.items():
+        if name in by_name:
+            by_name[source].followers.append(by_name[name])  # type: ignore[arg-type]
     return drivers

@@ -92,10 +92,16 @@ class TabletopEnv(gym.Env):
     Observation (a Dict): ``values`` (stream -> array of the spec's ``obs_shape``),
     ``ages_ns`` (stream -> int64 age of the sample used) and ``valid`` (stream -> 0/1).
     Action: see :data:`ACTION_LOW` / :data:`ACTION_HIGH` (``ee_delta``) or joint targets.
-    Reward: 1.0 on the step the task succeeds (the episode then terminates), else 0.
+    Reward: 1.0 on a step that ends with the task accomplished (``terminated``), else 0.
     ``reset(options={"task": "pick color=red", "instruction": "..."})`` picks the task and
     instruction; ``info`` carries ``instruction``, ``task``, ``is_success`` and ``t_ns``; the
     latest :class:`~mmrobot.core.Observation` is :attr:`observation` (``env.unwrapped.observation``).
+
+    Stepping past termination is supported: the episode simply continues (the physics, the
+    sensors and the controller keep running); ``terminated`` and the reward stay 1 while the
+    success condition holds, and ``truncated`` becomes true once the step limit is reached
+    with the task not accomplished. Demonstration collection uses this to record the expert
+    holding at the goal after success (``CollectConfig.settle_steps``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -149,6 +155,8 @@ class TabletopEnv(gym.Env):
         self.instruction: str = ""
         self.t_ns = 0
         self.steps = 0
+        #: (3,) the task block's position at the episode's first observation (base frame, m)
+        self.block_start_pos = np.zeros(3)
         self._render_renderer: Any = None
         self._nan_warnings = 0
 
@@ -223,6 +231,7 @@ class TabletopEnv(gym.Env):
             d.reset(rng, 0)
         settle = int(round(self.config.settle_ms * 1e6)) // self.physics_step_ns
         self._physics(settle)
+        self.block_start_pos = scene.block_pos(*self.task.block)
         self.observation = self.synchronizer.observe(self.t_ns)
         return self._to_gym(self.observation), self._info(False, None)
 

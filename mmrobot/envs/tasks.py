@@ -19,7 +19,18 @@ from mmrobot.envs import names
 if TYPE_CHECKING:
     from mmrobot.envs.scene import Scene
 
-__all__ = ["TASKS", "TaskDef", "TaskSpec", "Layout", "list_tasks", "sample_layout", "is_success"]
+__all__ = [
+    "TASKS",
+    "TaskDef",
+    "TaskSpec",
+    "Layout",
+    "goal_position",
+    "is_held",
+    "is_success",
+    "list_tasks",
+    "reach_target",
+    "sample_layout",
+]
 
 Block = tuple[str, str]  # (color, size)
 
@@ -254,11 +265,42 @@ def apply_layout(scene: Scene, layout: Layout) -> None:
 
 REACH_TOL_M = 0.03
 LIFT_HEIGHT_M = 0.08
+#: The pick task's goal: the TCP this far above the block's start position (its centre), so
+#: the block's bottom clears :data:`LIFT_HEIGHT_M` with a 2 cm margin.
+PICK_LIFT_M = LIFT_HEIGHT_M + 0.02
 
 
 def reach_target(scene: Scene, block: Block) -> np.ndarray:
     """The point to reach: 3 cm above the block's top face."""
     return scene.block_pos(*block) + np.array([0, 0, scene.block_half_m(*block) + 0.03])
+
+
+def is_held(scene: Scene, block: Block) -> bool:
+    """Whether the gripper holds ``block``: both finger pads touch it."""
+    g = scene.ids.block_geom[block]
+    left, right = scene.ids.finger_geom
+    return scene.touching(int(left), g) and scene.touching(int(right), g)
+
+
+def goal_position(scene: Scene, spec: TaskSpec, block_start: np.ndarray) -> np.ndarray:
+    """Where the task wants things to end up (3,), base frame, metres.
+
+    reach: :func:`reach_target`; push: the zone's centre; pick: :data:`PICK_LIFT_M` above
+    ``block_start`` (the block's position at the episode's start); place: the bin's centre;
+    stack: the centre of the base block's top face.
+    """
+    if spec.task == "reach":
+        return reach_target(scene, spec.block)
+    if spec.task == "push":
+        return scene.ids.zone_pos[spec.params["zone"]].copy()
+    if spec.task == "pick":
+        return np.asarray(block_start, dtype=np.float64) + np.array([0.0, 0.0, PICK_LIFT_M])
+    if spec.task == "place":
+        return scene.ids.bin_pos.copy()
+    if spec.task == "stack":
+        base = spec.base_block
+        return scene.block_pos(*base) + np.array([0.0, 0.0, scene.block_half_m(*base)])
+    raise ConfigError(f"unknown task {spec.task!r}")
 
 
 def is_success(scene: Scene, spec: TaskSpec) -> bool:

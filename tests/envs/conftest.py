@@ -18,3 +18,17 @@ def pick_env():
     env = TabletopEnv(task="pick")
     yield env
     env.close()
+
+
+@pytest.fixture(scope="module")
+def fast_env():
+    """A TabletopEnv without cameras and lidar (no rendering): for long expert rollouts."""
+    from mmrobot.envs.sensors import SensorSuiteConfig
+    from mmrobot.envs.tabletop import TabletopEnv
+
+    suite = SensorSuiteConfig()
+    for name in ("scene_cam", "wrist_cam", "lidar"):
+        suite = suite.with_sensor(name, enabled=False)
+    env = TabletopEnv(sensors=suite, render_mode=None)
+    yield env
+    env.close()

@@ -81,10 +81,17 @@ def test_collect_writes_a_dataset_the_reader_reads(tmp_path):
     assert obs.values["wrist_cam"].shape == (96, 96, 3) and obs.values["ft"].shape == (10, 6)
     assert obs.t_ns == 200_000_000 + 3 * 50_000_000
     assert action.shape == (7,) and np.all(action <= ACTION_HIGH + 1e-6)
-    assert [s.name for s in ds.specs] == ["scene_cam", "wrist_cam", "lidar", "ft", "joints"]
+    assert [s.name for s in ds.specs] == [
+        "scene_cam",
+        "wrist_cam",
+        "lidar",
+        "ft",
+        "joints",
+        "ee_pose",
+    ]
     # the same seed reproduces the stored episode's actions
     env = TabletopEnv(render_mode=None)
-    again = run_expert_episode(env, Job(infos[1].task, infos[1].seed))
+    again = run_expert_episode(env, Job(infos[1].task, infos[1].seed), settle_steps=10)
     np.testing.assert_allclose(again.actions, ds.actions(1), atol=1e-6)
     env.close()
 

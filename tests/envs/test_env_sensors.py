@@ -26,11 +26,14 @@ def _hold(env: TabletopEnv, n: int) -> list:
 
 def test_default_streams_match_the_agreed_spec(pick_env):
     specs = {s.name: s for s in pick_env.stream_specs}
-    assert list(specs) == ["scene_cam", "wrist_cam", "lidar", "ft", "joints"]
+    assert list(specs) == ["scene_cam", "wrist_cam", "lidar", "ft", "joints", "ee_pose"]
     assert specs["scene_cam"].shape == (96, 96, 3) and specs["scene_cam"].dtype == "uint8"
     assert specs["lidar"].shape == (360, 3) and specs["lidar"].rate_hz == 10
     assert specs["ft"].obs_shape == (10, 6) and specs["ft"].policy == "interp"
     assert specs["joints"].obs_shape == (10, 7) and specs["joints"].rate_hz == 200
+    ee = specs["ee_pose"]
+    assert (ee.modality, ee.obs_shape, ee.dtype, ee.rate_hz) == ("joints", (10, 9), "float32", 200)
+    assert (ee.policy, ee.max_age_ns) == ("interp", 20 * MS)
     pick_env.reset(seed=1)
     obs = pick_env.observation
     assert obs.all_valid()
@@ -49,6 +52,7 @@ def test_each_driver_samples_at_its_own_rate():
     assert got["lidar"] in (9, 10, 11)
     assert got["ft"] in (499, 500, 501)
     assert got["joints"] in (199, 200, 201)
+    assert got["ee_pose"] == got["joints"]  # one pose per joints reading
     env.close()
 
 

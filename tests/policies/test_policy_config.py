@@ -32,7 +32,11 @@ SECTIONS = {
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load_and_match_the_default_spec(path):
     cfg = load_policy_config(path)
-    assert [s.name for s in cfg.streams] == ["scene_cam", "wrist_cam", "lidar", "ft", "joints"]
+    from mmrobot.envs.sensors import default_stream_specs
+
+    sim = {s.name: s for s in default_stream_specs()}
+    assert [s.name for s in cfg.streams] == list(sim)  # the simulated rig's streams, in order
+    assert all(s.obs_shape == sim[s.name].obs_shape for s in cfg.streams)
     assert cfg.action.dim == 7 and cfg.action.horizon == 8 and cfg.action.bins == 256
     assert cfg.streams[3].obs_shape == (10, 6)
 

@@ -1,0 +1,116 @@
+"""Privileged auxiliary targets: task facts the simulator knows, for training-only heads.
+
+Behaviour cloning alone learns the average motion, not where the named block is. The
+simulator knows the truth, so ``mmrobot collect`` records it per step, and training-only heads
+learn to predict it from the fused tokens; deployment never needs it (the heads are not part
+of ``act()`` or the ONNX graph). DAgger code labels the states the learner visits with
+:func:`privileged_state` and :func:`~mmrobot.envs.experts.expert_plan`, from any state.
+
+Targets (:data:`AUX_TARGETS`; all in the base frame, metres):
+
+``block_rel`` (3,) float32
+    the named block's centre minus the TCP position.
+``goal_rel`` (3,) float32
+    the task's goal (:func:`~mmrobot.envs.tasks.goal_position`) minus the TCP position:
+    reach, the point 3 cm above the block; push, the zone's centre; pick, the lift point
+    10 cm above the block's start position; place, the bin's centre (its floor); stack, the
+    centre of the base block's top face.
+``held`` () bool
+    the gripper holds the named block (both finger pads touch it).
+``phase`` () int64
+    the scripted expert's phase in this state, an index into
+    :data:`~mmrobot.envs.experts.PHASES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmrobot.core.errors import LifecycleError
+from mmrobot.envs.experts import PHASES, expert_plan, phase_index
+from mmrobot.envs.tasks import goal_position, is_held
+
+if TYPE_CHECKING:
+    from mmrobot.envs.tabletop import TabletopEnv
+
+__all__ = ["AUX_TARGETS", "PHASES", "PrivilegedState", "privileged_state", "stack_privileged"]
+
+#: Auxiliary target name -> (per-step shape, dtype), as stored in datasets.
+AUX_TARGETS: dict[str, tuple[tuple[int, ...], str]] = {
+    "block_rel": ((3,), "float32"),
+    "goal_rel": ((3,), "float32"),
+    "held": ((), "bool"),
+    "phase": ((), "int64"),
+}
+
+
+@dataclass(frozen=True)
+class PrivilegedState:
+    """The auxiliary targets of one state (see the module docstring).
+
+    Attributes:
+        block_rel: (3,) float32 block position minus TCP position, base frame, metres.
+        goal_rel: (3,) float32 goal position minus TCP position, base frame, metres.
+        held: whether the gripper holds the block.
+        phase: index into :data:`~mmrobot.envs.experts.PHASES`.
+    """
+
+    block_rel: np.ndarray
+    goal_rel: np.ndarray
+    held: bool
+    phase: int
+
+    @property
+    def phase_name(self) -> str:
+        return PHASES[self.phase]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Target name -> array of the :data:`AUX_TARGETS` shape and dtype."""
+        return {
+            "block_rel": np.asarray(self.block_rel, dtype=np.float32),
+            "goal_rel": np.asarray(self.goal_rel, dtype=np.float32),
+            "held": np.asarray(self.held, dtype=bool),
+            "phase": np.asarray(self.phase, dtype=np.int64),
+        }
+
+
+def privileged_state(env: TabletopEnv) -> PrivilegedState:
+    """The auxiliary targets of ``env``'s current state.
+
+    Call it where the observation is read (right after ``reset`` or ``step``): the value
+    then describes the state that observation was taken in. It reads the simulator only and
+    changes nothing.
+
+    Args:
+        env: a reset :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a wrapper of one).
+
+    Raises:
+        LifecycleError: the environment was not reset.
+    """
+    env = env.unwrapped
+    task = env.task
+    if task is None:
+        raise LifecycleError("privileged_state() needs env.reset() first")
+    sc = env.scene
+    tcp = sc.tcp_pose()[0]
+    block = sc.block_pos(*task.block)
+    goal = goal_position(sc, task, env.block_start_pos)
+    return PrivilegedState(
+        block_rel=(block - tcp).astype(np.float32),
+        goal_rel=(goal - tcp).astype(np.float32),
+        held=is_held(sc, task.block),
+        phase=phase_index(expert_plan(env).phase),
+    )
+
+
+def stack_privileged(states: Sequence[PrivilegedState]) -> dict[str, np.ndarray]:
+    """Per-step states -> target name -> (T, *shape) array (the dataset's ``aux`` group)."""
+    rows = [s.arrays() for s in states]
+    return {
+        name: np.stack([r[name] for r in rows]) if rows else np.zeros((0, *shape), dtype=dtype)
+        for name, (shape, dtype) in AUX_TARGETS.items()
+    }
