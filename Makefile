@@ -1,6 +1,7 @@
 # mmrobot — set up, test, demo. Needs only Python >= 3.10 with venv and pip.
 #   make demo    set up, then run the main job
 #   make test    set up, then lint and run the tests (what CI runs)
+#   make release set up, then reproduce policies/release/ from scratch (docs/release.md)
 # Override the torch requirement where the default does not suit, e.g.
 #   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean system-deps
+.PHONY: setup demo test lint bench release clean system-deps
 
 setup: $(VENV)/.installed
 
@@ -43,6 +44,13 @@ system-deps:
 # control loop; prints a success table, writes out/demo.gif and out/loop_timing.png.
 demo: setup
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/mmrobot run launch/sim_demo.toml
+
+# The released policy, from scratch: collect, train with DAgger, evaluate (and the ONNX
+# exports), then eval.json, curves.png and MODEL_CARD.md in policies/release/. Resumable:
+# make release RELEASE_ARGS=--resume. At most 150 minutes on a 2-core machine.
+RELEASE_ARGS ?=
+release: setup
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/mmrobot release policies/release.toml $(RELEASE_ARGS)
 
 lint: setup
 	$(BIN)/ruff check mmrobot tests benchmarks

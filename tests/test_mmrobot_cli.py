@@ -20,6 +20,7 @@ COMMANDS = [
     "hil",
     "rig",
     "policy",
+    "release",
 ]
 
 

@@ -1,5 +1,6 @@
 """Training and evaluation: behaviour cloning of the fusion policy on demonstrations
-(single process or ``torchrun`` DDP), closed-loop evaluation in simulation, run plots.
+(single process or ``torchrun`` DDP), closed-loop evaluation in simulation, run plots, and
+the release (``mmrobot release``: collect, train, evaluate, model card).
 
 Imports torch and mujoco only when a training or evaluation function is used.
 """
@@ -11,13 +12,28 @@ from typing import Any
 
 from mmrobot.train.config import TrainConfig, load_train_config
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "load_train_config", "plot_run", "train"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "TrainResult",
+    "check_model_card",
+    "load_release_config",
+    "load_train_config",
+    "modality_reliance",
+    "plot_run",
+    "run_release",
+    "train",
+]
 
 _LAZY = {
     "Trainer": "mmrobot.train.trainer",
     "TrainResult": "mmrobot.train.trainer",
     "train": "mmrobot.train.trainer",
     "plot_run": "mmrobot.train.plot",
+    "modality_reliance": "mmrobot.train.reliance",
+    "run_release": "mmrobot.train.release",
+    "load_release_config": "mmrobot.train.release",
+    "check_model_card": "mmrobot.train.release",
 }
 
 

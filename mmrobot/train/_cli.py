@@ -1,4 +1,4 @@
-"""Subcommands of ``mmrobot`` from the train package: train, plot (and eval)."""
+"""Subcommands of ``mmrobot`` from the train package: train, plot (and eval, release)."""
 
 from __future__ import annotations
 
@@ -32,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="PNG path (default: RUN/curves.png)")
     p.set_defaults(func=_plot)
 
-    try:  # evaluation lives in its own module
-        importlib.import_module("mmrobot.train._cli_eval").register(sub)
-    except ModuleNotFoundError as e:
-        if e.name != "mmrobot.train._cli_eval":
-            raise
+    for name in ("mmrobot.train._cli_eval", "mmrobot.train._cli_release"):
+        try:  # evaluation and the release live in their own modules
+            importlib.import_module(name).register(sub)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
 
 
 def _train(args: argparse.Namespace) -> int:

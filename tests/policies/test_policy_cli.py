@@ -28,7 +28,7 @@ def test_policy_init_and_info(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"parameters {model.num_parameters():,}" in text
     assert "stream lidar" in text and " 8 tokens" in text
-    assert "token budget per decision: 68 = 16 instruction + 44 observation + 8 action" in text
+    assert "token budget per decision: 69 = 16 instruction + 45 observation + 8 action" in text
 
 
 def test_policy_info_missing_file_is_bad_input(tmp_path, capsys):

@@ -1,0 +1,201 @@
+"""mmrobot release: the toy run end to end, the model card check, resume, config validation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmrobot.envs.scene import choose_gl_backend
+
+choose_gl_backend()  # before mujoco is first imported: headless EGL (or OSMesa) rendering
+
+from mmrobot.cli import main  # noqa: E402
+from mmrobot.core.errors import ConfigError  # noqa: E402
+from mmrobot.train.release import (  # noqa: E402
+    CARD_FILE,
+    EVAL_FILE,
+    RECORD_FILE,
+    TOY_OVERRIDES,
+    ModelCardMismatch,
+    check_model_card,
+    load_release_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "policies" / "release.toml"
+TRAIN_CONFIG = ROOT / "policies" / "train_default.toml"
+HAVE_DAGGER = importlib.util.find_spec("mmrobot.train.dagger") is not None
+HAVE_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+
+
+# --------------------------------------------------------------------------- the toy run
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """One toy release (about half a minute), shared by the tests that read its files."""
+    pytest.importorskip("mujoco")
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("release")
+    extra = [] if HAVE_DAGGER else ["train.dagger.rounds=0"]
+    extra += [] if HAVE_ONNX else ["evaluate.onnx=[]"]
+    # positionals (config, overrides) together: argparse takes them in one run
+    rc = main(["release", str(CONFIG), *extra, "--toy", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_toy_release_writes_every_file(toy):
+    for name in (CARD_FILE, EVAL_FILE, RECORD_FILE, "metrics.jsonl", "curves.png"):
+        assert (toy / name).is_file(), name
+    assert (toy / "config.json").is_file() and (toy / "model.safetensors").is_file()
+    ev = json.loads((toy / EVAL_FILE).read_text())
+    assert ev["splits"] == list(load_release_config(CONFIG).evaluate.splits)
+    assert ev["tasks"] == ["reach", "pick"]
+    assert ev["settings"]["safety"] is True
+    assert all(ev["results"][s]["all"]["episodes"] == 2 for s in ev["splits"])
+    if HAVE_ONNX:
+        assert set(ev["exports"]) == {"onnx_fp32", "onnx_int8"}
+    rec = json.loads((toy / RECORD_FILE).read_text())
+    assert rec["toy"] is True
+    names = [s["name"] for s in rec["stages"]]
+    assert names[:5] == ["collect", "heldout", "train", "checkpoint", "evaluate"]
+    assert names[-2:] == ["reliance", "report"]
+    assert rec["total_s"] == pytest.approx(sum(s["seconds"] for s in rec["stages"]))
+    assert rec["data"]["episodes"] == 4 and rec["heldout"]["episodes"] == 2
+    assert "all inputs" in rec["reliance"]["results"]
+    card = (toy / CARD_FILE).read_text()
+    assert "toy run" in card and "mmrobot release" in card
+
+
+def test_model_card_matches_eval_json(toy):
+    check_model_card(toy)  # raises ModelCardMismatch otherwise
+    assert main(["release", "--check", str(toy)]) == 0
+
+
+def _copy_release(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, dst / f.name)
+    return dst
+
+
+def test_tampered_eval_json_fails_the_check(toy, tmp_path):
+    d = _copy_release(toy, tmp_path / "release")
+    ev = json.loads((d / EVAL_FILE).read_text())
+    ev["results"]["train"]["reach"]["successes"] += 1  # a success that no episode had
+    (d / EVAL_FILE).write_text(json.dumps(ev))
+    with pytest.raises(ModelCardMismatch, match=r"results\[train\]\[reach\]") as e:
+        check_model_card(d)
+    assert "eval-success" in str(e.value)  # the card's table no longer matches either
+    assert main(["release", "--check", str(d)]) == 1
+
+
+def test_tampered_card_fails_the_check(toy, tmp_path):
+    d = _copy_release(toy, tmp_path / "release")
+    card = (d / CARD_FILE).read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| **all** | 0/2, 0 %"))
+    (d / CARD_FILE).write_text(card.replace(row, row.replace("0/2, 0 %", "2/2, 100 %", 1), 1))
+    with pytest.raises(ModelCardMismatch, match="eval-success"):
+        check_model_card(d)
+
+
+def test_toy_release_ran_a_dagger_round(toy):
+    if not HAVE_DAGGER:
+        pytest.skip(
+            "mmrobot.train.dagger (DAgger collection) is not in this tree yet; the toy release "
+            "ran with train.dagger.rounds=0"
+        )
+    rows = [json.loads(x) for x in (toy / "metrics.jsonl").read_text().splitlines() if x]
+    dagger = [r for r in rows if r.get("kind") == "dagger"]
+    assert [r["round"] for r in dagger] == [1]
+    assert "<!-- table: dagger -->" in (toy / CARD_FILE).read_text()
+
+
+def test_resume_skips_completed_stages(toy, tmp_path, capsys):
+    d = tmp_path / "release"
+    shutil.copytree(toy, d)
+    extra = [] if HAVE_DAGGER else ["train.dagger.rounds=0"]
+    extra += [] if HAVE_ONNX else ["evaluate.onnx=[]"]
+    flags = ["--toy", "--out", str(d), "--resume", "--no-progress"]
+    assert main(["release", str(CONFIG), *extra, *flags]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped: done in an earlier run") == len(
+        json.loads((toy / RECORD_FILE).read_text())["stages"]
+    )
+    check_model_card(d)
+    # a resumed run of another config would mix two runs' outputs: refused, naming the key
+    assert main(["release", str(CONFIG), *extra, "collect.episodes_per_task=3", *flags]) == 2
+    assert "collect.episodes_per_task" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "release.toml"
+    path.write_text(f'[train]\nconfig = "{TRAIN_CONFIG}"\n' + text)
+    return path
+
+
+def test_shipped_config_loads_and_toy_overrides_apply():
+    config = load_release_config(CONFIG)
+    assert config.train_config().total_steps > 0
+    toy = config.with_overrides(TOY_OVERRIDES)
+    assert toy.collect.episodes_per_task == 2
+    tc = toy.train_config()
+    assert tc.dagger.rounds == 1 and tc.dagger.episodes == 2 and tc.steps == 4
+    # a later value of a train key replaces the earlier one in the list
+    assert [o for o in toy.train.overrides if o.startswith("steps=")] == ["steps=4"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[collect]\nepisodes = 3\n", r"\[collect\]: unknown key\(s\) \['episodes'\]"),
+        ("[evaluate]\nonnx_precision = 'int8'\n", r"unknown key\(s\) \['onnx_precision'\]"),
+        ("[bogus]\nx = 1\n", r"unknown table\(s\) \['bogus'\]"),
+        ("[evaluate]\nsplits = ['train', 'nope']\n", r"evaluate\.splits"),
+        ("[evaluate]\nonnx = ['int4']\n", r"evaluate\.onnx"),
+        ("[collect]\nepisodes_per_task = 0\n", r"collect\.episodes_per_task = 0"),
+        ("[collect]\ntasks = ['fly']\n", r"collect\.tasks"),
+        ("[evaluate]\ntasks = ['reach colour=red']\n", r"evaluate\.tasks"),
+        ("[evaluate]\nsplits = ['train']\nonnx_splits = ['heldout']\n", r"onnx_splits"),
+        ("[release]\nbudget_min = -1\n", r"release\.budget_min"),
+        ("[collect]\nseed = 0\n", r"overlap"),  # the demonstrations' seeds are evaluated
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_release_config(_write(tmp_path, text))
+
+
+def test_train_overrides_are_checked(tmp_path):
+    path = tmp_path / "release.toml"
+    path.write_text(f'[train]\nconfig = "{TRAIN_CONFIG}"\noverrides = ["stepz=3"]\n')
+    with pytest.raises(ConfigError, match="stepz"):
+        load_release_config(path)
+    path.write_text(f'[train]\nconfig = "{TRAIN_CONFIG}"\noverrides = ["dataset=x.h5"]\n')
+    with pytest.raises(ConfigError, match="'dataset'"):
+        load_release_config(path)
+
+
+def test_command_line_overrides(tmp_path):
+    config = load_release_config(_write(tmp_path, ""))
+    assert config.with_overrides(["evaluate.episodes=5"]).evaluate.episodes == 5
+    assert config.with_overrides(["train.dagger.rounds=3"]).train_config().dagger.rounds == 3
+    with pytest.raises(ConfigError, match=r"collect\.bogus"):
+        config.with_overrides(["collect.bogus=1"])
+    with pytest.raises(ConfigError, match="dagger.bogus"):
+        config.with_overrides(["train.dagger.bogus=1"])
+    with pytest.raises(ConfigError, match="SECTION.KEY"):
+        config.with_overrides(["episodes=1"])
+
+
+def test_cli_missing_config_is_bad_input(tmp_path):
+    assert main(["release", str(tmp_path / "none.toml")]) == 2
