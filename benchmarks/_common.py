@@ -10,7 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmrobot.core.machine import machine
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (imported on use: bench_train's v0 worker imports
+    this module beside an older mmrobot that has no ``mmrobot.core.machine``)."""
+    from mmrobot.core.machine import machine as describe
+
+    return describe()
 
 __all__ = [
     "machine",

@@ -98,6 +98,7 @@ def main() -> None:
             log_every=max(1, steps // 10),
             threads=args.threads,
             seed=0,
+            compile=not args.quick,  # compilation (~90 s) only pays off in a full run
         )
         run = train(cfg, progress=False, policy_config=config)
         lat = latency_ms(run.checkpoint, repeats=20 if args.quick else 200)

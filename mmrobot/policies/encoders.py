@@ -83,9 +83,10 @@ class ImageEncoder(nn.Module):
                 "camera.stem_channels (each stem layer halves the size, rounding up)"
             )
         self.stem = nn.Sequential(*layers)
-        self.patchify = nn.Conv2d(
-            in_ch, width, (fh // grid, fw // grid), stride=(fh // grid, fw // grid)
-        )
+        # Patchify as reshape + linear (the same map as a kernel = stride convolution; the
+        # convolution took a slower kernel on the CPU).
+        self.grid, self.patch = grid, (fh // grid, fw // grid)
+        self.patchify = nn.Linear(in_ch * (fh // grid) * (fw // grid), width)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         self.register_buffer("coords", torch.stack([xs, ys]).unsqueeze(0), persistent=False)
         fy, fx = torch.meshgrid(torch.linspace(-1, 1, fh), torch.linspace(-1, 1, fw), indexing="ij")
@@ -104,7 +105,9 @@ class ImageEncoder(nn.Module):
         x = x.permute(0, 3, 1, 2)
         x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
         feat = self.stem(x)  # (B, C, fh, fw)
-        tokens = self.patchify(feat).flatten(2).transpose(1, 2)  # (B, grid * grid, width)
+        b, c, g, (ph, pw) = feat.shape[0], feat.shape[1], self.grid, self.patch
+        patches = feat.reshape(b, c, g, ph, g, pw).permute(0, 2, 4, 1, 3, 5)
+        tokens = self.patchify(patches.reshape(b, g * g, c * ph * pw))  # (B, grid * grid, width)
         if self.keypoint_proj is not None:
             attn = torch.softmax(feat.flatten(2), dim=-1)  # (B, C, fh * fw)
             points = attn @ self.feature_coords  # (B, C, 2) expected (x, y) per channel
@@ -221,7 +224,7 @@ class ScanEncoder(nn.Module):
         n_in = channels + 2  # point channels, range, return flag
         self.conv1 = nn.Conv1d(n_in, hidden, 5)
         self.conv2 = nn.Conv1d(hidden, hidden, 5)
-        self.to_tokens = nn.Conv1d(hidden, width, self.sector_len, stride=self.sector_len)
+        self.to_tokens = nn.Linear(hidden * self.sector_len, width)  # one sector -> one token
         self.act = nn.GELU()
         self.pos = nn.Parameter(torch.randn(sectors, width) * 0.02)
         self.norm = nn.LayerNorm(width)
@@ -243,7 +246,9 @@ class ScanEncoder(nn.Module):
         ).transpose(1, 2)  # (B, C + 2, N)
         x = self.act(self.conv1(self._wrap(feats, 2)))
         x = self.act(self.conv2(self._wrap(x, 2)))
-        tok = self.to_tokens(x).transpose(1, 2)  # (B, S, width)
+        b, h = x.shape[0], x.shape[1]
+        sectors = x.reshape(b, h, self.sectors, self.sector_len).transpose(1, 2)
+        tok = self.to_tokens(sectors.reshape(b, self.sectors, h * self.sector_len))  # (B, S, width)
         valid = ret.reshape(ret.shape[0], self.sectors, self.sector_len).any(-1)
         return self.norm(tok + self.pos), valid
 
@@ -269,7 +274,7 @@ class InstructionEncoder(nn.Module):
         self.stride, self.n_tokens = stride, max_len // stride
         self.embedding = nn.Embedding(vocab_size, width)
         self.byte_position = nn.Parameter(torch.randn(stride, width) * 0.02)
-        self.merge = nn.Conv1d(width, width, stride, stride=stride)
+        self.merge = nn.Linear(stride * width, width)  # `stride` bytes -> one token
         self.mix = nn.Conv1d(width, width, 3, padding=1)
         self.act = nn.GELU()
         self.position = nn.Parameter(torch.randn(self.n_tokens, width) * 0.02)
@@ -278,12 +283,11 @@ class InstructionEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, length = ids.shape
         m = mask.to(torch.float32).unsqueeze(-1)
-        x = self.embedding(ids) + self.byte_position.repeat(self.n_tokens, 1)
-        x = (x * m).transpose(1, 2)  # (B, width, L)
+        x = (self.embedding(ids) + self.byte_position.repeat(self.n_tokens, 1)) * m
+        x = x.reshape(b, self.n_tokens, -1)  # (B, tokens, stride * width)
         valid = mask.to(torch.bool).reshape(b, self.n_tokens, self.stride).any(-1)
-        v = valid.to(torch.float32).unsqueeze(1)
-        x = self.act(self.merge(x)) * v
-        x = (x + self.act(self.mix(x))).transpose(1, 2)
+        x = self.act(self.merge(x)) * valid.to(torch.float32).unsqueeze(-1)
+        x = x + self.act(self.mix(x.transpose(1, 2))).transpose(1, 2)
         return self.norm(x + self.position), valid
 
 

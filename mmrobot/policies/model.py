@@ -242,9 +242,9 @@ class FusionPolicyModel(nn.Module):
             batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
         )
         text = text + self.modality_embedding[_TEXT]
-        pieces, valids, stream_valid = [], [], []
         drop = self.config.training.modality_dropout
-        for i, s in enumerate(self.streams):
+        inputs = []  # (value, valid, age) of every stream, invalid ones zeroed
+        for s in self.streams:
             k_val, k_valid, k_age = stream_keys(s.name)
             x, valid, age = batch[k_val], batch[k_valid].to(torch.bool), batch[k_age]
             p = drop.get(s.modality, 0.0)
@@ -253,8 +253,19 @@ class FusionPolicyModel(nn.Module):
             # Zero what is invalid, so that not even NaN in a masked stream reaches the output.
             x = torch.where(valid.reshape(-1, *([1] * (x.dim() - 1))), x, torch.zeros_like(x))
             age = torch.where(valid, age, torch.zeros_like(age))
+            inputs.append((x, valid, age))
+        # Every camera in one batch through the shared encoder (fewer, larger convolutions).
+        cams = [i for i, s in enumerate(self.streams) if s.modality in IMAGE_MODALITIES]
+        cam_tokens: dict[int, torch.Tensor] = {}
+        if cams:
+            b = inputs[cams[0]][0].shape[0]
+            out = self.image_encoder(torch.cat([inputs[i][0] for i in cams]))  # type: ignore[misc]
+            cam_tokens = {i: out[k * b : (k + 1) * b] for k, i in enumerate(cams)}
+        pieces, valids, stream_valid = [], [], []
+        for i, s in enumerate(self.streams):
+            x, valid, age = inputs[i]
             if s.modality in IMAGE_MODALITIES:
-                tok = self.image_encoder(x)  # type: ignore[misc]
+                tok = cam_tokens[i]
                 tok_valid = valid.unsqueeze(1).expand(-1, tok.shape[1])
             elif s.modality in POINT_MODALITIES:
                 tok, part_valid = self.lidar_encoders[s.name](

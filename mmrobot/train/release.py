@@ -98,6 +98,7 @@ TOY_OVERRIDES: tuple[str, ...] = (
     "collect.heldout_episodes_per_task=1",
     "train.steps=4",
     "train.threads=1",
+    "train.compile=false",
     "train.batch_size=4",
     "train.warmup_steps=1",
     "train.log_every=1",

@@ -448,6 +448,9 @@ class Trainer:
             net: nn.Module = DistributedDataParallel(model)
         else:
             net = model
+        eager = net
+        if c.compile:
+            net = torch.compile(net)  # compiles on the first step (about 90 s on 2 cores)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resuming:
@@ -489,7 +492,17 @@ class Trainer:
                 net.train()
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                     # Through net's forward, so that DDP's gradient hooks fire.
-                    logits, aux_pred = net(batch, targets, with_aux=True)
+                    try:
+                        logits, aux_pred = net(batch, targets, with_aux=True)
+                    except Exception as e:  # noqa: BLE001 - any compiler failure
+                        if net is eager:
+                            raise
+                        self.log(
+                            f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); "
+                            "training eagerly (set compile = false to skip the attempt)"
+                        )
+                        net = eager
+                        logits, aux_pred = net(batch, targets, with_aux=True)
                     loss, acc = token_loss(logits, targets)
                     aux_losses = aux_loss(aux_pred, aux_targets)
                     total = loss + sum(
