@@ -3,8 +3,11 @@ Gymnasium environments and demonstration collection; the arm's forward kinematic
 (:class:`ArmKinematics`, also for real rigs) and the privileged training targets
 (:func:`privileged_state`).
 
-Importing this package registers the Gymnasium ids ``mmrobot/Tabletop-v0`` (a task drawn per
-episode) and ``mmrobot/Tabletop<Task>-v0`` for each task (``TabletopPick-v0``, ...).
+Importing this package registers the Gymnasium ids ``mmrobot/Tabletop-v1`` (a task drawn per
+episode) and ``mmrobot/Tabletop<Task>-v1`` for each task (``TabletopPick-v1``, ...). v1
+(mmrobot 0.2) observes one more stream (``ee_pose``) through a scene camera framed on the
+blocks; the v0 ids of mmrobot 0.1 are not registered any more, because their observations
+cannot be reproduced by this scene.
 MuJoCo is imported lazily by the modules that need it.
 """
 
@@ -56,8 +59,9 @@ __all__ = [
     "register_envs",
 ]
 
-ENV_IDS: tuple[str, ...] = ("mmrobot/Tabletop-v0",) + tuple(
-    f"mmrobot/Tabletop{t.capitalize()}-v0" for t in TASKS
+ENV_VERSION = "v1"
+ENV_IDS: tuple[str, ...] = (f"mmrobot/Tabletop-{ENV_VERSION}",) + tuple(
+    f"mmrobot/Tabletop{t.capitalize()}-{ENV_VERSION}" for t in TASKS
 )
 
 
@@ -71,7 +75,8 @@ def register_envs() -> None:
     for env_id in ENV_IDS:
         if env_id in registry:
             continue
-        task = env_id.removeprefix("mmrobot/Tabletop").removesuffix("-v0").lower() or None
+        task = env_id.removeprefix("mmrobot/Tabletop").removesuffix(f"-{ENV_VERSION}").lower()
+        task = task or None
         gymnasium.register(
             id=env_id,
             entry_point="mmrobot.envs.tabletop:TabletopEnv",

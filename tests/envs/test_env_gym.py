@@ -32,7 +32,7 @@ def test_joint_action_mode_passes_env_checker():
 
 def test_every_registered_id_makes_an_env_of_its_task():
     assert set(mmrobot.envs.ENV_IDS) <= set(gym.registry)
-    env = gym.make("mmrobot/TabletopStack-v0", render_mode=None)
+    env = gym.make("mmrobot/TabletopStack-v1", render_mode=None)
     _, info = env.reset(seed=2)
     assert info["task"].startswith("stack ")
     assert isinstance(env.unwrapped.observation, Observation)
