@@ -18,6 +18,7 @@ def machine() -> dict[str, Any]:
 
     return describe()
 
+
 __all__ = [
     "machine",
     "median_time_per_call",
