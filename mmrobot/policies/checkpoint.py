@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "CheckpointMismatchError",
+    "copy_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_config",
@@ -68,6 +69,25 @@ def save_checkpoint(
     tmp_w.replace(directory / WEIGHTS_FILE)
     tmp_c.replace(directory / CONFIG_FILE)
     return directory
+
+
+def copy_checkpoint(
+    src: str | Path, dst: str | Path, metadata: Mapping[str, object] | None = None
+) -> Path:
+    """Copy a checkpoint's two files into ``dst`` (created if needed; other files there are
+    left alone), each through a temporary name; ``metadata`` is merged into the copy's."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):  # the config last: it names a complete copy
+        tmp = dst / (name + ".tmp")
+        if name == CONFIG_FILE and metadata:
+            doc = json.loads((src / name).read_text(encoding="utf-8"))
+            doc["metadata"] = {**doc.get("metadata", {}), **metadata}
+            tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        else:
+            tmp.write_bytes((src / name).read_bytes())
+        tmp.replace(dst / name)
+    return dst
 
 
 def read_checkpoint_config(directory: str | Path) -> tuple[PolicyConfig, dict[str, object]]:

@@ -383,13 +383,10 @@ class _ReleaseRun:
 
     def _checkpoint(self) -> dict[str, Any]:
         from mmrobot.policies import load_checkpoint
+        from mmrobot.policies.checkpoint import copy_checkpoint
 
         src = Path(self.state["training"]["checkpoint"])
-        for f in sorted(src.iterdir()):
-            if f.is_file():
-                tmp = self.out / (f.name + ".tmp")
-                shutil.copyfile(f, tmp)
-                tmp.replace(self.out / f.name)
+        copy_checkpoint(src, self.out)
         model = load_checkpoint(self.out)
         cfg = model.config
         doc = {

@@ -16,7 +16,6 @@ training state (optimizer tensors as safetensors, the rest as JSON; no pickle).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,11 +38,20 @@ from mmrobot.policies import (
     load_policy_config,
     save_checkpoint,
 )
+from mmrobot.policies.checkpoint import copy_checkpoint
 from mmrobot.policies.collate import stream_keys
-from mmrobot.policies.config import AUX_TARGETS, ActionConfig
+from mmrobot.policies.config import ActionConfig
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples
+from mmrobot.train.plot import read_metrics
+from mmrobot.train.step import (
+    augment_images,
+    aux_loss,
+    make_optimizer,
+    token_loss,
+    weights_digest,
+)
 
 __all__ = [
     "Trainer",
@@ -82,37 +90,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-def augment_images(
-    images: np.ndarray, rng: np.random.Generator, shift_px: int, jitter: float
-) -> np.ndarray:
-    """Random shift (replicate padding, then crop) and brightness/contrast jitter.
-
-    Args:
-        images: (B, H, W, C) uint8.
-
-    Returns:
-        (B, H, W, C) uint8, a new array.
-    """
-    b, h, w, _ = images.shape
-    out = np.empty_like(images)
-    if shift_px:
-        padded = np.pad(images, ((0, 0), (shift_px,) * 2, (shift_px,) * 2, (0, 0)), mode="edge")
-        dy = rng.integers(0, 2 * shift_px + 1, b)
-        dx = rng.integers(0, 2 * shift_px + 1, b)
-        for i in range(b):
-            out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
-    else:
-        out[:] = images
-    if jitter:
-        x = out.astype(np.float32)
-        brightness = rng.uniform(1 - jitter, 1 + jitter, (b, 1, 1, 1)).astype(np.float32)
-        contrast = rng.uniform(1 - jitter, 1 + jitter, (b, 1, 1, 1)).astype(np.float32)
-        mean = x.mean(axis=(1, 2, 3), keepdims=True)
-        x = (x - mean) * contrast + mean * brightness
-        out = np.clip(x, 0, 255).astype(np.uint8)
-    return out
 
 
 class Trainer:
@@ -468,7 +445,8 @@ class Trainer:
         window_t, window_n = time.perf_counter(), 0
         ckpt = self.run_dir / "checkpoint"
         best_dir = self.run_dir / "best"
-        best = _best_success(self.run_dir / METRICS) if resuming else -1.0
+        evals = read_metrics(self.run_dir) if resuming else []  # the best so far survives
+        best = max((float(r["success"]) for r in evals if r.get("kind") == "eval"), default=-1.0)
         eval_tasks = list(c.eval.tasks) or tasks
         dagger_tasks = list(c.dagger.tasks) or tasks
         try:
@@ -551,7 +529,7 @@ class Trainer:
                         success = self._evaluate(ckpt, done, eval_tasks)
                         if success > best:
                             best = success
-                            _copy_checkpoint(ckpt, best_dir, {"step": done, "success": success})
+                            copy_checkpoint(ckpt, best_dir, {"step": done, "success": success})
                     self._barrier()
                     window_t = time.perf_counter()  # evaluation time is not training time
                 if progress:
@@ -569,101 +547,6 @@ class Trainer:
             + (f" (best closed-loop success {best:.0%})" if c.eval.every else "")
         )
         return TrainResult(self.run_dir, final, total_steps, loss_v, acc_v, wall)
-
-
-def _best_success(metrics: Path) -> float:
-    """The best ``eval`` success recorded in a run's metrics (-1 when none)."""
-    best = -1.0
-    if metrics.is_file():
-        for line in metrics.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line) if line.strip() else {}
-            if row.get("kind") == "eval":
-                best = max(best, float(row["success"]))
-    return best
-
-
-def _copy_checkpoint(src: Path, dst: Path, extra: dict[str, object]) -> None:
-    """Copy a checkpoint folder (atomically: a temporary folder, then a rename)."""
-    import shutil
-
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    doc = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
-    doc["metadata"] = {**doc.get("metadata", {}), **extra}
-    (tmp / "config.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.replace(dst)
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """The trainer's AdamW: no weight decay on norms, biases, embeddings, queries, positions."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (
-            decay
-            if p.ndim >= 2
-            and "embedding" not in name
-            and "position" not in name
-            and "query" not in name
-            else no_decay
-        ).append(p)
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.95),
-        # One fused kernel for all parameters instead of ~10 small ops per tensor: the
-        # optimizer was 10 % of a CPU training step.
-        fused=True,
-    )
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter's bytes: equal digests mean bit-identical weights."""
-    h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def aux_loss(
-    predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """Loss of each auxiliary head (see :data:`~mmrobot.policies.config.AUX_TARGETS`).
-
-    ``vector`` targets: mean squared error in centimetres (the targets are metres, so that a
-    weight of 1 is about as strong as the token cross-entropy); ``binary``: binary
-    cross-entropy; ``class``: cross-entropy over the phase index.
-    """
-    out = {}
-    for name, pred in predictions.items():
-        kind = AUX_TARGETS[name][0]
-        target = targets[name]
-        pred = pred.float()
-        if kind == "vector":
-            out[name] = nn.functional.mse_loss(pred, 100.0 * target.float().reshape(pred.shape))
-        elif kind == "binary":
-            out[name] = nn.functional.binary_cross_entropy_with_logits(
-                pred, target.float().reshape(pred.shape)
-            )
-        else:
-            out[name] = nn.functional.cross_entropy(pred, target.long().reshape(-1))
-    return out
-
-
-def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over action tokens and token accuracy.
-
-    Args:
-        logits: (B, H, D, bins); targets: (B, H, D) int64.
-    """
-    logits = logits.float()  # the loss in fp32 also under bf16 autocast
-    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-    return loss, (logits.argmax(-1) == targets).float().mean()
 
 
 class _Progress:
