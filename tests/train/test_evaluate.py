@@ -378,7 +378,7 @@ def test_instruction_swap_success_counts_the_instructions_block(tiny_env_config,
         assert e.layout_task is not None and e.layout_task != e.task
         assert e.layout_task_success is False  # it did the instruction's task, not the layout's
     # a policy that ignores the instruction and does the layout's task fails the split
-    import mmrobot.train.evaluate as ev
+    import mmrobot.train.eval_episode as ev  # where run_episode looks the function up
 
     swap = ev.swap_instruction_target
 
