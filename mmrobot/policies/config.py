@@ -166,11 +166,16 @@ class LanguageConfig:
 @dataclass(frozen=True)
 class CameraConfig:
     """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid
-    patchify, plus one token of spatial-softmax keypoints (``keypoints``)."""
+    patchify, plus one token of spatial-softmax keypoints (``keypoints``); with ``film``, the
+    instruction modulates every stem layer's channels (FiLM)."""
 
     stem_channels: tuple[int, ...] = (16, 32)
     grid: int = 4
     keypoints: bool = True
+    # off when absent, so that configs written before FiLM existed load unchanged
+    film: bool = False
+    # 1.0 when absent, as before the key existed
+    keypoint_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.stem_channels, tuple) or not self.stem_channels:
@@ -180,8 +185,10 @@ class CameraConfig:
         for c in self.stem_channels:
             _check_int("camera", "stem_channels[]", c, 1, 4096)
         _check_int("camera", "grid", self.grid, 1, 64)
-        if not isinstance(self.keypoints, bool):
-            raise ConfigError(f"camera.keypoints must be true or false, got {self.keypoints!r}")
+        _check_float("camera", "keypoint_temperature", self.keypoint_temperature, 0.01, 1000.0)
+        for key in ("keypoints", "film"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"camera.{key} must be true or false, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,15 @@ class ImageEncoder(nn.Module):
     a spatial softmax over every stem channel whose expected (x, y) positions form one more
     token (Levine et al., "End-to-end training of deep visuomotor policies", JMLR 2016): a
     channel that fires on "red cube" gives the red cube's image position to sub-pixel
-    precision.
+    precision. ``keypoint_temperature`` sharpens that softmax.
+
+    With ``film``, the instruction conditions the stem (FiLM: Perez et al., AAAI 2018; as in
+    RT-1, Brohan et al., 2022): after each convolution, channel ``c`` becomes
+    ``x * (1 + gamma_c) + beta_c`` with ``gamma, beta`` linear in the pooled instruction
+    embedding. A channel can then fire on "the large yellow block" rather than on every
+    block, and its spatial-softmax keypoint is that block's image position: the grounding of
+    words to pixels happens where the pixels are, not only later in attention. The FiLM
+    layers start at zero (the identity), so training begins from the unconditioned stem.
     """
 
     def __init__(
@@ -62,6 +70,8 @@ class ImageEncoder(nn.Module):
         grid: int,
         width: int,
         keypoints: bool = True,
+        film: bool = False,
+        keypoint_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if len(obs_shape) == 4:
@@ -83,6 +93,11 @@ class ImageEncoder(nn.Module):
                 "camera.stem_channels (each stem layer halves the size, rounding up)"
             )
         self.stem = nn.Sequential(*layers)
+        self.film = nn.ModuleList(nn.Linear(width, 2 * c) for c in stem_channels) if film else None
+        if self.film is not None:
+            for lin in self.film:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         # Patchify as reshape + linear (the same map as a kernel = stride convolution; the
         # convolution took a slower kernel on the CPU).
         self.grid, self.patch = grid, (fh // grid, fw // grid)
@@ -94,22 +109,36 @@ class ImageEncoder(nn.Module):
             "feature_coords", torch.stack([fx.flatten(), fy.flatten()], -1), persistent=False
         )
         self.keypoint_proj = nn.Linear(2 * in_ch, width) if keypoints else None
+        self.keypoint_temperature = keypoint_temperature
         self.pos = nn.Parameter(torch.randn(grid * grid + int(keypoints), width) * 0.02)
         self.norm = nn.LayerNorm(width)
         self.n_tokens = grid * grid + int(keypoints)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``images`` uint8 as in the class docstring; ``condition`` (B, width), the pooled
+        instruction, is required with ``film``."""
         x = images.to(torch.float32) * (1.0 / 255.0) - 0.5
         if x.dim() == 5:  # (B, T, H, W, C) -> (B, H, W, T*C)
             x = x.permute(0, 2, 3, 1, 4).flatten(3)
         x = x.permute(0, 3, 1, 2)
         x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
-        feat = self.stem(x)  # (B, C, fh, fw)
+        if self.film is None:
+            feat = self.stem(x)  # (B, C, fh, fw)
+        else:
+            if condition is None:
+                raise ValueError("an ImageEncoder with film needs the instruction condition")
+            for k, film in enumerate(self.film):
+                x = self.stem[2 * k](x)  # the convolution (stem layers: conv, GELU, ...)
+                gamma, beta = film(condition)[:, :, None, None].chunk(2, dim=1)
+                x = self.stem[2 * k + 1](x * (1.0 + gamma) + beta)
+            feat = x
         b, c, g, (ph, pw) = feat.shape[0], feat.shape[1], self.grid, self.patch
         patches = feat.reshape(b, c, g, ph, g, pw).permute(0, 2, 4, 1, 3, 5)
         tokens = self.patchify(patches.reshape(b, g * g, c * ph * pw))  # (B, grid * grid, width)
         if self.keypoint_proj is not None:
-            attn = torch.softmax(feat.flatten(2), dim=-1)  # (B, C, fh * fw)
+            # (B, C, fh * fw); the stem's activations are small, so without the temperature
+            # the softmax is nearly flat and every keypoint sits near the image centre
+            attn = torch.softmax(feat.flatten(2) * self.keypoint_temperature, dim=-1)
             points = attn @ self.feature_coords  # (B, C, 2) expected (x, y) per channel
             kp = self.keypoint_proj(points.flatten(1)).unsqueeze(1)
             tokens = torch.cat([tokens, kp], dim=1)

@@ -132,6 +132,8 @@ class FusionPolicyModel(nn.Module):
                 config.camera.grid,
                 w,
                 config.camera.keypoints,
+                config.camera.film,
+                config.camera.keypoint_temperature,
             )
             if cams
             else None
@@ -241,6 +243,8 @@ class FusionPolicyModel(nn.Module):
         text, text_valid = self.instruction_encoder(
             batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
         )
+        tv = text_valid.to(text.dtype).unsqueeze(-1)
+        text_pooled = (text * tv).sum(1) / tv.sum(1).clamp(min=1.0)  # FiLM condition (B, w)
         text = text + self.modality_embedding[_TEXT]
         drop = self.config.training.modality_dropout
         inputs = []  # (value, valid, age) of every stream, invalid ones zeroed
@@ -259,7 +263,10 @@ class FusionPolicyModel(nn.Module):
         cam_tokens: dict[int, torch.Tensor] = {}
         if cams:
             b = inputs[cams[0]][0].shape[0]
-            out = self.image_encoder(torch.cat([inputs[i][0] for i in cams]))  # type: ignore[misc]
+            cond = text_pooled.repeat(len(cams), 1)
+            out = self.image_encoder(  # type: ignore[misc]
+                torch.cat([inputs[i][0] for i in cams]), cond
+            )
             cam_tokens = {i: out[k * b : (k + 1) * b] for k, i in enumerate(cams)}
         pieces, valids, stream_valid = [], [], []
         for i, s in enumerate(self.streams):

@@ -27,7 +27,9 @@ TINY_STREAMS = (
 )
 
 
-def tiny_config(fusion: str = "mid", decoding: str = "parallel", **model: object) -> PolicyConfig:
+def tiny_config(
+    fusion: str = "mid", decoding: str = "parallel", camera: dict | None = None, **model: object
+) -> PolicyConfig:
     """A config small enough to train in a test in a few seconds."""
     return PolicyConfig.from_dict(
         {
@@ -43,7 +45,7 @@ def tiny_config(fusion: str = "mid", decoding: str = "parallel", **model: object
                 **model,
             },
             "language": {"max_len": 16},
-            "camera": {"stem_channels": [8], "grid": 2},
+            "camera": {"stem_channels": [8], "grid": 2, **(camera or {})},
             "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
             "vector": {"hidden": 32, "tokens": 1},
             "action": {"dim": 3, "horizon": 2, "bins": 16, "low": [-1, -1, 0], "high": [1, 1, 1]},

@@ -118,6 +118,12 @@ def test_unsupported_modality_is_a_clear_error():
         PolicyConfig.from_dict(d)
 
 
+def test_configs_from_before_film_load_without_it():
+    data = load_policy_config(CONFIGS[0]).to_dict()
+    del data["camera"]["film"]  # as in checkpoints written before the key existed
+    assert PolicyConfig.from_dict(data).camera.film is False
+
+
 def test_dict_round_trip_is_lossless():
     d = _data()
     d["normalization"] = {"ft": {"mean": [0.5] * 6, "std": [2.0] * 6}}

@@ -94,6 +94,39 @@ def test_camera_order_matters_only_through_camera_embedding():
     torch.testing.assert_close(model(swapped), ref, rtol=0, atol=1e-5)
 
 
+def _camera_tokens(model, batch):
+    with torch.no_grad():
+        tokens, _, _ = model.encode(batch)
+    start = model.instruction_encoder.n_tokens  # camera tokens follow the instruction's
+    return tokens[:, start : start + 2 * model.image_encoder.n_tokens]
+
+
+@pytest.mark.parametrize("film", [False, True])
+def test_film_makes_camera_tokens_depend_on_the_instruction(film):
+    torch.manual_seed(0)
+    model = FusionPolicyModel(tiny_config("mid", camera={"film": film})).eval()
+    if film:  # FiLM starts as the identity; give it weights, as training would
+        for lin in model.image_encoder.film:
+            torch.nn.init.normal_(lin.weight, std=0.5)
+    red = tiny_batch(model.config, 2, instruction="touch the red block")
+    blue = tiny_batch(model.config, 2, instruction="touch the blue block")  # same images
+    gap = (_camera_tokens(model, red) - _camera_tokens(model, blue)).abs().max().item()
+    if film:
+        assert gap > 1e-2
+    else:
+        assert gap == 0.0
+
+
+def test_film_starts_as_the_unconditioned_stem():
+    torch.manual_seed(0)
+    plain = FusionPolicyModel(tiny_config("mid")).eval()
+    torch.manual_seed(0)
+    film = FusionPolicyModel(tiny_config("mid", camera={"film": True})).eval()
+    film.load_state_dict(plain.state_dict(), strict=False)  # all but the (zero) FiLM layers
+    batch = tiny_batch(plain.config, 2)
+    torch.testing.assert_close(film(batch), plain(batch), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("fusion", ["mid", "early", "late"])
 def test_gradient_reaches_every_encoder(fusion):
     model = build(fusion).train()
