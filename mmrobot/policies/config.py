@@ -316,10 +316,14 @@ class TrainingConfig:
     ``modality_dropout`` maps a modality name (``"camera"``, ``"lidar"``, ...) to the
     probability that a stream of that modality is marked invalid for one training sample.
     ``aux_weights`` maps an :data:`AUX_TARGETS` name to its loss weight (0 or absent: no head).
+    ``encoder_aux`` adds a second head per target that reads the encoders' outputs before
+    fusion, with the same weight.
     """
 
     modality_dropout: Mapping[str, float] = field(default_factory=dict)
     aux_weights: Mapping[str, float] = field(default_factory=dict)
+    # off when absent, as in configs written before the key existed
+    encoder_aux: bool = False
 
     def __post_init__(self) -> None:
         for name in ("modality_dropout", "aux_weights"):
@@ -338,6 +342,10 @@ class TrainingConfig:
                     f"{sorted(AUX_TARGETS)}"
                 )
             _check_float("training.aux_weights", k, wt, 0.0, 100.0)
+        if not isinstance(self.encoder_aux, bool):
+            raise ConfigError(
+                f"training.encoder_aux must be true or false, got {self.encoder_aux!r}"
+            )
         object.__setattr__(
             self, "modality_dropout", {k: float(v) for k, v in self.modality_dropout.items()}
         )

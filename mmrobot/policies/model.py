@@ -220,11 +220,31 @@ class FusionPolicyModel(nn.Module):
         self.final_norm = nn.LayerNorm(w)
         self.heads = nn.ModuleList(nn.Linear(w, ac.dim * ac.bins) for _ in range(m))
         # Training-only heads on the pooled action features (never used by generate()).
+        aux_names = [n for n, wt in config.training.aux_weights.items() if wt > 0]
         self.aux_heads = nn.ModuleDict(
             {
                 name: nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.Linear(w, AUX_TARGETS[name][1]))
-                for name, wt in config.training.aux_weights.items()
-                if wt > 0
+                for name in aux_names
+            }
+        )
+        # With training.encoder_aux, the same targets also from the encoders' outputs before
+        # fusion (the instruction and every stream pooled, plus each camera's keypoint token):
+        # a gradient into the camera stem that does not pass through fusion (see forward()).
+        n_summary = (
+            1
+            + len(self.streams)
+            + sum(
+                1
+                for s in self.streams
+                if s.modality in IMAGE_MODALITIES and config.camera.keypoints
+            )
+        )
+        self.encoder_aux_heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.Linear(n_summary * w, w), nn.GELU(), nn.Linear(w, AUX_TARGETS[name][1])
+                )
+                for name in (aux_names if config.training.encoder_aux else [])
             }
         )
 
@@ -232,13 +252,16 @@ class FusionPolicyModel(nn.Module):
     def _modality_index(self, modality: str) -> int:
         return 2 + MODALITIES.index(modality)
 
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observation and instruction tokens.
 
         Returns:
             tokens: (B, T_obs, width).
             valid: (B, T_obs) bool, False for padding and invalid-stream tokens.
             stream_valid: (B, n_streams) bool, after modality dropout.
+            summary: (B, n_summary * width), the encoders' outputs before fusion: the pooled
+                instruction, each stream's mean over its valid tokens (zero when invalid) and
+                each camera's keypoint token (read by the encoder auxiliary heads only).
         """
         text, text_valid = self.instruction_encoder(
             batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
@@ -268,7 +291,7 @@ class FusionPolicyModel(nn.Module):
                 torch.cat([inputs[i][0] for i in cams]), cond
             )
             cam_tokens = {i: out[k * b : (k + 1) * b] for k, i in enumerate(cams)}
-        pieces, valids, stream_valid = [], [], []
+        pieces, valids, stream_valid, summary = [], [], [], [text_pooled]
         for i, s in enumerate(self.streams):
             x, valid, age = inputs[i]
             if s.modality in IMAGE_MODALITIES:
@@ -288,6 +311,10 @@ class FusionPolicyModel(nn.Module):
                 self.modality_embedding[self._modality_index(s.modality)] + self.stream_embedding[i]
             )
             tok = tok + emb + self.age_embedding(age, s.max_age_ns).unsqueeze(1)
+            tv = tok_valid.to(tok.dtype).unsqueeze(-1)
+            summary.append((tok * tv).sum(1) / tv.sum(1).clamp(min=1.0))
+            if s.modality in IMAGE_MODALITIES and self.config.camera.keypoints:
+                summary.append(tok[:, -1] * tv[:, -1])  # the keypoint token
             pieces.append(tok)
             valids.append(tok_valid)
             stream_valid.append(valid)
@@ -309,7 +336,7 @@ class FusionPolicyModel(nn.Module):
             )
         tokens = torch.cat([text, *pieces], dim=1)
         valid = torch.cat([text_valid, *valids], dim=1)
-        return tokens, valid, sv
+        return tokens, valid, sv, torch.cat(summary, dim=1)
 
     def attention_bias(self, valid: torch.Tensor) -> torch.Tensor:
         """(B, 1, T, T) additive mask over [observation tokens][action positions].
@@ -367,15 +394,16 @@ class FusionPolicyModel(nn.Module):
     def _run(
         self, batch: Batch, target_tokens: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Teacher-forced pass: (final action features (B, H * branches, width), logits, sv)."""
-        tokens, valid, sv = self.encode(batch)
+        """Teacher-forced pass: (final action features (B, H * branches, width), logits,
+        encoder summary)."""
+        tokens, valid, sv, summary = self.encode(batch)
         b = tokens.shape[0]
         x = torch.cat([tokens, self._action_inputs(b, target_tokens)], dim=1)
         bias = self.attention_bias(valid)
         for blk in self.blocks:
             x, _ = blk(x, bias)
         feats = x[:, self.n_obs_tokens :]
-        return feats, self._logits(feats, sv), sv
+        return feats, self._logits(feats, sv), summary
 
     def forward(
         self, batch: Batch, target_tokens: torch.Tensor | None = None, with_aux: bool = False
@@ -386,13 +414,18 @@ class FusionPolicyModel(nn.Module):
         With ``with_aux`` (training), also the auxiliary heads' predictions (name -> (B, size)).
         The heads read the mean of the final action-position features: whatever they must
         predict (where the named block is, whether it is held) has to be in the features the
-        action heads see.
+        action heads see. With ``training.encoder_aux``, ``"encoder/<name>"`` predicts the
+        same target from the encoders' outputs before fusion (:meth:`encode`'s summary), a
+        gradient into the camera stem that does not pass through fusion. (Measured on reach,
+        it did not yet make the stem find the block within 1,500 steps; docs/policy.md.)
         """
-        feats, logits, _ = self._run(batch, target_tokens)
+        feats, logits, summary = self._run(batch, target_tokens)
         if not with_aux:
             return logits
         pooled = self.final_norm(feats).mean(1)
-        return logits, {name: head(pooled) for name, head in self.aux_heads.items()}
+        aux = {name: head(pooled) for name, head in self.aux_heads.items()}
+        aux.update({f"encoder/{n}": head(summary) for n, head in self.encoder_aux_heads.items()})
+        return logits, aux
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: action tokens (B, H, D) int64 and their logits (B, H, D, bins).
@@ -404,7 +437,7 @@ class FusionPolicyModel(nn.Module):
         if not self.autoregressive:
             logits = self.forward(batch)
             return logits.argmax(-1), logits
-        tokens, valid, sv = self.encode(batch)
+        tokens, valid, sv, _ = self.encode(batch)
         b, t_obs, m = tokens.shape[0], self.n_obs_tokens, self.n_branches
         bias = self.attention_bias(valid)
         x, cache = tokens, []
@@ -435,5 +468,6 @@ class FusionPolicyModel(nn.Module):
 
     def num_parameters(self, deployed: bool = False) -> int:
         """Parameter count; ``deployed=True`` leaves out the training-only auxiliary heads."""
-        skip = {id(p) for p in self.aux_heads.parameters()} if deployed else set()
+        heads = [*self.aux_heads.parameters(), *self.encoder_aux_heads.parameters()]
+        skip = {id(p) for p in heads} if deployed else set()
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)

@@ -93,8 +93,9 @@ def aux_loss(
     """
     out = {}
     for name, pred in predictions.items():
-        kind = AUX_TARGETS[name][0]
-        target = targets[name]
+        target_name = name.removeprefix("encoder/")  # the encoder heads' targets are the same
+        kind = AUX_TARGETS[target_name][0]
+        target = targets[target_name]
         pred = pred.float()
         if kind == "vector":
             out[name] = nn.functional.mse_loss(pred, 100.0 * target.float().reshape(pred.shape))

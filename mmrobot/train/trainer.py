@@ -484,7 +484,8 @@ class Trainer:
                     loss, acc = token_loss(logits, targets)
                     aux_losses = aux_loss(aux_pred, aux_targets)
                     total = loss + sum(
-                        config.training.aux_weights[n] * v for n, v in aux_losses.items()
+                        config.training.aux_weights[n.removeprefix("encoder/")] * v
+                        for n, v in aux_losses.items()
                     )
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
@@ -512,7 +513,10 @@ class Trainer:
                         "step": done,
                         "loss": loss_v,
                         "token_accuracy": acc_v,
-                        **{f"aux_{n}": float(v.detach()) for n, v in aux_losses.items()},
+                        **{
+                            f"aux_{n.replace('/', '_')}": float(v.detach())
+                            for n, v in aux_losses.items()
+                        },
                         "lr": optimizer.param_groups[0]["lr"],
                         "samples_per_s": rate,
                         "elapsed_s": now - t_start,

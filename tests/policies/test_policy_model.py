@@ -36,8 +36,10 @@ def test_default_model_size():
     from mmrobot.policies import load_policy_config
 
     cfg = load_policy_config(Path(__file__).resolve().parents[2] / "policies" / "default.toml")
-    n = FusionPolicyModel(cfg).num_parameters()
+    model = FusionPolicyModel(cfg)
+    n = model.num_parameters(deployed=True)  # what act() and the ONNX export carry
     assert 300_000 <= n <= 2_000_000
+    assert model.num_parameters() > n  # the training-only heads come on top
 
 
 @pytest.mark.parametrize("fusion", ["mid", "early", "late"])
@@ -96,7 +98,7 @@ def test_camera_order_matters_only_through_camera_embedding():
 
 def _camera_tokens(model, batch):
     with torch.no_grad():
-        tokens, _, _ = model.encode(batch)
+        tokens, _, _, _ = model.encode(batch)
     start = model.instruction_encoder.n_tokens  # camera tokens follow the instruction's
     return tokens[:, start : start + 2 * model.image_encoder.n_tokens]
 
