@@ -10,8 +10,10 @@ from pydantic import Field
 
 from mmrobot.core.deps import require
 from mmrobot.core.errors import DeviceNotConnectedError
-from mmrobot.drivers.base import DriverConfig
+from mmrobot.drivers.base import DriverConfig, is_port_failure
 
+# is_port_failure is defined in base (the Driver's reconnect logic needs it) and re-exported
+# here; base never imports this module, so the import arrows point one way.
 __all__ = ["SerialDriverConfig", "is_port_failure", "open_serial", "set_dtr"]
 
 
@@ -73,14 +75,3 @@ def set_dtr(ser: Any, value: bool) -> bool:
     except Exception:  # termios/ioctl refusal on a pty: treated as "not supported"
         return False
     return True
-
-
-def is_port_failure(e: BaseException) -> bool:
-    """Whether ``e`` means the port itself failed (unplugged): OSError, pyserial's
-    SerialException, or termios.error (tcflush/tcsetattr on a vanished tty)."""
-    if isinstance(e, (OSError, DeviceNotConnectedError)):
-        return True
-    return (
-        type(e).__name__ in ("SerialException", "PortNotOpenError")
-        or type(e).__module__ == "termios"
-    )

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmrobot.core.clock import Clock, MonotonicClock
-from mmrobot.core.errors import ConfigError, LifecycleError
+from mmrobot.core.errors import ConfigError, DeviceNotConnectedError, LifecycleError
 from mmrobot.core.types import StreamSpec
 
 if TYPE_CHECKING:
@@ -205,6 +205,17 @@ class _Counters:
         self.checksum_errors = self.resyncs = self.timeouts = self.reconnects = self.errors = 0
         self.last_sample_ns: int | None = None
         self.last_error: str | None = None
+
+
+def is_port_failure(e: BaseException) -> bool:
+    """Whether ``e`` means the port itself failed (unplugged): OSError, pyserial's
+    SerialException, or termios.error (tcflush/tcsetattr on a vanished tty)."""
+    if isinstance(e, (OSError, DeviceNotConnectedError)):
+        return True
+    return (
+        type(e).__name__ in ("SerialException", "PortNotOpenError")
+        or type(e).__module__ == "termios"
+    )
 
 
 # --------------------------------------------------------------------------- registry
@@ -522,8 +533,6 @@ class Driver(ABC):
 
     def _is_disconnect(self, e: BaseException) -> bool:
         """Whether ``e`` means the device went away (reconnect) rather than a decode fault."""
-        from mmrobot.drivers._serial import is_port_failure
-
         return is_port_failure(e)
 
     # -- subclass hooks -----------------------------------------------------------------
