@@ -35,23 +35,16 @@ def main() -> None:
     import torch
 
     from mmrobot.envs.dataset import DemoDataset
-    from mmrobot.train.reliance import ALL_INPUTS, modality_reliance
+    from mmrobot.train.reliance import modality_reliance, reliance_table
 
     torch.set_num_threads(1)
     n = 32 if args.quick else args.samples
     # every fifth episode of the dataset, as this benchmark has always measured
     episodes = range(0, len(DemoDataset(args.dataset)), 5)
     out = modality_reliance(args.checkpoint, args.dataset, samples=n, episodes=episodes)
-    results = out["results"]
-    base = results[ALL_INPUTS]["loss"]
-    rows = [
-        [label, f"{r['loss']:.3f}", f"{r['loss'] - base:+.3f}", f"{r['token_accuracy']:.3f}"]
-        for label, r in results.items()
-    ]
+    columns, rows = reliance_table(out["results"])
     print_table(
-        f"modality reliance: {args.checkpoint}, {n} samples of {args.dataset}",
-        ["input", "loss", "vs all", "token accuracy"],
-        rows,
+        f"modality reliance: {args.checkpoint}, {n} samples of {args.dataset}", columns, rows
     )
     write_json(
         args.json,
@@ -59,7 +52,7 @@ def main() -> None:
             "bench": "modality_reliance",
             "checkpoint": args.checkpoint,
             "samples": n,
-            "results": results,
+            "results": out["results"],
         },
     )
 

@@ -11,10 +11,10 @@ transformer, no actions.
 
 Each variant trains from the same seed on the same batches; the table gives the validation
 RMS error per axis in centimetres (the spread of the target itself is the row "predict the
-mean"). Variants: the stem without and with FiLM conditioning on the instruction, and the
-keypoint softmax at temperature 1 and 10.
+mean"). Variants: the two-layer stem (mmrobot 0.2) without and with FiLM conditioning on
+the instruction, the keypoint softmax at temperature 1 and 10, and the three-layer stem.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--steps 1000] [--lr 1e-3]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--steps 1500] [--lr 1e-3]
            [--json PATH] [--quick]
 """
 
@@ -29,11 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
-#: (label, FiLM, keypoint temperature)
+#: (label, stem channels, FiLM, keypoint temperature)
 VARIANTS = [
-    ("stem, keypoint temperature 10", False, 10.0),
-    ("stem + FiLM, keypoint temperature 1", True, 1.0),
-    ("stem + FiLM, keypoint temperature 10", True, 10.0),
+    ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0),
+    ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0),
+    ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0),
+    ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0),
 ]
 
 
@@ -66,7 +67,16 @@ def load(path: str, episodes: range, every: int = 3):
     )
 
 
-def probe(train, val, film: bool, temperature: float, steps: int, lr: float, seed: int = 0):
+def probe(
+    train,
+    val,
+    stem: tuple[int, ...],
+    film: bool,
+    temperature: float,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+):
     """Validation RMS error (cm) per axis after ``steps`` steps of batch 32."""
     import torch
     from torch import nn
@@ -80,7 +90,7 @@ def probe(train, val, film: bool, temperature: float, steps: int, lr: float, see
         def __init__(self) -> None:
             super().__init__()
             self.text = InstructionEncoder(259, 64, 4, width)
-            self.image = ImageEncoder((96, 96, 3), (16, 32), 4, width, True, film, temperature)
+            self.image = ImageEncoder((96, 96, 3), stem, 4, width, True, film, temperature)
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
 
         def forward(self, images, ids, mask):
@@ -114,7 +124,7 @@ def probe(train, val, film: bool, temperature: float, steps: int, lr: float, see
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="demonstrations (mmrobot collect)")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--quick", action="store_true", help="50 steps (a smoke run)")
@@ -134,14 +144,15 @@ def main() -> None:
     spread = val[3].std(0).tolist()
     rows = [["predict the mean", *(f"{v:.2f}" for v in spread), "-"]]
     results = [{"variant": "predict the mean", "rms_cm": spread}]
-    for label, film, temperature in VARIANTS:
+    for label, stem, film, temperature in VARIANTS:
         t0 = time.perf_counter()
-        rms = probe(train, val, film, temperature, steps, args.lr)
+        rms = probe(train, val, stem, film, temperature, steps, args.lr)
         sec = time.perf_counter() - t0
         rows.append([label, *(f"{v:.2f}" for v in rms), f"{sec:.0f}"])
         results.append(
             {
                 "variant": label,
+                "stem_channels": list(stem),
                 "film": film,
                 "keypoint_temperature": temperature,
                 "rms_cm": rms,

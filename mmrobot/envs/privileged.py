@@ -20,6 +20,10 @@ Targets (:data:`AUX_TARGETS`; all in the base frame, metres):
 ``phase`` () int64
     the scripted expert's phase in this state, an index into
     :data:`~mmrobot.envs.experts.PHASES`.
+``tcp`` (3,) float32
+    the TCP position (base frame). ``block_rel + tcp`` is the block's position in the base
+    frame, which a camera fixed to the base sees without knowing where the arm is (the
+    camera heads of ``training.encoder_aux`` predict that).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ AUX_TARGETS: dict[str, tuple[tuple[int, ...], str]] = {
     "goal_rel": ((3,), "float32"),
     "held": ((), "bool"),
     "phase": ((), "int64"),
+    "tcp": ((3,), "float32"),
 }
 
 
@@ -57,12 +62,14 @@ class PrivilegedState:
         goal_rel: (3,) float32 goal position minus TCP position, base frame, metres.
         held: whether the gripper holds the block.
         phase: index into :data:`~mmrobot.envs.experts.PHASES`.
+        tcp: (3,) float32 TCP position, base frame, metres.
     """
 
     block_rel: np.ndarray
     goal_rel: np.ndarray
     held: bool
     phase: int
+    tcp: np.ndarray
 
     @property
     def phase_name(self) -> str:
@@ -75,6 +82,7 @@ class PrivilegedState:
             "goal_rel": np.asarray(self.goal_rel, dtype=np.float32),
             "held": np.asarray(self.held, dtype=bool),
             "phase": np.asarray(self.phase, dtype=np.int64),
+            "tcp": np.asarray(self.tcp, dtype=np.float32),
         }
 
 
@@ -104,6 +112,7 @@ def privileged_state(env: TabletopEnv) -> PrivilegedState:
         goal_rel=(goal - tcp).astype(np.float32),
         held=is_held(sc, task.block),
         phase=phase_index(expert_plan(env).phase),
+        tcp=tcp.astype(np.float32),
     )
 
 

@@ -316,8 +316,9 @@ class TrainingConfig:
     ``modality_dropout`` maps a modality name (``"camera"``, ``"lidar"``, ...) to the
     probability that a stream of that modality is marked invalid for one training sample.
     ``aux_weights`` maps an :data:`AUX_TARGETS` name to its loss weight (0 or absent: no head).
-    ``encoder_aux`` adds a second head per target that reads the encoders' outputs before
-    fusion, with the same weight.
+    ``encoder_aux`` adds a camera head per position target (``block_rel``, ``goal_rel``)
+    that predicts the position in the base frame from the cameras and the instruction only,
+    before fusion, with the same weight; the dataset must carry the ``tcp`` target.
     """
 
     modality_dropout: Mapping[str, float] = field(default_factory=dict)

@@ -227,26 +227,24 @@ class FusionPolicyModel(nn.Module):
                 for name in aux_names
             }
         )
-        # With training.encoder_aux, the same targets also from the encoders' outputs before
-        # fusion (the instruction and every stream pooled, plus each camera's keypoint token):
-        # a gradient into the camera stem that does not pass through fusion (see forward()).
-        n_summary = (
-            1
-            + len(self.streams)
-            + sum(
-                1
-                for s in self.streams
-                if s.modality in IMAGE_MODALITIES and config.camera.keypoints
-            )
-        )
-        self.encoder_aux_heads = nn.ModuleDict(
+        # With training.encoder_aux, camera heads: the position targets in the base frame
+        # from the cameras and the instruction alone, before fusion (see forward()).
+        camera_targets = [n for n in aux_names if AUX_TARGETS[n][0] == "vector"]
+        self.camera_aux_heads = nn.ModuleDict(
             {
                 name: nn.Sequential(
-                    nn.Linear(n_summary * w, w), nn.GELU(), nn.Linear(w, AUX_TARGETS[name][1])
+                    nn.Linear((1 + 2 * len(cams)) * w, w),
+                    nn.GELU(),
+                    nn.Linear(w, AUX_TARGETS[name][1]),
                 )
-                for name in (aux_names if config.training.encoder_aux else [])
+                for name in (camera_targets if config.training.encoder_aux and cams else [])
             }
         )
+        # A camera head predicts (output * 10 + offset) cm: the offset, the mean target of the
+        # training data (set by the trainer), takes the base frame's large mean (the table is
+        # about 45 cm in front of the base) off the head, as normalizing a target does.
+        for name in self.camera_aux_heads:
+            self.register_buffer(f"camera_aux_offset_{name}", torch.zeros(AUX_TARGETS[name][1]))
 
     # ----------------------------------------------------------------------------- encoding
     def _modality_index(self, modality: str) -> int:
@@ -259,9 +257,10 @@ class FusionPolicyModel(nn.Module):
             tokens: (B, T_obs, width).
             valid: (B, T_obs) bool, False for padding and invalid-stream tokens.
             stream_valid: (B, n_streams) bool, after modality dropout.
-            summary: (B, n_summary * width), the encoders' outputs before fusion: the pooled
-                instruction, each stream's mean over its valid tokens (zero when invalid) and
-                each camera's keypoint token (read by the encoder auxiliary heads only).
+            summary: (B, (1 + 2 * cameras) * width), the camera encoder's outputs before
+                fusion: the pooled instruction, then per camera the mean of its tokens and
+                its last token (the keypoint token, with ``camera.keypoints``), zero when the
+                camera is invalid (read by the camera auxiliary heads only).
         """
         text, text_valid = self.instruction_encoder(
             batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
@@ -310,11 +309,10 @@ class FusionPolicyModel(nn.Module):
             emb = (
                 self.modality_embedding[self._modality_index(s.modality)] + self.stream_embedding[i]
             )
+            if s.modality in IMAGE_MODALITIES:  # the summary: before the embeddings
+                on = valid.to(tok.dtype).unsqueeze(-1)
+                summary += [tok.mean(1) * on, tok[:, -1] * on]
             tok = tok + emb + self.age_embedding(age, s.max_age_ns).unsqueeze(1)
-            tv = tok_valid.to(tok.dtype).unsqueeze(-1)
-            summary.append((tok * tv).sum(1) / tv.sum(1).clamp(min=1.0))
-            if s.modality in IMAGE_MODALITIES and self.config.camera.keypoints:
-                summary.append(tok[:, -1] * tv[:, -1])  # the keypoint token
             pieces.append(tok)
             valids.append(tok_valid)
             stream_valid.append(valid)
@@ -395,7 +393,7 @@ class FusionPolicyModel(nn.Module):
         self, batch: Batch, target_tokens: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass: (final action features (B, H * branches, width), logits,
-        encoder summary)."""
+        camera summary)."""
         tokens, valid, sv, summary = self.encode(batch)
         b = tokens.shape[0]
         x = torch.cat([tokens, self._action_inputs(b, target_tokens)], dim=1)
@@ -414,17 +412,21 @@ class FusionPolicyModel(nn.Module):
         With ``with_aux`` (training), also the auxiliary heads' predictions (name -> (B, size)).
         The heads read the mean of the final action-position features: whatever they must
         predict (where the named block is, whether it is held) has to be in the features the
-        action heads see. With ``training.encoder_aux``, ``"encoder/<name>"`` predicts the
-        same target from the encoders' outputs before fusion (:meth:`encode`'s summary), a
-        gradient into the camera stem that does not pass through fusion. (Measured on reach,
-        it did not yet make the stem find the block within 1,500 steps; docs/policy.md.)
+        action heads see. With ``training.encoder_aux``, ``"camera/<name>"`` predicts each
+        position target in the base frame (``<name> + tcp``) from :meth:`encode`'s summary:
+        the cameras and the instruction only, before fusion. Measured, fusion alone never
+        taught the stem to find the named block: the proprioceptive streams explain part of
+        the relative position sooner, and the camera's gradient is what is left over. A
+        camera fixed to the base sees the block's base-frame position without the arm, so
+        this target can only be met by looking (docs/policy.md).
         """
         feats, logits, summary = self._run(batch, target_tokens)
         if not with_aux:
             return logits
         pooled = self.final_norm(feats).mean(1)
         aux = {name: head(pooled) for name, head in self.aux_heads.items()}
-        aux.update({f"encoder/{n}": head(summary) for n, head in self.encoder_aux_heads.items()})
+        for n, head in self.camera_aux_heads.items():
+            aux[f"camera/{n}"] = head(summary) * 10.0 + getattr(self, f"camera_aux_offset_{n}")
         return logits, aux
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -468,6 +470,6 @@ class FusionPolicyModel(nn.Module):
 
     def num_parameters(self, deployed: bool = False) -> int:
         """Parameter count; ``deployed=True`` leaves out the training-only auxiliary heads."""
-        heads = [*self.aux_heads.parameters(), *self.encoder_aux_heads.parameters()]
+        heads = [*self.aux_heads.parameters(), *self.camera_aux_heads.parameters()]
         skip = {id(p) for p in heads} if deployed else set()
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)

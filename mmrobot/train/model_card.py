@@ -18,6 +18,7 @@ from mmrobot.train.release_config import (
     METRICS_FILE,
     RECORD_FILE,
 )
+from mmrobot.train.reliance import reliance_table
 
 __all__ = ["ModelCardMismatch", "check_model_card", "render_model_card"]
 
@@ -337,12 +338,7 @@ def render_model_card(release_dir: str | Path) -> str:
         p.append(onnx + "\n")
     # reliance
     rel = rec["reliance"]
-    results = rel["results"]
-    base = results["all inputs"]["loss"]
-    rows = [
-        [label, f"{r['loss']:.3f}", f"{r['loss'] - base:+.3f}", f"{r['token_accuracy']:.3f}"]
-        for label, r in results.items()
-    ]
+    columns, rows = reliance_table(rel["results"])
     p.append("## Modality reliance\n")
     p.append(
         f"Action-token loss on {rel['samples']} samples of the held-out slice "
@@ -350,9 +346,16 @@ def render_model_card(release_dir: str | Path) -> str:
         "(the stream marked invalid, as a missing sensor is) or the instructions shuffled "
         "across the batch (`mmrobot.train.reliance`, also "
         "`benchmarks/modality_reliance.py`). An input whose removal barely raises the loss is "
-        "one the policy does not use.\n"
+        "one the policy does not use."
+        + (
+            " The last column is how far the policy's `block_rel` head places the named "
+            "block from where it is: an input the policy looks for the block with raises it."
+            if len(columns) > 4
+            else ""
+        )
+        + "\n"
     )
-    p.append(_table("reliance", ["input", "loss", "vs all inputs", "token accuracy"], rows) + "\n")
+    p.append(_table("reliance", columns, rows) + "\n")
     return "\n".join(p)
 
 

@@ -87,15 +87,20 @@ def aux_loss(
 ) -> dict[str, torch.Tensor]:
     """Loss of each auxiliary head (see :data:`~mmrobot.policies.config.AUX_TARGETS`).
 
+    A ``camera/<name>`` prediction (``training.encoder_aux``) is compared with ``<name>`` plus
+    ``targets["tcp"]``, the position in the base frame.
+
     ``vector`` targets: mean squared error in centimetres (the targets are metres, so that a
     weight of 1 is about as strong as the token cross-entropy); ``binary``: binary
     cross-entropy; ``class``: cross-entropy over the phase index.
     """
     out = {}
     for name, pred in predictions.items():
-        target_name = name.removeprefix("encoder/")  # the encoder heads' targets are the same
+        target_name = name.removeprefix("camera/")
         kind = AUX_TARGETS[target_name][0]
         target = targets[target_name]
+        if name != target_name:  # a camera head: the same position in the base frame
+            target = target + targets["tcp"]
         pred = pred.float()
         if kind == "vector":
             out[name] = nn.functional.mse_loss(pred, 100.0 * target.float().reshape(pred.shape))

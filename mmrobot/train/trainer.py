@@ -383,6 +383,8 @@ class Trainer:
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
         aux_names = [n for n, w in base.training.aux_weights.items() if w > 0]
+        if aux_names and base.training.encoder_aux:
+            aux_names.append("tcp")  # the camera heads' targets are in the base frame
 
         def load_samples(rounds: int) -> ChunkSamples:
             extra = [DemoDataset(p) for r in range(1, rounds + 1) for p in self._round_files(r)]
@@ -404,6 +406,9 @@ class Trainer:
             config = self._fit_to_data(samples, base)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
+        for name in model.camera_aux_heads:  # their offset: the mean base-frame target, cm
+            mean_cm = 100.0 * (samples.aux[name] + samples.aux["tcp"]).mean(axis=0)
+            getattr(model, f"camera_aux_offset_{name}").copy_(torch.from_numpy(mean_cm))
         action_tokenizer = ActionTokenizer.from_config(config.action)
         optimizer = self._optimizer(model)
         ema = (
@@ -484,7 +489,7 @@ class Trainer:
                     loss, acc = token_loss(logits, targets)
                     aux_losses = aux_loss(aux_pred, aux_targets)
                     total = loss + sum(
-                        config.training.aux_weights[n.removeprefix("encoder/")] * v
+                        config.training.aux_weights[n.removeprefix("camera/")] * v
                         for n, v in aux_losses.items()
                     )
                 optimizer.zero_grad(set_to_none=True)

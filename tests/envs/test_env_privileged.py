@@ -25,6 +25,7 @@ def test_privileged_state_at_reset_describes_the_scene(fast_env):
     tcp = sc.tcp_pose()[0]
     block = sc.block_pos("blue", "large")
     np.testing.assert_allclose(s.block_rel, block - tcp, atol=1e-6)
+    np.testing.assert_allclose(s.block_rel + s.tcp, block, atol=1e-6)  # base frame
     np.testing.assert_allclose(s.goal_rel, block + [0, 0, PICK_LIFT_M] - tcp, atol=1e-3)
     assert not s.held and s.phase_name == "above"
     arrays = s.arrays()

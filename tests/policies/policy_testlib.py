@@ -28,7 +28,11 @@ TINY_STREAMS = (
 
 
 def tiny_config(
-    fusion: str = "mid", decoding: str = "parallel", camera: dict | None = None, **model: object
+    fusion: str = "mid",
+    decoding: str = "parallel",
+    camera: dict | None = None,
+    training: dict | None = None,
+    **model: object,
 ) -> PolicyConfig:
     """A config small enough to train in a test in a few seconds."""
     return PolicyConfig.from_dict(
@@ -50,6 +54,7 @@ def tiny_config(
             "vector": {"hidden": 32, "tokens": 1},
             "action": {"dim": 3, "horizon": 2, "bins": 16, "low": [-1, -1, 0], "high": [1, 1, 1]},
             "streams": [s.to_dict() for s in TINY_STREAMS],
+            **({"training": training} if training else {}),
         }
     )
 

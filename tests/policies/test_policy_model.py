@@ -129,6 +129,27 @@ def test_film_starts_as_the_unconditioned_stem():
     torch.testing.assert_close(film(batch), plain(batch), rtol=0, atol=1e-6)
 
 
+def test_camera_heads_read_only_the_cameras_and_the_instruction():
+    from mmrobot.train.step import aux_loss
+
+    training = {"aux_weights": {"block_rel": 1.0, "held": 1.0}, "encoder_aux": True}
+    model = FusionPolicyModel(tiny_config("mid", training=training)).eval()
+    batch = tiny_batch(model.config, 2)
+    _, aux = model(batch, with_aux=True)
+    assert set(aux) == {"block_rel", "held", "camera/block_rel"}  # positions only
+    moved = dict(batch, joints=batch["joints"] + 1.0, lidar=batch["lidar"] * 2.0)
+    _, aux_moved = model(moved, with_aux=True)
+    assert torch.equal(aux_moved["camera/block_rel"], aux["camera/block_rel"])
+    assert not torch.equal(aux_moved["block_rel"], aux["block_rel"])
+    _, aux_seen = model(dict(batch, cam_a=255 - batch["cam_a"]), with_aux=True)
+    assert not torch.equal(aux_seen["camera/block_rel"], aux["camera/block_rel"])
+    # the camera head's target is the position in the base frame: relative + TCP
+    rel, tcp = torch.full((2, 3), 0.1), torch.full((2, 3), 0.3)
+    pred = {"camera/block_rel": torch.full((2, 3), 40.0)}  # cm
+    loss = aux_loss(pred, {"block_rel": rel, "tcp": tcp})["camera/block_rel"]
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
 @pytest.mark.parametrize("fusion", ["mid", "early", "late"])
 def test_gradient_reaches_every_encoder(fusion):
     model = build(fusion).train()

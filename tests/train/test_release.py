@@ -67,7 +67,10 @@ def test_toy_release_writes_every_file(toy):
     assert names[-2:] == ["reliance", "report"]
     assert rec["total_s"] == pytest.approx(sum(s["seconds"] for s in rec["stages"]))
     assert rec["data"]["episodes"] == 4 and rec["heldout"]["episodes"] == 2
-    assert "all inputs" in rec["reliance"]["results"]
+    reliance = rec["reliance"]["results"]
+    assert "all inputs" in reliance
+    # the default policy has a block_rel head: how far it places the block, per input removed
+    assert all(r["block_rms_cm"] >= 0 for r in reliance.values())
     card = (toy / CARD_FILE).read_text()
     assert "toy run" in card and "mmrobot release" in card
 
