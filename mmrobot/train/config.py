@@ -124,6 +124,9 @@ class TrainConfig:
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay (not applied to norms, biases, embeddings).
         warmup_steps: linear warm-up, then cosine decay to ``lr * min_lr_ratio``.
+        perception_steps: the first steps train the camera heads' loss only (the policy
+            config's ``training.encoder_aux``): the stem learns to find the block before
+            behaviour cloning can settle on proprioception (docs/policy.md).
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: clip the global gradient norm to this (0: off).
         ema_decay: exponential moving average of weights (0: off); the checkpoint holds it.
@@ -153,6 +156,7 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_steps: int = 100
+    perception_steps: int = 0
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     ema_decay: float = 0.0
@@ -185,7 +189,7 @@ class TrainConfig:
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                 "an int >= 1",
             )
-        for name in ("warmup_steps", "seed", "shift_px", "threads"):
+        for name in ("warmup_steps", "perception_steps", "seed", "shift_px", "threads"):
             check(
                 name,
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 0,

@@ -406,6 +406,12 @@ class Trainer:
             config = self._fit_to_data(samples, base)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
+        if c.perception_steps and not model.camera_aux_heads:
+            raise ConfigError(
+                f"perception_steps = {c.perception_steps} trains the camera heads alone, but the "
+                "policy has none: set training.encoder_aux = true (with aux_weights for "
+                "block_rel or goal_rel) in the policy config, or perception_steps = 0"
+            )
         for name in model.camera_aux_heads:  # their offset: the mean base-frame target, cm
             mean_cm = 100.0 * (samples.aux[name] + samples.aux["tcp"]).mean(axis=0)
             getattr(model, f"camera_aux_offset_{name}").copy_(torch.from_numpy(mean_cm))
@@ -488,10 +494,13 @@ class Trainer:
                         logits, aux_pred = net(batch, targets, with_aux=True)
                     loss, acc = token_loss(logits, targets)
                     aux_losses = aux_loss(aux_pred, aux_targets)
-                    total = loss + sum(
-                        config.training.aux_weights[n.removeprefix("camera/")] * v
-                        for n, v in aux_losses.items()
-                    )
+                    if step < c.perception_steps:  # the camera heads alone
+                        total = sum(v for n, v in aux_losses.items() if n.startswith("camera/"))
+                    else:
+                        total = loss + sum(
+                            config.training.aux_weights[n.removeprefix("camera/")] * v
+                            for n, v in aux_losses.items()
+                        )
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if c.grad_clip:
