@@ -49,9 +49,8 @@ def load(path: str, episodes: range, every: int = 3):
     ds, tok = DemoDataset(path), ByteTokenizer(64)
     ims, ids, masks, ys = [], [], [], []
     for e in episodes:
-        g = ds._group(e)
-        im = g["obs"]["values"]["scene_cam"][()][::every]
-        ee = g["obs"]["values"]["ee_pose"][()][::every]
+        im = ds.stream(e, "scene_cam")[::every]
+        ee = ds.stream(e, "ee_pose")[::every]
         ee = ee[:, -1] if ee.ndim == 3 else ee  # the newest sample of a history window
         rel = ds.aux(e)["block_rel"][::every]
         i, m = tok.encode(ds.info(e).instruction)

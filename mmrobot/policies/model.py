@@ -309,7 +309,7 @@ class FusionPolicyModel(nn.Module):
             emb = (
                 self.modality_embedding[self._modality_index(s.modality)] + self.stream_embedding[i]
             )
-            if s.modality in IMAGE_MODALITIES:  # the summary: before the embeddings
+            if self.camera_aux_heads and s.modality in IMAGE_MODALITIES:  # training-only
                 on = valid.to(tok.dtype).unsqueeze(-1)
                 summary += [tok.mean(1) * on, tok[:, -1] * on]
             tok = tok + emb + self.age_embedding(age, s.max_age_ns).unsqueeze(1)

@@ -14,7 +14,15 @@ from torch import nn
 
 from mmrobot.policies.config import AUX_TARGETS
 
-__all__ = ["augment_images", "aux_loss", "make_optimizer", "token_loss", "weights_digest"]
+__all__ = [
+    "augment_images",
+    "aux_loss",
+    "make_optimizer",
+    "set_camera_offsets",
+    "token_loss",
+    "training_loss",
+    "weights_digest",
+]
 
 
 def augment_images(
@@ -122,3 +130,34 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
     logits = logits.float()  # the loss in fp32 also under bf16 autocast
     loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     return loss, (logits.argmax(-1) == targets).float().mean()
+
+
+def training_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    aux_pred: dict[str, torch.Tensor],
+    aux_targets: dict[str, torch.Tensor],
+    aux_weights: dict[str, float],
+    camera_only: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """(total loss, token loss, token accuracy, auxiliary losses) of one training step.
+
+    The total is the token loss plus each auxiliary loss times its weight (a ``camera/``
+    head takes its target's weight); with ``camera_only`` (the trainer's
+    ``perception_steps``) it is the camera heads' losses alone.
+    """
+    loss, acc = token_loss(logits, targets)
+    aux = aux_loss(aux_pred, aux_targets)
+    if camera_only:
+        total = sum(v for n, v in aux.items() if n.startswith("camera/"))
+    else:
+        total = loss + sum(aux_weights[n.removeprefix("camera/")] * v for n, v in aux.items())
+    return total, loss, acc, aux
+
+
+def set_camera_offsets(model: nn.Module, aux: dict[str, np.ndarray]) -> None:
+    """Set each camera head's output offset to its mean base-frame target (cm) over ``aux``,
+    the training samples' privileged targets (with ``tcp``)."""
+    for name in model.camera_aux_heads:
+        mean_cm = 100.0 * (aux[name] + aux["tcp"]).mean(axis=0)
+        getattr(model, f"camera_aux_offset_{name}").copy_(torch.from_numpy(mean_cm))

@@ -45,11 +45,14 @@ from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples
 from mmrobot.train.plot import read_metrics
+from mmrobot.train.progress import TrainProgress
 from mmrobot.train.step import (
     augment_images,
     aux_loss,
     make_optimizer,
+    set_camera_offsets,
     token_loss,
+    training_loss,
     weights_digest,
 )
 
@@ -412,9 +415,7 @@ class Trainer:
                 "policy has none: set training.encoder_aux = true (with aux_weights for "
                 "block_rel or goal_rel) in the policy config, or perception_steps = 0"
             )
-        for name in model.camera_aux_heads:  # their offset: the mean base-frame target, cm
-            mean_cm = 100.0 * (samples.aux[name] + samples.aux["tcp"]).mean(axis=0)
-            getattr(model, f"camera_aux_offset_{name}").copy_(torch.from_numpy(mean_cm))
+        set_camera_offsets(model, samples.aux)
         action_tokenizer = ActionTokenizer.from_config(config.action)
         optimizer = self._optimizer(model)
         ema = (
@@ -452,7 +453,7 @@ class Trainer:
         )
         use_amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
         loss_v, acc_v = float("nan"), float("nan")
-        progress = _Progress(total_steps, start) if self.progress else None
+        progress = TrainProgress(total_steps, start) if self.progress else None
         window_t, window_n = time.perf_counter(), 0
         ckpt = self.run_dir / "checkpoint"
         best_dir = self.run_dir / "best"
@@ -492,15 +493,14 @@ class Trainer:
                         )
                         net = eager
                         logits, aux_pred = net(batch, targets, with_aux=True)
-                    loss, acc = token_loss(logits, targets)
-                    aux_losses = aux_loss(aux_pred, aux_targets)
-                    if step < c.perception_steps:  # the camera heads alone
-                        total = sum(v for n, v in aux_losses.items() if n.startswith("camera/"))
-                    else:
-                        total = loss + sum(
-                            config.training.aux_weights[n.removeprefix("camera/")] * v
-                            for n, v in aux_losses.items()
-                        )
+                    total, loss, acc, aux_losses = training_loss(
+                        logits,
+                        targets,
+                        aux_pred,
+                        aux_targets,
+                        config.training.aux_weights,
+                        camera_only=step < c.perception_steps,
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if c.grad_clip:
@@ -565,38 +565,6 @@ class Trainer:
             + (f" (best closed-loop success {best:.0%})" if c.eval.every else "")
         )
         return TrainResult(self.run_dir, final, total_steps, loss_v, acc_v, wall)
-
-
-class _Progress:
-    """A rich progress bar with loss, token accuracy and throughput."""
-
-    def __init__(self, total: int, start: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._p = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeRemainingColumn(),
-        )
-        self._p.start()
-        self._task = self._p.add_task("train", total=total, completed=start, status="")
-        self._status = ""
-
-    def update(self, done: int, loss: float, acc: float, rate: float | None) -> None:
-        if rate is not None:
-            self._status = f"loss {loss:.3f} acc {acc:.3f} {rate:.0f} samples/s"
-        self._p.update(self._task, completed=done, status=self._status)
-
-    def close(self) -> None:
-        self._p.stop()
 
 
 def train(
