@@ -195,6 +195,11 @@ class TrainConfig:
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
                 "an int >= 0",
             )
+        check(
+            "perception_steps",
+            self.perception_steps < self.steps,
+            f"fewer than steps = {self.steps}, so that the action head is trained too",
+        )
         check("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 1, "a number in (0, 1)")
         check("weight_decay", 0 <= self.weight_decay < 1, "a number in [0, 1)")
         check("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "a number in [0, 1]")

@@ -65,6 +65,7 @@ TOY_OVERRIDES: tuple[str, ...] = (
     "collect.settle_steps=2",
     "collect.heldout_episodes_per_task=1",
     "train.steps=4",
+    "train.perception_steps=2",
     "train.threads=1",
     "train.compile=false",
     "train.batch_size=4",
