@@ -434,7 +434,10 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            net: nn.Module = DistributedDataParallel(model)
+            # The perception steps leave the fusion and action parameters without gradients.
+            net: nn.Module = DistributedDataParallel(
+                model, find_unused_parameters=c.perception_steps > 0
+            )
         else:
             net = model
         eager = net

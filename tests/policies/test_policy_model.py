@@ -150,6 +150,37 @@ def test_camera_heads_read_only_the_cameras_and_the_instruction():
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_perception_steps_train_only_what_the_camera_heads_read():
+    from mmrobot.train.step import training_loss
+
+    training = {"aux_weights": {"block_rel": 1.0, "held": 1.0}, "encoder_aux": True}
+    model = FusionPolicyModel(tiny_config("mid", camera={"film": True}, training=training))
+    model.train()
+    batch = tiny_batch(model.config, 2)
+    ac = model.config.action
+    targets = torch.randint(0, ac.bins, (2, ac.horizon, ac.dim))
+    logits, aux = model(batch, targets, with_aux=True)
+    aux_targets = {
+        "block_rel": torch.full((2, 3), 0.1),
+        "tcp": torch.full((2, 3), 0.3),
+        "held": torch.ones(2),
+    }
+    total, *_ = training_loss(
+        logits, targets, aux, aux_targets, {"block_rel": 1.0, "held": 1.0}, camera_only=True
+    )
+    total.backward()
+    grads = {
+        n: p.grad is not None and bool(p.grad.abs().sum() > 0) for n, p in model.named_parameters()
+    }
+    trained = {n for n, g in grads.items() if g}
+    assert trained and all(
+        n.startswith(("image_encoder.", "instruction_encoder.", "camera_aux_heads."))
+        for n in trained
+    ), sorted(trained)
+    assert any(n.startswith("camera_aux_heads.") for n in trained)
+    assert any(n.startswith("image_encoder.") and "film" in n for n in trained)
+
+
 @pytest.mark.parametrize("fusion", ["mid", "early", "late"])
 def test_gradient_reaches_every_encoder(fusion):
     model = build(fusion).train()

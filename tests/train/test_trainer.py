@@ -46,7 +46,10 @@ def toml_value(v):
     return repr(v)
 
 
-def write_policy_toml(path: Path) -> Path:
+def write_policy_toml(path: Path, encoder_aux: bool = False) -> Path:
+    training = {"modality_dropout": {"camera": 0.2}}
+    if encoder_aux:  # camera heads, trained alone in the perception steps
+        training.update(aux_weights={"block_rel": 1.0, "held": 0.5}, encoder_aux=True)
     doc = {
         "model": {"width": 32, "depth": 2, "heads": 2, "dropout": 0.1},
         "language": {"max_len": 24},
@@ -54,7 +57,7 @@ def write_policy_toml(path: Path) -> Path:
         "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
         "vector": {"hidden": 32},
         "action": {"dim": 7, "horizon": 2, "bins": 16, "low": LOW, "high": HIGH},
-        "training": {"modality_dropout": {"camera": 0.2}},
+        "training": training,
     }
     lines = [
         f"[{k}]\n" + "".join(f"{kk} = {toml_value(vv)}\n" for kk, vv in v.items())
@@ -68,8 +71,9 @@ def write_policy_toml(path: Path) -> Path:
     return path
 
 
-def write_dataset(path: Path, episodes: int = 3, steps: int = 12) -> Path:
-    """Synthetic episodes where the action depends on the instruction: learnable."""
+def write_dataset(path: Path, episodes: int = 3, steps: int = 12, aux: bool = False) -> Path:
+    """Synthetic episodes where the action depends on the instruction: learnable. With
+    ``aux``, random privileged targets (what camera heads need)."""
     rng = np.random.default_rng(0)
     with DatasetWriter(path, STREAMS, np.array(LOW), np.array(HIGH), control_hz=20.0) as w:
         for e in range(episodes):
@@ -99,6 +103,13 @@ def write_dataset(path: Path, episodes: int = 3, steps: int = 12) -> Path:
                     actions=actions,
                     rewards=np.zeros(steps, np.float32),
                     t_ns=np.arange(steps, dtype=np.int64) * 50_000_000,
+                    aux={
+                        "block_rel": rng.normal(0, 0.1, (steps, 3)).astype(np.float32),
+                        "tcp": rng.normal(0.4, 0.1, (steps, 3)).astype(np.float32),
+                        "held": rng.random(steps) < 0.5,
+                    }
+                    if aux
+                    else {},
                 )
             )
     return path
@@ -236,12 +247,20 @@ def test_plot_draws_the_curves(files, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-def test_ddp_two_processes_keep_identical_replicas(files, tmp_path):
+@pytest.mark.parametrize("perception_steps", [0, 2])
+def test_ddp_two_processes_keep_identical_replicas(files, tmp_path, perception_steps):
+    """With perception steps, the fusion and action parameters get no gradient at first:
+    DDP must be told, or its second step fails."""
     policy, dataset, _ = files
+    if perception_steps:
+        policy = write_policy_toml(tmp_path / "policy.toml", encoder_aux=True)
+        dataset = write_dataset(tmp_path / "demos.h5", aux=True)
     cfg = tmp_path / "ddp.toml"
     cfg.write_text(
         f'[train]\npolicy = "{policy}"\ndataset = "{dataset}"\nout = "{tmp_path / "ddp"}"\n'
-        "steps = 3\nbatch_size = 2\nwarmup_steps = 1\nthreads = 1\n"
+        f"steps = 3\nperception_steps = {perception_steps}\nbatch_size = 2\nwarmup_steps = 1\n"
+        # eager: compiled DDP happens to tolerate the unused parameters, eager DDP does not
+        f"threads = 1\ncompile = {'false' if perception_steps else 'true'}\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
