@@ -1,10 +1,12 @@
 """The safety layer between policy and actuator.
 
 Everything the control loop sends passes through :meth:`SafetyLayer.filter`; a launch file
-can set the limits but cannot remove the layer. Commands are joint-space targets: the arm's
-joint positions (rad) followed by the gripper opening command. Each check either clamps the
-command to a limit and reports it (joint position, velocity, acceleration, the workspace box,
-gripper force), or rejects the command and holds the last safe one. Holding is kept for the
+can tighten the limits but cannot remove the layer, nor loosen a limit past the bounds of
+:mod:`mmrobot.deploy.safety_bounds` (the hardware's own, and mmrobot's ceilings).
+Commands are joint-space targets: the arm's joint positions (rad) followed by the gripper
+opening command. Each check either clamps the command to a limit and reports it (joint
+position, velocity, acceleration, the workspace box, gripper force), or rejects the command
+and holds the last safe one. Holding is kept for the
 cases where no safe command can be made from the input: non-finite values, stale required
 sensors, and (in the loop) no action for the tick or the watchdog.
 
@@ -19,6 +21,7 @@ forward kinematics, measured state, grip force) with the layer built on it: ``mm
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +30,7 @@ import numpy as np
 
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation
+from mmrobot.deploy.safety_bounds import HardwareBounds, bounds_for_model, safety_problems
 
 __all__ = [
     "SafetyConfig",
@@ -40,6 +44,15 @@ __all__ = [
 _AXES = ("x", "y", "z")
 # the workspace correction stops within this distance of the box (m)
 _WORKSPACE_TOL_M = 1e-4
+_LIMIT_FIELDS = (
+    "joint_low_rad",
+    "joint_high_rad",
+    "max_velocity_rad_s",
+    "max_acceleration_rad_s2",
+    "workspace_low_m",
+    "workspace_high_m",
+    "max_gripper_force_n",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class SafetyLimits:
 
     def __post_init__(self) -> None:
         n = len(self.joint_low_rad)
+        for name in _LIMIT_FIELDS:
+            if any(math.isnan(x) for x in np.ravel(getattr(self, name))):
+                raise ConfigError(f"safety limits: {name} = {getattr(self, name)} has NaN")
         for name in ("joint_high_rad", "max_velocity_rad_s", "max_acceleration_rad_s2"):
             if len(getattr(self, name)) != n:
                 raise ConfigError(
@@ -92,8 +108,10 @@ class SafetyLimits:
 class SafetyConfig:
     """The limits as a launch file's ``[safety]`` section gives them, with its defaults.
 
-    Joint position limits default to (and may only narrow) the arm model's; velocity and
-    acceleration limits are one value for every joint or one per joint. ``mmrobot eval``
+    Joint position limits default to the arm model's; velocity and acceleration limits are
+    one value for every joint or one per joint. Every value may tighten, none loosen past
+    :mod:`~mmrobot.deploy.safety_bounds` (:func:`limits_for_arm` refuses it). The grip
+    force default is the packaged gripper's force range (25 N). ``mmrobot eval``
     uses these defaults unless told otherwise, so that evaluation runs under the limits of a
     launch file that does not change them. Any object with these attributes (the launch
     schema's ``SafetySection``) can stand in for it in :func:`limits_for_arm`.
@@ -105,48 +123,44 @@ class SafetyConfig:
     max_acceleration_rad_s2: float | tuple[float, ...] = 20.0
     workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.015)
     workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
-    max_gripper_force_n: float = 60.0
+    max_gripper_force_n: float = 25.0
     required_streams: tuple[str, ...] = ("joints",)
 
 
-def limits_for_arm(joint_range: np.ndarray, section: Any = None) -> SafetyLimits:
-    """Limits from the arm model's joint range, narrowed (never widened) by ``section``.
+def limits_for_arm(
+    joint_range: np.ndarray, section: Any = None, bounds: HardwareBounds | None = None
+) -> SafetyLimits:
+    """Limits from ``section``, refused where they pass ``bounds``.
 
     Args:
-        joint_range: (n, 2) joint position range of the arm model (rad).
+        joint_range: (n, 2) joint position range of the arm model (rad); used for the
+            bounds when ``bounds`` is None.
         section: a :class:`SafetyConfig` or a launch file's ``[safety]`` section
             (default: ``SafetyConfig()``).
+        bounds: what each limit may be at most
+            (:func:`~mmrobot.deploy.safety_bounds.bounds_for_model`); default: the joint
+            range and mmrobot's ceilings, with no reach for the workspace box.
+
+    Raises:
+        ConfigError: a value is not finite, not positive, or looser than its bound; the
+            message names each key, its value and the bound.
     """
     section = SafetyConfig() if section is None else section
-    joint_range = np.asarray(joint_range, np.float64)
-    lo, hi = joint_range[:, 0], joint_range[:, 1]
-    n = len(lo)
-    if section.joint_low_rad is not None:
-        if len(section.joint_low_rad) != n:
-            raise ConfigError(
-                f"safety.joint_low_rad needs {n} values, got {len(section.joint_low_rad)}"
-            )
-        lo = np.maximum(lo, section.joint_low_rad)
-    if section.joint_high_rad is not None:
-        if len(section.joint_high_rad) != n:
-            raise ConfigError(
-                f"safety.joint_high_rad needs {n} values, got {len(section.joint_high_rad)}"
-            )
-        hi = np.minimum(hi, section.joint_high_rad)
+    if bounds is None:
+        bounds = HardwareBounds.ceilings(joint_range)
+    problems = safety_problems(section, bounds)
+    if problems:
+        raise ConfigError("safety limits past their bounds:\n  " + "\n  ".join(problems))
+    n = len(bounds.joint_names)
 
-    def per_joint(v: float | Sequence[float], name: str) -> tuple[float, ...]:
-        values = [float(v)] * n if isinstance(v, (int, float)) else [float(x) for x in v]
-        if len(values) != n:
-            raise ConfigError(f"safety.{name} needs 1 or {n} values, got {len(values)}")
-        return tuple(values)
+    def per_joint(v: float | Sequence[float]) -> tuple[float, ...]:
+        return tuple([float(v)] * n if isinstance(v, (int, float)) else [float(x) for x in v])
 
     return SafetyLimits(
-        joint_low_rad=tuple(float(x) for x in lo),
-        joint_high_rad=tuple(float(x) for x in hi),
-        max_velocity_rad_s=per_joint(section.max_velocity_rad_s, "max_velocity_rad_s"),
-        max_acceleration_rad_s2=per_joint(
-            section.max_acceleration_rad_s2, "max_acceleration_rad_s2"
-        ),
+        joint_low_rad=tuple(float(x) for x in (section.joint_low_rad or bounds.joint_low_rad)),
+        joint_high_rad=tuple(float(x) for x in (section.joint_high_rad or bounds.joint_high_rad)),
+        max_velocity_rad_s=per_joint(section.max_velocity_rad_s),
+        max_acceleration_rad_s2=per_joint(section.max_acceleration_rad_s2),
         workspace_low_m=tuple(float(x) for x in section.workspace_low_m),  # type: ignore[arg-type]
         workspace_high_m=tuple(float(x) for x in section.workspace_high_m),  # type: ignore[arg-type]
         max_gripper_force_n=float(section.max_gripper_force_n),
@@ -462,8 +476,9 @@ class SimSafety:
         self._gripper_max = names.GRIPPER_MAX_OPENING_M
         self._action_low = np.asarray(ACTION_LOW, np.float64)
         self._action_high = np.asarray(ACTION_HIGH, np.float64)
+        bounds = bounds_for_model(self.scene.model, source=str(self.scene.path))
         self.layer = SafetyLayer(
-            limits_for_arm(self.scene.arm_range, section),
+            limits_for_arm(self.scene.arm_range, section, bounds),
             period_s=period_s or self.env.control_period_ns / 1e9,
             forward_kinematics=self.forward_kinematics,
         )

@@ -99,8 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     rig = subparsers.add_parser(
         "rig",
         help="validate a rig file, list its streams, optionally open it and print live stats",
-        description="Load and validate RIG (drivers/*.toml), print its drivers and streams; with "
-        "--run S open every driver for S seconds and print samples, rates, errors and health.",
+        description="Load and validate RIG (drivers/*.toml), print its drivers and streams, and "
+        "check that its serial ports exist (exit 2 when not); with --run S open every driver "
+        "for S seconds and print samples, rates, errors and health.",
     )
     rig.add_argument("rig", help="rig file (drivers/*.toml)")
     rig.add_argument(
@@ -268,6 +269,9 @@ def _rig(args: argparse.Namespace) -> int:
                 f"  {s.name:<12} {s.modality:<7} shape={s.shape!s:<14} {s.dtype:<8} {s.rate_hz:g} Hz "
                 f"{s.policy:<7} max_age={s.max_age_ns / 1e6:g} ms latency={s.latency_ns / 1e6:g} ms history={s.history}"
             )
+    problems = rig.port_problems()
+    if problems:
+        raise ConfigError(f"{rig.source}:\n  " + "\n  ".join(problems))
     if args.run is None:
         return 0
     opened = []

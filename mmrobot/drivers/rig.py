@@ -25,6 +25,7 @@ names the file, the entry and the field. Building drivers does not open them.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,34 @@ class Rig:
         return [
             get_actuator_class(e.kind)(e, clock=clock, source=self.source) for e in self.actuators
         ]
+
+    def port_problems(self) -> list[str]:
+        """What is wrong with the serial ports of the enabled drivers and the actuators, one
+        line each: a port must exist and be a character device (URLs such as
+        ``socket://`` are not checked). Nothing is opened."""
+        problems = []
+        for entry in (*(d for d in self.drivers if d.enabled), *self.actuators):
+            port = getattr(entry, "port", None)
+            if not isinstance(port, str) or "://" in port or os.name != "posix":
+                continue
+            where = f"port {port!r} of {entry.name!r} in {self.source}"
+            try:
+                mode = os.stat(port).st_mode
+            except FileNotFoundError:
+                problems.append(
+                    f"{where} does not exist; plug the device in, start `mmrobot emulate`, "
+                    "or set its port"
+                )
+                continue
+            except OSError as e:
+                problems.append(f"{where} cannot be read ({e.strerror}); check its permissions")
+                continue
+            if not stat.S_ISCHR(mode):
+                problems.append(
+                    f"{where} is not a character device (a serial port is one, e.g. "
+                    "/dev/ttyUSB0); set `port` to the device"
+                )
+        return problems
 
     def specs(self) -> tuple[StreamSpec, ...]:
         """Every stream spec the rig's drivers produce, in order."""

@@ -214,8 +214,14 @@ class RobotSession:
         self.sync = Synchronizer([b for d in self.drivers for b in d.buffers.values()])
         self._check_streams()
         self.joints_stream = self._joints_stream()
+        if self.joints_stream not in launch.safety.required_streams:
+            raise ConfigError(
+                f"{launch.source}: safety.required_streams = "
+                f"{list(launch.safety.required_streams)!r} lacks the rig's joint stream "
+                f"{self.joints_stream!r}; a rig must require it"
+            )
         self.safety = SafetyLayer(
-            safety_limits_for(self.scene, launch.safety),
+            safety_limits_for(self.scene, launch.safety, actuator.config.servos[:-1]),
             period_s=1.0 / loop_cfg.rate_hz,
             forward_kinematics=self.controller.tcp_position,
         )

@@ -2,15 +2,15 @@
 control loop, the safety limits and a mode (``collect``, ``train``, ``eval``, ``run``).
 
 A launch file is validated completely before anything is opened: an unknown key, a wrong
-type, a missing file or a serial port that does not exist is an error naming the file, the
-key path and what is expected. Any key can be overridden from the command line
+type, a missing file, a serial port that does not exist, inconsistent rates or a safety
+limit looser than its bound (:mod:`mmrobot.launch.validate`) is an error naming the file,
+the key path and what is expected. Any key can be overridden from the command line
 (``mmrobot launch FILE loop.rate_hz=50``). The safety section sets limits; there is no key
-that turns the safety layer off.
+that turns the safety layer off, and no value that loosens a limit past the hardware's.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
+from mmrobot.deploy.safety_bounds import watchdog_problem
 
 __all__ = ["LaunchFile", "load_launch", "apply_overrides"]
 
@@ -63,14 +64,32 @@ class PolicySection(_Section):
 
 
 class LoopSection(_Section):
-    rate_hz: float = Field(default=20.0, gt=0)
-    policy_rate_hz: float = Field(default=20.0, gt=0)
-    ensemble_decay: float | None = Field(default=0.1, ge=0)
+    """Rates of the control loop; the watchdog is at most ``MAX_WATCHDOG_S`` of wall time."""
+
+    rate_hz: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    policy_rate_hz: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    ensemble_decay: float | None = Field(default=0.1, ge=0, allow_inf_nan=False)
     watchdog_periods: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _rates(self) -> LoopSection:
+        ratio = self.rate_hz / self.policy_rate_hz
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(
+                f"loop.rate_hz = {self.rate_hz:g} is not a whole multiple of "
+                f"loop.policy_rate_hz = {self.policy_rate_hz:g}; e.g. 100 Hz commands with a "
+                "20 Hz policy"
+            )
+        problem = watchdog_problem(self.rate_hz, self.watchdog_periods)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SafetySection(_Section):
-    """Limits; joint limits default to (and may only narrow) the arm model's joint ranges."""
+    """Limits; each may tighten, none loosen past :mod:`mmrobot.deploy.safety_bounds`
+    (checked against the arm model and the rig when the launch file is loaded). Joint limits
+    default to the arm model's joint ranges."""
 
     joint_low_rad: list[float] | None = None
     joint_high_rad: list[float] | None = None
@@ -78,7 +97,7 @@ class SafetySection(_Section):
     max_acceleration_rad_s2: float | list[float] = 20.0
     workspace_low_m: tuple[float, float, float] = (-0.2, -0.7, 0.015)
     workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
-    max_gripper_force_n: float = Field(default=60.0, gt=0)
+    max_gripper_force_n: float = 25.0
     required_streams: list[str] = ["joints"]
 
 
@@ -86,7 +105,7 @@ class RunSection(_Section):
     """What ``mmrobot run`` executes: instructions one after another."""
 
     instructions: list[str] = []
-    max_seconds: float = Field(default=20.0, gt=0)
+    max_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     video: str | None = None
     timing_png: str | None = None
     results_json: str | None = None
@@ -168,44 +187,9 @@ def _format_error(e: ValidationError, source: str) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {loc}: {err['msg']}{got_s}")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}{got_s}")
     return "\n".join(lines)
-
-
-def _check_files(launch: LaunchFile) -> None:
-    """Files and ports named by the launch file must exist before anything starts."""
-    missing = []
-    if launch.policy is not None:
-        for key in ("checkpoint", "onnx"):
-            value = getattr(launch.policy, key)
-            if value is not None and not launch.path(value).exists():
-                missing.append(f"policy.{key} = {value!r} does not exist")
-    if launch.sim is not None and launch.sim.scene and not launch.path(launch.sim.scene).is_file():
-        missing.append(f"sim.scene = {launch.sim.scene!r} does not exist")
-    if launch.mode == "train" and not launch.path(launch.train.config).is_file():
-        missing.append(f"train.config = {launch.train.config!r} does not exist")
-    if launch.rig is not None:
-        rig_path = launch.path(launch.rig.file)
-        if not rig_path.is_file():
-            missing.append(f"rig.file = {launch.rig.file!r} does not exist")
-        else:
-            from mmrobot.drivers.rig import load_rig
-
-            rig = load_rig(rig_path)
-            names = [a.name for a in rig.actuators]
-            if launch.rig.actuator not in names:
-                missing.append(
-                    f"rig.actuator = {launch.rig.actuator!r} is not in {rig_path} (has {names})"
-                )
-            for entry in (*rig.drivers, *rig.actuators):
-                port = getattr(entry, "port", None)
-                if isinstance(port, str) and port.startswith("/dev/") and not os.path.exists(port):
-                    missing.append(
-                        f"port {port!r} of {entry.name!r} in {rig_path} does not exist; plug the "
-                        f"device in, start `mmrobot emulate`, or set its port"
-                    )
-    if missing:
-        raise ConfigError(f"{launch.source}:\n  " + "\n  ".join(missing))
 
 
 def load_launch(
@@ -215,8 +199,9 @@ def load_launch(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ConfigError: invalid TOML, keys or values, or missing files and ports; the message
-            names the file and the key path.
+        ConfigError: invalid TOML, keys or values; with ``check_files``, missing files
+            and ports, or limits past the hardware's bounds. The message names the file and
+            the key path.
     """
     path = Path(path)
     if not path.is_file():
@@ -237,5 +222,7 @@ def load_launch(
     except ValidationError as e:
         raise ConfigError(_format_error(e, str(path))) from None
     if check_files:
-        _check_files(launch)
+        from mmrobot.launch.validate import check_launch
+
+        check_launch(launch)
     return launch

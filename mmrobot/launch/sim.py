@@ -13,7 +13,7 @@ The controller and the layer are :class:`~mmrobot.deploy.safety.SimSafety`, the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import numpy as np
 from mmrobot.core.errors import ConfigError
 from mmrobot.deploy.loop import ControlLoop, LoopConfig
 from mmrobot.deploy.safety import SafetyLimits, SimSafety, limits_for_arm
+from mmrobot.deploy.safety_bounds import bounds_for_model
 from mmrobot.launch.schema import LaunchFile
 
 __all__ = ["Outcome", "SimArm", "SimSession", "safety_limits_for"]
@@ -57,9 +58,11 @@ class _EnvClock:
         return int(self.env.t_ns)
 
 
-def safety_limits_for(scene: Any, section: Any) -> SafetyLimits:
-    """Limits from the arm model, narrowed (never widened) by the launch file's values."""
-    return limits_for_arm(scene.arm_range, section)
+def safety_limits_for(scene: Any, section: Any, servos: Sequence[Any] = ()) -> SafetyLimits:
+    """The launch file's limits, refused where they pass the bounds of the arm model and of
+    the rig's arm ``servos`` (joints only) (:mod:`mmrobot.deploy.safety_bounds`)."""
+    bounds = bounds_for_model(scene.model, servos, source=str(scene.path))
+    return limits_for_arm(scene.arm_range, section, bounds)
 
 
 @dataclass

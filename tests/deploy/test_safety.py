@@ -126,13 +126,22 @@ def test_events_carry_reason_where_value_and_limit():
     assert s.events == [] and s.n_holds == 0
 
 
-def test_limits_for_arm_narrow_never_widen():
+def test_limits_for_arm_narrow_but_refuse_to_widen():
     arm = np.array([[-2.0, 2.0], [-1.0, 1.0]])
-    lim = limits_for_arm(arm, SafetyConfig(joint_low_rad=(-3.0, -0.5), max_velocity_rad_s=1.5))
-    assert lim.joint_low_rad == (-2.0, -0.5) and lim.joint_high_rad == (2.0, 1.0)
+    lim = limits_for_arm(arm, SafetyConfig(joint_low_rad=(-1.5, -0.5), max_velocity_rad_s=1.5))
+    assert lim.joint_low_rad == (-1.5, -0.5) and lim.joint_high_rad == (2.0, 1.0)
     assert lim.max_velocity_rad_s == (1.5, 1.5) and lim.required_streams == ("joints",)
     with pytest.raises(ConfigError, match="needs 2 values"):
         limits_for_arm(arm, SafetyConfig(joint_high_rad=(1.0,)))
+    # a wider range was once narrowed silently; now it is refused, naming key, value, bound
+    with pytest.raises(
+        ConfigError,
+        match=r"safety\.joint_low_rad = \[-3, -0\.5\]: joint j0 -3 rad is below the arm's "
+        r"range; the bound is -2 rad",
+    ):
+        limits_for_arm(arm, SafetyConfig(joint_low_rad=(-3.0, -0.5)))
+    with pytest.raises(ConfigError, match=r"max_velocity_rad_s = inf: .* bound is 3\.142 rad/s"):
+        limits_for_arm(arm, SafetyConfig(max_velocity_rad_s=float("inf")))
 
 
 def test_non_finite_and_stale_required_streams_hold():
@@ -163,6 +172,8 @@ def test_bad_limits_and_bad_commands_are_clear_errors():
         limits(max_velocity_rad_s=(1.0, 1.0))
     with pytest.raises(ConfigError, match="below joint_high_rad"):
         limits(joint_low_rad=(1.0, 1.0, 1.0))
+    with pytest.raises(ConfigError, match="max_gripper_force_n = nan has NaN"):
+        limits(max_gripper_force_n=float("nan"))  # NaN compares false: it would pass as no limit
     s = layer()
     with pytest.raises(ValueError, match=r"3 joints \+ gripper"):
         s.filter(0, np.zeros(3))

@@ -52,9 +52,11 @@ def test_emulate_prints_the_port_and_serves_a_driver(tmp_path):
 
 
 def test_rig_command_lists_streams_and_rejects_bad_files(tmp_path, capsys):
-    assert main(["rig", str(ROOT / "drivers" / "robot_example.toml")]) == 0
-    out = capsys.readouterr().out
+    # lists the streams, then refuses the absent serial ports as `launch --check` does
+    assert main(["rig", str(ROOT / "drivers" / "robot_example.toml")]) == 2
+    out, err = capsys.readouterr()
     assert "joints" in out and "shape=(7,)" in out and "lidar" in out and "shape=(360, 3)" in out
+    assert err.count("does not exist; plug the device in") == 4 and "Traceback" not in err
     bad = tmp_path / "arm.toml"
     bad.write_text(
         '[[driver]]\nkind = "ft300"\nname = "ft"\nport = "/dev/x"\nbaud = 3\n', encoding="utf-8"
@@ -69,12 +71,10 @@ def test_rig_run_fails_clearly_when_a_port_is_missing(tmp_path, capsys):
     rig.write_text(
         '[[driver]]\nkind = "ft300"\nname = "ft"\nport = "/dev/ttyUSB93"\n', encoding="utf-8"
     )
-    assert main(["rig", str(rig), "--run", "0.1"]) == 1
+    assert main(["rig", str(rig), "--run", "0.1"]) == 2  # checked before anything opens
     err = capsys.readouterr().err
-    assert (
-        "'/dev/ttyUSB93' not found; plug the device in or set `port` in" in err
-        and "arm.toml" in err
-    )
+    assert "port '/dev/ttyUSB93' of 'ft' in" in err and "arm.toml" in err
+    assert "does not exist; plug the device in" in err
 
 
 def test_emulate_rejects_bad_options():

@@ -62,18 +62,21 @@ def hil_dir(tmp_path_factory):
 
 
 def launch_for(hil_dir, checkpoint, rate_hz=50.0, policy_rate_hz=10.0):
-    return load_launch(
+    launch = load_launch(
         ROOT / "launch" / "hil.toml",
         [
             f'rig.file="{hil_dir / "rig.toml"}"',
             f'policy.checkpoint="{checkpoint}"',
             f"loop.rate_hz={rate_hz}",
             f"loop.policy_rate_hz={policy_rate_hz}",
-            # behaviour, not timing, is under test here: on a loaded CI machine the loop
-            # process can stall for a second; do not let the watchdog end the run
-            "loop.watchdog_periods=400",
+            f"loop.watchdog_periods={int(rate_hz // 4)}",  # 0.25 s, as in hil.toml
         ],
     )
+    # Behaviour, not timing, is under test here: on a loaded CI machine the loop process can
+    # stall for a second, so the watchdog must not end the run. A launch file or override
+    # may not set it past 0.5 s; the test relaxes it on the validated object instead.
+    loop = launch.loop.model_copy(update={"watchdog_periods": 400})
+    return launch.model_copy(update={"loop": loop})
 
 
 def test_constant_up_action_raises_the_simulated_tcp_and_wire_matches_sim(hil_dir, checkpoint):
@@ -176,6 +179,16 @@ def test_a_policy_needing_streams_the_rig_lacks_is_refused_before_opening(hil_di
     )
     with pytest.raises(ConfigError, match=r"stream 'depth' \(96, 96\) is missing"):
         RobotSession(launch_for(hil_dir, checkpoint), policy=policy).close()
+
+
+def test_a_session_that_does_not_require_the_joint_stream_is_refused(hil_dir, checkpoint):
+    """Issue 13: the check runs where the session is built too, not only in --check."""
+    from mmrobot.launch.robot import RobotSession
+
+    launch = launch_for(hil_dir, checkpoint)
+    safety = launch.safety.model_copy(update={"required_streams": ["ft"]})
+    with pytest.raises(ConfigError, match=r"\['ft'\] lacks the rig's joint stream 'joints'"):
+        RobotSession(launch.model_copy(update={"safety": safety}), policy=ConstantPolicy([0.0] * 7))
 
 
 def test_robot_example_fails_check_only_for_its_absent_devices(checkpoint):
