@@ -21,6 +21,7 @@ from mmrobot.envs.instructions import SPLITS, all_instructions, infer_task, make
 from mmrobot.envs.kinematics import ArmKinematics
 from mmrobot.envs.privileged import AUX_TARGETS, PrivilegedState, privileged_state
 from mmrobot.envs.randomization import Randomization
+from mmrobot.envs.reader import AmbiguousInstruction, Reading, read_instruction
 from mmrobot.envs.scene import choose_gl_backend
 from mmrobot.envs.sensors import SensorConfig, SensorSuiteConfig, default_stream_specs
 from mmrobot.envs.tasks import TASKS, TaskSpec, list_tasks
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUX_TARGETS",
+    "AmbiguousInstruction",
     "ArmKinematics",
     "ENV_IDS",
     "EnvConfig",
@@ -40,6 +42,7 @@ __all__ = [
     "PHASES",
     "PrivilegedState",
     "Randomization",
+    "Reading",
     "SPLITS",
     "SensorConfig",
     "ScriptedExpert",
@@ -56,6 +59,7 @@ __all__ = [
     "make_instruction",
     "names",
     "privileged_state",
+    "read_instruction",
     "register_envs",
 ]
 

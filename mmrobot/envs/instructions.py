@@ -3,19 +3,18 @@
 Two disjoint phrasing sets: ``"train"`` templates and synonyms are used to generate
 training data; ``"heldout"`` ones only for evaluation (different sentence frames and extra
 synonyms), so a policy's language generalization can be measured. A user may also give any
-free-form instruction together with an explicit task spec; :func:`infer_task` reads a task
-spec out of an instruction that names a known block.
+free-form instruction together with an explicit task spec; :func:`infer_task` (from
+:mod:`mmrobot.envs.reader`) reads a task spec out of one.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.envs import names
+from mmrobot.envs.reader import infer_task
 from mmrobot.envs.tasks import TaskSpec
 
 __all__ = ["Split", "SPLITS", "make_instruction", "all_instructions", "infer_task"]
@@ -115,66 +114,3 @@ def all_instructions(spec: TaskSpec, split: Split = "train") -> set[str]:
                 for z in zones:
                     out.add(t.format(obj=o, base=b, zone=z))
     return out
-
-
-_VERBS = {
-    "stack": ("stack", "on top", "onto", "on the", "belongs on"),
-    "push": ("push", "slide", "shove", "nudge", "zone", "area", "target"),
-    "place": ("bin", "container"),
-    "pick": ("pick", "lift", "grab", "raise", "take hold"),
-    "reach": ("reach", "move to", "go to", "hover", "above"),
-}
-
-
-def _word_map(table: dict[str, dict[str, tuple[str, ...]]]) -> dict[str, str]:
-    return {w: key for split in table.values() for key, ws in split.items() for w in ws}
-
-
-def infer_task(instruction: str) -> TaskSpec:
-    """Read a task spec from an instruction in either phrasing set (or close to it).
-
-    Raises:
-        ConfigError: the instruction names no known block (the message lists the colour
-            and size words understood) or no known action.
-    """
-    words = re.findall(r"[a-z]+", instruction.lower())
-    colors = _word_map(_COLOR_WORDS)
-    sizes = _word_map(_SIZE_WORDS)
-    found = [(i, colors[w]) for i, w in enumerate(words) if w in colors]
-    if not found:
-        raise ConfigError(
-            f"instruction {instruction!r} names no known block; name a colour "
-            f"({sorted(colors)}) and optionally a size ({sorted(sizes)}), or pass an explicit "
-            f"task spec such as 'pick color=red size=small'"
-        )
-    text = " ".join(words)
-    task = next((t for t, cues in _VERBS.items() if any(c in text for c in cues)), None)
-    if task is None:
-        raise ConfigError(
-            f"instruction {instruction!r} names no known action; tasks: {list(_VERBS)}"
-        )
-
-    def size_before(i: int) -> str | None:
-        for j in range(i - 1, max(-1, i - 3), -1):
-            if words[j] in sizes:
-                return sizes[words[j]]
-        return None
-
-    params: dict[str, str] = {"color": found[0][1]}
-    s = size_before(found[0][0])
-    if s:
-        params["size"] = s
-    if task == "stack" and len(found) > 1:
-        params["base_color"] = found[1][1]
-        s = size_before(found[1][0])
-        if s:
-            params["base_size"] = s
-    if task == "push":
-        if "left" in words:
-            params["zone"] = "left"
-        elif "right" in words:
-            params["zone"] = "right"
-    return TaskSpec(task, params)
-
-
-_ = names  # colour/size vocabulary mirrors names.COLORS / names.SIZES

@@ -11,6 +11,7 @@ _RUN_EPILOG = """examples:
   mmrobot run launch/sim_demo.toml --instruction "push the blue cube to the left" --instruction "lift the green block"
   mmrobot run launch/sim_demo.toml --file my_instructions.txt --video out/run.mp4
   mmrobot run launch/sim_demo.toml            # interactive: type instructions, empty line ends
+  mmrobot run launch/sim_demo.toml -i "push the red block to the left" --dry-run   # how it is read
 """
 
 
@@ -37,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--timing-png", help="write the control-loop timing plot (overrides run.timing_png)"
     )
     p.add_argument("--json", help="write the outcomes as JSON (overrides run.results_json)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the task spec each instruction is read as and run nothing "
+        "(exit 2 when one cannot be read)",
+    )
     p.set_defaults(func=_run)
 
     p = sub.add_parser(
@@ -133,14 +140,20 @@ def _instructions(args: argparse.Namespace, configured: list[str]) -> list[str] 
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mmrobot.envs.tasks import TaskSpec
     from mmrobot.launch.schema import load_launch
 
     launch = load_launch(args.launch, args.overrides)
     if launch.mode != "run":
         launch = launch.model_copy(update={"mode": "run"})
+    if args.task:
+        TaskSpec.parse(args.task)  # a bad spec is bad input, before anything starts
+    instructions = _instructions(args, launch.run.instructions)
+    if args.dry_run:
+        return dry_run(launch, instructions, args.task)
     return run_instructions(
         launch,
-        _instructions(args, launch.run.instructions),
+        instructions,
         args.task,
         video=args.video or launch.run.video,
         timing_png=args.timing_png or launch.run.timing_png,
@@ -148,16 +161,90 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
+def _task_for(launch, text: str, task: str | None) -> tuple[str | None, str]:
+    """The task spec a run executes ``text`` as (None: none is read), and a note on it.
+
+    Raises:
+        ConfigError: a simulated run cannot read the instruction (or reads it two ways).
+    """
+    from mmrobot.envs.reader import read_instruction
+    from mmrobot.envs.tasks import TaskSpec
+
+    if task:
+        return TaskSpec.parse(task).format(), "from --task"
+    if launch.rig is not None:  # the policy gets the text; a robot has no scene to set up
+        return None, "a robot runs the text as given; no task is read"
+    reading = read_instruction(text)
+    return reading.spec.format(), "; ".join(reading.notes)
+
+
+def _tasks_for(launch, instructions: list[str], task: str | None) -> list[str | None]:
+    """Every instruction's task spec, read before anything starts or is written.
+
+    Raises:
+        ConfigError: the instructions that cannot be read, each with the reason.
+    """
+    from mmrobot.core.errors import ConfigError
+
+    tasks: list[str | None] = []
+    errors: list[str] = []
+    for k, text in enumerate(instructions, 1):
+        try:
+            tasks.append(_task_for(launch, text, task)[0])
+        except ConfigError as e:
+            errors.append(f"instruction {k} of {len(instructions)}: {e}")
+    if errors:
+        raise ConfigError(
+            "\n".join(errors) + "\nnothing ran; `mmrobot run LAUNCH -i TEXT --dry-run` shows "
+            "how an instruction is read, and --task gives the task spec explicitly"
+        )
+    return tasks
+
+
+def dry_run(launch, instructions: list[str] | None, task: str | None = None) -> int:
+    """Print the task spec each instruction (None: lines from stdin) is read as; run nothing.
+
+    Returns 0, or 2 when an instruction cannot be read.
+    """
+    from mmrobot.core.errors import ConfigError
+
+    where = "a robot" if launch.rig is not None else "simulation"
+    print(f"{launch.source}: dry run in {where}; nothing runs, nothing is written")
+    texts = instructions if instructions is not None else (x.strip() for x in sys.stdin)
+    n = failed = 0
+    for text in texts:
+        if instructions is None and not text:
+            break
+        n += 1
+        print(f"{n}. {text!r}")
+        try:
+            spec, note = _task_for(launch, text, task)
+        except ConfigError as e:
+            failed += 1
+            print("   cannot be read: " + str(e).replace("\n", "\n   "))
+            continue
+        print(f"   -> {spec or '-'}" + (f"  ({note})" if note else ""))
+    if failed:
+        print(f"mmrobot run: error: {failed} of {n} instructions cannot be read", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_instructions(
     launch, instructions, task=None, video=None, timing_png=None, results_json=None
 ) -> int:
-    """Execute instructions (None: ask interactively), print a table, write outputs."""
+    """Execute instructions (None: ask interactively), print a table, write outputs.
+
+    Every given instruction is read into its task spec first: one that cannot be read is a
+    ConfigError before the session starts, so nothing runs and nothing is written.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from mmrobot.core.errors import ConfigError
     from mmrobot.launch.sim import SimSession, write_outputs
 
+    tasks = _tasks_for(launch, instructions, task) if instructions is not None else None
     console = Console()
     if launch.rig is not None:
         from mmrobot.launch.robot import RobotSession
@@ -167,13 +254,9 @@ def run_instructions(
         session = SimSession(launch, record_video=bool(video))
     outcomes = []
 
-    def execute(text: str) -> None:
+    def execute(text: str, text_task: str | None) -> None:
         console.print(f"[bold]> {text}[/]")
-        try:
-            o = session.execute(text, task=task)
-        except ConfigError as e:  # an instruction naming no known object: say so, keep going
-            console.print(f"  [red]{e}[/]")
-            return
+        o = session.execute(text, task=text_task)  # the policy gets the text as typed
         outcomes.append(o)
         mark = "[green]success[/]" if o.success else f"[red]{o.reason}[/]"
         console.print(
@@ -187,12 +270,20 @@ def run_instructions(
             for line in sys.stdin:
                 if not line.strip():
                     break
-                execute(line.strip())
+                try:  # typed: say why it cannot be read and ask again
+                    text_task = _task_for(launch, line.strip(), task)[0]
+                except ConfigError as e:
+                    console.print(f"  [red]{e}[/]")
+                    continue
+                execute(line.strip(), text_task)
         else:
-            for text in instructions:
-                execute(text)
+            for text, text_task in zip(instructions, tasks or [], strict=True):
+                execute(text, text_task)
     finally:
         session.close()
+    if not outcomes:
+        console.print("no instruction ran; nothing written")
+        return 1
     table = Table(title="mmrobot run")
     for col in ("instruction", "task", "outcome", "steps", "policy p50/p99 ms", "safety events"):
         table.add_column(col)
