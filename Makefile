@@ -41,7 +41,8 @@ system-deps:
 	fi
 
 # The main job: the released policy executes language instructions in MuJoCo through the
-# control loop; prints a success table, writes out/demo.gif and out/loop_timing.png.
+# control loop; prints a success table, writes out/demo.gif and out/loop_timing.png (into a
+# new out/run-N/ when an earlier run's are there: runs never overwrite, docs/run.md).
 demo: setup
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/mmrobot run launch/sim_demo.toml
 

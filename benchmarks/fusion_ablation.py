@@ -100,7 +100,8 @@ def main() -> None:
             seed=0,
             compile=not args.quick,  # compilation (~90 s) only pays off in a full run
         )
-        run = train(cfg, progress=False, policy_config=config)
+        # the ablation's own run folders: a rerun into the same --out replaces them
+        run = train(cfg, progress=False, policy_config=config, overwrite=True)
         lat = latency_ms(run.checkpoint, repeats=20 if args.quick else 200)
         ev = evaluate(
             str(run.checkpoint),

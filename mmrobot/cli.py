@@ -2,7 +2,8 @@
 
 Each subpackage contributes its subcommands through a module with a
 ``register(subparsers)`` function, listed in ``_COMMAND_MODULES``; this file only wires them.
-Exit codes: 0 success, 1 runtime failure, 2 bad input.
+Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 stopped by Ctrl-C (SIGINT or
+SIGTERM). ``KEY.PATH=VALUE`` overrides may stand anywhere after the subcommand.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import sys
 from collections.abc import Sequence
 
 import mmrobot
-from mmrobot.core.errors import ConfigError, DependencyNotInstalled, MmrobotError
+from mmrobot.core.errors import (
+    ConfigError,
+    DependencyNotInstalled,
+    MmrobotError,
+    OutputExistsError,
+)
 
 # Modules that add subcommands. Import paths are stable; a module that is absent is skipped.
 _COMMAND_MODULES = (
@@ -26,7 +32,7 @@ _COMMAND_MODULES = (
     "mmrobot.launch._cli",
 )
 
-EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Examples shown under `mmrobot COMMAND --help` for commands whose module gives none.
 _EXAMPLES = {
@@ -73,15 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_override(arg: str) -> bool:
+    key, sep, _ = arg.partition("=")
+    return bool(sep) and bool(key) and not arg.startswith("-")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking ``KEY.PATH=VALUE`` words after an option too.
+
+    argparse fills a ``nargs="*"`` positional from the first run of positionals only, so
+    ``mmrobot launch FILE --check key=value`` would leave ``key=value`` unrecognized.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all(_is_override(x) for x in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.parse_args(argv)  # argparse's own message and exit 2
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_OK
     try:
         return int(args.func(args) or EXIT_OK)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, OutputExistsError) as e:
         print(f"mmrobot {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except DependencyNotInstalled as e:
@@ -92,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         print(f"mmrobot {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from mmrobot.core.errors import (
     DeviceTimeoutError,
     LifecycleError,
     MmrobotError,
+    OutputExistsError,
     ProtocolError,
     SafetyError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Modality",
     "MonotonicClock",
     "Observation",
+    "OutputExistsError",
     "ProtocolError",
     "Sample",
     "SafetyError",

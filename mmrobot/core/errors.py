@@ -14,6 +14,7 @@ __all__ = [
     "DeviceNotConnectedError",
     "DeviceTimeoutError",
     "LifecycleError",
+    "OutputExistsError",
     "ProtocolError",
     "SafetyError",
 ]
@@ -37,6 +38,11 @@ class DeviceNotConnectedError(MmrobotError, ConnectionError):
 
 class DeviceTimeoutError(MmrobotError, TimeoutError):
     """A device did not answer in time."""
+
+
+class OutputExistsError(MmrobotError, FileExistsError):
+    """An output (dataset, run folder, results) exists and would be overwritten; the message
+    names the flag that replaces it (``--overwrite``) or continues it (``--resume``)."""
 
 
 class ProtocolError(MmrobotError, ValueError):

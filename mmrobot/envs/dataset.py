@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from mmrobot.core.deps import require
-from mmrobot.core.errors import ConfigError
+from mmrobot.core.errors import ConfigError, OutputExistsError
 from mmrobot.core.types import Observation, StreamSpec
 from mmrobot.envs.privileged import AUX_TARGETS, PHASES
 
@@ -119,8 +119,9 @@ class DatasetWriter:
         h5py = require("h5py", "demonstration datasets")
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise FileExistsError(
-                f"dataset {str(self.path)!r} exists; pass --overwrite or pick another path"
+            raise OutputExistsError(
+                f"dataset {str(self.path)!r} exists; pass --overwrite to replace it or pick "
+                "another --out path"
             )
         if not self.path.parent.exists():
             raise FileNotFoundError(
@@ -215,18 +216,25 @@ class DemoDataset:
         version = int(f.attrs.get("format_version", -1))
         if version != DATASET_FORMAT_VERSION:
             raise ConfigError(self._version_message(f, version))
-        self.specs: tuple[StreamSpec, ...] = tuple(
-            StreamSpec.from_dict(d) for d in json.loads(f.attrs["stream_specs"])
-        )
-        self.action_low = np.asarray(f.attrs["action_low"])
-        self.action_high = np.asarray(f.attrs["action_high"])
-        self.control_hz = float(f.attrs["control_hz"])
-        #: names of the ``aux/phase`` indices
-        self.phases: tuple[str, ...] = tuple(json.loads(f.attrs.get("aux_phases", "[]")))
-        self._keys = sorted(f["episodes"].keys())
-        self._steps = np.array(
-            [int(f["episodes"][k].attrs["n_steps"]) for k in self._keys], dtype=np.int64
-        )
+        try:  # the header and the episode index; a damaged one is named, not a traceback
+            self.specs: tuple[StreamSpec, ...] = tuple(
+                StreamSpec.from_dict(d) for d in json.loads(f.attrs["stream_specs"])
+            )
+            self.action_low = np.asarray(f.attrs["action_low"])
+            self.action_high = np.asarray(f.attrs["action_high"])
+            self.control_hz = float(f.attrs["control_hz"])
+            #: names of the ``aux/phase`` indices
+            self.phases: tuple[str, ...] = tuple(json.loads(f.attrs.get("aux_phases", "[]")))
+            self._keys = sorted(f["episodes"].keys())
+            self._steps = np.array(
+                [int(f["episodes"][k].attrs["n_steps"]) for k in self._keys], dtype=np.int64
+            )
+        except (OSError, KeyError, json.JSONDecodeError) as e:
+            raise ConfigError(
+                f"dataset {str(self.path)!r}: its header or episode index cannot be read "
+                f"({type(e).__name__}: {e}); the file is corrupt or not an mmrobot dataset: "
+                "collect it again (mmrobot collect ... --overwrite)"
+            ) from None
         self._offsets = np.concatenate([[0], np.cumsum(self._steps)])
 
     def _version_message(self, f: Any, version: int) -> str:
@@ -249,8 +257,21 @@ class DemoDataset:
     def _file(self) -> Any:
         if self._f is None:
             h5py = require("h5py", "demonstration datasets")
-            self._f = h5py.File(self.path, "r")
+            try:
+                self._f = h5py.File(self.path, "r")
+            except OSError as e:  # h5py says why: truncated, not HDF5 at all, ...
+                raise ConfigError(
+                    f"dataset {str(self.path)!r} is not a readable HDF5 file ({e}); it is "
+                    "truncated or corrupt: collect it again (mmrobot collect ... --overwrite)"
+                ) from None
         return self._f
+
+    def unreadable(self, episode: int, error: Exception) -> ConfigError:
+        """The error for an episode whose data cannot be read (a damaged chunk)."""
+        return ConfigError(
+            f"dataset {str(self.path)!r}: episode {episode} cannot be read ({error}); the file "
+            "is corrupt: collect it again (mmrobot collect ... --overwrite)"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

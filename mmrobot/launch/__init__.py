@@ -9,12 +9,22 @@ from typing import Any
 
 from mmrobot.launch.schema import LaunchFile, load_launch
 
-__all__ = ["HilRig", "LaunchFile", "RobotSession", "SimSession", "load_launch"]
+__all__ = [
+    "HilRig",
+    "LaunchFile",
+    "RobotSession",
+    "SimSession",
+    "StopRequest",
+    "load_launch",
+    "run_instructions",
+]
 
 _LAZY = {
     "HilRig": "mmrobot.launch.hil",
     "RobotSession": "mmrobot.launch.robot",
     "SimSession": "mmrobot.launch.sim",
+    "StopRequest": "mmrobot.launch.runner",
+    "run_instructions": "mmrobot.launch.runner",
 }
 
 

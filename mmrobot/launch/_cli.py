@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmrobot.launch.runner import instruction_limit, run_instructions
+from mmrobot.launch.runner import task_for as _task_for
+
 _RUN_EPILOG = """examples:
   mmrobot run launch/sim_demo.toml --instruction "put the red block in the bin"
   mmrobot run launch/sim_demo.toml --instruction "push the blue cube to the left" --instruction "lift the green block"
@@ -20,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run",
         help="execute language instructions one after another with a launch file's robot and policy",
         description="Execute instructions one after another; the robot holds safely between them. "
-        "In simulation the outcome comes from the task's success detector.",
+        "In simulation the outcome comes from the task's success detector. Ctrl-C (or SIGTERM) "
+        "stops in a controlled way, writes the outputs of what ran (the interrupted instruction "
+        "marked) and exits 130. Outputs never overwrite an earlier run's: when they exist, the "
+        "run writes into a new folder run-N beside them (docs/run.md).",
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the task spec each instruction is read as and run nothing "
         "(exit 2 when one cannot be read)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write over earlier outputs (default: a run whose outputs exist writes into a "
+        "new folder run-N beside them)",
     )
     p.set_defaults(func=_run)
 
@@ -129,13 +141,37 @@ def _hil(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def read_instructions_file(name: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not UTF-8 (names the line and the byte), or no instruction in it.
+    """
+    from mmrobot.core.errors import ConfigError
+
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"instructions file {name!r} not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"instructions file {name!r} is not UTF-8 text: byte 0x{data[e.start]:02x} on line "
+            f"{line} ({e.reason}); save it as UTF-8"
+        ) from None
+    items = [x.strip() for x in text.splitlines() if x.strip()]
+    if not items:
+        raise ConfigError(f"instructions file {name!r} holds no instruction (one per line)")
+    return items
+
+
 def _instructions(args: argparse.Namespace, configured: list[str]) -> list[str] | None:
     items = list(args.instruction)
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"instructions file {args.file!r} not found")
-        items += [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        items += read_instructions_file(args.file)
     return items or configured or None
 
 
@@ -158,47 +194,8 @@ def _run(args: argparse.Namespace) -> int:
         video=args.video or launch.run.video,
         timing_png=args.timing_png or launch.run.timing_png,
         results_json=args.json or launch.run.results_json,
+        overwrite=args.overwrite,
     )
-
-
-def _task_for(launch, text: str, task: str | None) -> tuple[str | None, str]:
-    """The task spec a run executes ``text`` as (None: none is read), and a note on it.
-
-    Raises:
-        ConfigError: a simulated run cannot read the instruction (or reads it two ways).
-    """
-    from mmrobot.envs.reader import read_instruction
-    from mmrobot.envs.tasks import TaskSpec
-
-    if task:
-        return TaskSpec.parse(task).format(), "from --task"
-    if launch.rig is not None:  # the policy gets the text; a robot has no scene to set up
-        return None, "a robot runs the text as given; no task is read"
-    reading = read_instruction(text)
-    return reading.spec.format(), "; ".join(reading.notes)
-
-
-def _tasks_for(launch, instructions: list[str], task: str | None) -> list[str | None]:
-    """Every instruction's task spec, read before anything starts or is written.
-
-    Raises:
-        ConfigError: the instructions that cannot be read, each with the reason.
-    """
-    from mmrobot.core.errors import ConfigError
-
-    tasks: list[str | None] = []
-    errors: list[str] = []
-    for k, text in enumerate(instructions, 1):
-        try:
-            tasks.append(_task_for(launch, text, task)[0])
-        except ConfigError as e:
-            errors.append(f"instruction {k} of {len(instructions)}: {e}")
-    if errors:
-        raise ConfigError(
-            "\n".join(errors) + "\nnothing ran; `mmrobot run LAUNCH -i TEXT --dry-run` shows "
-            "how an instruction is read, and --task gives the task spec explicitly"
-        )
-    return tasks
 
 
 def dry_run(launch, instructions: list[str] | None, task: str | None = None) -> int:
@@ -211,6 +208,7 @@ def dry_run(launch, instructions: list[str] | None, task: str | None = None) -> 
     where = "a robot" if launch.rig is not None else "simulation"
     print(f"{launch.source}: dry run in {where}; nothing runs, nothing is written")
     texts = instructions if instructions is not None else (x.strip() for x in sys.stdin)
+    limit = instruction_limit(launch)
     n = failed = 0
     for text in texts:
         if instructions is None and not text:
@@ -218,7 +216,7 @@ def dry_run(launch, instructions: list[str] | None, task: str | None = None) -> 
         n += 1
         print(f"{n}. {text!r}")
         try:
-            spec, note = _task_for(launch, text, task)
+            spec, note = _task_for(launch, text, task, limit)
         except ConfigError as e:
             failed += 1
             print("   cannot be read: " + str(e).replace("\n", "\n   "))
@@ -228,88 +226,6 @@ def dry_run(launch, instructions: list[str] | None, task: str | None = None) -> 
         print(f"mmrobot run: error: {failed} of {n} instructions cannot be read", file=sys.stderr)
         return 2
     return 0
-
-
-def run_instructions(
-    launch, instructions, task=None, video=None, timing_png=None, results_json=None
-) -> int:
-    """Execute instructions (None: ask interactively), print a table, write outputs.
-
-    Every given instruction is read into its task spec first: one that cannot be read is a
-    ConfigError before the session starts, so nothing runs and nothing is written.
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    from mmrobot.core.errors import ConfigError
-    from mmrobot.launch.sim import SimSession, write_outputs
-
-    tasks = _tasks_for(launch, instructions, task) if instructions is not None else None
-    console = Console()
-    if launch.rig is not None:
-        from mmrobot.launch.robot import RobotSession
-
-        session = RobotSession(launch)
-    else:
-        session = SimSession(launch, record_video=bool(video))
-    outcomes = []
-
-    def execute(text: str, text_task: str | None) -> None:
-        console.print(f"[bold]> {text}[/]")
-        o = session.execute(text, task=text_task)  # the policy gets the text as typed
-        outcomes.append(o)
-        mark = "[green]success[/]" if o.success else f"[red]{o.reason}[/]"
-        console.print(
-            f"  {mark} after {o.steps} steps ({o.sim_seconds:.1f} s robot time, "
-            f"{o.wall_seconds:.1f} s wall); task {o.task}"
-        )
-
-    try:
-        if instructions is None:
-            console.print("type an instruction and press enter (empty line or Ctrl-D ends)")
-            for line in sys.stdin:
-                if not line.strip():
-                    break
-                try:  # typed: say why it cannot be read and ask again
-                    text_task = _task_for(launch, line.strip(), task)[0]
-                except ConfigError as e:
-                    console.print(f"  [red]{e}[/]")
-                    continue
-                execute(line.strip(), text_task)
-        else:
-            for text, text_task in zip(instructions, tasks or [], strict=True):
-                execute(text, text_task)
-    finally:
-        session.close()
-    if not outcomes:
-        console.print("no instruction ran; nothing written")
-        return 1
-    table = Table(title="mmrobot run")
-    for col in ("instruction", "task", "outcome", "steps", "policy p50/p99 ms", "safety events"):
-        table.add_column(col)
-    for o in outcomes:
-        d = o.to_dict()
-        table.add_row(
-            o.instruction,
-            o.task,
-            "success" if o.success else o.reason,
-            str(o.steps),
-            f"{d['policy_latency_p50_ms']:.1f} / {d['policy_latency_p99_ms']:.1f}",
-            ", ".join(f"{k} {v}" for k, v in o.safety.items()) or "-",
-        )
-    console.print(table)
-    n_ok = sum(o.success for o in outcomes)
-    n_completed = sum(o.reason == "completed" for o in outcomes)
-    if n_completed:  # a real robot has no success detector unless one is given
-        console.print(
-            f"{n_completed}/{len(outcomes)} instructions ran to their time limit "
-            f"(no success detector); {n_ok} reported success"
-        )
-    else:
-        console.print(f"{n_ok}/{len(outcomes)} instructions succeeded")
-    for path in write_outputs(outcomes, launch, video, timing_png, results_json):
-        console.print(f"wrote {path}")
-    return 0 if outcomes else 1
 
 
 def _launch(args: argparse.Namespace) -> int:

@@ -351,9 +351,12 @@ class RobotSession:
         task: str | None = None,
         max_seconds: float | None = None,
         on_step: Callable[[int, dict[str, Any]], None] | None = None,
+        should_stop: Callable[[], str | None] | None = None,
     ) -> Outcome:
         """Run one instruction in real time until ``max_seconds`` (default ``run.max_seconds``),
-        the success detector, Ctrl-C or the watchdog.
+        the success detector, Ctrl-C (or a reason from ``should_stop``, asked every tick) or
+        the watchdog. A stop by a signal is marked ``interrupted`` and, like the watchdog,
+        switches the torque off and ends the session.
 
         Raises:
             LifecycleError: an earlier instruction was stopped by a signal or the watchdog
@@ -378,6 +381,9 @@ class RobotSession:
             stats = self.loop.stats
             if on_step is not None:
                 on_step(stats.ticks, {"safety": self.safety.counts()})
+            stop = should_stop() if should_stop is not None else None
+            if stop:  # a stop asked outside the loop's own signal handlers
+                self.loop.request_stop(stop)
             if self.success is not None and stats.ticks % self.loop_config.ticks_per_policy == 0:
                 succeeded = bool(self.success(self.sync.observe(self.clock.now_ns())))
             return succeeded
@@ -403,6 +409,7 @@ class RobotSession:
             policy_latency_ms=[x / 1e6 for x in stats.policy_latency_ns],
             tick_ms=tick_ms,
             safety=self.safety.counts(),
+            interrupted=reason.startswith("signal"),
         )
 
     def close(self) -> None:

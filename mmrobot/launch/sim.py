@@ -80,6 +80,8 @@ class Outcome:
     tick_ms: list[float] = field(default_factory=list)
     safety: dict[str, int] = field(default_factory=dict)
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    #: stopped by a signal (Ctrl-C, SIGTERM) before it finished; ``reason`` names the signal
+    interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         lat = np.asarray(self.policy_latency_ms) if self.policy_latency_ms else np.zeros(1)
@@ -91,6 +93,7 @@ class Outcome:
             "sim_seconds": round(self.sim_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
             "reason": self.reason,
+            "interrupted": self.interrupted,
             "policy_latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
             "policy_latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
             "safety_events": self.safety,
@@ -175,8 +178,12 @@ class SimSession:
         task: str | None = None,
         max_seconds: float | None = None,
         on_step: Callable[[int, dict[str, Any]], None] | None = None,
+        should_stop: Callable[[], str | None] | None = None,
     ) -> Outcome:
-        """Run one instruction until the task's success detector fires or time runs out."""
+        """Run one instruction until the task's success detector fires or time runs out.
+
+        ``should_stop`` is asked before every tick; a reason from it (``"signal SIGINT"``)
+        ends the instruction there, marked ``interrupted``."""
         max_seconds = max_seconds or self.launch.run.max_seconds
         options: dict[str, Any] = {"instruction": instruction}
         if task:
@@ -196,8 +203,13 @@ class SimSession:
         max_steps = int(max_seconds * self.launch.loop.rate_hz)
         t0 = time.perf_counter()
         tick_ms: list[float] = []
-        reason, success, steps = "time limit", False, 0
-        for steps in range(1, max_steps + 1):
+        reason, success, steps, interrupted = "time limit", False, 0, False
+        for step in range(1, max_steps + 1):
+            stop = should_stop() if should_stop is not None else None
+            if stop:
+                reason, interrupted = stop, True
+                break
+            steps = step
             t_tick = time.perf_counter()
             self.loop.tick(self.env.t_ns)
             tick_ms.append((time.perf_counter() - t_tick) * 1e3)
@@ -228,6 +240,7 @@ class SimSession:
             tick_ms=tick_ms,
             safety=self.safety.counts(),
             frames=frames,
+            interrupted=interrupted,
         )
 
     def close(self) -> None:

@@ -24,7 +24,8 @@ class ByteTokenizer:
 
     Args:
         max_len: tokens per instruction, BOS and EOS included; longer text is truncated
-            (at a byte boundary: the model sees bytes, not characters).
+            (at a byte boundary: the model sees bytes, not characters). Text from a user is
+            checked against :attr:`max_text_bytes` first (``mmrobot run`` refuses longer text).
     """
 
     PAD, BOS, EOS = 0, 1, 2
@@ -36,6 +37,11 @@ class ByteTokenizer:
             raise ConfigError(f"ByteTokenizer max_len must be >= 2 (BOS + EOS), got {max_len}")
         self.max_len = max_len
 
+    @property
+    def max_text_bytes(self) -> int:
+        """UTF-8 bytes of text an instruction keeps: ``max_len`` less BOS and EOS."""
+        return self.max_len - 2
+
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Tokenize one instruction.
 
@@ -45,7 +51,7 @@ class ByteTokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"instruction must be a str, got {type(text).__name__}")
-        body = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)[: self.max_len - 2]
+        body = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)[: self.max_text_bytes]
         ids = np.full(self.max_len, self.PAD, dtype=np.int64)
         n = body.size
         ids[0] = self.BOS

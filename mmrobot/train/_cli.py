@@ -14,12 +14,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(torchrun --nproc_per_node N -m mmrobot.cli train CONFIG) it trains with DDP.",
         epilog="examples:\n  mmrobot train policies/train_default.toml\n"
         "  mmrobot train policies/train_default.toml steps=200 out=runs/try\n"
-        "  mmrobot train policies/train_default.toml --resume",
+        "  mmrobot train policies/train_default.toml --resume\n"
+        "  mmrobot train policies/train_default.toml steps=200 --overwrite",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help="training config (TOML with a [train] table)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--resume", action="store_true", help="continue the run in the config's `out`")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in the config's `out` (without this or --resume, a folder that "
+        "holds a run is refused)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -45,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
     from mmrobot.train.trainer import train
 
     config = load_train_config(args.config).with_overrides(args.overrides)
-    train(config, resume=args.resume, progress=not args.no_progress)
+    train(config, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
 
 

@@ -93,13 +93,17 @@ class ChunkSamples:
         aux_parts: dict[str, list[np.ndarray]] = {name: [] for name in aux}
         chunks, actions, ep_of, steps, ids, masks, tasks = [], [], [], [], [], [], []
         for k, (ds, e) in enumerate(self.episodes):
-            info = ds.info(e)
-            g = ds._group(e)
-            obs = g["obs"]
-            for s in self.specs:
-                values[s.name].append(obs["values"][s.name][()])
-                valid[s.name].append(obs["valid"][s.name][()].astype(bool))
-                ages[s.name].append(obs["ages_ns"][s.name][()].astype(np.int64))
+            try:  # every array is read here, once: a damaged chunk fails now, named
+                info = ds.info(e)
+                g = ds._group(e)
+                obs = g["obs"]
+                for s in self.specs:
+                    values[s.name].append(obs["values"][s.name][()])
+                    valid[s.name].append(obs["valid"][s.name][()].astype(bool))
+                    ages[s.name].append(obs["ages_ns"][s.name][()].astype(np.int64))
+                a = g["actions"][()].astype(np.float32)
+            except (OSError, KeyError) as err:
+                raise ds.unreadable(e, err) from None
             if aux:
                 have_aux = ds.aux(e)
                 missing = [n for n in aux if n not in have_aux]
@@ -111,7 +115,6 @@ class ChunkSamples:
                     )
                 for n in aux:
                     aux_parts[n].append(np.asarray(have_aux[n]))
-            a = g["actions"][()].astype(np.float32)
             actions.append(a)
             chunks.append(action_chunks(a, horizon))
             ep_of.append(np.full(len(a), k, dtype=np.int64))

@@ -46,6 +46,7 @@ from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples
 from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
+from mmrobot.train.run_dir import METRICS, STATE_JSON, STATE_TENSORS, check_run_dir, clear_run_dir
 from mmrobot.train.step import (
     augment_images,
     aux_loss,
@@ -66,9 +67,6 @@ __all__ = [
     "weights_digest",
 ]
 
-STATE_JSON = "train_state.json"
-STATE_TENSORS = "train_state.safetensors"
-METRICS = "metrics.jsonl"
 TRAIN_STATE_VERSION = 1
 
 
@@ -377,9 +375,12 @@ class Trainer:
             dist.barrier()
 
     # ------------------------------------------------------------------ loop
-    def run(self, resume: bool = False) -> TrainResult:
+    def run(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train; ``resume`` continues the run in ``config.out``, ``overwrite`` replaces it
+        (:mod:`mmrobot.train.run_dir`: a run there is refused otherwise)."""
         c = self.config
         t_start = time.perf_counter()
+        check_run_dir(self.run_dir, resume, overwrite)
         demos = DemoDataset(c.path("dataset"))
         base = self.policy_config or load_policy_config(c.path("policy"))
         resuming = resume and (self.run_dir / STATE_JSON).is_file()
@@ -443,7 +444,9 @@ class Trainer:
         eager = net
         if c.compile:
             net = torch.compile(net)  # compiles on the first step (about 90 s on 2 cores)
-        if self.is_main:
+        if self.is_main:  # the data read: only now is the old run replaced
+            if overwrite:
+                clear_run_dir(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resuming:
                 (self.run_dir / METRICS).write_text("", encoding="utf-8")
@@ -575,6 +578,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     policy_config: PolicyConfig | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train a policy from ``config`` (see :class:`Trainer`)."""
-    return Trainer(config, progress=progress, policy_config=policy_config).run(resume=resume)
+    """Train a policy from ``config`` (see :class:`Trainer` and :meth:`Trainer.run`)."""
+    trainer = Trainer(config, progress=progress, policy_config=policy_config)
+    return trainer.run(resume=resume, overwrite=overwrite)

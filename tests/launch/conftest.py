@@ -13,7 +13,7 @@ def checkpoint(tmp_path_factory):
     cfg = PolicyConfig.from_dict(
         {
             "model": {"width": 32, "depth": 1, "heads": 2},
-            "language": {"max_len": 32},
+            "language": {"max_len": 64},  # the default policy's: typed instructions fit
             "camera": {"stem_channels": [8, 8], "grid": 2},
             "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
             "vector": {"hidden": 32},

@@ -141,6 +141,34 @@ def test_ctrl_c_stops_the_arm_torque_off_and_ends_the_session(hil_dir, checkpoin
         session.close()
 
 
+def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_path):
+    """`mmrobot run` on a rig: a stop request ends the run (no further instruction is tried
+    on the stopped arm), the interrupted instruction is written, and the exit code is 130."""
+    import json
+    import signal
+    import threading
+
+    from mmrobot.launch.robot import RobotSession
+    from mmrobot.launch.runner import run_instructions
+
+    launch = launch_for(hil_dir, checkpoint)
+    launch = launch.model_copy(update={"run": launch.run.model_copy(update={"max_seconds": 10.0})})
+    session = RobotSession(launch, policy=ConstantPolicy([0.0, 0.0, 0.002, 0, 0, 0, 1.0]))
+    results = tmp_path / "r.json"
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    code = run_instructions(
+        launch, ["go up slowly", "go up again"], results_json=str(results), session=session
+    )
+    timer.join()
+    assert code == 130
+    rows = json.loads(results.read_text())
+    assert [(r["instruction"], r["interrupted"], r["reason"]) for r in rows] == [
+        ("go up slowly", True, "signal SIGINT")
+    ]
+    assert not any(read_state(hil_dir / "rig.toml")["servo_torque"])
+
+
 def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(hil_dir, checkpoint):
     from mmrobot.launch.robot import RobotSession
 
