@@ -61,8 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "replay",
         help="play an MCAP recording back into stream buffers; inspect or recover it",
         description="Play FILE.mcap (ours, or a ROS 2 bag in MCAP given --map) through the "
-        "replay driver and print per-stream counts; --info only describes the file; "
-        "--recover writes a complete copy of a file cut off mid-write.",
+        "replay driver and print per-stream counts; --info only describes the file (and "
+        "checks every chunk's CRC); --recover writes a complete copy of a file cut off "
+        "mid-write, leaving out corrupted chunks. A corrupted chunk is reported with its "
+        "topics and time range and skipped, never replayed.",
     )
     rep.add_argument("file", help="an .mcap file")
     rep.add_argument(
@@ -195,10 +197,18 @@ def _replay(args: argparse.Namespace) -> int:
     if args.recover:
         info = recover_recording(args.file, args.recover)
         print(info.describe())
-        print(f"wrote {args.recover}: {info.message_count} messages")
+        lost = sum(c.message_count for c in info.corrupt_chunks)
+        print(
+            f"wrote {args.recover}: {info.message_count} messages"
+            + (
+                f"; left out {len(info.corrupt_chunks)} corrupted chunk(s) ({lost} messages)"
+                if info.corrupt_chunks
+                else ""
+            )
+        )
         return 0 if info.message_count else 1
     if args.info:
-        info = inspect_recording(args.file)
+        info = inspect_recording(args.file, check_chunks=True)
         print(info.describe())
         _print_info(info)
         return 0
@@ -237,6 +247,10 @@ def _replay(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
     wall = time.monotonic() - t0
+    if replay.corrupt_chunks:
+        from mmrobot.drivers.mcap_check import describe_corruption
+
+        print(describe_corruption(replay.corrupt_chunks))
     rows = []
     for s in replay.specs:
         span = (last[s.name] - first[s.name]) / 1e9 if s.name in first else 0.0

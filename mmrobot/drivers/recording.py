@@ -24,6 +24,11 @@ A file cut off mid-write (process killed) stays readable up to its last complete
 :func:`read_recording` reads linearly and stops cleanly at the first incomplete record,
 saying how much it recovered. :class:`Recorder` finishes a chunk and flushes the file every
 ``flush_interval_s`` so that a kill loses at most that much.
+
+Every chunk is checked when it is read (its CRC32, https://mcap.dev/spec "Chunk"; see
+:mod:`mmrobot.drivers.mcap_check`): a corrupted chunk is logged with its topics and time
+range and skipped, never decoded as data; :attr:`RecordingInfo.corrupt_chunks` lists the
+chunks skipped, and :func:`recover_recording` leaves them out of the copy.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -44,6 +49,17 @@ import numpy as np
 import mmrobot
 from mmrobot.core.errors import ConfigError, LifecycleError, ProtocolError
 from mmrobot.core.types import StreamSpec
+from mmrobot.drivers.mcap_check import (
+    MCAP_MAGIC,
+    CorruptChunk,
+    Scan,
+    describe_corruption,
+    has_footer,
+    indexed_messages,
+    linear_records,
+    subtract_lost,
+    summary_scan,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,6 +67,7 @@ __all__ = [
     "METADATA_STATS",
     "METADATA_STREAMS",
     "Compression",
+    "CorruptChunk",
     "ImageFormat",
     "Recorder",
     "RecorderStats",
@@ -77,7 +94,6 @@ FORMAT_VERSION = 1
 METADATA_STREAMS = "mmrobot.streams"
 METADATA_RECORDING = "mmrobot.recording"
 METADATA_STATS = "mmrobot.stats"
-MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 Compression = Literal["zstd", "lz4", "none"]
 ImageFormat = Literal["raw", "png", "jpeg"]
@@ -989,6 +1005,13 @@ class RecordingInfo:
         stream_topics: stream name -> TopicInfo from that metadata.
         start_ns, end_ns: smallest and largest message log_time (None when no message).
         error: why reading stopped early (None for a file read to its end).
+        corrupt_chunks: chunks that failed their check and were skipped; their messages are
+            not in ``messages``.
+        chunks_checked: True when every chunk read so far was checked (a linear read, or
+            ``inspect_recording(..., check_chunks=True)``); False for a summary-only look,
+            which cannot know about corrupted chunks.
+        orphan_messages: messages skipped because their channel was defined in a corrupted
+            chunk (a cut-off file whose summary is gone).
     """
 
     path: Path
@@ -1003,6 +1026,9 @@ class RecordingInfo:
     start_ns: int | None
     end_ns: int | None
     error: str | None = None
+    corrupt_chunks: tuple[CorruptChunk, ...] = ()
+    chunks_checked: bool = False
+    orphan_messages: int = 0
 
     @property
     def message_count(self) -> int:
@@ -1011,8 +1037,12 @@ class RecordingInfo:
     def describe(self) -> str:
         """A one-paragraph human summary, with the recovery message for a cut-off file."""
         n = self.message_count
+        bad = describe_corruption(self.corrupt_chunks, self.orphan_messages)
+        tail_bad = f"\n{bad}" if bad else ""
         if self.complete:
-            return f"{self.path}: complete MCAP, {n} messages on {len(self.topics)} topics."
+            return (
+                f"{self.path}: complete MCAP, {n} messages on {len(self.topics)} topics." + tail_bad
+            )
         rest = self.bytes_total - self.bytes_read
         tail = (
             f"the remaining {rest} bytes were an incomplete record (a chunk being written) "
@@ -1026,6 +1056,7 @@ class RecordingInfo:
             f"{self.bytes_read} of {self.bytes_total} bytes "
             f"({100.0 * self.bytes_read / max(1, self.bytes_total):.1f}%); {tail}. "
             f"Run `mmrobot replay {self.path} --recover OUT.mcap` to write a complete copy."
+            + tail_bad
         )
 
 
@@ -1044,79 +1075,6 @@ def _check_mcap_path(path: str | os.PathLike[str]) -> Path:
             "`ros2 bag convert` to the mcap storage"
         )
     return p
-
-
-def _has_footer(path: Path) -> bool:
-    size = path.stat().st_size
-    if size < 8 + 9 + 20 + 8:
-        return False
-    with open(path, "rb") as f:
-        f.seek(-8, os.SEEK_END)
-        if f.read(8) != MCAP_MAGIC:
-            return False
-        f.seek(-(8 + 9 + 20), os.SEEK_END)
-        return f.read(1) == b"\x02"  # footer opcode
-
-
-@dataclass
-class _Scan:
-    schemas: dict[int, Any] = field(default_factory=dict)
-    channels: dict[int, Any] = field(default_factory=dict)
-    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
-    start: int | None = None
-    end: int | None = None
-    bytes_read: int = 0
-    error: str | None = None
-    finished: bool = False
-
-
-def _linear_records(path: Path, scan: _Scan) -> Iterator[tuple[Any, Any, Any]]:
-    """Yield (schema, channel, message) in file order, tolerating a cut-off end.
-
-    Reads with mcap's StreamReader (no index needed) and stops at the first record that
-    cannot be read whole, keeping everything before it; ``scan`` collects the rest.
-    """
-    from mcap.records import Channel, Footer, Message, Metadata, Schema
-    from mcap.stream_reader import StreamReader
-
-    with open(path, "rb") as f:
-        records = StreamReader(f, record_size_limit=None).records
-        while True:
-            try:
-                rec = next(records)
-            except StopIteration:
-                scan.finished = True
-                break
-            except Exception as e:  # EndOfFile, a short chunk, bad compressed data...
-                name = type(e).__name__
-                scan.error = f"{name} at byte {scan.bytes_read}" + (f": {e}" if str(e) else "")
-                break
-            if isinstance(rec, Schema):
-                scan.schemas[rec.id] = rec
-            elif isinstance(rec, Channel):
-                scan.channels[rec.id] = rec
-            elif isinstance(rec, Metadata):
-                scan.metadata[rec.name] = dict(rec.metadata)
-            elif isinstance(rec, Message):
-                ch = scan.channels.get(rec.channel_id)
-                if ch is None:
-                    scan.error = (
-                        f"message on unknown channel {rec.channel_id} at byte {scan.bytes_read}"
-                    )
-                    break
-                scan.counts[ch.topic] = scan.counts.get(ch.topic, 0) + 1
-                lo, hi = scan.spans.get(ch.topic, (rec.log_time, rec.log_time))
-                scan.spans[ch.topic] = (min(lo, rec.log_time), max(hi, rec.log_time))
-                scan.start = rec.log_time if scan.start is None else min(scan.start, rec.log_time)
-                scan.end = rec.log_time if scan.end is None else max(scan.end, rec.log_time)
-                scan.bytes_read = f.tell()
-                yield scan.schemas.get(ch.schema_id), ch, rec
-                continue
-            elif isinstance(rec, Footer):
-                scan.finished = True
-            scan.bytes_read = f.tell()
 
 
 def _specs_from_metadata(
@@ -1141,7 +1099,7 @@ def _specs_from_metadata(
     return specs, infos
 
 
-def _info_from_scan(path: Path, scan: _Scan, complete: bool) -> RecordingInfo:
+def _info_from_scan(path: Path, scan: Scan, complete: bool, checked: bool = True) -> RecordingInfo:
     specs, infos = _specs_from_metadata(scan.metadata, path)
     topics = {
         ch.topic: (scan.schemas[ch.schema_id].name if ch.schema_id in scan.schemas else "")
@@ -1160,66 +1118,54 @@ def _info_from_scan(path: Path, scan: _Scan, complete: bool) -> RecordingInfo:
         start_ns=scan.start,
         end_ns=scan.end,
         error=None if complete else scan.error,
+        corrupt_chunks=tuple(scan.corrupt),
+        chunks_checked=checked,
+        orphan_messages=scan.orphans,
     )
 
 
-def inspect_recording(path: str | os.PathLike[str]) -> RecordingInfo:
+def inspect_recording(path: str | os.PathLike[str], *, check_chunks: bool = False) -> RecordingInfo:
     """Say what a file holds (complete or cut off) without decoding messages.
 
     A complete file is described from its summary section (fast); a file without footer or
-    summary is read linearly up to its last complete record.
+    summary is read linearly up to its last complete record, checking every chunk.
+
+    Args:
+        path: the ``.mcap`` file.
+        check_chunks: also read and check every chunk of a complete file (reads the whole
+            file), so that ``corrupt_chunks`` lists the corrupted ones and ``messages``
+            leaves their messages out.
 
     Raises:
         FileNotFoundError: no such file.
         ConfigError: not an MCAP file, or our metadata in it is malformed.
     """
     p = _check_mcap_path(path)
-    if _has_footer(p):
-        info = _inspect_summary(p)
+    if has_footer(p):
+        info = _inspect_summary(p, check_chunks)
         if info is not None:
             return info
-    scan = _Scan()
-    for _ in _linear_records(p, scan):
+    scan = Scan()
+    for _ in linear_records(p, scan):
         pass
-    return _info_from_scan(p, scan, complete=_has_footer(p) and scan.error is None)
+    return _info_from_scan(p, scan, complete=has_footer(p) and scan.error is None)
 
 
-def _inspect_summary(p: Path) -> RecordingInfo | None:
+def _inspect_summary(p: Path, check_chunks: bool) -> RecordingInfo | None:
     """RecordingInfo from a finished file's summary, or None when it has no usable summary."""
-    from mcap.reader import SeekingReader
+    scan = summary_scan(p, check_chunks)
+    return None if scan is None else _info_from_scan(p, scan, complete=True, checked=check_chunks)
 
-    try:
-        with open(p, "rb") as f:
-            reader = SeekingReader(f)
-            summary = reader.get_summary()
-            if summary is None or summary.statistics is None or not summary.chunk_indexes:
-                return None
-            meta = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
-    except Exception:  # a damaged summary: fall back to reading linearly
-        return None
-    stats = summary.statistics
-    scan = _Scan(
-        schemas=dict(summary.schemas),
-        channels=dict(summary.channels),
-        metadata=meta,
-        bytes_read=p.stat().st_size,
-        finished=True,
-    )
-    spans: dict[int, tuple[int, int]] = {}
-    for ci in summary.chunk_indexes:  # per-channel spans at chunk resolution
-        for cid in ci.message_index_offsets:
-            lo, hi = spans.get(cid, (ci.message_start_time, ci.message_end_time))
-            spans[cid] = (min(lo, ci.message_start_time), max(hi, ci.message_end_time))
-    for cid, n in stats.channel_message_counts.items():
-        ch = summary.channels.get(cid)
-        if ch is None or n == 0:
-            continue
-        scan.counts[ch.topic] = scan.counts.get(ch.topic, 0) + n
-        if cid in spans:
-            scan.spans[ch.topic] = spans[cid]
-    if stats.message_count:
-        scan.start, scan.end = stats.message_start_time, stats.message_end_time
-    return _info_from_scan(p, scan, complete=True)
+
+def _with_corrupt(info: RecordingInfo, found: Sequence[CorruptChunk]) -> RecordingInfo:
+    """``info`` plus the corrupted chunks a read came across (counts made to match)."""
+    known = {c.offset for c in info.corrupt_chunks}
+    new = sorted((c for c in found if c.offset not in known), key=lambda c: c.offset)
+    if not new:
+        return info
+    # a summary-only info counted the messages of these chunks; a checked one did not
+    messages = info.messages if info.chunks_checked else subtract_lost(info.messages, new)
+    return replace(info, messages=messages, corrupt_chunks=(*info.corrupt_chunks, *new))
 
 
 def _resolve_mapping(
@@ -1390,8 +1336,8 @@ def _first_messages(info: RecordingInfo, topics: Sequence[str]) -> dict[str, tup
 
     factory = DecoderFactory()
     out: dict[str, tuple[str, Any]] = {}
-    scan = _Scan()
-    for schema, ch, rec in _linear_records(info.path, scan):
+    scan = Scan()
+    for schema, ch, rec in linear_records(info.path, scan):
         if ch.topic in topics and ch.topic not in out:
             dec = factory.decoder_for(ch.message_encoding, schema)
             if dec is None:
@@ -1405,23 +1351,36 @@ def _first_messages(info: RecordingInfo, topics: Sequence[str]) -> dict[str, tup
     return out
 
 
-def _raw_iter(info: RecordingInfo, topics: Sequence[str]) -> Iterator[tuple[Any, Any, Any]]:
+def _raw_iter(
+    info: RecordingInfo, topics: Sequence[str], on_corrupt: Callable[[CorruptChunk], None]
+) -> Iterator[tuple[Any, Any, Any]]:
+    """(schema, channel, message) of ``topics`` in log-time order, every chunk checked."""
     if info.complete:
-        from mcap.reader import make_reader
+        from mcap.reader import SeekingReader
 
         with open(info.path, "rb") as f:
-            yield from make_reader(f).iter_messages(topics=list(topics), log_time_order=True)
-        return
-    scan = _Scan()
-    items = [x for x in _linear_records(info.path, scan) if x[1].topic in topics]
+            summary = SeekingReader(f).get_summary()
+            if summary is not None and summary.chunk_indexes:
+                yield from indexed_messages(f, summary, set(topics), on_corrupt)
+                return
+    scan = Scan()
+    items = [x for x in linear_records(info.path, scan) if x[1].topic in topics]
+    for c in scan.corrupt:
+        if not c.topics or set(c.topics) & set(topics):
+            on_corrupt(c)
     items.sort(key=lambda x: x[2].log_time)
     yield from items
+
+
+def _log_corrupt(path: Path, chunk: CorruptChunk) -> None:
+    log.warning("%s: %s", path, chunk.describe())
 
 
 def decode_messages(
     info: RecordingInfo,
     mapping: Mapping[str, tuple[str, StreamSpec]],
     on_error: Callable[[str, Exception], None] | None = None,
+    on_corrupt: Callable[[CorruptChunk], None] | None = None,
 ) -> Iterator[tuple[str, int, np.ndarray]]:
     """Yield ``(stream, t_ns, value)`` in log-time order for the mapped topics.
 
@@ -1430,11 +1389,18 @@ def decode_messages(
         mapping: topic -> (stream name, spec), from :func:`plan_reading`.
         on_error: called with (topic, error) for a message that cannot be decoded, which is
             then skipped; None raises instead.
+        on_corrupt: called with each corrupted chunk met (always also logged as a warning
+            with its topics and time range); its messages are skipped, never yielded.
     """
     from mcap_ros2.decoder import DecoderFactory
 
+    def corrupt(chunk: CorruptChunk) -> None:
+        _log_corrupt(info.path, chunk)
+        if on_corrupt is not None:
+            on_corrupt(chunk)
+
     factory = DecoderFactory()
-    for schema, ch, rec in _raw_iter(info, list(mapping)):
+    for schema, ch, rec in _raw_iter(info, list(mapping), corrupt):
         name, spec = mapping[ch.topic]
         try:
             dec = factory.decoder_for(ch.message_encoding, schema)
@@ -1476,18 +1442,20 @@ def read_recording(
     """Read every message of the selected streams into memory (see :func:`iter_messages`).
 
     A file cut off mid-write is read up to its last complete chunk; ``info.complete`` is
-    then False and ``info.describe()`` says how much was recovered (also logged).
+    then False and ``info.describe()`` says how much was recovered (also logged). A
+    corrupted chunk is skipped (logged); ``info.corrupt_chunks`` lists those met.
     """
-    info, specs, it = iter_messages(path, topics)
+    info, specs, mapping = plan_reading(path, topics)
     if not info.complete:
         log.warning("%s", info.describe())
+    found: list[CorruptChunk] = []
     times: dict[str, list[int]] = {n: [] for n in specs}
     values: dict[str, list[np.ndarray]] = {n: [] for n in specs}
-    for name, t_ns, value in it:
+    for name, t_ns, value in decode_messages(info, mapping, on_corrupt=found.append):
         times[name].append(t_ns)
         values[name].append(value)
     return Recording(
-        info=info,
+        info=_with_corrupt(info, found),
         specs=specs,
         times={n: np.asarray(times[n], dtype=np.int64) for n in specs},
         values={
@@ -1508,9 +1476,10 @@ def recover_recording(
 
     Schemas, channels (with their metadata), metadata records and messages are copied
     unchanged (no re-encoding); the output gets a summary and indexes, so any MCAP tool opens it.
+    Corrupted chunks are left out (listed in the returned ``corrupt_chunks``, and logged).
 
     Returns:
-        The input's :class:`RecordingInfo` (how much was recovered).
+        The input's :class:`RecordingInfo` (how much was recovered, what was left out).
     """
     from mcap.writer import CompressionType
     from mcap.writer import Writer as McapWriter
@@ -1522,14 +1491,14 @@ def recover_recording(
     if compression not in COMPRESSIONS:
         raise ConfigError(f"compression {compression!r} is not one of {COMPRESSIONS}")
     comp = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
-    scan = _Scan()
+    scan = Scan()
     with open(dst, "wb") as f:
         w = McapWriter(f, compression=comp[compression])
         w.start(profile="ros2", library=f"mmrobot {mmrobot.__version__} (recovered)")
         schema_ids: dict[int, int] = {}
         channel_ids: dict[int, int] = {}
         meta_written: set[str] = set()
-        for schema, ch, rec in _linear_records(src, scan):
+        for schema, ch, rec in linear_records(src, scan):
             for name, data in scan.metadata.items():
                 if name not in meta_written:
                     w.add_metadata(name, data)
@@ -1550,4 +1519,6 @@ def recover_recording(
             if name not in meta_written:
                 w.add_metadata(name, data)
         w.finish()
-    return _info_from_scan(src, scan, complete=_has_footer(src) and scan.error is None)
+    for c in scan.corrupt:
+        _log_corrupt(src, c)
+    return _info_from_scan(src, scan, complete=has_footer(src) and scan.error is None)

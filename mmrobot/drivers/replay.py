@@ -13,6 +13,10 @@ Three modes:
 - ``manual``: nothing moves on its own; :meth:`Replay.advance_to` pushes every sample up to
   a stamp, :meth:`Replay.step` one sample. Deterministic: for dataset building and tests.
 
+Every chunk is CRC-checked as it is read (:mod:`mmrobot.drivers.mcap_check`): a corrupted
+chunk is skipped, never pushed, logged with its topics and time range, listed in
+:attr:`Replay.corrupt_chunks` and counted in ``stats.checksum_errors``.
+
 Pushed stamps are the recorded ones (``header.stamp``), so a
 :class:`~mmrobot.sync.Synchronizer` queried at :meth:`Replay.position_ns` sees what the
 robot saw. In a rig file::
@@ -41,6 +45,7 @@ from mmrobot.core.clock import Clock
 from mmrobot.core.errors import ConfigError, LifecycleError
 from mmrobot.core.types import StreamSpec
 from mmrobot.drivers.base import Driver, DriverConfig, Health, register_driver
+from mmrobot.drivers.mcap_check import CorruptChunk
 from mmrobot.drivers.recording import RecordingInfo, decode_messages, plan_reading
 
 __all__ = ["Replay", "ReplayConfig", "ReplayMode"]
@@ -114,6 +119,7 @@ class Replay(Driver):
         self._position_ns: int | None = None
         self._played = 0
         self._decode_errors = 0
+        self._corrupt: list[CorruptChunk] = []
 
     @classmethod
     def from_file(
@@ -147,7 +153,10 @@ class Replay(Driver):
         self._close_iter()
         for buf in self._buffers.values():
             buf.clear()  # playing from the start again: earlier stamps must be accepted
-        self._it = decode_messages(self._info, self._mapping, on_error=self._on_decode_error)
+        self._corrupt = []
+        self._it = decode_messages(
+            self._info, self._mapping, on_error=self._on_decode_error, on_corrupt=self._on_corrupt
+        )
         self._next = None
         self._t0_log = None
         self._position_ns = None
@@ -166,6 +175,11 @@ class Replay(Driver):
         self._decode_errors += 1
         self._c.errors += 1
         self._c.last_error = f"{topic}: {type(e).__name__}: {e}"
+
+    def _on_corrupt(self, chunk: CorruptChunk) -> None:
+        self._corrupt.append(chunk)
+        self._c.checksum_errors += 1
+        self._c.last_error = chunk.describe()
 
     def _poll(self) -> None:
         mode = self.config.mode
@@ -273,6 +287,11 @@ class Replay(Driver):
     def decode_errors(self) -> int:
         """Messages that could not be decoded and were skipped (see ``stats.last_error``)."""
         return self._decode_errors
+
+    @property
+    def corrupt_chunks(self) -> tuple[CorruptChunk, ...]:
+        """Corrupted chunks met so far in this playback (skipped: none of their messages is pushed)."""
+        return tuple(self._corrupt)
 
     @property
     def done(self) -> bool:
