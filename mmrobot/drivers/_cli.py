@@ -45,7 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
     )
     emu.add_argument(
-        "--corrupt-rate", type=float, default=0.0, help="probability a sent byte gets a bit flipped"
+        "--corrupt-rate", type=float, default=0.0, help="probability a sent byte is corrupted"
+    )
+    emu.add_argument(
+        "--corrupt-mode",
+        choices=("bit", "byte"),
+        default="bit",
+        help="a corrupted byte gets one bit flipped (bit) or a random other value (byte)",
     )
     emu.add_argument(
         "--drop-rate", type=float, default=0.0, help="probability a sent byte is dropped"
@@ -155,6 +161,7 @@ def make_emulator(kind: str, args: argparse.Namespace, link: Path) -> Any:
     common: dict[str, Any] = dict(
         link=link,
         corrupt_rate=args.corrupt_rate,
+        corrupt_mode=args.corrupt_mode,
         drop_rate=args.drop_rate,
         unplug_after_s=args.unplug_after,
         replug_after_s=args.replug_after,

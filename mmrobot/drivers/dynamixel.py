@@ -13,29 +13,23 @@ per servo: ``angle_rad = sign * (tick - center) * 2*pi / ticks_per_rev + offset_
 servo with ``unit = "m"`` (a gripper) ``value_m = m_per_rad * angle_rad``.
 
 A driver and an actuator on the same port share one :class:`DynamixelBus` (one serial port,
-one lock), as the real half-duplex bus requires.
+one fair lock), as the real half-duplex bus requires; see :mod:`mmrobot.drivers.dynamixel_bus`
+for how a transaction recovers from a corrupted reply without waiting out its timeout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import struct
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from mmrobot.core.errors import (
-    ConfigError,
-    DeviceNotConnectedError,
-    DeviceTimeoutError,
-    ProtocolError,
-)
-from mmrobot.drivers._serial import SerialDriverConfig, is_port_failure, open_serial
+from mmrobot.core.errors import DeviceNotConnectedError, DeviceTimeoutError
+from mmrobot.drivers._serial import SerialDriverConfig
 from mmrobot.drivers.base import (
     Actuator,
     ActuatorConfig,
@@ -44,20 +38,14 @@ from mmrobot.drivers.base import (
     register_actuator,
     register_driver,
 )
+from mmrobot.drivers.dynamixel_bus import DynamixelBus, acquire_bus, release_bus
 from mmrobot.drivers.protocols.dynamixel import (
-    BROADCAST_ID,
-    ERROR_NAMES,
-    MODEL_BY_NUMBER,
     REALTIME_TICK_WRAP,
     SERVO_MODELS,
     STATE_ADDR,
     STATE_LEN,
-    Inst,
-    Packet,
-    PacketDecoder,
     ServoModel,
     XAddr,
-    build_packet,
 )
 
 __all__ = [
@@ -166,232 +154,6 @@ class ServoConversion:
         ).astype(np.int64)
 
 
-# --------------------------------------------------------------------------- the bus
-
-
-class DynamixelBus:
-    """Protocol 2.0 master on one serial port. Thread-safe: one transaction at a time.
-
-    Args:
-        port: serial port path.
-        baud_rate: bus baud rate.
-        timeout_s: how long to wait for a status packet.
-        retries: extra attempts after a timeout or a corrupted reply.
-        source: rig file, for error hints.
-    """
-
-    def __init__(
-        self,
-        port: str,
-        baud_rate: int = 1_000_000,
-        *,
-        timeout_s: float = 0.05,
-        retries: int = 1,
-        source: str = "your rig file",
-    ) -> None:
-        self.port = port
-        self.baud_rate = baud_rate
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.source = source
-        self.decoder = PacketDecoder()
-        self.lock = threading.RLock()
-        self._ser: Any = None
-        self.bytes_read = 0
-        self.timeouts = 0
-        self._refs = 0
-
-    # -- port ---------------------------------------------------------------------------
-
-    @property
-    def is_open(self) -> bool:
-        return self._ser is not None
-
-    def open(self) -> None:
-        with self.lock:
-            if self._ser is None:
-                self._ser = open_serial(
-                    self.port, self.baud_rate, timeout_s=0.002, source=self.source
-                )
-                self.decoder.reset()
-
-    def close(self) -> None:
-        with self.lock:
-            if self._ser is not None:
-                with contextlib.suppress(Exception):
-                    self._ser.close()
-                self._ser = None
-
-    def _fail(self, e: BaseException) -> DeviceNotConnectedError:
-        self.close()
-        return DeviceNotConnectedError(
-            f"Dynamixel bus on {self.port!r} went away: {e}; plug it back in"
-        )
-
-    # -- transactions ---------------------------------------------------------------------
-
-    def transact(self, packet: bytes, expect_ids: Sequence[int], *, what: str) -> dict[int, Packet]:
-        """Send ``packet`` and collect one status packet from each id in ``expect_ids``.
-
-        Raises:
-            DeviceTimeoutError: some ids did not answer (names them) after the retries.
-            DeviceNotConnectedError: the port failed (unplugged).
-        """
-        last_missing: list[int] = list(expect_ids)
-
-        for _attempt in range(self.retries + 1):
-            with self.lock:
-                if self._ser is None:
-                    self.open()
-                ser = self._ser
-                try:
-                    stale = (
-                        ser.in_waiting
-                    )  # drop late bytes of an earlier exchange (read, not tcflush)
-                    if stale:
-                        ser.read(stale)
-                    self.decoder.reset()
-                    ser.write(packet)
-                    got: dict[int, Packet] = {}
-                    if not expect_ids:
-                        return got
-                    deadline = time.monotonic() + self.timeout_s
-                    want = set(expect_ids)
-                    crc_errors = self.decoder.checksum_errors
-                    while want - got.keys() and time.monotonic() < deadline:
-                        chunk = ser.read(max(1, ser.in_waiting))
-                        if not chunk:
-                            continue
-                        self.bytes_read += len(chunk)
-                        for p in self.decoder.feed(chunk):
-                            if p.is_status and p.id in want:
-                                got[p.id] = p
-                        if self.decoder.checksum_errors != crc_errors:
-                            # a reply was corrupted: it will not come; the servos answer
-                            # back to back, so the others arrive within a few ms or never
-                            crc_errors = self.decoder.checksum_errors
-                            deadline = min(deadline, time.monotonic() + _AFTER_CRC_ERROR_S)
-                except Exception as e:
-                    if is_port_failure(e) and not isinstance(e, DeviceNotConnectedError):
-                        raise self._fail(e) from e
-                    raise
-            last_missing = [i for i in expect_ids if i not in got]
-            if not last_missing:
-                return got
-            self.timeouts += 1
-        ids = ", ".join(str(i) for i in last_missing)
-        raise DeviceTimeoutError(
-            f"Dynamixel servo id {ids} on {self.port!r} did not answer {what} within "
-            f"{self.timeout_s * 1000:.0f} ms; check its power, cable, id and baud rate "
-            f"({self.baud_rate}) in {self.source}"
-        )
-
-    @staticmethod
-    def _check(p: Packet, what: str) -> bytes:
-        err = p.error & 0x7F
-        if err:
-            raise ProtocolError(
-                f"Dynamixel servo id {p.id} refused {what}: {ERROR_NAMES.get(err, f'error {err}')}"
-            )
-        return p.data
-
-    def ping(self, dxl_id: int) -> tuple[int, int]:
-        """(model number, firmware version) of servo ``dxl_id``."""
-        p = self.transact(build_packet(dxl_id, Inst.PING), [dxl_id], what="ping")[dxl_id]
-        data = self._check(p, "ping")
-        if len(data) != 3:
-            raise ProtocolError(
-                f"Dynamixel servo id {dxl_id}: ping reply has {len(data)} bytes, expected 3"
-            )
-        model, fw = struct.unpack("<HB", data)
-        return model, fw
-
-    def read(self, dxl_id: int, addr: int, length: int) -> bytes:
-        """Read ``length`` bytes at ``addr`` of servo ``dxl_id``."""
-        pkt = build_packet(dxl_id, Inst.READ, struct.pack("<HH", addr, length))
-        data = self._check(
-            self.transact(pkt, [dxl_id], what=f"read@{addr}")[dxl_id], f"read@{addr}"
-        )
-        if len(data) != length:
-            raise ProtocolError(
-                f"Dynamixel servo id {dxl_id}: read {len(data)} bytes, asked {length}"
-            )
-        return data
-
-    def write(self, dxl_id: int, addr: int, data: bytes) -> None:
-        """Write ``data`` at ``addr`` of servo ``dxl_id`` and check its status."""
-        pkt = build_packet(dxl_id, Inst.WRITE, struct.pack("<H", addr) + bytes(data))
-        self._check(self.transact(pkt, [dxl_id], what=f"write@{addr}")[dxl_id], f"write@{addr}")
-
-    def sync_read(self, ids: Sequence[int], addr: int, length: int) -> dict[int, bytes]:
-        """Sync Read ``length`` bytes at ``addr`` from every id; id -> data."""
-        pkt = build_packet(
-            BROADCAST_ID, Inst.SYNC_READ, struct.pack("<HH", addr, length) + bytes(ids)
-        )
-        got = self.transact(pkt, ids, what="sync read")
-        out = {}
-        for i in ids:
-            data = self._check(got[i], "sync read")
-            if len(data) != length:
-                raise ProtocolError(
-                    f"Dynamixel servo id {i}: sync read gave {len(data)} bytes, expected {length}"
-                )
-            out[i] = data
-        return out
-
-    def sync_write(self, addr: int, length: int, data: Mapping[int, bytes]) -> None:
-        """Sync Write ``length`` bytes at ``addr`` to each id (no status packets come back)."""
-        body = bytearray(struct.pack("<HH", addr, length))
-        for i, d in data.items():
-            if len(d) != length:
-                raise ValueError(f"sync write to id {i}: {len(d)} bytes, expected {length}")
-            body.append(i)
-            body += d
-        self.transact(
-            build_packet(BROADCAST_ID, Inst.SYNC_WRITE, bytes(body)), [], what="sync write"
-        )
-
-    def verify_models(self, servos: Sequence[ServoConfig]) -> None:
-        """Ping each servo and check that its model number matches the rig file."""
-        for s in servos:
-            model, _fw = self.ping(s.id)
-            expect = SERVO_MODELS[s.model].model_number
-            if model != expect:
-                found = MODEL_BY_NUMBER.get(model)
-                raise ConfigError(
-                    f"Dynamixel servo id {s.id} on {self.port!r} is model number {model}"
-                    f" ({found.name if found else 'unknown'}), but {self.source} says {s.model}"
-                    f" ({expect}); fix `model` of servo {s.id}"
-                )
-
-
-_POOL: dict[str, DynamixelBus] = {}
-_AFTER_CRC_ERROR_S = 0.01
-_POOL_LOCK = threading.Lock()
-
-
-def _acquire_bus(port: str, baud: int, timeout_s: float, retries: int, source: str) -> DynamixelBus:
-    with _POOL_LOCK:
-        bus = _POOL.get(port)
-        if bus is None:
-            bus = DynamixelBus(port, baud, timeout_s=timeout_s, retries=retries, source=source)
-            _POOL[port] = bus
-        elif bus.baud_rate != baud:
-            raise ConfigError(
-                f"port {port!r} is used at {bus.baud_rate} and {baud} baud in {source}; use one rate"
-            )
-        bus._refs += 1
-        return bus
-
-
-def _release_bus(bus: DynamixelBus) -> None:
-    with _POOL_LOCK:
-        bus._refs -= 1
-        if bus._refs <= 0:
-            bus.close()
-            _POOL.pop(bus.port, None)
-
-
 # --------------------------------------------------------------------------- driver
 
 
@@ -437,12 +199,12 @@ class DynamixelDriver(Driver):
 
     def _connect(self) -> None:
         c = self.config
-        bus = _acquire_bus(c.port, c.baud_rate, c.response_timeout_s, c.retries, self.source)
+        bus = acquire_bus(c.port, c.baud_rate, c.response_timeout_s, c.retries, self.source)
         try:
             bus.open()
             bus.verify_models(c.servos)
         except BaseException:
-            _release_bus(bus)
+            release_bus(bus)
             raise
         self.bus = bus
         self._tick_prev = None
@@ -451,7 +213,7 @@ class DynamixelDriver(Driver):
 
     def _disconnect(self) -> None:
         if self.bus is not None:
-            _release_bus(self.bus)
+            release_bus(self.bus)
             self.bus = None
 
     def _poll(self) -> None:
@@ -521,14 +283,14 @@ class DynamixelActuator(Actuator):
 
     def _connect(self) -> None:
         c = self.config
-        bus = _acquire_bus(c.port, c.baud_rate, c.response_timeout_s, c.retries, self.source)
+        bus = acquire_bus(c.port, c.baud_rate, c.response_timeout_s, c.retries, self.source)
         try:
             bus.open()
             bus.verify_models(c.servos)
             if c.torque_on_open:
                 self.set_torque(True, bus)
         except BaseException:
-            _release_bus(bus)
+            release_bus(bus)
             raise
         self.bus = bus
 
@@ -541,7 +303,7 @@ class DynamixelActuator(Actuator):
         except Exception:
             pass  # the bus may be gone; the servos drop torque on power loss anyway
         finally:
-            _release_bus(self.bus)
+            release_bus(self.bus)
             self.bus = None
 
     def set_torque(self, on: bool, bus: DynamixelBus | None = None) -> None:

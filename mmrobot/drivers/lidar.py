@@ -15,12 +15,20 @@ down-samples (then the first rows hold the voxel centroids and the rest are zero
 RPLIDAR scans are stamped with the host receive time of the node that completed them; LD06
 packets carry a millisecond device timestamp that feeds a :class:`~mmrobot.sync.ClockModel`.
 Both subtract the stream's ``latency_ms``.
+
+Line noise on the RPLIDAR (its standard scan nodes carry no checksum): a turn starts only
+where the angle wraps, so a corrupted node whose start flag reads as set cannot split a turn;
+nodes failing the protocol's check bits are rejected by the decoder; and a point that jumps
+against both angular neighbours by more than ``max_jump_m`` (a corrupted distance byte) is
+rejected per turn. :attr:`RplidarDriver.node_stats` counts each kind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -40,7 +48,10 @@ __all__ = [
     "RevolutionAssembler",
     "RplidarConfig",
     "RplidarDriver",
+    "RplidarNodeStats",
+    "RplidarScanner",
     "scan_to_points",
+    "spike_mask",
 ]
 
 
@@ -60,6 +71,7 @@ class RplidarConfig(LidarConfig):
     baud_rate: int = Field(default=115200, gt=0)
     motor_control: bool = True
     response_timeout_s: float = Field(default=1.0, gt=0)
+    max_jump_m: float = Field(default=0.3, gt=0)  # spike bound; inf keeps every point
 
 
 class LD06Config(LidarConfig):
@@ -111,14 +123,19 @@ def scan_to_points(
 
 
 class RevolutionAssembler:
-    """Collects points into revolutions; a revolution ends where the angle wraps (or at a
-    node with the start flag). The partial revolution before the first wrap is dropped."""
+    """Collects points into revolutions; a revolution ends where the angle wraps. The partial
+    revolution before the first wrap is dropped.
+
+    A start flag (RPLIDAR) does not end a revolution by itself: a corrupted node can carry one
+    anywhere. Flags away from a wrap are counted in ``false_starts``.
+    """
 
     def __init__(self) -> None:
         self._angles: list[np.ndarray] = []
         self._dists: list[np.ndarray] = []
         self._last_angle: float | None = None
         self._started = False
+        self.false_starts = 0
         self.last_ends: list[int] = []  # for each revolution the last feed returned: its end index
 
     def reset(self) -> None:
@@ -133,11 +150,12 @@ class RevolutionAssembler:
         if angle_deg.size == 0:
             return []
         prev = np.empty_like(angle_deg)
-        prev[0] = angle_deg[0] if self._last_angle is None else self._last_angle
+        first = self._last_angle is None  # the very first node: no wrap to compare with
+        prev[0] = angle_deg[0] if first else self._last_angle
         prev[1:] = angle_deg[:-1]
         wrap = angle_deg < prev - 180.0
         if start is not None:
-            wrap |= start
+            self.false_starts += int(np.count_nonzero(start[first:] & ~wrap[first:]))
         cuts = np.flatnonzero(wrap)
         self._last_angle = float(angle_deg[-1])
         out = []
@@ -155,6 +173,103 @@ class RevolutionAssembler:
         self._angles.append(angle_deg[lo:])
         self._dists.append(distance[lo:])
         return out
+
+
+def spike_mask(distance: np.ndarray, max_jump: float) -> np.ndarray:
+    """(M,) bool: the returns of one turn that jump against both angular neighbours.
+
+    A return (distance > 0) is a spike when it differs from the nearest return on each side
+    by more than ``max_jump``, in the same direction (nearer than both or farther than both):
+    a point on a slope or at an edge steps against one neighbour only. The turn is closed on
+    itself (the last return neighbours the first). A thin object hit by a single node looks
+    the same; raise ``max_jump`` (or disable the filter) where that matters.
+    """
+    d = np.asarray(distance, np.float64)
+    out = np.zeros(d.shape, bool)
+    idx = np.flatnonzero(d > 0)
+    if idx.size < 3:
+        return out
+    v = d[idx]
+    up, down = v - np.roll(v, 1), v - np.roll(v, -1)
+    out[idx[(np.abs(up) > max_jump) & (np.abs(down) > max_jump) & (up * down > 0)]] = True
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RplidarNodeStats:
+    """What the RPLIDAR node pipeline kept and rejected, counted since the driver was built.
+
+    Attributes:
+        nodes: nodes framed by the decoder.
+        check_bit_errors: nodes rejected for failing the !S == not S or C == 1 check.
+        step_errors: nodes rejected for an angle step out of range.
+        suspects: nodes dropped along with a rejected successor.
+        spikes: points rejected for jumping against both neighbours (``max_jump_m``).
+        false_starts: start flags away from an angle wrap (ignored).
+        turns: complete turns assembled.
+    """
+
+    nodes: int
+    check_bit_errors: int
+    step_errors: int
+    suspects: int
+    spikes: int
+    false_starts: int
+    turns: int
+
+    @property
+    def rejected(self) -> int:
+        """Nodes and points never published: check bits, angle steps and spikes."""
+        return self.check_bit_errors + self.step_errors + self.spikes
+
+
+class RplidarScanner:
+    """Bytes of an RPLIDAR SCAN response -> complete turns of checked points (no I/O).
+
+    Args:
+        max_jump_mm: spike bound for :func:`spike_mask`; None keeps every point.
+    """
+
+    def __init__(self, max_jump_mm: float | None = 300.0) -> None:
+        self.decoder = rp.NodeDecoder()
+        self.assembler = RevolutionAssembler()
+        self.max_jump_mm = max_jump_mm
+        self.spikes = 0
+        self.turns = 0
+
+    def reset(self) -> None:
+        """Forget buffered bytes and the partial turn (after a reconnect); counters stay."""
+        self.decoder.reset()
+        self.assembler.reset()
+
+    def feed(self, data: bytes) -> tuple[int, list[tuple[np.ndarray, np.ndarray, int]]]:
+        """Decode ``data``: (nodes decoded, [(angle_deg, distance_mm, end index)] per turn
+        completed), where the end index counts the nodes of this feed before the turn's end."""
+        nodes = self.decoder.feed(data)
+        revs = self.assembler.feed(nodes.angle_deg, nodes.distance_mm, nodes.start)
+        out = []
+        for (angles, dists), end in zip(revs, self.assembler.last_ends, strict=True):
+            if self.max_jump_mm is not None:
+                bad = spike_mask(dists, self.max_jump_mm)
+                if bad.any():
+                    self.spikes += int(bad.sum())
+                    angles, dists = angles[~bad], dists[~bad]
+            out.append((angles, dists, end))
+        self.turns += len(out)
+        return len(nodes), out
+
+    @property
+    def stats(self) -> RplidarNodeStats:
+        d = self.decoder
+        return RplidarNodeStats(
+            nodes=d.frames,
+            check_bit_errors=d.check_bit_errors,
+            step_errors=d.step_errors,
+            suspects=d.suspects,
+            spikes=self.spikes,
+            false_starts=self.assembler.false_starts,
+            turns=self.turns,
+        )
 
 
 class _LidarDriver(Driver):
@@ -228,14 +343,21 @@ class _LidarDriver(Driver):
 
 @register_driver("rplidar")
 class RplidarDriver(_LidarDriver):
-    """Slamtec RPLIDAR A1/A2 in standard SCAN mode: ``(N, 3) float32`` points per revolution."""
+    """Slamtec RPLIDAR A1/A2 in standard SCAN mode: ``(N, 3) float32`` points per revolution.
+
+    ``stats.checksum_errors`` counts every node rejected (check bits, angle steps, spikes);
+    :attr:`node_stats` breaks them down.
+    """
 
     Config = RplidarConfig
     config: RplidarConfig
 
     def __init__(self, config: RplidarConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.decoder = rp.NodeDecoder()
+        jump = config.max_jump_m
+        self.scanner = RplidarScanner(jump * 1000.0 if math.isfinite(jump) else None)
+        self.decoder = self.scanner.decoder
+        self.assembler = self.scanner.assembler
         self.info: rp.DeviceInfo | None = None
         self.health_status: rp.DeviceHealth | None = None
         self.motor_control_supported: bool | None = None
@@ -294,8 +416,12 @@ class RplidarDriver(_LidarDriver):
             ser.close()
             raise
         self._ser = ser
-        self.decoder.reset()  # counters accumulate across reconnects
-        self.assembler.reset()
+        self.scanner.reset()  # counters accumulate across reconnects
+
+    @property
+    def node_stats(self) -> RplidarNodeStats:
+        """Nodes decoded and rejected by kind, spikes, ignored start flags, turns."""
+        return self.scanner.stats
 
     def _disconnect(self) -> None:
         ser = self._ser
@@ -317,25 +443,25 @@ class RplidarDriver(_LidarDriver):
             return
         host_ns = self.clock.now_ns()
         self._c.bytes += len(data)
-        d = self.decoder
-        nodes = d.feed(data)
+        sc = self.scanner
+        n_nodes, revs = sc.feed(data)
+        d = sc.decoder
         self._c.frames, self._c.checksum_errors, self._c.resyncs = (
             d.frames,
-            d.checksum_errors,
+            d.checksum_errors + sc.spikes,
             d.resyncs,
         )
-        revs = self.assembler.feed(nodes.angle_deg, nodes.distance_mm, nodes.start)
         if not revs:
             return
         # Several turns can arrive in one read (a stalled reader): stamp each at its end, i.e.
         # the receive time minus the nodes that came after it, at the measured node period.
         node_ns = self._specs[0].period_ns / max(1, len(revs[-1][0]))
-        stamps = [host_ns - round((len(nodes) - end) * node_ns) for end in self.assembler.last_ends]
+        stamps = [host_ns - round((n_nodes - end) * node_ns) for _, _, end in revs]
         last = self._last_stamp_ns
         if stamps[0] <= last:  # a backlog older than the previous scan: spread it up to now
             step = (host_ns - last) / len(stamps)
             stamps = [round(last + (k + 1) * step) for k in range(len(stamps))]
-        for (angles, dists), t_ns in zip(revs, stamps, strict=True):
+        for (angles, dists, _), t_ns in zip(revs, stamps, strict=True):
             self._emit(angles, dists, t_ns)
             self._last_stamp_ns = t_ns
 

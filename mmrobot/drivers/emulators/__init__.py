@@ -4,7 +4,7 @@ Used by the tests, the benchmarks and ``mmrobot emulate KIND``; each runs a smal
 model so the data a driver decodes is checkable against ground truth.
 """
 
-from mmrobot.drivers.emulators.base import PtyEmulator
+from mmrobot.drivers.emulators.base import PtyEmulator, inject_faults
 from mmrobot.drivers.emulators.dynamixel import DynamixelEmulator, VirtualServo
 from mmrobot.drivers.emulators.ft300 import FT300Emulator
 from mmrobot.drivers.emulators.ld06 import LD06Emulator
@@ -19,4 +19,5 @@ __all__ = [
     "RplidarEmulator",
     "PtyEmulator",
     "VirtualServo",
+    "inject_faults",
 ]

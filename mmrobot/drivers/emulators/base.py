@@ -5,9 +5,13 @@ as it would open ``/dev/ttyUSB0``. A stable symlink (``link``) plays the role of
 ``/dev/serial/by-id/...`` name: it disappears when the device is "unplugged" and comes back,
 pointing at a new pty, when it is "plugged in" again.
 
-Faults (applied to bytes the device sends): ``corrupt_rate`` flips one random bit in a byte
-with that probability, ``drop_rate`` drops a byte with that probability, ``unplug_after_s``
-closes the pty after that many seconds (and ``replug_after_s`` later opens a new one).
+Faults (applied to bytes the device sends): ``corrupt_rate`` corrupts a byte with that
+probability (``corrupt_mode = "bit"`` flips one random bit, ``"byte"`` replaces the byte with
+a random other value, as line noise that breaks a whole UART frame does), ``drop_rate``
+drops a byte with that probability, ``unplug_after_s`` closes the pty after that many
+seconds (and ``replug_after_s`` later opens a new one). The fault generator draws the same
+numbers for every byte, so with a given ``seed`` the n-th byte sent meets the same fault
+however the bytes are split into writes.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import threading
 import time
 import tty
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-__all__ = ["PtyEmulator"]
+__all__ = ["PtyEmulator", "inject_faults"]
 
 
 class PtyEmulator:
@@ -30,7 +35,9 @@ class PtyEmulator:
 
     Args:
         link: path of a symlink to the current pty slave (created, replaced, removed).
-        corrupt_rate: probability that a sent byte gets one bit flipped.
+        corrupt_rate: probability that a sent byte is corrupted.
+        corrupt_mode: ``"bit"`` flips one random bit of a corrupted byte; ``"byte"``
+            replaces it with a random other value.
         drop_rate: probability that a sent byte is dropped.
         unplug_after_s: close the pty this long after :meth:`start`.
         replug_after_s: reopen a pty this long after an unplug (None: stay unplugged).
@@ -47,6 +54,7 @@ class PtyEmulator:
         *,
         link: str | os.PathLike[str] | None = None,
         corrupt_rate: float = 0.0,
+        corrupt_mode: Literal["bit", "byte"] = "bit",
         drop_rate: float = 0.0,
         unplug_after_s: float | None = None,
         replug_after_s: float | None = None,
@@ -57,8 +65,13 @@ class PtyEmulator:
         for what, rate in (("corrupt_rate", corrupt_rate), ("drop_rate", drop_rate)):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{what} must be in [0, 1], got {rate}")
+        if corrupt_mode not in ("bit", "byte"):
+            raise ValueError(f"corrupt_mode must be 'bit' or 'byte', got {corrupt_mode!r}")
         self.link = Path(link) if link is not None else None
         self.corrupt_rate = corrupt_rate
+        self.corrupt_mode = corrupt_mode
+        self.bytes_corrupted = 0
+        self.bytes_dropped = 0
         self.drop_rate = drop_rate
         self.unplug_after_s = unplug_after_s
         self.replug_after_s = replug_after_s
@@ -76,6 +89,7 @@ class PtyEmulator:
         self.bytes_received = 0
         self.plugged = False
         self.unplugs = 0
+        self.fault_rng = np.random.default_rng([seed, 1])  # separate from the device's noise
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -176,15 +190,7 @@ class PtyEmulator:
                     time.sleep(0.0005)
 
     def _inject(self, data: bytes) -> bytes:
-        arr = np.frombuffer(data, dtype=np.uint8).copy()
-        if self.corrupt_rate:
-            hit = self.rng.random(arr.size) < self.corrupt_rate
-            if hit.any():
-                bits = self.rng.integers(0, 8, size=int(hit.sum()))
-                arr[hit] ^= (1 << bits).astype(np.uint8)
-        if self.drop_rate:
-            arr = arr[self.rng.random(arr.size) >= self.drop_rate]
-        return arr.tobytes()
+        return inject_faults(self, data)
 
     def _loop(self) -> None:
         next_tick = time.monotonic()
@@ -242,3 +248,26 @@ class PtyEmulator:
 
     def on_plug(self) -> None:
         """Called after a (re)plug: reset the device's protocol state (a power cycle)."""
+
+
+def inject_faults(emu: PtyEmulator, data: bytes) -> bytes:
+    """``data`` after ``emu``'s corruption and drops; counts what it did.
+
+    Three uniform numbers per byte (corrupt?, how, drop?) from ``emu.fault_rng``: the n-th
+    byte meets the same fault whatever the split of ``data`` into calls.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8).copy()
+    u = emu.fault_rng.random((arr.size, 3))
+    if emu.corrupt_rate:
+        hit = u[:, 0] < emu.corrupt_rate
+        if hit.any():
+            if emu.corrupt_mode == "bit":
+                arr[hit] ^= (1 << (u[hit, 1] * 8).astype(np.uint8)).astype(np.uint8)
+            else:  # a random value other than the original
+                arr[hit] ^= (1 + (u[hit, 1] * 255).astype(np.uint8)).astype(np.uint8)
+            emu.bytes_corrupted += int(hit.sum())
+    if emu.drop_rate:
+        keep = u[:, 2] >= emu.drop_rate
+        emu.bytes_dropped += int(arr.size - keep.sum())
+        arr = arr[keep]
+    return arr.tobytes()

@@ -9,10 +9,16 @@ always 1), byte 2 = angle_q6[14:7], bytes 3-4 = distance_q2 (little endian, mm *
 degrees = angle_q6 / 64, clockwise seen from above. Motor control of the A1 is the DTR line
 (section "Motor control": DTR low runs the motor).
 
-The standard scan format has no checksum. :class:`NodeDecoder` frames nodes with the S/!S
-and C bits plus angle continuity (the head turns one way, a small step per node), and it
-locks on only after several consecutive consistent nodes; a dropped byte inside a node can
-still, rarely, yield one wrong node before the lock is lost (see tests/benchmarks).
+The standard scan format has no checksum. Its only integrity checks are two bits that the
+protocol document fixes (LR001, SCAN response packet format): the inverted start flag !S
+must be the complement of the start flag S, and the check bit C is always 1. A node that
+fails either is rejected (counted in ``check_bit_errors``). :class:`NodeDecoder` also frames
+nodes with angle continuity (the head turns one way, a small step per node; a node that
+breaks it is counted in ``step_errors``), and it locks on only after several consecutive
+consistent nodes; a dropped byte inside a node can still, rarely, yield one wrong node
+before the lock is lost (see tests/benchmarks). Corrupted distance bytes pass every one of
+these checks: the driver rejects such points by their jump against both neighbours
+(:func:`mmrobot.drivers.lidar.spike_mask`).
 """
 
 from __future__ import annotations
@@ -161,7 +167,8 @@ _MAX_Q6 = 360 * 64
 
 
 def _node_ok(rows: np.ndarray) -> np.ndarray:
-    """Per-row S/!S, C and angle-range checks of (M, 5) uint8 rows."""
+    """Per-row checks of (M, 5) uint8 rows: !S == not S and C == 1 (LR001, SCAN response
+    packet format) and an angle below 360 degrees."""
     b0 = rows[:, 0]
     b1 = rows[:, 1]
     angle = (rows[:, 2].astype(np.int64) << 7) | (b1 >> 1)
@@ -174,10 +181,21 @@ class NodeDecoder(StreamDecoder):
     Args:
         max_step_deg: largest angle step accepted between consecutive nodes.
         lock_nodes: consecutive consistent nodes needed to (re)acquire framing.
+
+    Attributes:
+        check_bit_errors: nodes rejected while locked because !S == S or C == 0 (or an
+            angle field of 360 degrees or more).
+        step_errors: nodes rejected while locked because the angle did not step forward by
+            at most ``max_step_deg`` (``checksum_errors`` is the sum of the two).
+        suspects: nodes dropped with a rejected successor (a byte lost inside a node shows
+            only in the next one).
     """
 
     def __init__(self, max_step_deg: float = 10.0, lock_nodes: int = 4) -> None:
         super().__init__()
+        self.check_bit_errors = 0
+        self.step_errors = 0
+        self.suspects = 0
         self._max_step_q6 = int(max_step_deg * 64)
         self._lock_nodes = lock_nodes
         self._locked = False
@@ -244,6 +262,11 @@ class NodeDecoder(StreamDecoder):
                 # a node broke the framing: drop the suspect one before it, lose lock and
                 # resume the search one byte further
                 self.checksum_errors += 1
+                if _node_ok(rows[k : k + 1])[0]:
+                    self.step_errors += 1
+                else:
+                    self.check_bit_errors += 1
+                self.suspects += int(k > 0)
                 self._locked = False
                 self._last_q6 = None
                 pos += 1
