@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmrobot.launch.runner import instruction_limit, run_instructions
 from mmrobot.launch.runner import task_for as _task_for
+
+if TYPE_CHECKING:
+    from mmrobot.launch.schema import LaunchFile
 
 _RUN_EPILOG = """examples:
   mmrobot run launch/sim_demo.toml --instruction "put the red block in the bin"
@@ -69,7 +73,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("launch", help="launch file (launch/*.toml)")
     p.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE", help="override launch keys")
     p.add_argument(
-        "--check", action="store_true", help="only validate (files, ports, keys) and exit"
+        "--check",
+        action="store_true",
+        help="only validate and exit: keys, files, ports, safety bounds, the policy against the "
+        "streams, and [run] instructions",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="train mode: continue the run in the training config's `out` (as `mmrobot train`)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train mode: replace the run in `out`; collect mode: replace the dataset; run mode: "
+        "write over earlier outputs (without it, nothing is overwritten)",
     )
     p.set_defaults(func=_launch)
 
@@ -178,10 +196,12 @@ def _instructions(args: argparse.Namespace, configured: list[str]) -> list[str] 
 def _run(args: argparse.Namespace) -> int:
     from mmrobot.envs.tasks import TaskSpec
     from mmrobot.launch.schema import load_launch
+    from mmrobot.launch.validate import check_launch
 
-    launch = load_launch(args.launch, args.overrides)
+    launch = load_launch(args.launch, args.overrides, check_files=False)
     if launch.mode != "run":
         launch = launch.model_copy(update={"mode": "run"})
+    check_launch(launch)  # as a run: the policy against the streams, the control rate
     if args.task:
         TaskSpec.parse(args.task)  # a bad spec is bad input, before anything starts
     instructions = _instructions(args, launch.run.instructions)
@@ -228,18 +248,38 @@ def dry_run(launch, instructions: list[str] | None, task: str | None = None) -> 
     return 0
 
 
-def _launch(args: argparse.Namespace) -> int:
-    from mmrobot.launch.schema import load_launch
+_FLAG_MODES = {"resume": ("train",), "overwrite": ("train", "collect", "run")}
 
-    launch = load_launch(args.launch, args.overrides)
+
+def _launch(args: argparse.Namespace) -> int:
+    from mmrobot.core.errors import ConfigError
+    from mmrobot.launch.schema import load_launch
+    from mmrobot.launch.validate import check_launch
+
+    launch = load_launch(args.launch, args.overrides, check_files=False)
+    for flag, modes in _FLAG_MODES.items():
+        if getattr(args, flag) and launch.mode not in modes:
+            raise ConfigError(
+                f"--{flag} applies in {' or '.join(modes)} mode; {launch.source} is in "
+                f"{launch.mode} mode"
+            )
+    check_launch(launch, instructions=args.check or launch.mode == "run")
     print(f"{launch.source}: valid ({launch.mode} mode)")
     if args.check:
         return 0
     if launch.mode == "run":
         r = launch.run
         return run_instructions(
-            launch, r.instructions or None, None, r.video, r.timing_png, r.results_json
+            launch,
+            r.instructions or None,
+            None,
+            r.video,
+            r.timing_png,
+            r.results_json,
+            overwrite=args.overwrite,
         )
+    if launch.mode == "eval":
+        return _eval(launch)
     from mmrobot import cli
 
     if launch.mode == "collect":
@@ -259,25 +299,46 @@ def _launch(args: argparse.Namespace) -> int:
             argv += ["--tasks", *c.tasks]
         if launch.sim is not None and launch.sim.randomize:
             argv.append("--randomize")
+        if args.overwrite:
+            argv.append("--overwrite")
         return cli.main(argv)
-    if launch.mode == "train":
-        return cli.main(["train", str(launch.path(launch.train.config)), *launch.train.overrides])
-    e, source = launch.eval, launch.policy  # the schema requires [policy] in eval mode
-    policy = launch.path(source.checkpoint or source.onnx or "") if source else None
-    argv = [
-        "eval",
-        "--policy",
-        str(policy),
-        "--splits",
-        ",".join(e.splits),
-        "--episodes",
-        str(e.episodes),
-        "--workers",
-        str(e.workers),
-    ]
-    if e.results_json:
-        argv += ["--json", e.results_json]
+    # train: `mmrobot train`, with its refusal of a folder that holds a run
+    argv = ["train", str(launch.path(launch.train.config)), *launch.train.overrides]
+    argv += [f"--{flag}" for flag in ("resume", "overwrite") if getattr(args, flag)]
     return cli.main(argv)
+
+
+def _eval(launch: LaunchFile) -> int:
+    """``mmrobot eval`` of the launch file's policy, under its ``[safety]`` limits."""
+    from rich.console import Console
+
+    from mmrobot.train.evaluate import EvalSettings, evaluate
+
+    e, source = launch.eval, launch.policy  # the schema requires [policy] in eval mode
+    settings = EvalSettings(
+        episodes=e.episodes,
+        splits=tuple(e.splits),
+        workers=e.workers,
+        safety_limits=launch.safety.to_config(),
+    )
+    policy = launch.path(source.checkpoint or source.onnx or "")
+    result = evaluate(str(policy), settings, progress=True)
+    console = Console()
+    if not console.is_terminal:  # a file or pipe: do not wrap the table at 80 columns
+        console = Console(width=200)
+    for table in result.tables():
+        console.print(table)
+    if e.results_json:
+        console.print(f"results written to {result.write_json(e.results_json)}")
+    if result.errors:
+        first = result.errors[0]
+        print(
+            f"mmrobot launch: {len(result.errors)} of {len(result.episodes)} episodes crashed; "
+            f"first: [{first.split} {first.task} seed {first.seed}] {first.error}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

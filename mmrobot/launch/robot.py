@@ -264,28 +264,18 @@ class RobotSession:
         return load_policy(self.launch.path(p.checkpoint or p.onnx or ""), device=p.device)
 
     def _check_streams(self) -> None:
-        """The policy's declared streams must exist in the rig with the same shapes."""
+        """The policy's declared streams must exist in the rig, with the same shapes, histories
+        and dtypes (:func:`~mmrobot.launch.policy_check.stream_problems`)."""
+        from mmrobot.launch.policy_check import stream_problems
         from mmrobot.train.evaluate import policy_stream_specs
 
         wanted = policy_stream_specs(self.policy)
-        if not wanted:
-            return
-        have = {s.name: s for s in self.sync.specs}
-        problems = []
-        for s in wanted:
-            got = have.get(s.name)
-            if got is None:
-                if not s.optional:
-                    problems.append(f"stream {s.name!r} {tuple(s.shape)} is missing")
-            elif tuple(got.shape) != tuple(s.shape):
-                problems.append(
-                    f"stream {s.name!r} is {tuple(got.shape)}, the policy needs {s.shape}"
-                )
+        problems = stream_problems(wanted or (), self.sync.specs, f"the rig {self.rig.source}")
         if problems:
             raise ConfigError(
                 f"{self.rig.source} does not give the policy what it was trained on: "
                 + "; ".join(problems)
-                + f" (rig streams: {sorted(have)}); set `stream` names and shapes in the rig file"
+                + "; set `stream` names, shapes and histories in the rig file"
             )
 
     def _warm_up(self) -> None:

@@ -20,7 +20,6 @@ files exists, all of them go into a new numbered folder beside them (``out/run-2
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -34,6 +33,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "StopRequest",
     "instruction_limit",
+    "instruction_problems",
     "output_paths",
     "run_instructions",
     "task_for",
@@ -47,24 +47,15 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for Ctrl-C
 def instruction_limit(launch: Any) -> int | None:
     """UTF-8 bytes of instruction text the launch file's policy reads (its tokenizer's
     ``language.max_len`` less BOS and EOS), from the checkpoint's ``config.json`` or the ONNX
-    sidecar; None when that cannot be read here (loading the policy then says why)."""
-    from mmrobot.policies.config import PolicyConfig
+    sidecar; None when that cannot be read here (checking the launch file says why)."""
+    from mmrobot.launch.policy_check import read_policy_config
     from mmrobot.policies.tokenizers import ByteTokenizer
 
-    p = getattr(launch, "policy", None)
-    if p is None:
+    if getattr(launch, "policy", None) is None:
         return None
     try:
-        if p.checkpoint:
-            path = launch.path(p.checkpoint) / "config.json"
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            config = PolicyConfig.from_dict(doc["config"], where=str(path))
-        else:
-            from mmrobot.deploy.sidecar import Sidecar
-
-            path = launch.path(p.onnx or "")
-            config = Sidecar.read(path.parent if path.suffix == ".onnx" else path).config
-    except (OSError, ValueError, KeyError, TypeError):  # ConfigError is a ValueError
+        config = read_policy_config(launch)
+    except (ConfigError, OSError):
         return None
     return ByteTokenizer(config.language.max_len).max_text_bytes
 
@@ -108,6 +99,18 @@ def task_for(
         return None, "a robot runs the text as given; no task is read"
     reading = read_instruction(text)
     return reading.spec.format(), "; ".join(reading.notes)
+
+
+def instruction_problems(launch: Any, limit: int | None) -> list[str]:
+    """Each of the launch file's ``run.instructions`` that a run refuses (:func:`task_for`),
+    as ``"instructions[k]: reason"`` (k counts from 0, as TOML arrays do)."""
+    problems = []
+    for k, text in enumerate(launch.run.instructions):
+        try:
+            task_for(launch, text, None, limit)
+        except ConfigError as e:
+            problems.append(f"instructions[{k}]: {e}")
+    return problems
 
 
 def tasks_for(

@@ -12,7 +12,7 @@ that turns the safety layer off, and no value that loosens a limit past the hard
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -20,6 +20,9 @@ from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
 from mmrobot.deploy.safety_bounds import watchdog_problem
+
+if TYPE_CHECKING:
+    from mmrobot.deploy.safety import SafetyConfig
 
 __all__ = ["LaunchFile", "load_launch", "apply_overrides"]
 
@@ -99,6 +102,16 @@ class SafetySection(_Section):
     workspace_high_m: tuple[float, float, float] = (0.9, 0.7, 0.9)
     max_gripper_force_n: float = 25.0
     required_streams: list[str] = ["joints"]
+
+    def to_config(self) -> SafetyConfig:
+        """The same limits as a :class:`~mmrobot.deploy.safety.SafetyConfig` (what
+        ``mmrobot eval`` takes and writes to its results JSON)."""
+        from mmrobot.deploy.safety import SafetyConfig
+
+        def value(v: Any) -> Any:
+            return tuple(v) if isinstance(v, list) else v
+
+        return SafetyConfig(**{k: value(v) for k, v in self.model_dump().items()})
 
 
 class RunSection(_Section):

@@ -10,7 +10,12 @@
 - every ``[safety]`` limit is finite, positive and within its bound
   (:mod:`mmrobot.deploy.safety_bounds`: the arm model's joint range and reach, the rig's
   servo ranges and speeds, mmrobot's ceilings);
-- the required streams exist, and on a rig they include its joint stream.
+- the required streams exist, and on a rig they include its joint stream;
+- in ``run`` and ``eval`` mode, the policy's checkpoint or ONNX export can be read and its
+  streams match what the simulation or the rig provides (:mod:`mmrobot.launch.policy_check`);
+- with ``instructions``, each of ``[run] instructions`` passes the checks ``mmrobot run``
+  makes before it starts (:func:`mmrobot.launch.runner.instruction_problems`): not blank,
+  no longer than the policy reads, and in simulation readable as one task.
 """
 
 from __future__ import annotations
@@ -23,21 +28,25 @@ from mmrobot.launch.schema import LaunchFile
 __all__ = ["check_launch", "launch_problems"]
 
 
-def check_launch(launch: LaunchFile) -> None:
+def check_launch(launch: LaunchFile, instructions: bool = False) -> None:
     """Raise one :class:`ConfigError` listing every problem of :func:`launch_problems`."""
-    problems = launch_problems(launch)
+    problems = launch_problems(launch, instructions)
     if problems:
-        raise ConfigError(f"{launch.source}:\n  " + "\n  ".join(problems))
+        lines = [p.replace("\n", "\n    ") for p in problems]
+        raise ConfigError(f"{launch.source}:\n  " + "\n  ".join(lines))
 
 
-def launch_problems(launch: LaunchFile) -> list[str]:
-    """Everything wrong with ``launch`` that would stop (or loosen) a run, one line each."""
+def launch_problems(launch: LaunchFile, instructions: bool = False) -> list[str]:
+    """Everything wrong with ``launch`` that would stop (or loosen) a run, one line each
+    (with ``instructions``, also each of ``[run] instructions`` that a run refuses)."""
     problems: list[str] = []
+    policy_found = launch.policy is not None
     if launch.policy is not None:
         for key in ("checkpoint", "onnx"):
             value = getattr(launch.policy, key)
             if value is not None and not launch.path(value).exists():
                 problems.append(f"policy.{key} = {value!r} does not exist")
+                policy_found = False
     arm_known = True  # whether the arm model (and the rig's arm) can be read
     if launch.sim is not None and launch.sim.scene and not launch.path(launch.sim.scene).is_file():
         problems.append(f"sim.scene = {launch.sim.scene!r} does not exist")
@@ -68,9 +77,33 @@ def launch_problems(launch: LaunchFile) -> list[str]:
             else:
                 servos = tuple(getattr(by_name[launch.rig.actuator], "servos", ()))
             problems += rig.port_problems()
+    specs, provider = _provided_streams(launch, rig)
     if arm_known:
-        problems += _hardware_problems(launch, rig, servos)
+        problems += _hardware_problems(launch, rig, servos, specs)
+    if policy_found and launch.mode in ("run", "eval"):
+        from mmrobot.launch.policy_check import policy_problems
+
+        problems += policy_problems(launch, specs, provider)
+    if instructions:
+        from mmrobot.launch.runner import instruction_limit, instruction_problems
+
+        limit = instruction_limit(launch) if policy_found else None
+        problems += [f"run.{p}" for p in instruction_problems(launch, limit)]
     return problems
+
+
+def _provided_streams(launch: LaunchFile, rig: Any) -> tuple[list[Any] | None, str]:
+    """The streams the robot provides (None: unknown, the rig file is unreadable), and who
+    provides them, for messages."""
+    if launch.rig is not None:
+        if rig is None:
+            return None, "the rig"
+        return [s for d in rig.build_drivers() for s in d.specs], f"the rig {rig.source}"
+    from mmrobot.envs.sensors import SensorSuiteConfig
+
+    image_size = launch.sim.image_size if launch.sim is not None else 96
+    specs = list(SensorSuiteConfig(image_size=image_size).stream_specs())
+    return specs, f"the simulation (sim.image_size = {image_size})"
 
 
 def _arm_model(launch: LaunchFile) -> tuple[Any, str]:
@@ -91,7 +124,9 @@ def _arm_model(launch: LaunchFile) -> tuple[Any, str]:
         raise ConfigError(f"arm model {str(path)!r} does not load: {e}") from e
 
 
-def _hardware_problems(launch: LaunchFile, rig: Any, servos: tuple[Any, ...]) -> list[str]:
+def _hardware_problems(
+    launch: LaunchFile, rig: Any, servos: tuple[Any, ...], specs: list[Any] | None
+) -> list[str]:
     from mmrobot.deploy.safety_bounds import bounds_for_model, safety_problems
 
     problems: list[str] = []
@@ -118,8 +153,8 @@ def _hardware_problems(launch: LaunchFile, rig: Any, servos: tuple[Any, ...]) ->
             bounds = bounds_for_model(model, servos[:-1], path)
     problems += safety_problems(launch.safety, bounds)
     required = list(launch.safety.required_streams)
+    specs = specs or []
     if rig is not None:
-        specs = [s for d in rig.build_drivers() for s in d.specs]
         joints = [s.name for s in specs if s.modality == "joints"]
         if not joints:
             problems.append(
@@ -134,11 +169,8 @@ def _hardware_problems(launch: LaunchFile, rig: Any, servos: tuple[Any, ...]) ->
                     f"[{name!r}]"
                 )
     else:
-        from mmrobot.envs.sensors import SensorSuiteConfig
         from mmrobot.envs.tabletop import EnvConfig
 
-        image_size = launch.sim.image_size if launch.sim is not None else 96
-        specs = list(SensorSuiteConfig(image_size=image_size).stream_specs())
         control_hz = EnvConfig().control_hz
         if launch.mode == "run" and abs(launch.loop.rate_hz - control_hz) > 1e-9:
             problems.append(

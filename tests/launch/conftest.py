@@ -1,4 +1,8 @@
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +25,39 @@ def checkpoint(tmp_path_factory):
         }
     )
     return save_checkpoint(FusionPolicyModel(cfg), tmp_path_factory.mktemp("ckpt") / "policy")
+
+
+@pytest.fixture
+def robot(tmp_path, checkpoint):
+    """launch/robot_example.toml with `checkpoint`, on a copy of its rig (tmp_path/rig.toml)
+    whose serial ports are /dev/null (a character device): it passes --check as it is."""
+    rig = tmp_path / "rig.toml"
+    text = (ROOT / "drivers" / "robot_example.toml").read_text()
+    rig.write_text(
+        "\n".join(
+            'port = "/dev/null"' if line.startswith("port = ") else line
+            for line in text.splitlines()
+        )
+    )
+    launch = tmp_path / "launch" / "robot.toml"
+    launch.parent.mkdir(exist_ok=True)
+    launch.write_text(
+        (ROOT / "launch" / "robot_example.toml")
+        .read_text()
+        .replace('file = "drivers/robot_example.toml"', f'file = "{rig}"')
+        .replace('checkpoint = "policies/release"', f'checkpoint = "{checkpoint}"')
+    )
+    return launch
+
+
+@pytest.fixture
+def sim(tmp_path, checkpoint):
+    """launch/sim_demo.toml with `checkpoint`: it passes --check as it is."""
+    launch = tmp_path / "launch" / "sim.toml"
+    launch.parent.mkdir(exist_ok=True)
+    launch.write_text(
+        (ROOT / "launch" / "sim_demo.toml")
+        .read_text()
+        .replace('checkpoint = "policies/release"', f'checkpoint = "{checkpoint}"')
+    )
+    return launch

@@ -205,7 +205,8 @@ def test_a_policy_needing_streams_the_rig_lacks_is_refused_before_opening(hil_di
     policy.streams = (
         StreamSpec("depth", "depth", (96, 96), "float32", 30.0, "causal", 10**8, optional=False),
     )
-    with pytest.raises(ConfigError, match=r"stream 'depth' \(96, 96\) is missing"):
+    message = r"stream 'depth': the policy expects float32 \(96, 96\), the rig .* provides no such"
+    with pytest.raises(ConfigError, match=message):
         RobotSession(launch_for(hil_dir, checkpoint), policy=policy).close()
 
 

@@ -25,13 +25,10 @@ instructions = ["put the red block in the bin"]
 
 
 @pytest.fixture
-def launch_file(tmp_path, monkeypatch):
-    """A launch file whose policy is an empty folder: loading it, or starting a simulated
-    session at all, fails the test."""
-    ckpt = tmp_path / "no_policy"
-    ckpt.mkdir()
+def launch_file(tmp_path, monkeypatch, checkpoint):
+    """A launch file whose simulated session must never start: starting one fails the test."""
     path = tmp_path / "run.toml"
-    path.write_text(LAUNCH.format(ckpt=ckpt))
+    path.write_text(LAUNCH.format(ckpt=checkpoint))
 
     def no_session(*args, **kwargs):
         raise AssertionError("a session was started")
@@ -143,4 +140,4 @@ def test_an_unreadable_instruction_exits_2_before_anything_is_written(
     assert re.search(message, err), err
     assert "nothing ran" in err
     assert results.read_text() == "earlier results"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_policy", "out", "run.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run.toml"]

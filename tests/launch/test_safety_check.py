@@ -3,7 +3,7 @@
 
 The robot cases use launch/robot_example.toml and drivers/robot_example.toml as shipped,
 with their serial ports pointed at /dev/null (a character device), so that the override
-under test is the only problem.
+under test is the only problem (the ``robot`` and ``sim`` fixtures are in conftest.py).
 """
 
 from __future__ import annotations
@@ -14,45 +14,6 @@ import pytest
 
 from mmrobot.cli import main
 from mmrobot.core import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def robot(tmp_path):
-    """launch/robot_example.toml on a copy of its rig whose ports exist."""
-    rig = tmp_path / "rig.toml"
-    text = (ROOT / "drivers" / "robot_example.toml").read_text()
-    rig.write_text(
-        "\n".join(
-            'port = "/dev/null"' if line.startswith("port = ") else line
-            for line in text.splitlines()
-        )
-    )
-    (tmp_path / "policy").mkdir(exist_ok=True)  # --check only needs it to exist
-    launch = tmp_path / "launch" / "robot.toml"
-    launch.parent.mkdir(exist_ok=True)
-    launch.write_text(
-        (ROOT / "launch" / "robot_example.toml")
-        .read_text()
-        .replace('file = "drivers/robot_example.toml"', f'file = "{rig}"')
-        .replace('checkpoint = "policies/release"', f'checkpoint = "{tmp_path / "policy"}"')
-    )
-    return launch
-
-
-@pytest.fixture
-def sim(tmp_path):
-    """launch/sim_demo.toml with a policy folder that exists."""
-    (tmp_path / "policy").mkdir(exist_ok=True)
-    launch = tmp_path / "launch" / "sim.toml"
-    launch.parent.mkdir(exist_ok=True)
-    launch.write_text(
-        (ROOT / "launch" / "sim_demo.toml")
-        .read_text()
-        .replace('checkpoint = "policies/release"', f'checkpoint = "{tmp_path / "policy"}"')
-    )
-    return launch
 
 
 def check(path: Path, *overrides: str) -> int:
