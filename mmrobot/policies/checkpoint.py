@@ -104,8 +104,9 @@ def read_checkpoint_config(directory: str | Path) -> tuple[PolicyConfig, dict[st
         raise ConfigError(
             f"{path}: not valid JSON ({e}); the checkpoint is corrupt or truncated"
         ) from e
-    if not isinstance(doc, dict) or doc.get("kind") != CHECKPOINT_KIND:
-        raise ConfigError(f"{path}: not an mmrobot policy checkpoint (kind {doc.get('kind')!r})")
+    kind = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+    if kind != CHECKPOINT_KIND:
+        raise ConfigError(f"{path}: not an mmrobot policy checkpoint (kind {kind!r})")
     version = doc.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise ConfigError(format_version_error(f"checkpoint {path}", version))

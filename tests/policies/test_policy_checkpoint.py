@@ -102,6 +102,9 @@ def test_newer_missing_and_corrupt_checkpoints(tmp_path):
     path.write_text(json.dumps(doc)[:50])
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_checkpoint(tmp_path / "c")
+    path.write_text("[1, 2]")  # valid JSON, but not a checkpoint's object
+    with pytest.raises(ConfigError, match="not an mmrobot policy checkpoint .kind 'list'"):
+        load_checkpoint(tmp_path / "c")
     path.write_text(json.dumps(doc))
     w = tmp_path / "c" / WEIGHTS_FILE
     w.write_bytes(w.read_bytes()[:100])
