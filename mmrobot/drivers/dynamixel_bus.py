@@ -254,6 +254,11 @@ class DynamixelBus:
                         for p in d.feed(chunk):
                             if p.is_status and p.id in want:
                                 got[p.id] = p
+                        bad = d.checksum_errors - faults[0]
+                        if bad and not d.pending and len(want & got.keys()) + bad >= len(want):
+                            # every reply is in, the missing ones failed their CRC: no reply
+                            # is still on its way, so ask again without waiting for quiet
+                            return "corrupt"
                     elif (
                         last_rx is not None
                         and now - last_rx >= self.quiet_s

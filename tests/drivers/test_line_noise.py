@@ -186,6 +186,22 @@ def test_a_corrupted_reply_is_asked_again_at_once(tmp_path, where, bad_id):
     assert emu.sync_reads[0] == [1, 2, 3, 4, 5] and bad_id in emu.sync_reads[1]
 
 
+def test_a_reply_failing_its_crc_is_asked_again_without_waiting_for_quiet(tmp_path):
+    """Every reply in and the missing one failed its CRC: nothing is still coming, so the bus
+    does not wait ``quiet_s``. With a quiet time longer than the timeout, waiting for it would
+    end the attempt as a timeout instead."""
+    with _GarblingEmulator(ARM[:5], link=tmp_path / "dxl", where="crc") as emu:
+        bus = DynamixelBus(emu.port, timeout_s=1.0, retries=0)
+        bus.quiet_s = 10.0
+        try:
+            emu.garble = {2}
+            got = bus.sync_read([1, 2, 3, 4, 5], XAddr.PRESENT_POSITION, 4)
+        finally:
+            bus.close()
+    assert sorted(got) == [1, 2, 3, 4, 5]
+    assert bus.timeouts == 0 and bus.corrupt_replies == 1 and bus.attempts == 2
+
+
 def test_sync_reads_at_0_1_percent_corruption_never_wait_the_timeout(tmp_path):
     with DynamixelEmulator(
         ARM, link=tmp_path / "dxl", corrupt_rate=0.001, corrupt_mode="byte", seed=5
