@@ -248,7 +248,7 @@ def _replay(args: argparse.Namespace) -> int:
             print("interrupted", file=sys.stderr)
     wall = time.monotonic() - t0
     if replay.corrupt_chunks:
-        from mmrobot.drivers.mcap_check import describe_corruption
+        from mmrobot.drivers.recording.chunk_check import describe_corruption
 
         print(describe_corruption(replay.corrupt_chunks))
     rows = []

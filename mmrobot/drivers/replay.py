@@ -13,7 +13,7 @@ Three modes:
 - ``manual``: nothing moves on its own; :meth:`Replay.advance_to` pushes every sample up to
   a stamp, :meth:`Replay.step` one sample. Deterministic: for dataset building and tests.
 
-Every chunk is CRC-checked as it is read (:mod:`mmrobot.drivers.mcap_check`): a corrupted
+Every chunk is CRC-checked as it is read (:mod:`mmrobot.drivers.recording.chunk_check`): a corrupted
 chunk is skipped, never pushed, logged with its topics and time range, listed in
 :attr:`Replay.corrupt_chunks` and counted in ``stats.checksum_errors``.
 
@@ -45,8 +45,8 @@ from mmrobot.core.clock import Clock
 from mmrobot.core.errors import ConfigError, LifecycleError
 from mmrobot.core.types import StreamSpec
 from mmrobot.drivers.base import Driver, DriverConfig, Health, register_driver
-from mmrobot.drivers.mcap_check import CorruptChunk
 from mmrobot.drivers.recording import RecordingInfo, decode_messages, plan_reading
+from mmrobot.drivers.recording.chunk_check import CorruptChunk
 
 __all__ = ["Replay", "ReplayConfig", "ReplayMode"]
 
