@@ -5,21 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from launch_texts import run_launch
 
 from mmrobot.core import ConfigError
 from mmrobot.launch.schema import load_launch
-
-BASE = """
-mode = "run"
-[sim]
-seed = 3
-[policy]
-checkpoint = "{ckpt}"
-[loop]
-rate_hz = 20.0
-[run]
-max_seconds = 0.5
-"""
 
 
 def write(tmp_path, text, name="l.toml"):
@@ -30,15 +19,13 @@ def write(tmp_path, text, name="l.toml"):
 
 
 def test_errors_name_the_file_and_key_path(tmp_path, checkpoint):
-    path = write(tmp_path, BASE.format(ckpt=checkpoint) + "\n[loop2]\nx = 1\n")
+    path = write(tmp_path, run_launch(checkpoint) + "\n[loop2]\nx = 1\n")
     with pytest.raises(ConfigError, match=r"l.toml.*\n.*loop2: Extra inputs are not permitted"):
         load_launch(path)
-    path = write(
-        tmp_path, BASE.format(ckpt=checkpoint).replace("rate_hz = 20.0", 'rate_hz = "fast"')
-    )
+    path = write(tmp_path, run_launch(checkpoint).replace("rate_hz = 20.0", 'rate_hz = "fast"'))
     with pytest.raises(ConfigError, match=r"loop\.rate_hz: .*number.*got 'fast'"):
         load_launch(path)
-    path = write(tmp_path, BASE.format(ckpt=tmp_path / "nope"))
+    path = write(tmp_path, run_launch(tmp_path / "nope"))
     with pytest.raises(ConfigError, match=r"policy\.checkpoint = .*nope.* does not exist"):
         load_launch(path)
     path = write(tmp_path, 'mode = "run"\n[sim]\n')
@@ -63,7 +50,7 @@ def test_a_missing_serial_port_is_reported_before_anything_opens(tmp_path, check
 
 
 def test_overrides_set_any_key(tmp_path, checkpoint):
-    path = write(tmp_path, BASE.format(ckpt=checkpoint))
+    path = write(tmp_path, run_launch(checkpoint))
     launch = load_launch(
         path, ["loop.ensemble_decay=0.5", "sim.visuals=pretty", "run.max_seconds=2"]
     )
@@ -76,9 +63,7 @@ def test_overrides_set_any_key(tmp_path, checkpoint):
 def test_simulated_run_goes_through_loop_and_safety(tmp_path, checkpoint):
     from mmrobot.launch.sim import SimSession
 
-    launch = load_launch(
-        write(tmp_path, BASE.format(ckpt=checkpoint)), ["safety.max_velocity_rad_s=0.5"]
-    )
+    launch = load_launch(write(tmp_path, run_launch(checkpoint)), ["safety.max_velocity_rad_s=0.5"])
     session = SimSession(launch)
     try:
         qs = []
@@ -124,7 +109,7 @@ def test_run_command_prints_a_table_and_writes_results(tmp_path, checkpoint, cap
         return outcome
 
     monkeypatch.setattr(SimSession, "execute", recording)
-    path = write(tmp_path, BASE.format(ckpt=checkpoint))
+    path = write(tmp_path, run_launch(checkpoint))
     out = tmp_path / "res.json"
     text = "Could you please grab the LARGE green block?"
     code = main(["run", str(path), "--instruction", text, "--json", str(out)])

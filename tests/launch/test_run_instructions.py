@@ -6,29 +6,19 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from launch_texts import run_launch
 
 from mmrobot.cli import main
 from mmrobot.launch import _cli
-
-LAUNCH = """
-mode = "run"
-[sim]
-seed = 3
-[policy]
-checkpoint = "{ckpt}"
-[loop]
-rate_hz = 20.0
-[run]
-max_seconds = 0.5
-instructions = ["put the red block in the bin"]
-"""
 
 
 @pytest.fixture
 def launch_file(tmp_path, monkeypatch, checkpoint):
     """A launch file whose simulated session must never start: starting one fails the test."""
     path = tmp_path / "run.toml"
-    path.write_text(LAUNCH.format(ckpt=checkpoint))
+    path.write_text(
+        run_launch(checkpoint, run_extra='instructions = ["put the red block in the bin"]\n')
+    )
 
     def no_session(*args, **kwargs):
         raise AssertionError("a session was started")

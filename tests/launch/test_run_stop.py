@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from launch_texts import run_launch
 
 from mmrobot.cli import main
 from mmrobot.launch.runner import output_paths, run_instructions
@@ -25,18 +26,6 @@ FIRST, SECOND, THIRD = (
     "lift the green block",
     "slide the blue cube to the left target",
 )
-
-LAUNCH = """
-mode = "run"
-[sim]
-seed = 3
-[policy]
-checkpoint = "{ckpt}"
-[loop]
-rate_hz = 20.0
-[run]
-max_seconds = 1.0
-"""
 
 
 def test_ctrl_c_in_a_real_run_writes_what_ran_and_exits_130(tmp_path):
@@ -94,7 +83,7 @@ def test_sigterm_mid_instruction_stops_the_simulated_run(tmp_path, checkpoint, m
     monkeypatch.setattr(SimArm, "send", counting)
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "run.toml"
-    path.write_text(LAUNCH.format(ckpt=checkpoint))
+    path.write_text(run_launch(checkpoint, max_seconds=1.0))
     handler = signal.getsignal(signal.SIGTERM)
     code = main(["run", str(path), "-i", FIRST, "-i", SECOND, "-i", THIRD, "--json", "r.json"])
     assert code == 130
@@ -172,7 +161,7 @@ def test_outputs_of_a_later_run_go_into_a_new_numbered_folder(tmp_path):
 def test_a_second_run_keeps_the_first_runs_results(tmp_path, checkpoint, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "run.toml"
-    path.write_text(LAUNCH.format(ckpt=checkpoint).replace("1.0", "0.2"))
+    path.write_text(run_launch(checkpoint, max_seconds=0.2))
     argv = ["run", str(path), "-i", FIRST, "--json", "out/r.json", "--timing-png", "out/t.png"]
     assert main(argv) == 0
     first = Path("out/r.json").read_text()
