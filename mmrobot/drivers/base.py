@@ -19,20 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from mmrobot.core.clock import Clock, MonotonicClock
 from mmrobot.core.errors import ConfigError, DeviceNotConnectedError, LifecycleError
 from mmrobot.core.types import StreamSpec
+from mmrobot.drivers.config_models import (
+    ActuatorConfig,
+    DriverConfig,
+    Extrinsics,
+    StreamConfig,
+)
+from mmrobot.drivers.config_models import _Model as _Model  # re-exported for driver modules
 
 if TYPE_CHECKING:
     from mmrobot.sync import StreamBuffer
@@ -53,89 +58,6 @@ __all__ = [
     "register_actuator",
     "register_driver",
 ]
-
-
-# --------------------------------------------------------------------------- config models
-
-
-class _Model(BaseModel):
-    """Base of every rig-file model: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StreamConfig(_Model):
-    """Overrides of one stream's spec in a rig file (``stream = { name = "ft", ... }``).
-
-    Every field but ``name`` defaults to the driver kind's default for that stream.
-    """
-
-    name: str | None = None
-    shape: tuple[int, ...] | None = None
-    rate_hz: float | None = Field(default=None, gt=0)
-    policy: Literal["nearest", "causal", "interp"] | None = None
-    max_age_ms: float | None = Field(default=None, gt=0)
-    latency_ms: float = Field(default=0.0, ge=0)
-    history: int | None = Field(default=None, ge=1)
-    optional: bool | None = None
-
-
-class Extrinsics(_Model):
-    """Pose of the sensor frame in the robot base frame: ``p_base = R @ p_sensor + t``.
-
-    ``rotation_rpy_rad`` is roll, pitch, yaw about the fixed x, y, z axes (R = Rz @ Ry @ Rx).
-    """
-
-    translation_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    rotation_rpy_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    def rotation(self) -> np.ndarray:
-        """(3, 3) float64 rotation matrix, sensor -> base."""
-        r, p, y = self.rotation_rpy_rad
-        cr, sr, cp, sp, cy, sy = (
-            math.cos(r),
-            math.sin(r),
-            math.cos(p),
-            math.sin(p),
-            math.cos(y),
-            math.sin(y),
-        )
-        rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-        ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-        rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-        return rz @ ry @ rx
-
-    def matrix(self) -> np.ndarray:
-        """(4, 4) float64 homogeneous transform, sensor -> base."""
-        out = np.eye(4)
-        out[:3, :3] = self.rotation()
-        out[:3, 3] = self.translation_m
-        return out
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Transform (N, 3) sensor-frame points to the base frame (float64)."""
-        return np.asarray(points, dtype=np.float64) @ self.rotation().T + np.asarray(
-            self.translation_m
-        )
-
-
-class DriverConfig(_Model):
-    """Fields every driver entry has; each driver kind extends it with its own."""
-
-    kind: str
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    enabled: bool = True  # false: validated but not built (e.g. one of two alternative lidars)
-    stream: StreamConfig = StreamConfig()
-    extrinsics: Extrinsics = Extrinsics()
-    reconnect_min_s: float = Field(default=0.05, gt=0)
-    reconnect_max_s: float = Field(default=2.0, gt=0)
-
-
-class ActuatorConfig(_Model):
-    """Fields every actuator entry has; each actuator kind extends it with its own."""
-
-    kind: str
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # --------------------------------------------------------------------------- stats, health
