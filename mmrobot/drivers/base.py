@@ -1,4 +1,5 @@
-"""The ``Driver`` and ``Actuator`` interfaces, their configuration models and the kind registry.
+"""The ``Driver`` and ``Actuator`` interfaces, their health and stats, and the kind registry
+(their pydantic configuration models are in :mod:`mmrobot.drivers.config_models`).
 
 A :class:`Driver` reads one device. :meth:`Driver.open` connects (and fails with a clear
 error when the device is absent), then a background reader thread decodes the device's bytes
@@ -37,7 +38,6 @@ from mmrobot.drivers.config_models import (
     Extrinsics,
     StreamConfig,
 )
-from mmrobot.drivers.config_models import _Model as _Model  # re-exported for driver modules
 
 if TYPE_CHECKING:
     from mmrobot.sync import StreamBuffer

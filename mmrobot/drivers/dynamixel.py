@@ -34,10 +34,10 @@ from mmrobot.drivers.base import (
     Actuator,
     ActuatorConfig,
     Driver,
-    _Model,
     register_actuator,
     register_driver,
 )
+from mmrobot.drivers.config_models import _Model
 from mmrobot.drivers.dynamixel_bus import DynamixelBus, acquire_bus, release_bus
 from mmrobot.drivers.protocols.dynamixel import (
     REALTIME_TICK_WRAP,
