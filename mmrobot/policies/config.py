@@ -142,16 +142,22 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LanguageConfig:
     """Instruction tokenizer: ``"byte"`` (UTF-8 bytes, no vocabulary file), its length in
-    bytes, and how many bytes one instruction token merges (``max_len / stride`` tokens)."""
+    bytes, how many bytes one instruction token merges (``max_len / stride`` tokens), and
+    ``layers``: self-attention blocks over the instruction tokens before they condition the
+    cameras (FiLM) and enter fusion. With 0, the camera condition is a mean of tokens that
+    see only their neighbours, which cannot tell "stack red on yellow" from "stack yellow
+    on red"."""
 
     tokenizer: str = "byte"
     max_len: int = 64
     stride: int = 4
+    layers: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("language", "tokenizer", self.tokenizer, ("byte",))
         _check_int("language", "max_len", self.max_len, 2, 4096)
         _check_int("language", "stride", self.stride, 1, 64)
+        _check_int("language", "layers", self.layers, 0, 8)
         if self.max_len % self.stride:
             raise ConfigError(
                 f"language.max_len {self.max_len} must be a multiple of language.stride "

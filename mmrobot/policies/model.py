@@ -124,6 +124,11 @@ class FusionPolicyModel(nn.Module):
         self.instruction_encoder = InstructionEncoder(
             ByteTokenizer.vocab_size, lc.max_len, lc.stride, w
         )
+        # Order-aware instruction tokens (language.layers): which block a word names depends
+        # on where it stands ("stack the red cube on the yellow one").
+        self.instruction_blocks = nn.ModuleList(
+            Block(w, mc.heads, mc.mlp_ratio, mc.dropout) for _ in range(lc.layers)
+        )
         cams = [s for s in self.streams if s.modality in IMAGE_MODALITIES]
         self.image_encoder = (
             ImageEncoder(
@@ -266,6 +271,13 @@ class FusionPolicyModel(nn.Module):
             batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
         )
         tv = text_valid.to(text.dtype).unsqueeze(-1)
+        if len(self.instruction_blocks):
+            n = text.shape[1]
+            key = torch.where(text_valid, 0.0, _MASKED).to(text.dtype)
+            bias = key[:, None, None, :].expand(-1, 1, n, -1)
+            for blk in self.instruction_blocks:
+                text, _ = blk(text, bias)
+            text = text * tv
         text_pooled = (text * tv).sum(1) / tv.sum(1).clamp(min=1.0)  # FiLM condition (B, w)
         text = text + self.modality_embedding[_TEXT]
         drop = self.config.training.modality_dropout

@@ -32,6 +32,7 @@ def tiny_config(
     decoding: str = "parallel",
     camera: dict | None = None,
     training: dict | None = None,
+    language: dict | None = None,
     **model: object,
 ) -> PolicyConfig:
     """A config small enough to train in a test in a few seconds."""
@@ -48,7 +49,7 @@ def tiny_config(
                 "early_dim": 4,
                 **model,
             },
-            "language": {"max_len": 16},
+            "language": {"max_len": 16, **(language or {})},
             "camera": {"stem_channels": [8], "grid": 2, **(camera or {})},
             "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
             "vector": {"hidden": 32, "tokens": 1},

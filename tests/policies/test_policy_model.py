@@ -119,6 +119,26 @@ def test_film_makes_camera_tokens_depend_on_the_instruction(film):
         assert gap == 0.0
 
 
+def test_instruction_attention_ignores_padding_tokens():
+    """With language.layers, a valid instruction token attends to valid tokens only: what
+    the encoder leaves in the padding positions never reaches the camera condition."""
+    torch.manual_seed(0)
+    model = FusionPolicyModel(tiny_config("mid", language={"layers": 1})).eval()
+    batch = tiny_batch(model.config, 2, instruction="lift it")  # shorter than max_len
+    _, _, _, summary = model.encode(batch)
+
+    def noisy_padding(module, inputs, output):
+        tokens, valid = output
+        return tokens + 5.0 * torch.randn_like(tokens) * (~valid).unsqueeze(-1), valid
+
+    hook = model.instruction_encoder.register_forward_hook(noisy_padding)
+    _, _, _, noisy = model.encode(batch)
+    hook.remove()
+    width = model.width  # the summary starts with the pooled instruction
+    assert not bool(batch["instruction_mask"].all())
+    torch.testing.assert_close(noisy[:, :width], summary[:, :width], rtol=0, atol=1e-5)
+
+
 def test_film_starts_as_the_unconditioned_stem():
     torch.manual_seed(0)
     plain = FusionPolicyModel(tiny_config("mid")).eval()
