@@ -72,7 +72,7 @@ def main() -> None:
 
     import mmrobot.envs  # noqa: F401 - picks a headless GL backend before mujoco is imported
     from mmrobot.envs.experts import expert_plan, plan_action
-    from mmrobot.train.evaluate import (
+    from mmrobot.train.eval import (
         env_config_for_policy,
         load_policy,
         make_eval_env,

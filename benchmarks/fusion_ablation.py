@@ -76,7 +76,7 @@ def main() -> None:
 
     from mmrobot.policies import load_checkpoint, load_policy_config
     from mmrobot.train.config import TrainConfig
-    from mmrobot.train.evaluate import evaluate
+    from mmrobot.train.eval import evaluate
     from mmrobot.train.trainer import train
 
     torch.set_num_threads(args.threads)

@@ -312,7 +312,7 @@ def _eval(launch: LaunchFile) -> int:
     """``mmrobot eval`` of the launch file's policy, under its ``[safety]`` limits."""
     from rich.console import Console
 
-    from mmrobot.train.evaluate import EvalSettings, evaluate
+    from mmrobot.train.eval import EvalSettings, evaluate
 
     e, source = launch.eval, launch.policy  # the schema requires [policy] in eval mode
     settings = EvalSettings(

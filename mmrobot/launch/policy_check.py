@@ -114,7 +114,7 @@ def policy_problems(launch: Any, provided: Sequence[StreamSpec] | None, provider
     except (ConfigError, OSError) as e:
         return [f"{where}: {e}"]
     if launch.mode == "eval":
-        from mmrobot.train.eval_setup import env_config_for_policy
+        from mmrobot.train.eval import env_config_for_policy
 
         try:
             env_config_for_policy(config.streams)

@@ -253,7 +253,7 @@ class RobotSession:
 
     # -- construction helpers
     def _load_policy(self) -> Any:
-        from mmrobot.train.evaluate import load_policy
+        from mmrobot.train.eval import load_policy
 
         p = self.launch.policy
         assert p is not None  # checked in __init__
@@ -267,7 +267,7 @@ class RobotSession:
         """The policy's declared streams must exist in the rig, with the same shapes, histories
         and dtypes (:func:`~mmrobot.launch.policy_check.stream_problems`)."""
         from mmrobot.launch.policy_check import stream_problems
-        from mmrobot.train.evaluate import policy_stream_specs
+        from mmrobot.train.eval import policy_stream_specs
 
         wanted = policy_stream_specs(self.policy)
         problems = stream_problems(wanted or (), self.sync.specs, f"the rig {self.rig.source}")

@@ -115,7 +115,7 @@ class SimSession:
         from mmrobot.envs.scene import choose_gl_backend
         from mmrobot.envs.sensors import SensorSuiteConfig
         from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
-        from mmrobot.train.evaluate import load_policy
+        from mmrobot.train.eval import load_policy
 
         choose_gl_backend()
         self.launch = launch

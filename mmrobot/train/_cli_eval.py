@@ -25,6 +25,11 @@ def _decay(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}") from e
 
 
+def _comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "eval",
@@ -41,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from mmrobot.train.evaluate import DEFAULT_SPLITS, SPLIT_NAMES
+    from mmrobot.train.eval import DEFAULT_SPLITS, SPLIT_NAMES
 
     p.add_argument(
         "--policy",
@@ -116,10 +121,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib
-
-    # the module, not a same-named function a package __init__ may re-export
-    ev = importlib.import_module("mmrobot.train.evaluate")
+    import mmrobot.train.eval as ev
 
     if args.list_tasks:
         print("\n".join(ev.all_task_specs()))
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--policy PATH is required (or --list-tasks)")
     overrides: dict[str, Any] = {}
     if args.splits is not None:
-        overrides["splits"] = tuple(ev.iter_specs([args.splits]))
+        overrides["splits"] = tuple(_comma_list(args.splits))
     settings = ev.EvalSettings(
         episodes=args.episodes,
         seed=args.seed,

@@ -37,7 +37,7 @@ _WORKER: dict[str, Any] = {}
 
 class PolicyMixer:
     """The executor of a DAgger episode: the expert's action with probability ``beta``,
-    else the policy's (temporally ensembled, as :func:`mmrobot.train.evaluate.run_episode`
+    else the policy's (temporally ensembled, as :func:`mmrobot.train.eval.run_episode`
     runs it).
 
     Args:
@@ -81,7 +81,7 @@ def _worker_init(checkpoint: str, threads: int) -> None:
     import torch
 
     from mmrobot.policies import TorchPolicy
-    from mmrobot.train.evaluate import env_config_for_policy
+    from mmrobot.train.eval import env_config_for_policy
 
     torch.set_num_threads(threads)
     policy = TorchPolicy.from_checkpoint(checkpoint)
@@ -164,7 +164,7 @@ def collect_round(
 def _episode_specs(checkpoint: str | Path) -> tuple[Any, ...]:
     """The stream specs the rollout env records (the simulated rig matching the policy)."""
     from mmrobot.policies import read_checkpoint_config
-    from mmrobot.train.evaluate import env_config_for_policy
+    from mmrobot.train.eval import env_config_for_policy
 
     config, _ = read_checkpoint_config(checkpoint)
     return env_config_for_policy(config.streams, safety=False).sensors.stream_specs()

@@ -376,7 +376,7 @@ def _tables(text: str) -> dict[str, list[str]]:
 
 def _eval_consistency(name: str, doc: Mapping[str, Any]) -> list[str]:
     """Problems where an evaluation's tables disagree with its own episode list."""
-    from mmrobot.train.evaluate import wilson_interval
+    from mmrobot.train.eval import wilson_interval
 
     problems = []
     eps = doc.get("episodes", [])

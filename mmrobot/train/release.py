@@ -10,7 +10,7 @@ A release config (``policies/release.toml``) names everything; the stages run in
    the closed-loop evaluation during training of the train config, into ``<work>/train``;
 4. ``checkpoint``: the trainer's chosen checkpoint (``best/`` when evaluation during
    training is on, else the last) copied into the release folder;
-5. ``evaluate``: :func:`mmrobot.train.evaluate.evaluate` of the released checkpoint on the
+5. ``evaluate``: :func:`mmrobot.train.eval.evaluate` of the released checkpoint on the
    configured splits (safety layer on, as ``mmrobot run``);
 6. ``onnx_fp32``, ``onnx_int8`` (as configured): :func:`mmrobot.deploy.export.export_onnx`,
    then the same evaluation of the exported model on ``onnx_splits``;
@@ -409,7 +409,7 @@ class _ReleaseRun:
         return {"policy": doc}
 
     def _settings(self, splits: Sequence[str]) -> Any:
-        from mmrobot.train.evaluate import EvalSettings
+        from mmrobot.train.eval import EvalSettings
 
         e = self.config.evaluate
         return EvalSettings(
@@ -422,7 +422,7 @@ class _ReleaseRun:
         )
 
     def _run_eval(self, source: Path, splits: Sequence[str], path: Path) -> dict[str, Any]:
-        from mmrobot.train.evaluate import evaluate
+        from mmrobot.train.eval import evaluate
 
         result = evaluate(str(source), self._settings(splits), progress=self.progress)
         for table in result.tables()[:1]:

@@ -52,7 +52,7 @@ _SPLITS = (
     "no_lidar",
     "no_force",
     "no_joints",
-)  # evaluate.DEFAULT_SPLITS, without importing the evaluation module to read a config
+)  # eval.DEFAULT_SPLITS, without importing the evaluation package to read a config
 
 #: What ``--toy`` changes (applied before the command line's own overrides): two episodes
 #: per task of two short tasks, a few training steps, one DAgger round of two episodes, one

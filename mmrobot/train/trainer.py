@@ -350,7 +350,7 @@ class Trainer:
 
     def _evaluate(self, checkpoint: Path, step: int, tasks: list[str]) -> float:
         """Closed-loop success of ``checkpoint`` (main rank); writes an ``eval`` metrics row."""
-        from mmrobot.train.evaluate import quick_success
+        from mmrobot.train.eval import quick_success
 
         e = self.config.eval
         t0 = time.perf_counter()

@@ -390,7 +390,7 @@ def test_eval_check_refuses_streams_the_simulation_cannot_make(tmp_path, checkpo
 def test_eval_mode_runs_under_the_launch_files_safety_limits(tmp_path, checkpoint, monkeypatch):
     from mmrobot.deploy.safety import SafetyConfig, SimSafety
     from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
-    from mmrobot.train.eval_stats import EvalResult
+    from mmrobot.train.eval import EvalResult
 
     calls = []
 
@@ -398,7 +398,7 @@ def test_eval_mode_runs_under_the_launch_files_safety_limits(tmp_path, checkpoin
         calls.append((policy, settings))
         return EvalResult(str(policy), settings, settings.splits, ("reach",))  # no episodes
 
-    monkeypatch.setattr("mmrobot.train.evaluate.evaluate", evaluate)
+    monkeypatch.setattr("mmrobot.train.eval.evaluate", evaluate)
     path = tmp_path / "launch" / "eval.toml"
     path.parent.mkdir()
     path.write_text(EVAL_LAUNCH.format(ckpt=checkpoint))
@@ -409,7 +409,7 @@ def test_eval_mode_runs_under_the_launch_files_safety_limits(tmp_path, checkpoin
     assert isinstance(limits, SafetyConfig)
     assert limits.max_velocity_rad_s == 0.5 and limits.max_gripper_force_n == 10.0
     assert limits.workspace_high_m == (0.6, 0.5, 0.5)
-    # the layer each episode runs through is built from them (mmrobot.train.evaluate._safety_for)
+    # the layer each episode runs through is built from them (mmrobot.train.eval.pool._safety_for)
     env = TabletopEnv(EnvConfig(action_mode="joint"), render_mode=None)
     try:
         layer = SimSafety(env, limits).layer

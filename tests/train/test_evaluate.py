@@ -15,7 +15,7 @@ choose_gl_backend()  # before mujoco is first imported: headless EGL (or OSMesa)
 from mmrobot.core.errors import ConfigError  # noqa: E402
 from mmrobot.core.types import ActionChunk, Observation  # noqa: E402
 from mmrobot.policies.base import Policy  # noqa: E402
-from mmrobot.train.evaluate import (  # noqa: E402
+from mmrobot.train.eval import (  # noqa: E402
     EvalSettings,
     InstructionLine,
     ScriptedExpertPolicy,
@@ -378,7 +378,7 @@ def test_instruction_swap_success_counts_the_instructions_block(tiny_env_config,
         assert e.layout_task is not None and e.layout_task != e.task
         assert e.layout_task_success is False  # it did the instruction's task, not the layout's
     # a policy that ignores the instruction and does the layout's task fails the split
-    import mmrobot.train.eval_episode as ev  # where run_episode looks the function up
+    import mmrobot.train.eval.episode as ev  # where run_episode looks the function up
 
     swap = ev.swap_instruction_target
 

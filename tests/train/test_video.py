@@ -106,7 +106,7 @@ def test_recorder_counts_frames(tmp_path):
 def test_evaluation_writes_one_video_per_requested_episode(tmp_path):
     pytest.importorskip("mujoco")
     from mmrobot.envs.sensors import SensorSuiteConfig
-    from mmrobot.train.evaluate import EvalSettings, env_config_for_policy, evaluate
+    from mmrobot.train.eval import EvalSettings, env_config_for_policy, evaluate
 
     env_config = env_config_for_policy(SensorSuiteConfig(image_size=32).stream_specs())
     env_config = replace(env_config, render_size=96)

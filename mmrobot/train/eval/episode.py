@@ -1,5 +1,5 @@
-"""One evaluation episode, run as the deployed control loop runs it (see
-:mod:`mmrobot.train.evaluate`)."""
+"""The episode runner: one evaluation episode, run as the deployed control loop runs it
+(see :mod:`mmrobot.train.eval`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation
 from mmrobot.deploy.safety import SafetyConfig
 from mmrobot.policies.base import Policy
-from mmrobot.train.eval_setup import _ACTION_DIM, SWAP_SPLIT
+from mmrobot.train.eval.settings import SWAP_SPLIT
 
 if TYPE_CHECKING:
     from mmrobot.deploy.safety import SimSafety
 
-# --------------------------------------------------------------------------- one episode
+__all__ = ["EpisodeResult", "run_episode", "swap_instruction_target"]
+
+_ACTION_DIM = 7  # [dx, dy, dz, droll, dpitch, dyaw, gripper]
 
 
 @dataclass(frozen=True)

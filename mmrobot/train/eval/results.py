@@ -1,21 +1,22 @@
-"""Evaluation results: success rates with Wilson intervals, safety statistics, the
-whole result with its tables and JSON (see :mod:`mmrobot.train.evaluate`)."""
+"""Evaluation results and statistics: success rates with 95 % Wilson intervals, safety
+statistics, and :class:`EvalResult`, the episodes of a run with per-split, per-task queries
+(its JSON document and tables are in :mod:`mmrobot.train.eval.report`)."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mmrobot.train.eval_episode import EpisodeResult
-from mmrobot.train.eval_setup import _Z95, EVAL_FORMAT_VERSION, EvalSettings, InstructionLine
+from mmrobot.train.eval.episode import EpisodeResult
+from mmrobot.train.eval.instructions import InstructionLine
+from mmrobot.train.eval.report import result_document, result_tables, write_result_json
+from mmrobot.train.eval.settings import EvalSettings
 
-if TYPE_CHECKING:
-    pass
+__all__ = ["EvalResult", "SafetyStats", "SuccessStats", "wilson_interval"]
 
-# --------------------------------------------------------------------------- statistics
+_Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95 % interval
 
 
 def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
@@ -107,9 +108,6 @@ class SafetyStats:
         return f"{self.events / n:.1f} ev, {self.held_ticks / n:.1f} held"
 
 
-# --------------------------------------------------------------------------- results
-
-
 @dataclass
 class EvalResult:
     """Episodes of an evaluation and their per-split, per-task success statistics.
@@ -166,44 +164,8 @@ class EvalResult:
             for s in self.splits
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document (see ``docs/evaluation.md``)."""
-        doc: dict[str, Any] = {
-            "format_version": EVAL_FORMAT_VERSION,
-            "policy": self.policy,
-            "settings": asdict(self.settings),
-            "splits": list(self.splits),
-            "tasks": list(self.keys),
-            "results": {
-                s: {k: st.to_dict() for k, st in rows.items()}
-                for s, rows in self.per_split().items()
-            },
-            "safety": {
-                s: {
-                    k: self.safety_stats(s, None if k == "all" else k).to_dict()
-                    for k in (*self.keys, "all")
-                }
-                for s in self.splits
-            },
-            "errors": len(self.errors),
-            "seconds": self.seconds,
-        }
-        if self.lines is not None:
-            doc["lines"] = [
-                {
-                    "line": ln.line,
-                    "task": ln.task,
-                    "instruction": ln.instruction,
-                    "split": s,
-                    **self.line_stats(s, ln.line).to_dict(),
-                }
-                for s in self.splits
-                for ln in self.lines
-            ]
-        doc["episodes"] = [asdict(e) for e in self._sorted_episodes()]
-        return doc
-
-    def _sorted_episodes(self) -> list[EpisodeResult]:
+    def sorted_episodes(self) -> list[EpisodeResult]:
+        """Episodes in table order: split, row, instructions-file line, seed."""
         split_i = {s: i for i, s in enumerate(self.splits)}
         key_i = {k: i for i, k in enumerate(self.keys)}
         return sorted(
@@ -211,76 +173,15 @@ class EvalResult:
             key=lambda e: (split_i.get(e.split, 99), key_i.get(e.key, 99), e.line or 0, e.seed),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (see ``docs/evaluation.md``)."""
+        return result_document(self)
+
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        """Write :meth:`to_dict` to ``path`` (atomically: a temporary file, then a rename)."""
+        return write_result_json(self, path)
 
     def tables(self) -> list[Any]:
-        """Rich tables: success per task and split; per line for an instructions file."""
-        from rich.table import Table
-
-        t = Table(title="success rate (95% Wilson CI)", caption=f"policy: {self.policy}")
-        t.add_column("task")
-        for s in self.splits:
-            t.add_column(s, justify="right")
-        rows = self.per_split()
-        for k in (*self.keys, "all"):
-            t.add_row(k, *(rows[s][k].cell() for s in self.splits), end_section=k == self.keys[-1])
-        out = [t]
-        if self.lines is not None:
-            lt = Table(title="instructions file, per line")
-            lt.add_column("line", justify="right")
-            lt.add_column("task")
-            lt.add_column("instruction")
-            for s in self.splits:
-                lt.add_column(s, justify="right")
-            for ln in self.lines:
-                lt.add_row(
-                    str(ln.line),
-                    ln.task,
-                    ln.instruction,
-                    *(self.line_stats(s, ln.line).cell() for s in self.splits),
-                )
-            out.append(lt)
-        out.extend(self._safety_tables())
-        return out
-
-    def _safety_tables(self) -> list[Any]:
-        from rich.table import Table
-
-        if not self.settings.safety:
-            off = Table(title="safety layer off (--no-safety)")
-            off.add_column("note")
-            off.add_row("no limits were applied: these rates do not describe `mmrobot run`")
-            return [off]
-        t = Table(
-            title="safety layer: events / held ticks per episode (mean)",
-            caption="events: every clamp or hold, one per joint or axis and tick; held: ticks "
-            "the arm held still",
-        )
-        t.add_column("task")
-        for s in self.splits:
-            t.add_column(s, justify="right")
-        stats = {
-            k: {s: self.safety_stats(s, None if k == "all" else k) for s in self.splits}
-            for k in (*self.keys, "all")
-        }
-        for k, row in stats.items():
-            t.add_row(k, *(row[s].cell() for s in self.splits), end_section=k == self.keys[-1])
-        reasons = sorted(
-            {r for s in self.splits for r in stats["all"][s].by_reason},
-            key=lambda r: (-sum(stats["all"][s].by_reason.get(r, 0) for s in self.splits), r),
-        )
-        rt = Table(title="safety events by reason (total over episodes)")
-        rt.add_column("reason")
-        for s in self.splits:
-            rt.add_column(s, justify="right")
-        for r in reasons:
-            rt.add_row(r, *(str(stats["all"][s].by_reason.get(r, 0)) for s in self.splits))
-        if not reasons:
-            rt.add_row("(none)", *("0" for _ in self.splits))
-        return [t, rt]
+        """Rich tables: success per task and split; per line for an instructions file;
+        the safety layer's events."""
+        return result_tables(self)
