@@ -22,9 +22,10 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation, StreamSpec
 from mmrobot.envs.dataset import DemoDataset
 from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
-from mmrobot.policies.tokenizers import ByteTokenizer
+from mmrobot.policies.config import ActionConfig, NormStats, PolicyConfig
+from mmrobot.policies.tokenizers import ActionTokenizer, ByteTokenizer
 
-__all__ = ["ChunkSamples", "hold_action", "action_chunk", "action_chunks"]
+__all__ = ["ChunkSamples", "hold_action", "action_chunk", "action_chunks", "fit_policy_config"]
 
 
 def hold_action(last_action: np.ndarray) -> np.ndarray:
@@ -195,3 +196,36 @@ class ChunkSamples:
     def stream_values(self, name: str, max_samples: int = 20000) -> np.ndarray:
         """Valid values of one stream (up to ``max_samples`` steps; for normalization)."""
         return self.values[name][self.valid[name]][:max_samples]
+
+
+def fit_policy_config(
+    samples: ChunkSamples, base: PolicyConfig, action_binning: str = "uniform"
+) -> PolicyConfig:
+    """``base`` with normalization statistics, and with ``action_binning = "quantile"`` the
+    action bins, read from the training samples."""
+    norm = dict(base.normalization)
+    for s in base.streams:
+        if s.modality in ("camera", "depth") or s.name in norm:
+            continue
+        values = samples.stream_values(s.name)
+        if s.modality == "lidar" and len(values):
+            pts = values.reshape(-1, values.shape[-1])
+            values = pts[np.abs(pts).sum(-1) > 0]  # a ray with no return is (0, 0, 0)
+        if len(values):
+            norm[s.name] = NormStats.from_data(values, min_std=1e-3)
+    action = base.action
+    if action_binning == "quantile":
+        tok = ActionTokenizer.from_quantiles(
+            samples.all_actions(), action.low, action.high, action.bins
+        )
+        action = ActionConfig(
+            dim=action.dim,
+            horizon=action.horizon,
+            bins=action.bins,
+            low=action.low,
+            high=action.high,
+            period_ns=action.period_ns,
+            binning="quantile",
+            edges=tuple(tuple(r) for r in tok.edges),
+        )
+    return base.replace(normalization=norm, action=action)

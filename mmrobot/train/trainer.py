@@ -11,7 +11,8 @@ weights and the optimizer state alone — there is no hidden RNG state to save.
 
 Checkpoints are written atomically (temporary file, then rename): the policy checkpoint
 (safetensors + JSON, loadable with :func:`mmrobot.policies.load_checkpoint`) and the
-training state (optimizer tensors as safetensors, the rest as JSON; no pickle).
+training state (:mod:`mmrobot.train.train_state`: optimizer tensors as safetensors, the rest
+as JSON; no pickle).
 """
 
 from __future__ import annotations
@@ -33,20 +34,18 @@ from mmrobot.envs.dataset import DemoDataset
 from mmrobot.policies import (
     ActionTokenizer,
     FusionPolicyModel,
-    NormStats,
     PolicyConfig,
     load_policy_config,
     save_checkpoint,
 )
 from mmrobot.policies.checkpoint import copy_checkpoint
 from mmrobot.policies.collate import stream_keys
-from mmrobot.policies.config import ActionConfig
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
-from mmrobot.train.data import ChunkSamples
+from mmrobot.train.data import ChunkSamples, fit_policy_config
 from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
-from mmrobot.train.run_dir import METRICS, STATE_JSON, STATE_TENSORS, check_run_dir, clear_run_dir
+from mmrobot.train.run_dir import METRICS, STATE_JSON, check_run_dir, clear_run_dir
 from mmrobot.train.step import (
     augment_images,
     aux_loss,
@@ -56,6 +55,7 @@ from mmrobot.train.step import (
     training_loss,
     weights_digest,
 )
+from mmrobot.train.train_state import load_train_state, save_train_state, saved_policy_config
 
 __all__ = [
     "Trainer",
@@ -66,8 +66,6 @@ __all__ = [
     "train",
     "weights_digest",
 ]
-
-TRAIN_STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -85,12 +83,6 @@ class TrainResult:
 def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
     """An independent generator per (seed, step, purpose): stateless, so resumable."""
     return np.random.default_rng([seed, step, stream])
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 class Trainer:
@@ -139,35 +131,6 @@ class Trainer:
             self._log(message)
 
     # ------------------------------------------------------------------ setup
-    def _fit_to_data(self, samples: ChunkSamples, base: PolicyConfig) -> PolicyConfig:
-        """The policy config with normalization statistics and action bins from the data."""
-        norm = dict(base.normalization)
-        for s in base.streams:
-            if s.modality in ("camera", "depth") or s.name in norm:
-                continue
-            values = samples.stream_values(s.name)
-            if s.modality == "lidar" and len(values):
-                pts = values.reshape(-1, values.shape[-1])
-                values = pts[np.abs(pts).sum(-1) > 0]  # a ray with no return is (0, 0, 0)
-            if len(values):
-                norm[s.name] = NormStats.from_data(values, min_std=1e-3)
-        action = base.action
-        if self.config.action_binning == "quantile":
-            tok = ActionTokenizer.from_quantiles(
-                samples.all_actions(), action.low, action.high, action.bins
-            )
-            action = ActionConfig(
-                dim=action.dim,
-                horizon=action.horizon,
-                bins=action.bins,
-                low=action.low,
-                high=action.high,
-                period_ns=action.period_ns,
-                binning="quantile",
-                edges=tuple(tuple(r) for r in tok.edges),
-            )
-        return base.replace(normalization=norm, action=action)
-
     def _batch(
         self, samples: ChunkSamples, config: PolicyConfig, targets: np.ndarray, step: int
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
@@ -211,8 +174,6 @@ class Trainer:
         step: int,
         metrics: dict[str, float],
     ) -> Path:
-        from safetensors.torch import save_file
-
         ckpt = self.run_dir / "checkpoint"
         if ema is not None:
             live = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -224,37 +185,7 @@ class Trainer:
         )
         if ema is not None:
             model.load_state_dict(live)
-        tensors: dict[str, torch.Tensor] = {}
-        names = {id(p): n for n, p in model.named_parameters()}
-        opt_state = optimizer.state_dict()
-        index_to_name = {}
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                index_to_name[len(index_to_name)] = names[id(p)]
-        scalars: dict[str, dict[str, float]] = {}
-        for idx, st in opt_state["state"].items():
-            pname = index_to_name[idx]
-            for k, v in st.items():
-                if torch.is_tensor(v) and v.ndim > 0:
-                    tensors[f"opt/{pname}/{k}"] = v.detach().cpu().contiguous()
-                else:
-                    scalars.setdefault(pname, {})[k] = float(v)
-        for k, v in model.state_dict().items():
-            tensors[f"model/{k}"] = v.detach().cpu().contiguous()
-        if ema is not None:
-            for k, v in ema.items():
-                tensors[f"ema/{k}"] = v.detach().cpu().contiguous()
-        tmp = self.run_dir / (STATE_TENSORS + ".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(self.run_dir / STATE_TENSORS)
-        doc = {
-            "version": TRAIN_STATE_VERSION,
-            "step": step,
-            "scalars": scalars,
-            "policy_config": model.config.to_dict(),
-            "train_config": asdict(self.config),
-        }
-        _atomic_write_text(self.run_dir / STATE_JSON, json.dumps(doc))
+        save_train_state(self.run_dir, model, ema, optimizer, step, asdict(self.config))
         return ckpt
 
     def _load(
@@ -263,39 +194,7 @@ class Trainer:
         ema: dict[str, torch.Tensor] | None,
         optimizer: torch.optim.Optimizer,
     ) -> int:
-        from safetensors.torch import load_file
-
-        doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
-        if doc.get("version") != TRAIN_STATE_VERSION:
-            raise ConfigError(
-                f"{self.run_dir / STATE_JSON}: training state version {doc.get('version')} "
-                f"is not {TRAIN_STATE_VERSION}; start a new run"
-            )
-        tensors = load_file(str(self.run_dir / STATE_TENSORS))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-        if ema is not None:
-            ema.update(
-                {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema/")}
-            )
-        names = {id(p): n for n, p in model.named_parameters()}
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        idx = 0
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                pname = names[id(p)]
-                entry = {
-                    k.split("/")[-1]: v.to(self.device)
-                    for k, v in tensors.items()
-                    if k.startswith(f"opt/{pname}/")
-                }
-                entry.update({k: torch.tensor(v) for k, v in doc["scalars"].get(pname, {}).items()})
-                if entry:
-                    state[idx] = entry
-                idx += 1
-        sd = optimizer.state_dict()
-        sd["state"] = state
-        optimizer.load_state_dict(sd)
-        return int(doc["step"])
+        return load_train_state(self.run_dir, model, ema, optimizer, self.device)
 
     def _check_replicas(self, model: nn.Module) -> None:
         """DDP: gather every replica's weight digest; rank 0 records them (they must agree)."""
@@ -404,10 +303,9 @@ class Trainer:
         samples = load_samples(0)
         tasks = list(dict.fromkeys(t.split()[0] for t in samples.tasks))
         if resuming:
-            doc = json.loads((self.run_dir / STATE_JSON).read_text(encoding="utf-8"))
-            config = PolicyConfig.from_dict(doc["policy_config"])
+            config = saved_policy_config(self.run_dir)
         else:
-            config = self._fit_to_data(samples, base)
+            config = fit_policy_config(samples, base, c.action_binning)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
         if c.perception_steps and not model.camera_aux_heads:
