@@ -20,7 +20,8 @@ A release config (``policies/release.toml``) names everything; the stages run in
    evaluations under ``"exports"``).
 
 Then ``release.json`` (the record: data, training, the wall time of every stage measured
-with :func:`time.perf_counter`, load averages, the machine) and ``MODEL_CARD.md``, which
+with :func:`time.perf_counter`, load averages, the machine; :mod:`mmrobot.train.release_state`
+writes it and the state file) and ``MODEL_CARD.md``, which
 :func:`render_model_card` builds from ``eval.json``, ``metrics.jsonl`` and ``release.json``
 alone, so every number in the card is one those files hold. :func:`check_model_card`
 renders it again and checks ``eval.json``'s tables against its own episode list.
@@ -34,20 +35,17 @@ folder unless told otherwise.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
 import json
 import shutil
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmrobot.core.errors import ConfigError, MmrobotError
-from mmrobot.core.machine import load_average, machine
+from mmrobot.core.machine import load_average
 from mmrobot.train.model_card import ModelCardMismatch, check_model_card, render_model_card
 from mmrobot.train.release_config import (
     CARD_FILE,
@@ -56,12 +54,18 @@ from mmrobot.train.release_config import (
     EVAL_FILE,
     METRICS_FILE,
     RECORD_FILE,
-    RELEASE_FORMAT_VERSION,
     STATE_FILE,
     TOY_OVERRIDES,
     ReleaseConfig,
     load_release_config,
     toy_policy_config,
+)
+from mmrobot.train.release_state import (
+    load_state,
+    new_state,
+    release_record,
+    utc_now,
+    write_json,
 )
 
 # The config, the model card and the run: one import path for callers (mmrobot release).
@@ -80,44 +84,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- the run
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, doc: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _source() -> dict[str, Any]:
-    """The git commit of the working directory and whether it had uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(dirty)}
 
 
 @dataclass(frozen=True)
@@ -169,43 +135,18 @@ class _ReleaseRun:
             )
         self.image_size = int(cams[0].shape[0]) if cams else 96
         config_doc = {"release": config.to_dict(), "toy": toy, "image_size": self.image_size}
-        digest = hashlib.sha256(json.dumps(config_doc, sort_keys=True).encode()).hexdigest()
-        self.state = self._load_state(config_doc, digest) if resume else None
+        self.state = load_state(self.state_path, config_doc) if resume else None
+        if resume and self.state is None:
+            self.console.print(f"no release state in {self.work}; starting from the beginning")
         if self.state is None:
-            self.state = {
-                "format_version": RELEASE_FORMAT_VERSION,
-                "config_digest": digest,
-                "config": config_doc,
-                "command": command,
-                "started": _now(),
-                "stages": {},
-            }
+            self.state = new_state(config_doc, command)
         self.state["command"] = command
         self.state["invocations"] = self.state.get("invocations", 0) + 1
         self.state["train_config"] = json.loads(json.dumps(dataclasses.asdict(self.train_config)))
 
-    def _load_state(self, config_doc: dict[str, Any], digest: str) -> dict[str, Any] | None:
-        if not self.state_path.is_file():
-            self.console.print(f"no release state in {self.work}; starting from the beginning")
-            return None
-        state = json.loads(self.state_path.read_text(encoding="utf-8"))
-        if state.get("config_digest") != digest:
-            old, new = _flat(state.get("config", {})), _flat(config_doc)
-            diff = [
-                f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-                for k in sorted(set(old) | set(new))
-                if old.get(k) != new.get(k)
-            ]
-            raise ConfigError(
-                f"--resume: {self.work} holds a release run of another config ("
-                + "; ".join(diff[:6])
-                + "); run without --resume to start over, or with that config"
-            )
-        return state
-
     def _save_state(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        _write_json(self.state_path, self.state)
+        write_json(self.state_path, self.state)
 
     # ------------------------------------------------------------------ stages
     def stages(self) -> list[_Stage]:
@@ -282,7 +223,7 @@ class _ReleaseRun:
                 continue
             rerun = True
             self.state["stages"].pop(stage.name, None)
-            load0, started, t0 = load_average(), _now(), time.perf_counter()
+            load0, started, t0 = load_average(), utc_now(), time.perf_counter()
             record = stage.run()
             seconds = time.perf_counter() - t0
             self.state.update(record)
@@ -475,37 +416,15 @@ class _ReleaseRun:
             f"onnx_{p}": json.loads((self.work / f"eval_onnx_{p}.json").read_text(encoding="utf-8"))
             for p in self.config.evaluate.onnx
         }
-        _write_json(self.out / EVAL_FILE, doc)
+        write_json(self.out / EVAL_FILE, doc)
         return {}
 
     def _finish(self, order: list[str]) -> Path:
         from rich.table import Table
 
-        st = self.state
-        stages = [{"name": n, **st["stages"][n]} for n in order]
-        record = {
-            "format_version": RELEASE_FORMAT_VERSION,
-            "version": self.config.release.version,
-            "toy": self.toy,
-            "command": st["command"],
-            "config": st["config"],
-            "train_config": st["train_config"],
-            "mmrobot_version": _mmrobot_version(),
-            "source": _source(),
-            "started": st["started"],
-            "finished": _now(),
-            "machine": machine(),
-            "data": st["data"],
-            "heldout": st["heldout"],
-            "training": st["training"],
-            "policy": st["policy"],
-            "evaluations": st["evaluations"],
-            "reliance": st["reliance"],
-            "stages": stages,
-            "total_s": sum(s["seconds"] for s in stages),
-            "budget_min": self.config.release.budget_min,
-        }
-        _write_json(self.out / RECORD_FILE, record)
+        record = release_record(self.config, self.state, order, self.toy)
+        stages = record["stages"]
+        write_json(self.out / RECORD_FILE, record)
         (self.out / CARD_FILE).write_text(render_model_card(self.out), encoding="utf-8")
         check_model_card(self.out)
         self.console.rule(f"release {record['version']}{' (toy)' if self.toy else ''} done")
@@ -518,12 +437,6 @@ class _ReleaseRun:
         self.console.print(t)
         self.console.print(f"wrote {self.out / CARD_FILE} and the files it quotes")
         return self.out
-
-
-def _mmrobot_version() -> str:
-    import mmrobot
-
-    return mmrobot.__version__
 
 
 def run_release(

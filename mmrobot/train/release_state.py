@@ -1,0 +1,133 @@
+"""What a release run keeps on disk: the state file a ``--resume`` continues from (which
+stages are done, what each recorded, the config it ran with) and the record it ends with,
+``release.json`` (see :mod:`mmrobot.train.release`)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.machine import machine
+from mmrobot.train.release_config import RELEASE_FORMAT_VERSION, ReleaseConfig
+
+__all__ = ["load_state", "new_state", "release_record", "state_digest", "utc_now", "write_json"]
+
+
+def utc_now() -> str:
+    """The time now, UTC, ISO 8601 to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, doc: object) -> None:
+    """Write ``doc`` to ``path`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def state_digest(config_doc: Mapping[str, Any]) -> str:
+    """The digest a resumed run compares: the same config, the same digest."""
+    return hashlib.sha256(json.dumps(config_doc, sort_keys=True).encode()).hexdigest()
+
+
+def new_state(config_doc: dict[str, Any], command: str) -> dict[str, Any]:
+    """The state of a run that starts from the beginning."""
+    return {
+        "format_version": RELEASE_FORMAT_VERSION,
+        "config_digest": state_digest(config_doc),
+        "config": config_doc,
+        "command": command,
+        "started": utc_now(),
+        "stages": {},
+    }
+
+
+def load_state(path: Path, config_doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The state in ``path`` (None: there is none); a run of another config is refused,
+    naming the keys that differ."""
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state.get("config_digest") != state_digest(config_doc):
+        old, new = _flat(state.get("config", {})), _flat(config_doc)
+        diff = [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
+        raise ConfigError(
+            f"--resume: {path.parent} holds a release run of another config ("
+            + "; ".join(diff[:6])
+            + "); run without --resume to start over, or with that config"
+        )
+    return state
+
+
+def release_record(
+    config: ReleaseConfig, state: Mapping[str, Any], order: list[str], toy: bool
+) -> dict[str, Any]:
+    """``release.json``: the data, the training, every stage's wall time in ``order``,
+    load averages, the machine and the source commit."""
+    stages = [{"name": n, **state["stages"][n]} for n in order]
+    return {
+        "format_version": RELEASE_FORMAT_VERSION,
+        "version": config.release.version,
+        "toy": toy,
+        "command": state["command"],
+        "config": state["config"],
+        "train_config": state["train_config"],
+        "mmrobot_version": _mmrobot_version(),
+        "source": _source(),
+        "started": state["started"],
+        "finished": utc_now(),
+        "machine": machine(),
+        "data": state["data"],
+        "heldout": state["heldout"],
+        "training": state["training"],
+        "policy": state["policy"],
+        "evaluations": state["evaluations"],
+        "reliance": state["reliance"],
+        "stages": stages,
+        "total_s": sum(s["seconds"] for s in stages),
+        "budget_min": config.release.budget_min,
+    }
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _source() -> dict[str, Any]:
+    """The git commit of the working directory and whether it had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _mmrobot_version() -> str:
+    import mmrobot
+
+    return mmrobot.__version__
