@@ -10,10 +10,11 @@ from pydantic import Field
 
 from mmrobot.core.deps import require
 from mmrobot.core.errors import DeviceNotConnectedError
-from mmrobot.drivers.base import DriverConfig, is_port_failure
+from mmrobot.drivers.config_models import DriverConfig
+from mmrobot.drivers.health import is_port_failure
 
-# is_port_failure is defined in base (the Driver's reconnect logic needs it) and re-exported
-# here; base never imports this module, so the import arrows point one way.
+# is_port_failure lives in drivers/health.py (the Driver's reconnect logic needs it too) and
+# is re-exported here for the serial drivers.
 __all__ = ["SerialDriverConfig", "is_port_failure", "open_serial", "set_dtr"]
 
 

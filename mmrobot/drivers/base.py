@@ -1,5 +1,6 @@
-"""The ``Driver`` and ``Actuator`` interfaces, their health and stats, and the kind registry
-(their pydantic configuration models are in :mod:`mmrobot.drivers.config_models`).
+"""The ``Driver`` and ``Actuator`` interfaces. Their pydantic configuration models are in
+:mod:`mmrobot.drivers.config_models`, health and counters in :mod:`mmrobot.drivers.health`,
+the kind registry in :mod:`mmrobot.drivers.registry`; all are importable from here too.
 
 A :class:`Driver` reads one device. :meth:`Driver.open` connects (and fails with a clear
 error when the device is absent), then a background reader thread decodes the device's bytes
@@ -19,24 +20,31 @@ and each class names its validated pydantic config model in ``Config``.
 from __future__ import annotations
 
 import contextlib
-import enum
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from mmrobot.core.clock import Clock, MonotonicClock
-from mmrobot.core.errors import ConfigError, DeviceNotConnectedError, LifecycleError
+from mmrobot.core.errors import ConfigError, LifecycleError
 from mmrobot.core.types import StreamSpec
 from mmrobot.drivers.config_models import (
     ActuatorConfig,
     DriverConfig,
     Extrinsics,
     StreamConfig,
+)
+from mmrobot.drivers.health import DriverCounters, DriverStats, Health, is_port_failure
+from mmrobot.drivers.registry import (
+    actuator_kinds,
+    driver_kinds,
+    get_actuator_class,
+    get_driver_class,
+    register_actuator,
+    register_driver,
 )
 
 if TYPE_CHECKING:
@@ -58,153 +66,6 @@ __all__ = [
     "register_actuator",
     "register_driver",
 ]
-
-
-# --------------------------------------------------------------------------- stats, health
-
-
-class Health(str, enum.Enum):
-    """Where a driver stands. ``ok``: samples flow; ``stale``: connected but nothing decoded
-    recently; ``disconnected``: device gone, reconnecting; ``closed``: not open."""
-
-    CLOSED = "closed"
-    CONNECTING = "connecting"
-    OK = "ok"
-    STALE = "stale"
-    DISCONNECTED = "disconnected"
-
-
-@dataclass(frozen=True, slots=True)
-class DriverStats:
-    """A snapshot of a driver's counters.
-
-    Attributes:
-        samples: values pushed and accepted by the buffers.
-        rejected: values the buffers refused (out of order, duplicate time, non-finite).
-        bytes: bytes read from the device.
-        frames: frames decoded with a valid checksum.
-        checksum_errors: frames whose checksum did not match (dropped, never emitted).
-        resyncs: times the decoder skipped bytes to find the next frame start.
-        timeouts: requests the device did not answer in time.
-        reconnects: successful reconnections after the device went away.
-        errors: unexpected exceptions caught in the reader thread.
-        last_sample_age_ns: now minus the stamp of the last accepted sample, None before one.
-        last_error: the most recent error message, None when none.
-    """
-
-    samples: int
-    rejected: int
-    bytes: int
-    frames: int
-    checksum_errors: int
-    resyncs: int
-    timeouts: int
-    reconnects: int
-    errors: int
-    last_sample_age_ns: int | None
-    last_error: str | None
-
-
-class _Counters:
-    """Mutable counters written by the reader thread (int increments are atomic under the GIL)."""
-
-    __slots__ = (
-        "samples",
-        "rejected",
-        "bytes",
-        "frames",
-        "checksum_errors",
-        "resyncs",
-        "timeouts",
-        "reconnects",
-        "errors",
-        "last_sample_ns",
-        "last_error",
-    )
-
-    def __init__(self) -> None:
-        self.samples = self.rejected = self.bytes = self.frames = 0
-        self.checksum_errors = self.resyncs = self.timeouts = self.reconnects = self.errors = 0
-        self.last_sample_ns: int | None = None
-        self.last_error: str | None = None
-
-
-def is_port_failure(e: BaseException) -> bool:
-    """Whether ``e`` means the port itself failed (unplugged): OSError, pyserial's
-    SerialException, or termios.error (tcflush/tcsetattr on a vanished tty)."""
-    if isinstance(e, (OSError, DeviceNotConnectedError)):
-        return True
-    return (
-        type(e).__name__ in ("SerialException", "PortNotOpenError")
-        or type(e).__module__ == "termios"
-    )
-
-
-# --------------------------------------------------------------------------- registry
-
-_DRIVERS: dict[str, type[Driver]] = {}
-_ACTUATORS: dict[str, type[Actuator]] = {}
-# Kinds whose module is imported on first use (it pulls in a heavier dependency); a fixed map
-# in code, never an import path from a config file.
-_LAZY_DRIVER_MODULES = {"replay": "mmrobot.drivers.replay"}
-_T = TypeVar("_T")
-
-
-def _registrar(registry: dict[str, Any], what: str, kind: str) -> Callable[[type[_T]], type[_T]]:
-    def deco(cls: type[_T]) -> type[_T]:
-        if kind in registry and registry[kind] is not cls:
-            raise ConfigError(
-                f"{what} kind {kind!r} is already registered to {registry[kind].__name__}"
-            )
-        registry[kind] = cls
-        cls.kind = kind  # type: ignore[attr-defined]
-        return cls
-
-    return deco
-
-
-def register_driver(kind: str) -> Callable[[type[_T]], type[_T]]:
-    """Class decorator: map ``kind`` (the rig file's ``kind = "..."``) to a Driver class."""
-    return _registrar(_DRIVERS, "driver", kind)
-
-
-def register_actuator(kind: str) -> Callable[[type[_T]], type[_T]]:
-    """Class decorator: map ``kind`` to an Actuator class."""
-    return _registrar(_ACTUATORS, "actuator", kind)
-
-
-def driver_kinds() -> tuple[str, ...]:
-    """Registered driver kinds (and those registered on first use), sorted."""
-    return tuple(sorted(set(_DRIVERS) | set(_LAZY_DRIVER_MODULES)))
-
-
-def actuator_kinds() -> tuple[str, ...]:
-    """Registered actuator kinds, sorted."""
-    return tuple(sorted(_ACTUATORS))
-
-
-def get_driver_class(kind: str) -> type[Driver]:
-    """The Driver class for ``kind``; ConfigError listing the known kinds otherwise."""
-    if kind not in _DRIVERS and kind in _LAZY_DRIVER_MODULES:
-        import importlib
-
-        importlib.import_module(_LAZY_DRIVER_MODULES[kind])
-    try:
-        return _DRIVERS[kind]
-    except KeyError:
-        raise ConfigError(
-            f"unknown driver kind {kind!r}; known kinds: {list(driver_kinds())}"
-        ) from None
-
-
-def get_actuator_class(kind: str) -> type[Actuator]:
-    """The Actuator class for ``kind``; ConfigError listing the known kinds otherwise."""
-    try:
-        return _ACTUATORS[kind]
-    except KeyError:
-        raise ConfigError(
-            f"unknown actuator kind {kind!r}; known kinds: {list(actuator_kinds())}"
-        ) from None
 
 
 # --------------------------------------------------------------------------- Driver
@@ -249,7 +110,7 @@ class Driver(ABC):
         self._buffers: dict[str, StreamBuffer] = {
             s.name: StreamBuffer(s, capacity=capacity) for s in self._specs
         }
-        self._c = _Counters()
+        self._c = DriverCounters()
         self._health = Health.CLOSED
         self._opened = False
         self._stop = threading.Event()

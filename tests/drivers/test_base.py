@@ -10,7 +10,7 @@ import pytest
 
 from mmrobot.core.errors import ConfigError, DeviceNotConnectedError, LifecycleError
 from mmrobot.drivers import Driver, DriverConfig, Health, get_driver_class, register_driver
-from mmrobot.drivers.base import _DRIVERS
+from mmrobot.drivers.registry import _DRIVERS
 
 
 class _Device:
