@@ -18,7 +18,7 @@ breaks it is counted in ``step_errors``), and it locks on only after several con
 consistent nodes; a dropped byte inside a node can still, rarely, yield one wrong node
 before the lock is lost (see tests/benchmarks). Corrupted distance bytes pass every one of
 these checks: the driver rejects such points by their jump against both neighbours
-(:func:`mmrobot.drivers.lidar.spike_mask`).
+(:func:`mmrobot.drivers.lidar_scan.spike_mask`).
 """
 
 from __future__ import annotations
