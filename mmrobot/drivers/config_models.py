@@ -11,16 +11,16 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ActuatorConfig", "DriverConfig", "Extrinsics", "StreamConfig"]
+__all__ = ["ActuatorConfig", "DriverConfig", "Extrinsics", "RigModel", "StreamConfig"]
 
 
-class _Model(BaseModel):
+class RigModel(BaseModel):
     """Base of every rig-file model: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StreamConfig(_Model):
+class StreamConfig(RigModel):
     """Overrides of one stream's spec in a rig file (``stream = { name = "ft", ... }``).
 
     Every field but ``name`` defaults to the driver kind's default for that stream.
@@ -36,7 +36,7 @@ class StreamConfig(_Model):
     optional: bool | None = None
 
 
-class Extrinsics(_Model):
+class Extrinsics(RigModel):
     """Pose of the sensor frame in the robot base frame: ``p_base = R @ p_sensor + t``.
 
     ``rotation_rpy_rad`` is roll, pitch, yaw about the fixed x, y, z axes (R = Rz @ Ry @ Rx).
@@ -75,7 +75,7 @@ class Extrinsics(_Model):
         )
 
 
-class DriverConfig(_Model):
+class DriverConfig(RigModel):
     """Fields every driver entry has; each driver kind extends it with its own."""
 
     kind: str
@@ -87,7 +87,7 @@ class DriverConfig(_Model):
     reconnect_max_s: float = Field(default=2.0, gt=0)
 
 
-class ActuatorConfig(_Model):
+class ActuatorConfig(RigModel):
     """Fields every actuator entry has; each actuator kind extends it with its own."""
 
     kind: str

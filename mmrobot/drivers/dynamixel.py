@@ -37,7 +37,7 @@ from mmrobot.drivers.base import (
     register_actuator,
     register_driver,
 )
-from mmrobot.drivers.config_models import _Model
+from mmrobot.drivers.config_models import RigModel
 from mmrobot.drivers.dynamixel_bus import DynamixelBus, acquire_bus, release_bus
 from mmrobot.drivers.protocols.dynamixel import (
     REALTIME_TICK_WRAP,
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 
-class ServoConfig(_Model):
+class ServoConfig(RigModel):
     """One servo of the arm, in joint order.
 
     ``unit = "rad"`` gives a joint angle; ``unit = "m"`` a linear value (gripper opening)

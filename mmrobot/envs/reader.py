@@ -29,15 +29,15 @@ from dataclasses import dataclass, field, replace
 
 from mmrobot.core.errors import ConfigError
 from mmrobot.envs.reader_words import (
-    _NP_WORDS,
     COLOR_WORDS,
+    NOUN_PHRASE_KINDS,
     SIZE_WORDS,
     VERB_WORDS,
-    _next_kind,
-    _noun_phrase,
-    _Ref,
-    _Tok,
-    _tokenize,
+    Referent,
+    Token,
+    next_kind,
+    noun_phrase,
+    tokenize,
 )
 from mmrobot.envs.tasks import TASKS, TaskSpec
 
@@ -90,12 +90,12 @@ class AmbiguousInstruction(ConfigError):
 
 @dataclass
 class _Parse:
-    refs: list[_Ref] = field(default_factory=list)
+    refs: list[Referent] = field(default_factory=list)
     verbs: list[str] = field(default_factory=list)  # classes of the verbs not negated
     verb_words: list[str] = field(default_factory=list)
 
 
-def _parse(toks: list[_Tok]) -> _Parse:
+def _parse(toks: list[Token]) -> _Parse:
     out = _Parse()
     prep: tuple[str, int] | None = None  # (kind, token index) waiting for its referent
     negated = False
@@ -110,7 +110,7 @@ def _parse(toks: list[_Tok]) -> _Parse:
 
     while i < len(toks):
         t = toks[i]
-        if t.kind == "break" or (t.kind == "and" and _next_kind(toks, i + 1) == "verb"):
+        if t.kind == "break" or (t.kind == "and" and next_kind(toks, i + 1) == "verb"):
             close_verb()
             prep, negated = None, False
             i += 1
@@ -132,26 +132,26 @@ def _parse(toks: list[_Tok]) -> _Parse:
             prep = (t.value, i)
             i += 1
             continue
-        ref: _Ref | None = None
-        antecedent: _Ref | None = None
+        ref: Referent | None = None
+        antecedent: Referent | None = None
         nxt = toks[i + 1].kind if i + 1 < len(toks) else None
-        if t.kind in _NP_WORDS or (t.kind == "side" and nxt in _NP_WORDS):
-            ref, i = _noun_phrase(toks, i)
+        if t.kind in NOUN_PHRASE_KINDS or (t.kind == "side" and nxt in NOUN_PHRASE_KINDS):
+            ref, i = noun_phrase(toks, i)
         else:
             if t.kind == "pronoun":
                 theirs = [r for r in out.refs if r.kind == "block"]
                 before = [r for r in theirs if r.prep is None] or theirs
                 antecedent = before[-1] if before else None
-                ref = replace(antecedent or _Ref("block", ""), text="it", pronoun=True)
+                ref = replace(antecedent or Referent("block", ""), text="it", pronoun=True)
             elif t.kind == "side" and nxt == "zone":
-                ref = _Ref("zone", f"{t.text} {toks[i + 1].text}", side=t.value, explicit=True)
+                ref = Referent("zone", f"{t.text} {toks[i + 1].text}", side=t.value, explicit=True)
                 i += 1
             elif t.kind == "side":
-                ref = _Ref("zone", t.text, side=t.value)
+                ref = Referent("zone", t.text, side=t.value)
             elif t.kind == "zone":
-                ref = _Ref("zone", t.text, explicit=True)
+                ref = Referent("zone", t.text, explicit=True)
             elif t.kind in ("bin", "table", "gripper"):
-                ref = _Ref(t.kind, t.text)
+                ref = Referent(t.kind, t.text)
             i += 1
             if ref is None:
                 continue  # a word that carries nothing
@@ -184,9 +184,9 @@ def _compatible(a: _Block, b: _Block) -> bool:
     return all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
 
 
-def _merge(blocks: list[_Ref]) -> list[_Ref]:
+def _merge(blocks: list[Referent]) -> list[Referent]:
     """Mentions of one block (compatible colour and size) merged, in order of mention."""
-    out: list[_Ref] = []
+    out: list[Referent] = []
     for b in blocks:
         same = next((m for m in out if _compatible(m.block, b.block)), None)
         if same is None:
@@ -200,7 +200,7 @@ def _words(block: _Block) -> str:
     return " ".join(x for x in (block[1], block[0], "block") if x)
 
 
-def _note(r: _Ref) -> str:
+def _note(r: Referent) -> str:
     if r.kind == "table":
         return f"{r.phrase()!r} names nothing"
     if r.kind == "block" and r.prep == "to":
@@ -254,7 +254,7 @@ class _Rules:
     def _error(self, what: str) -> ConfigError:
         return ConfigError(f"instruction {self.text!r} {what}")
 
-    def _params(self, b: _Ref, role: str, notes: list[str]) -> dict[str, str]:
+    def _params(self, b: Referent, role: str, notes: list[str]) -> dict[str, str]:
         """Colour and size of a block, with the excluded blocks taken out."""
         if b.color is None:
             raise self._error(
@@ -303,7 +303,7 @@ class _Rules:
         return readings
 
     # -- a block is acted on: where it goes picks the task, else the verb does
-    def _role(self, r: _Ref) -> str:
+    def _role(self, r: Referent) -> str:
         """Whether a referent is where the block goes ("goal"), only where something is
         ("located"), or either ("maybe"), by its preposition and the verbs."""
         verbs = self.verbs
@@ -325,8 +325,8 @@ class _Rules:
             return "goal"
         return "maybe" if "push" in verbs else "located"
 
-    def _with_theme(self, theme: _Ref) -> list[Reading]:
-        roles: dict[str, list[_Ref]] = {"goal": [], "maybe": [], "located": []}
+    def _with_theme(self, theme: Referent) -> list[Reading]:
+        roles: dict[str, list[Referent]] = {"goal": [], "maybe": [], "located": []}
         for r in self.refs:
             if r.kind == "gripper" or (r.kind == "block" and (r.prep is None or r.acted_on)):
                 continue  # the gripper, and the block acted on
@@ -350,14 +350,14 @@ class _Rules:
         return self._by_verb(theme, notes)
 
     @staticmethod
-    def _distinct(goals: list[_Ref]) -> list[_Ref]:
+    def _distinct(goals: list[Referent]) -> list[Referent]:
         zones = {g.side: g for g in goals if g.kind == "zone"}
         if len(zones) > 1:
             zones.pop(None, None)  # "into the zone on the left": one zone
         bins = [g for g in goals if g.kind == "bin"][:1]
         return [*bins, *_merge([g for g in goals if g.kind == "block"]), *zones.values()]
 
-    def _to(self, theme: _Ref, goal: _Ref, notes: list[str]) -> Reading:
+    def _to(self, theme: Referent, goal: Referent, notes: list[str]) -> Reading:
         if "stack" in self.verbs and goal.kind != "block":
             raise self._error(f"stacks {goal.phrase()!r}; stacking needs a block to stack onto")
         if goal.kind == "bin":
@@ -379,7 +379,7 @@ class _Rules:
             base["size"] = base.get("size") or _OTHER_SIZE[top["size"]]
         return self._reading("stack", {**top, **{f"base_{k}": v for k, v in base.items()}}, notes)
 
-    def _by_verb(self, theme: _Ref, notes: list[str]) -> list[Reading]:
+    def _by_verb(self, theme: Referent, notes: list[str]) -> list[Reading]:
         tasks = set(self.verbs)
         if tasks - {"reach"}:
             tasks.discard("reach")  # reaching is part of every other task
@@ -424,7 +424,7 @@ def read_instruction(instruction: str) -> Reading:
             f"instruction {instruction!r} is empty; say what to do, e.g. 'lift the red block'"
         )
     try:
-        parse = _parse(_tokenize(instruction))
+        parse = _parse(tokenize(instruction))
     except ConfigError as e:  # "the red blue block"
         raise ConfigError(f"instruction {instruction!r}: {e}") from None
     rules = _Rules(instruction, parse)

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 
 from mmrobot.core.errors import ConfigError
 
-__all__ = ["COLOR_WORDS", "SIZE_WORDS", "VERB_WORDS"]
+__all__ = [
+    "COLOR_WORDS",
+    "NOUN_PHRASE_KINDS",
+    "SIZE_WORDS",
+    "VERB_WORDS",
+    "Referent",
+    "Token",
+    "next_kind",
+    "noun_phrase",
+    "tokenize",
+]
 
 
 # ------------------------------------------------------------------------------ vocabulary
@@ -130,29 +140,32 @@ _TOKEN_RE = re.compile(r"[a-z]+(?:['-][a-z]+)*|[,;.!?:]")
 
 
 @dataclass(frozen=True)
-class _Tok:
+class Token:
+    """One word or known phrase of an instruction, with its kind and canonical value."""
+
     kind: str  # a key of _KIND_WORDS, or verb, prep, color, size, side, word
     value: str
     text: str
 
 
-def _tokenize(text: str) -> list[_Tok]:
+def tokenize(text: str) -> list[Token]:
+    """The tokens of ``text``, lower-cased, longest known phrase first."""
     words: list[str] = []
     for w in _TOKEN_RE.findall(text.lower().replace("\u2019", "'")):
         # an unknown hyphenated word is read by its parts: "navy-blue", "sky-blue"
         words += w.split("-") if "-" in w and w not in _WORDS else [w]
-    toks: list[_Tok] = []
+    toks: list[Token] = []
     i = 0
     while i < len(words):
         for n in range(min(_MAX_PHRASE, len(words) - i), 1, -1):
             phrase = " ".join(words[i : i + n])
             if phrase in _PHRASES:
-                toks.append(_Tok(*_PHRASES[phrase], phrase))
+                toks.append(Token(*_PHRASES[phrase], phrase))
                 i += n
                 break
         else:
             kind, value = _WORDS.get(words[i], ("word", words[i]))
-            toks.append(_Tok(kind, value, words[i]))
+            toks.append(Token(kind, value, words[i]))
             i += 1
     return toks
 
@@ -161,7 +174,7 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 @dataclass
-class _Ref:
+class Referent:
     """Something an instruction names: a block, the bin, a zone, the table or the gripper."""
 
     kind: str  # block, bin, zone, table, gripper
@@ -184,16 +197,17 @@ class _Ref:
         return self.words or self.text
 
 
-_NP_WORDS = ("color", "size", "noun", "other")
+#: Token kinds that begin (or continue) a noun phrase naming a block.
+NOUN_PHRASE_KINDS = ("color", "size", "noun", "other")
 
 
-def _noun_phrase(toks: list[_Tok], i: int) -> tuple[_Ref, int]:
+def noun_phrase(toks: list[Token], i: int) -> tuple[Referent, int]:
     """The block named by the run of colour/size/block words at ``toks[i]``; the next index."""
     side = None
     if toks[i].kind == "side":
         side, i = toks[i].value, i + 1
     start, j, end = i, i, i
-    while j < len(toks) and toks[j].kind in (*_NP_WORDS, "word"):
+    while j < len(toks) and toks[j].kind in (*NOUN_PHRASE_KINDS, "word"):
         if toks[j].kind != "word":
             end = j + 1  # unknown words count only inside ("the big shiny red block")
         j += 1
@@ -204,7 +218,7 @@ def _noun_phrase(toks: list[_Tok], i: int) -> tuple[_Ref, int]:
     for what, found in (("colours", colors), ("sizes", sizes)):
         if len(found) > 1:
             raise ConfigError(f"{text!r} names two {what} ({', '.join(sorted(found))}) at once")
-    ref = _Ref(
+    ref = Referent(
         "block",
         text,
         color=next(iter(colors), None),
@@ -214,7 +228,8 @@ def _noun_phrase(toks: list[_Tok], i: int) -> tuple[_Ref, int]:
     return ref, end
 
 
-def _next_kind(toks: list[_Tok], i: int) -> str | None:
+def next_kind(toks: list[Token], i: int) -> str | None:
+    """The kind of the first token from ``toks[i]`` that is not filler; None at the end."""
     for t in toks[i:]:
         if t.kind not in ("skip", "word"):
             return t.kind

@@ -44,14 +44,14 @@ from typing import Any
 
 from mmrobot.drivers.emulators.rplidar import RplidarEmulator
 from mmrobot.launch.hil_servers import (
+    CameraFrames,
+    HttpServer,
     SimDynamixelEmulator,
     SimFT300Emulator,
     SimLidarRoom,
     SimWorld,
-    _Frames,
-    _make_handler,
-    _Server,
     hil_servos,
+    make_http_handler,
 )
 
 __all__ = [
@@ -102,11 +102,11 @@ class HilRig:
         self.cameras = cameras
         self.http_port = http_port
         self.stopping = threading.Event()
-        self.frames = _Frames(self.world)
+        self.frames = CameraFrames(self.world)
         self.arm = SimDynamixelEmulator(self.world, self.servos, link=self.dir / "dynamixel")
         self.ft = SimFT300Emulator(self.world, link=self.dir / "ft300")
         self.lidar = RplidarEmulator(SimLidarRoom(self.world), link=self.dir / "rplidar")
-        self._server: _Server | None = None
+        self._server: HttpServer | None = None
         self.rig_path = self.dir / "rig.toml"
 
     @property
@@ -116,7 +116,7 @@ class HilRig:
     def start(self) -> HilRig:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.world.start()
-        self._server = _Server(("127.0.0.1", self.http_port), _make_handler(self))
+        self._server = HttpServer(("127.0.0.1", self.http_port), make_http_handler(self))
         self.http_port = int(self._server.server_address[1])
         threading.Thread(target=self._server.serve_forever, name="hil-http", daemon=True).start()
         if self.cameras:

@@ -26,11 +26,14 @@ if TYPE_CHECKING:
     from mmrobot.launch.hil import HilRig
 
 __all__ = [
+    "CameraFrames",
+    "HttpServer",
     "SimDynamixelEmulator",
     "SimFT300Emulator",
     "SimLidarRoom",
     "SimWorld",
     "hil_servos",
+    "make_http_handler",
 ]
 
 _CAMERAS = ("scene_cam", "wrist_cam")
@@ -331,7 +334,7 @@ class SimLidarRoom:
 # --------------------------------------------------------------------------- cameras
 
 
-class _Frames:
+class CameraFrames:
     """Latest JPEG of each camera, rendered by one thread (GL contexts are per thread)."""
 
     def __init__(self, world: SimWorld, rate_hz: float = 30.0, quality: int = 90) -> None:
@@ -390,7 +393,9 @@ class _Frames:
             renderer.close()
 
 
-def _make_handler(rig: HilRig) -> type[http.server.BaseHTTPRequestHandler]:
+def make_http_handler(rig: HilRig) -> type[http.server.BaseHTTPRequestHandler]:
+    """The HTTP handler of ``rig``: camera MJPEG streams and the ``/state`` JSON."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
@@ -436,6 +441,8 @@ def _make_handler(rig: HilRig) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+class HttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """A threaded HTTP server whose threads do not keep the process alive."""
+
     daemon_threads = True
     allow_reuse_address = True

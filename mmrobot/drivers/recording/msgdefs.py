@@ -56,7 +56,7 @@ _DEPS: dict[str, tuple[str, ...]] = {
     "std_msgs/MultiArrayLayout": ("std_msgs/MultiArrayDimension",),
 }
 # numpy dtype -> (std_msgs multi-array type, ROS element type)
-_MULTIARRAY: dict[str, tuple[str, str]] = {
+MULTIARRAY_TYPES: dict[str, tuple[str, str]] = {
     "float32": ("Float32MultiArray", "float32"),
     "float64": ("Float64MultiArray", "float64"),
     "int8": ("Int8MultiArray", "int8"),
@@ -69,18 +69,18 @@ _MULTIARRAY: dict[str, tuple[str, str]] = {
     "int64": ("Int64MultiArray", "int64"),
     "uint64": ("UInt64MultiArray", "uint64"),
 }
-for _name, _elem in set(_MULTIARRAY.values()):
+for _name, _elem in set(MULTIARRAY_TYPES.values()):
     _DEFS[f"std_msgs/{_name}"] = f"std_msgs/MultiArrayLayout layout\n{_elem}[] data"
     _DEPS[f"std_msgs/{_name}"] = ("std_msgs/MultiArrayLayout",)
 
 
-def _short(type_name: str) -> str:
+def short_type_name(type_name: str) -> str:
     """``sensor_msgs/msg/Image`` -> ``sensor_msgs/Image``."""
     parts = type_name.split("/")
     return f"{parts[0]}/{parts[-1]}" if len(parts) >= 2 else type_name
 
 
-def _full(short: str) -> str:
+def full_type_name(short: str) -> str:
     """``sensor_msgs/Image`` -> ``sensor_msgs/msg/Image`` (the name rosbag2 gives schemas)."""
     pkg, name = short.split("/")
     return f"{pkg}/msg/{name}"
@@ -88,7 +88,7 @@ def _full(short: str) -> str:
 
 def msgdef_text(type_name: str) -> str:
     """The ROS 2 concatenated message definition of ``type_name`` with its dependencies."""
-    short = _short(type_name)
+    short = short_type_name(type_name)
     order: list[str] = []
 
     def visit(t: str) -> None:

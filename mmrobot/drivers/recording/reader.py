@@ -103,7 +103,8 @@ class RecordingInfo:
         )
 
 
-def _check_mcap_path(path: str | os.PathLike[str]) -> Path:
+def check_mcap_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, or an error that says what it is instead of an MCAP file."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"recording {p} does not exist; give the path of an .mcap file")
@@ -142,7 +143,8 @@ def _specs_from_metadata(
     return specs, infos
 
 
-def _info_from_scan(path: Path, scan: Scan, complete: bool, checked: bool = True) -> RecordingInfo:
+def info_from_scan(path: Path, scan: Scan, complete: bool, checked: bool = True) -> RecordingInfo:
+    """The :class:`RecordingInfo` of a scanned recording (streams, topics, counts, times)."""
     specs, infos = _specs_from_metadata(scan.metadata, path)
     topics = {
         ch.topic: (scan.schemas[ch.schema_id].name if ch.schema_id in scan.schemas else "")
@@ -183,7 +185,7 @@ def inspect_recording(path: str | os.PathLike[str], *, check_chunks: bool = Fals
         FileNotFoundError: no such file.
         ConfigError: not an MCAP file, or our metadata in it is malformed.
     """
-    p = _check_mcap_path(path)
+    p = check_mcap_path(path)
     if has_footer(p):
         info = _inspect_summary(p, check_chunks)
         if info is not None:
@@ -191,13 +193,13 @@ def inspect_recording(path: str | os.PathLike[str], *, check_chunks: bool = Fals
     scan = Scan()
     for _ in linear_records(p, scan):
         pass
-    return _info_from_scan(p, scan, complete=has_footer(p) and scan.error is None)
+    return info_from_scan(p, scan, complete=has_footer(p) and scan.error is None)
 
 
 def _inspect_summary(p: Path, check_chunks: bool) -> RecordingInfo | None:
     """RecordingInfo from a finished file's summary, or None when it has no usable summary."""
     scan = summary_scan(p, check_chunks)
-    return None if scan is None else _info_from_scan(p, scan, complete=True, checked=check_chunks)
+    return None if scan is None else info_from_scan(p, scan, complete=True, checked=check_chunks)
 
 
 def _with_corrupt(info: RecordingInfo, found: Sequence[CorruptChunk]) -> RecordingInfo:
@@ -357,7 +359,8 @@ def _raw_iter(
     yield from items
 
 
-def _log_corrupt(path: Path, chunk: CorruptChunk) -> None:
+def log_corrupt_chunk(path: Path, chunk: CorruptChunk) -> None:
+    """Log a warning naming ``path`` and what is wrong with ``chunk``."""
     log.warning("%s: %s", path, chunk.describe())
 
 
@@ -380,7 +383,7 @@ def decode_messages(
     from mcap_ros2.decoder import DecoderFactory
 
     def corrupt(chunk: CorruptChunk) -> None:
-        _log_corrupt(info.path, chunk)
+        log_corrupt_chunk(info.path, chunk)
         if on_corrupt is not None:
             on_corrupt(chunk)
 

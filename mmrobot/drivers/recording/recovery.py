@@ -11,9 +11,9 @@ from mmrobot.drivers.recording.chunk_check import Scan, has_footer, linear_recor
 from mmrobot.drivers.recording.format import COMPRESSIONS
 from mmrobot.drivers.recording.reader import (
     RecordingInfo,
-    _check_mcap_path,
-    _info_from_scan,
-    _log_corrupt,
+    check_mcap_path,
+    info_from_scan,
+    log_corrupt_chunk,
 )
 
 
@@ -32,7 +32,7 @@ def recover_recording(
     from mcap.writer import CompressionType
     from mcap.writer import Writer as McapWriter
 
-    src = _check_mcap_path(path)
+    src = check_mcap_path(path)
     dst = Path(out)
     if dst.resolve() == src.resolve():
         raise ConfigError(f"--recover output {dst} is the input file; give another path")
@@ -68,5 +68,5 @@ def recover_recording(
                 w.add_metadata(name, data)
         w.finish()
     for c in scan.corrupt:
-        _log_corrupt(src, c)
-    return _info_from_scan(src, scan, complete=has_footer(src) and scan.error is None)
+        log_corrupt_chunk(src, c)
+    return info_from_scan(src, scan, complete=has_footer(src) and scan.error is None)

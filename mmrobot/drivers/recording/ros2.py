@@ -17,7 +17,7 @@ import numpy as np
 
 from mmrobot.core.errors import ConfigError, ProtocolError
 from mmrobot.core.types import StreamSpec
-from mmrobot.drivers.recording.msgdefs import _MULTIARRAY, _full, _short
+from mmrobot.drivers.recording.msgdefs import MULTIARRAY_TYPES, full_type_name, short_type_name
 
 ImageFormat = Literal["raw", "png", "jpeg"]
 IMAGE_FORMATS: tuple[str, ...] = ("raw", "png", "jpeg")
@@ -123,7 +123,7 @@ def plan_topic(
         kind = ("sensor_msgs/JointState", "position")
     names: tuple[str, ...] = ()
     if kind is None:
-        kind = (f"std_msgs/{_MULTIARRAY[dtype][0]}", "multiarray")
+        kind = (f"std_msgs/{MULTIARRAY_TYPES[dtype][0]}", "multiarray")
     elif kind[1] == "position":
         names = (
             tuple(joint_names)
@@ -134,7 +134,7 @@ def plan_topic(
             raise ConfigError(
                 f"stream {spec.name!r}: {len(names)} joint names given for {shape[0]} joints"
             )
-    return TopicInfo(spec.name, topic, _full(kind[0]), kind[1], frame, names)
+    return TopicInfo(spec.name, topic, full_type_name(kind[0]), kind[1], frame, names)
 
 
 def _header(t_ns: int, frame_id: str) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def _header(t_ns: int, frame_id: str) -> dict[str, Any]:
 
 def encode_value(info: TopicInfo, spec: StreamSpec, t_ns: int, value: np.ndarray) -> dict[str, Any]:
     """Build the ROS 2 message (a dict for mcap_ros2's encoder) for one sample."""
-    short = _short(info.message_type)
+    short = short_type_name(info.message_type)
     enc = info.encoding
     if short == "sensor_msgs/Image":
         img = np.ascontiguousarray(value)
@@ -269,7 +269,7 @@ def decode_message(message_type: str, msg: Any, spec: StreamSpec, topic: str = "
     Raises:
         ProtocolError: the message cannot be fitted to the spec (says what it holds).
     """
-    short = _short(message_type)
+    short = short_type_name(message_type)
     shape, dtype = spec.shape, np.dtype(spec.dtype)
     where = f"topic {topic!r} ({short}) -> stream {spec.name!r}"
     if short == "sensor_msgs/Image":
@@ -404,7 +404,7 @@ _INFER_MODALITY = {
 
 def infer_spec(name: str, message_type: str, msg: Any, rate_hz: float) -> StreamSpec:
     """A StreamSpec for a foreign topic, from its first message (shape, dtype) and its rate."""
-    short = _short(message_type)
+    short = short_type_name(message_type)
     modality = _INFER_MODALITY.get(short, "other")
     policy = "causal"
     if short == "sensor_msgs/Image":
