@@ -2,8 +2,15 @@
 
 Each subpackage contributes its subcommands through a module with a
 ``register(subparsers)`` function, listed in ``_COMMAND_MODULES``; this file only wires them.
-Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 stopped by Ctrl-C (SIGINT or
-SIGTERM). ``KEY.PATH=VALUE`` overrides may stand anywhere after the subcommand.
+Exit codes: 0 success, 1 runtime failure, 2 bad input or a missing install extra, 130
+stopped by Ctrl-C (SIGINT or SIGTERM). ``KEY.PATH=VALUE`` overrides may stand anywhere after
+the subcommand.
+
+Before a command runs, the extras it needs (:data:`COMMAND_NEEDS`, :mod:`mmrobot.core.extras`)
+are checked; one that is missing stops it with the pip command that installs it (exit 2).
+``run`` and ``launch`` need what their launch file composes (a rig, a simulation, a torch
+checkpoint or an ONNX export): :func:`mmrobot.launch.validate.check_launch` checks that once
+the file is read.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import mmrobot
 from mmrobot.core.errors import (
@@ -20,6 +28,7 @@ from mmrobot.core.errors import (
     MmrobotError,
     OutputExistsError,
 )
+from mmrobot.core.extras import Need, extras_for_module, install_hint, require_extras
 
 # Modules that add subcommands. Import paths are stable; a module that is absent is skipped.
 _COMMAND_MODULES = (
@@ -33,6 +42,46 @@ _COMMAND_MODULES = (
 )
 
 EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _is_onnx_export(path: str | None) -> bool:
+    """Whether ``--policy PATH`` names an ONNX export (its folder, ``.onnx`` or ``.json``)."""
+    if not path:
+        return False
+    p = Path(path)
+    return p.suffix in (".onnx", ".json") or (p / "policy.json").is_file()
+
+
+def _eval_needs(args: argparse.Namespace) -> list[Need | str]:
+    if args.list_tasks:
+        return []
+    torch_free = args.policy == "expert" or _is_onnx_export(args.policy)
+    return ["sim"] if torch_free else ["sim", "train"]
+
+
+# What each command needs beyond the core install: extras (every module of each) or a Need
+# (some modules of one), or a function of the parsed arguments. Commands not listed (emulate,
+# rig, record, replay, doctor) run on the core install; `run` and `launch` check their launch
+# file's needs in check_launch. Modules used only by some options (open3d for lidar
+# filtering, cv2 codecs) are checked where they are imported (mmrobot.core.deps.require).
+COMMAND_NEEDS: dict[str, Sequence[Need | str] | Callable[[argparse.Namespace], Sequence]] = {
+    "collect": lambda a: [] if a.list_tasks else ["sim"],
+    "policy": ["train"],  # `policy info` builds the model to count its parameters
+    "train": ["train"],
+    "plot": [Need("train", ("matplotlib",))],
+    "eval": _eval_needs,
+    "release": lambda a: [] if a.check else ["sim", "train"],
+    "export": [Need("train", ("torch", "onnx", "onnxscript"))],
+    "hil": ["sim"],
+    "bench": lambda a: [] if a.list else ["sim", "train"],
+}
+
+
+def command_needs(args: argparse.Namespace) -> list[Need | str]:
+    """The extras ``args.command`` needs (:data:`COMMAND_NEEDS`)."""
+    needs = COMMAND_NEEDS.get(args.command, ())
+    return list(needs(args) if callable(needs) else needs)
+
 
 # Examples shown under `mmrobot COMMAND --help` for commands whose module gives none.
 _EXAMPLES = {
@@ -106,13 +155,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
+        require_extras(command_needs(args), f"mmrobot {args.command}")
         return int(args.func(args) or EXIT_OK)
     except (ConfigError, FileNotFoundError, OutputExistsError) as e:
         print(f"mmrobot {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except DependencyNotInstalled as e:
         print(f"mmrobot {args.command}: {e}", file=sys.stderr)
-        return EXIT_RUNTIME
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as e:
+        # A module of an extra imported where no check expected it: the same hint, no traceback.
+        extras = extras_for_module(e.name or "")
+        if not extras or extras == ("core",):
+            raise
+        print(
+            f"mmrobot {args.command}: cannot import {e.name}. Install: "
+            + " or ".join(install_hint([x]) for x in extras),
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except MmrobotError as e:
         print(f"mmrobot {args.command}: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -6,28 +6,38 @@ import importlib
 from types import ModuleType
 
 from mmrobot.core.errors import DependencyNotInstalled
+from mmrobot.core.extras import extras_for_module, install_hint
 
 __all__ = ["require"]
 
-# module name -> what to install; system-library hints where a wheel needs one.
+# What to install for modules no extra provides, and notes for those that need more than pip.
 _HINTS = {
-    "torch": "pip install torch (on this project's CPU machines: pip install torch==2.13.0)",
-    "mujoco": "pip install mujoco",
-    "open3d": "pip install open3d; its wheel also needs the system library libusb-1.0-0 "
-    "(Debian/Ubuntu: apt-get install libusb-1.0-0)",
-    "cv2": "pip install opencv-python-headless",
+    "PIL": "pip install pillow",
     "onnxruntime": "pip install onnxruntime (onnxruntime-gpu for CUDA/TensorRT)",
-    "serial": "pip install pyserial",
-    "gymnasium": "pip install gymnasium",
+}
+_NOTES = {
+    "open3d": "; its wheel also needs the system library libusb-1.0-0 "
+    "(Debian/Ubuntu: apt-get install libusb-1.0-0)",
 }
 
 
 def require(module: str, purpose: str = "") -> ModuleType:
-    """Import ``module`` or raise :class:`DependencyNotInstalled` saying how to install it."""
+    """Import ``module`` or raise :class:`DependencyNotInstalled` saying how to install it
+    (the mmrobot extra that provides it, where one does)."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
         root = module.split(".")[0]
-        hint = _HINTS.get(root, f"pip install {root}")
+        extras = extras_for_module(root)
+        if root in _HINTS:
+            hint = _HINTS[root]
+        elif extras:
+            hint = install_hint(extras[:1])
+            if len(extras) > 1:
+                hint += " or " + " or ".join(install_hint([x]) for x in extras[1:])
+        else:
+            hint = f"pip install {root}"
         what = f" (needed for {purpose})" if purpose else ""
-        raise DependencyNotInstalled(f"cannot import {module}{what}: {e}. Fix: {hint}") from e
+        raise DependencyNotInstalled(
+            f"cannot import {module}{what}: {e}. Fix: {hint}{_NOTES.get(root, '')}"
+        ) from e

@@ -2,6 +2,11 @@
 
 Never imports torch: the collation and the tokenizers come from the numpy-only modules of
 :mod:`mmrobot.policies`, so a robot or an edge board needs only numpy and onnxruntime.
+
+Execution providers: by default TensorRT, then CUDA, then the CPU, of those the installed
+onnxruntime build has (:data:`DEFAULT_PROVIDERS`, :func:`plan_providers`). A provider that
+fails to start is dropped and the next one tried; :meth:`OnnxPolicy.provider_report` says
+which provider runs and why each one before it does not.
 """
 
 from __future__ import annotations
@@ -21,9 +26,65 @@ from mmrobot.policies.base import Policy
 from mmrobot.policies.collate import collate
 from mmrobot.policies.tokenizers import ActionTokenizer, ByteTokenizer
 
-__all__ = ["OrtConfig", "OnnxPolicy"]
+__all__ = ["DEFAULT_PROVIDERS", "OrtConfig", "OnnxPolicy", "ProviderPlan", "plan_providers"]
 
 _MODEL_VERSION_KEY = "mmrobot_onnx_format_version"
+CPU_PROVIDER = "CPUExecutionProvider"
+#: Execution providers in order of preference when none are configured: the fastest that
+#: this onnxruntime build has runs the model (TensorRT, CUDA: onnxruntime-gpu or a Jetson's
+#: onnxruntime wheel), the CPU always last.
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", CPU_PROVIDER)
+_GPU_BUILD_HINT = {
+    "TensorrtExecutionProvider": "onnxruntime-gpu with TensorRT, or a Jetson's onnxruntime wheel",
+    "CUDAExecutionProvider": "onnxruntime-gpu, or a Jetson's onnxruntime wheel",
+}
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """The execution providers to ask onnxruntime for, and why the others are left out.
+
+    Attributes:
+        order: providers to try, preferred first; ``CPUExecutionProvider`` is always last.
+        skipped: requested provider -> why it is not in ``order``.
+    """
+
+    order: tuple[str, ...]
+    skipped: Mapping[str, str]
+
+
+def plan_providers(
+    requested: Sequence[str], available: Sequence[str], known: Sequence[str]
+) -> ProviderPlan:
+    """Which of ``requested`` to try, given onnxruntime's lists (no session is made).
+
+    Args:
+        requested: providers in order of preference (a launch file's ``policy.providers``,
+            or :data:`DEFAULT_PROVIDERS`).
+        available: ``onnxruntime.get_available_providers()``: what this build can run.
+        known: ``onnxruntime.get_all_providers()``: every provider name onnxruntime knows.
+
+    Raises:
+        ConfigError: a requested name onnxruntime does not know (a typo), naming the known ones.
+    """
+    unknown = [p for p in requested if p not in known]
+    if unknown:
+        raise ConfigError(
+            f"execution provider(s) {unknown} are not onnxruntime providers; known: {sorted(known)}"
+        )
+    order = [p for p in dict.fromkeys(requested) if p in available]
+    skipped = {}
+    for p in dict.fromkeys(requested):
+        if p not in available:
+            hint = _GPU_BUILD_HINT.get(p)
+            skipped[p] = "not in this onnxruntime build" + (f" ({hint} has it)" if hint else "")
+    if CPU_PROVIDER not in order:
+        order.append(CPU_PROVIDER)  # always there: the fallback that runs everything
+    else:  # the CPU runs every node: providers after it would never be used
+        for p in order[order.index(CPU_PROVIDER) + 1 :]:
+            skipped[p] = f"listed after {CPU_PROVIDER}, which runs every node"
+        order = order[: order.index(CPU_PROVIDER) + 1]
+    return ProviderPlan(tuple(order), skipped)
 
 
 @dataclass(frozen=True)
@@ -31,10 +92,9 @@ class OrtConfig:
     """ONNX Runtime session settings (a ``[onnxruntime]`` table in a launch file).
 
     Attributes:
-        providers: execution providers in order of preference, e.g.
-            ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``.
-            Providers this onnxruntime build lacks are skipped; ``CPUExecutionProvider``
-            is always the last fallback.
+        providers: execution providers in order of preference (default
+            :data:`DEFAULT_PROVIDERS`: TensorRT, CUDA, CPU). Providers this onnxruntime build
+            lacks are skipped; ``CPUExecutionProvider`` is always the last fallback.
         intra_op_threads: threads inside one operator (0 = onnxruntime's default).
         inter_op_threads: threads across operators (0 = default).
         graph_optimization: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``.
@@ -42,16 +102,20 @@ class OrtConfig:
             their own; set False when other processes share the cores).
     """
 
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     allow_spinning: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.providers, str) or not all(isinstance(p, str) for p in self.providers):
+        if (
+            isinstance(self.providers, str)
+            or not self.providers
+            or not all(isinstance(p, str) for p in self.providers)
+        ):
             raise ConfigError(
-                f"onnxruntime.providers must be a list of names, got {self.providers!r}"
+                f"onnxruntime.providers must be a non-empty list of names, got {self.providers!r}"
             )
         object.__setattr__(self, "providers", tuple(self.providers))
         for name in ("intra_op_threads", "inter_op_threads"):
@@ -89,8 +153,12 @@ class OnnxPolicy(Policy):
     """An exported policy (``mmrobot export``) run by ONNX Runtime.
 
     Args:
-        path: the export folder (or its ``policy.json``).
+        path: the export folder (or its ``policy.json`` or ``.onnx`` file).
         runtime: session settings; providers fall back in order, then to the CPU.
+
+    Attributes:
+        providers: the providers the session uses, the one that runs the model first.
+        provider_errors: requested provider -> why it does not run the model.
 
     Raises:
         FileNotFoundError: the sidecar or the model file is missing.
@@ -101,6 +169,9 @@ class OnnxPolicy(Policy):
     def __init__(self, path: str | Path, runtime: OrtConfig | None = None) -> None:
         ort = require("onnxruntime", "running exported policies")
         self.runtime = runtime or OrtConfig()
+        path = Path(path)
+        if path.suffix == ".onnx":  # the model file: its sidecar lies beside it
+            path = path.parent
         self.sidecar = Sidecar.read(path)
         model_path = self.sidecar.verify_model_file(path)
         self.config = self.sidecar.config
@@ -136,35 +207,50 @@ class OnnxPolicy(Policy):
             )
 
     def _open(self, ort, model_path: str, opts) -> tuple[object, dict[str, str]]:  # noqa: ANN001
-        available = set(ort.get_available_providers())
-        known = set(getattr(ort, "get_all_providers", lambda: available)())
-        unknown = [p for p in self.runtime.providers if p not in known]
-        if unknown:
-            raise ConfigError(
-                f"execution provider(s) {unknown} are not onnxruntime providers; known: {sorted(known)}"
-            )
-        wanted = [p for p in self.runtime.providers if p in available]
-        errors = {
-            p: "not available in this onnxruntime build"
-            for p in self.runtime.providers
-            if p not in available
-        }
-        if "CPUExecutionProvider" not in wanted:
-            wanted.append("CPUExecutionProvider")
+        known = getattr(ort, "get_all_providers", ort.get_available_providers)()
+        plan = plan_providers(self.runtime.providers, ort.get_available_providers(), known)
+        errors = dict(plan.skipped)
+        order = list(plan.order)
         # Try the preferred provider list, then drop providers from the front on failure.
-        for i in range(len(wanted)):
+        for i in range(len(order)):
             try:
-                return ort.InferenceSession(
-                    model_path, sess_options=opts, providers=wanted[i:]
-                ), errors
+                session = ort.InferenceSession(model_path, sess_options=opts, providers=order[i:])
             except Exception as e:  # onnxruntime raises its own exception types
-                if wanted[i] == "CPUExecutionProvider":
+                if order[i] == CPU_PROVIDER:
                     raise ConfigError(
                         f"ONNX Runtime cannot load {model_path}: {e}. The file is corrupt or "
                         "truncated, or not an mmrobot export; re-run `mmrobot export`"
                     ) from e
-                errors[wanted[i]] = str(e)
+                errors[order[i]] = f"failed to start ({e})"
+                continue
+            # A GPU provider whose libraries (CUDA, cuDNN, TensorRT) do not load is left out
+            # of the session with only a log line; say so here.
+            used = set(session.get_providers())
+            for p in order[i:]:
+                if p not in used:
+                    errors[p] = (
+                        "failed to start: onnxruntime left it out of the session (its "
+                        "libraries did not load; onnxruntime's log says which)"
+                    )
+            return session, errors
         raise ConfigError(f"no execution provider could load {model_path}: {errors}")  # unreachable
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model (the CPU runs the nodes it cannot)."""
+        return self.providers[0]
+
+    def provider_report(self) -> str:
+        """One line: which provider runs the model, and why each one preferred to it does not."""
+        line = f"ONNX Runtime runs {self.sidecar.model_file} ({self.sidecar.precision}) on {self.provider}"
+        ahead = [p for p in self.runtime.providers if p in self.provider_errors]
+        if ahead:
+            line += "; " + "; ".join(f"{p}: {self.provider_errors[p]}" for p in ahead)
+        if self.provider == CPU_PROVIDER and self.sidecar.precision == "fp16":
+            line += (
+                "; an FP16 export is meant for GPUs: on the CPU an FP32 or INT8 export is faster"
+            )
+        return line
 
     def run(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Run the graph on collated inputs: logits (B, H, D, bins) float32, tokens (B, H, D) int64."""

@@ -1,5 +1,9 @@
 """``mmrobot doctor``: check this machine for what mmrobot needs, and say how to fix each gap.
 
+It lists the install extras that are present (:mod:`mmrobot.core.extras`) and the ONNX
+Runtime execution providers; checks of what an absent extra would use (Open3D, rendering) say
+so instead of failing.
+
 Each check runs in isolation (rendering and Open3D in subprocesses, since a missing system
 library can abort the interpreter) and returns a :class:`Check` with a status and a fix.
 """
@@ -7,13 +11,14 @@ library can abort the interpreter) and returns a :class:`Check` with a status an
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from mmrobot.core.extras import EXTRAS, install_hint, is_present, missing_modules
 
 __all__ = ["Check", "run_checks", "CHECKS"]
 
@@ -58,38 +63,42 @@ def check_python() -> Check:
     )
 
 
-def check_packages() -> Check:
-    wanted = [
-        "numpy",
-        "torch",
-        "mujoco",
-        "gymnasium",
-        "open3d",
-        "opencv-python-headless",
-        "pyserial",
-        "onnxruntime",
-        "onnx",
-        "mcap",
-        "pydantic",
-        "rich",
-    ]
-    found, missing = [], []
-    for name in wanted:
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(name)
-    if missing:
+def check_extras() -> Check:
+    """The core install and which extras are present (:mod:`mmrobot.core.extras`). A missing
+    extra is not a fault (a robot needs no ``[train]``); a gap in the core is."""
+    core_missing = missing_modules("core")
+    present, absent = [], []
+    for name in EXTRAS:
+        gone = missing_modules(name)
+        if gone:
+            absent.append(f"{name} (no {', '.join(gone)})")
+        else:
+            present.append(name)
+    found = "present: core, " if not core_missing else ""
+    found += ", ".join(present) or "no extra"
+    if absent:
+        found += "; not installed: " + "; ".join(absent)
+    if core_missing:
         return Check(
-            "packages",
+            "extras",
             "fail",
-            f"missing: {', '.join(missing)}",
-            f"pip install {' '.join(missing)} (or: make setup)",
+            f"core modules missing: {', '.join(core_missing)}; {found}",
+            "pip install mmrobot (in a clone: pip install -e .)",
         )
-    return Check("packages", "ok", "; ".join(found))
+    fix = ""
+    if absent:
+        names = [a.split(" ")[0] for a in absent]
+        fix = "to add one: " + ", ".join(install_hint([n]) for n in names)
+    return Check("extras", "ok", found, fix)
 
 
 def check_open3d() -> Check:
+    if not is_present("open3d"):
+        return Check(
+            "open3d",
+            "ok",
+            "not installed (the [pointcloud] extra: only lidar point-cloud filtering needs it)",
+        )
     ok, msg = _python_subprocess("import open3d; print(open3d.__version__)")
     if ok:
         return Check("open3d", "ok", f"imports ({msg})")
@@ -116,6 +125,12 @@ print(r.render().shape)
 
 
 def check_rendering() -> Check:
+    if not is_present("mujoco"):
+        return Check(
+            "rendering", "ok", "MuJoCo is not installed (the [sim] extra renders; a robot does not)"
+        )
+    # Only the simulation renders: on a robot ([robot] without [sim]) a missing GL is a note.
+    severity: Status = "fail" if is_present("gymnasium") else "warn"
     results = {}
     for backend in ("egl", "osmesa"):
         ok, msg = _python_subprocess(_RENDER_CODE, {"MUJOCO_GL": backend})
@@ -126,7 +141,7 @@ def check_rendering() -> Check:
     if not working:
         return Check(
             "rendering",
-            "fail",
+            severity,
             detail,
             "install Mesa's EGL (Debian/Ubuntu: sudo apt-get install libegl1 libgl1) "
             "or OSMesa (sudo apt-get install libosmesa6), then set MUJOCO_GL=egl or osmesa",
@@ -175,18 +190,39 @@ def check_cameras() -> Check:
 
 
 def check_accelerators() -> Check:
+    """ONNX Runtime's execution providers (and the one an exported policy would run on by
+    default), and torch's CUDA where torch is installed."""
+    from mmrobot.deploy.onnx_policy import DEFAULT_PROVIDERS, plan_providers
+
     ok, msg = _python_subprocess(
-        "import onnxruntime as o, torch; "
-        "print(f'onnxruntime providers {o.get_available_providers()}; torch CUDA {torch.cuda.is_available()}')"
+        "import onnxruntime as o; print(o.__version__, ','.join(o.get_available_providers()))"
     )
-    return Check(
-        "accelerators", "ok" if ok else "warn", msg, "" if ok else "pip install onnxruntime torch"
+    if not ok:
+        return Check(
+            "accelerators", "fail", f"onnxruntime does not import: {msg}", "pip install onnxruntime"
+        )
+    version, _, names = msg.partition(" ")
+    available = names.split(",")
+    chosen = plan_providers(DEFAULT_PROVIDERS, available, DEFAULT_PROVIDERS + tuple(available))
+    found = (
+        f"onnxruntime {version} providers: {', '.join(available)}; an ONNX policy runs on "
+        f"{chosen.order[0]} by default"
     )
+    if is_present("torch"):
+        ok, msg = _python_subprocess("import torch; print(torch.cuda.is_available())")
+        found += f"; torch CUDA: {msg if ok else 'torch does not import: ' + msg}"
+    fix = ""
+    if chosen.order[0] == "CPUExecutionProvider":
+        fix = (
+            "on an NVIDIA GPU: pip install onnxruntime-gpu in place of onnxruntime (CUDA, "
+            "TensorRT); on a Jetson: the onnxruntime wheel for its JetPack (docs/deploy.md)"
+        )
+    return Check("accelerators", "ok", found, fix)
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
     check_python,
-    check_packages,
+    check_extras,
     check_open3d,
     check_rendering,
     check_serial_ports,

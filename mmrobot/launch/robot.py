@@ -253,15 +253,9 @@ class RobotSession:
 
     # -- construction helpers
     def _load_policy(self) -> Any:
-        from mmrobot.train.eval import load_policy
+        from mmrobot.launch.policy_loader import load_launch_policy
 
-        p = self.launch.policy
-        assert p is not None  # checked in __init__
-        if p.checkpoint:
-            import torch
-
-            torch.set_num_threads(p.threads)
-        return load_policy(self.launch.path(p.checkpoint or p.onnx or ""), device=p.device)
+        return load_launch_policy(self.launch)
 
     def _check_streams(self) -> None:
         """The policy's declared streams must exist in the rig, with the same shapes, histories

@@ -14,7 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
@@ -50,7 +57,9 @@ class RigSection(_Section):
 
 
 class PolicySection(_Section):
-    """Exactly one of a torch checkpoint folder or an exported ONNX model."""
+    """Exactly one of a torch checkpoint folder or an exported ONNX model (an empty string
+    counts as not given, so ``policy.checkpoint="" policy.onnx=out/export`` switches a launch
+    file to an export from the command line)."""
 
     checkpoint: str | None = None
     onnx: str | None = None
@@ -58,11 +67,24 @@ class PolicySection(_Section):
     # CPU threads for the network. One is fastest at batch 1 on a busy machine: more threads
     # spin against the sensor and control threads.
     threads: int = Field(default=1, ge=1)
+    # ONNX Runtime execution providers in order of preference (ONNX exports only); default
+    # TensorRT, CUDA, CPU, of those the installed onnxruntime has (docs/deploy.md).
+    providers: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("checkpoint", "onnx", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicySection:
         if (self.checkpoint is None) == (self.onnx is None):
             raise ValueError("give exactly one of policy.checkpoint or policy.onnx")
+        if self.providers is not None and self.onnx is None:
+            raise ValueError(
+                "policy.providers chooses ONNX Runtime execution providers; it needs "
+                "policy.onnx (a torch checkpoint runs on policy.device)"
+            )
         return self
 
 
@@ -177,6 +199,21 @@ class LaunchFile(_Section):
     def path(self, value: str) -> Path:
         p = Path(value)
         return p if p.is_absolute() else Path(self.root) / p
+
+    def extras(self) -> list[str]:
+        """The install extras (:mod:`mmrobot.core.extras`) this file's mode needs beyond core:
+        ``robot`` for a rig (the arm's kinematics), ``sim`` for the simulation, ``train``
+        for a torch checkpoint or training. An ONNX policy on a rig needs ``robot`` only."""
+        needs = []
+        if self.rig is not None:
+            needs.append("robot")
+        if self.mode in ("collect", "eval") or (self.mode == "run" and self.sim is not None):
+            needs.append("sim")
+        if self.mode == "train" or (
+            self.mode in ("run", "eval") and self.policy is not None and self.policy.checkpoint
+        ):
+            needs.append("train")
+        return needs
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:

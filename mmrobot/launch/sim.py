@@ -115,19 +115,12 @@ class SimSession:
         from mmrobot.envs.scene import choose_gl_backend
         from mmrobot.envs.sensors import SensorSuiteConfig
         from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
-        from mmrobot.train.eval import load_policy
+        from mmrobot.launch.policy_loader import load_launch_policy
 
         choose_gl_backend()
         self.launch = launch
         sim = launch.sim
-        if launch.policy.checkpoint:
-            import torch
-
-            torch.set_num_threads(launch.policy.threads)
-        self.policy = load_policy(
-            launch.path(launch.policy.checkpoint or launch.policy.onnx or ""),
-            device=launch.policy.device,
-        )
+        self.policy = load_launch_policy(launch)
         cfg = EnvConfig(
             action_mode="joint",
             visuals=sim.visuals,

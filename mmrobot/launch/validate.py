@@ -1,8 +1,12 @@
 """A launch file against what it names: files, serial ports, the arm and the rig.
 
 :func:`check_launch` runs when a launch file is loaded (``mmrobot launch FILE --check``,
-``mmrobot run``), before anything opens, and reports every problem at once:
+``mmrobot run``), before anything opens. It first checks that the install extras the file
+needs are present (a rig needs ``[robot]``, a simulation ``[sim]``, a torch checkpoint or
+training ``[train]``: :meth:`~mmrobot.launch.schema.LaunchFile.extras`), then reports every
+problem at once:
 
+- ``policy.providers`` are onnxruntime execution provider names;
 - the policy, scene, training config, rig and kinematics files exist; the rig has the
   actuator named in ``[rig]``, with one servo per arm joint and a gripper servo last;
 - each serial port of the rig exists and is a character device;
@@ -23,13 +27,21 @@ from __future__ import annotations
 from typing import Any
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.extras import require_extras
 from mmrobot.launch.schema import LaunchFile
 
 __all__ = ["check_launch", "launch_problems"]
 
 
 def check_launch(launch: LaunchFile, instructions: bool = False) -> None:
-    """Raise one :class:`ConfigError` listing every problem of :func:`launch_problems`."""
+    """Raise one :class:`ConfigError` listing every problem of :func:`launch_problems`.
+
+    Raises:
+        DependencyNotInstalled: first, when an install extra the file needs
+            (:meth:`LaunchFile.extras`) is missing, with the pip command that adds it.
+        ConfigError: the problems, one per line.
+    """
+    require_extras(launch.extras(), f"{launch.source} ({launch.mode} mode)")
     problems = launch_problems(launch, instructions)
     if problems:
         lines = [p.replace("\n", "\n    ") for p in problems]
@@ -47,6 +59,8 @@ def launch_problems(launch: LaunchFile, instructions: bool = False) -> list[str]
             if value is not None and not launch.path(value).exists():
                 problems.append(f"policy.{key} = {value!r} does not exist")
                 policy_found = False
+    if launch.policy is not None and launch.policy.providers:
+        problems += _provider_problems(launch.policy.providers)
     arm_known = True  # whether the arm model (and the rig's arm) can be read
     if launch.sim is not None and launch.sim.scene and not launch.path(launch.sim.scene).is_file():
         problems.append(f"sim.scene = {launch.sim.scene!r} does not exist")
@@ -90,6 +104,18 @@ def launch_problems(launch: LaunchFile, instructions: bool = False) -> list[str]
         limit = instruction_limit(launch) if policy_found else None
         problems += [f"run.{p}" for p in instruction_problems(launch, limit)]
     return problems
+
+
+def _provider_problems(providers: list[str]) -> list[str]:
+    """Names in ``policy.providers`` that onnxruntime does not know (a typo; a known provider
+    this build lacks is skipped at run time, not an error)."""
+    from mmrobot.core.deps import require
+
+    known = require("onnxruntime", "ONNX policies").get_all_providers()
+    unknown = [p for p in providers if p not in known]
+    if not unknown:
+        return []
+    return [f"policy.providers: {unknown} are not onnxruntime providers; known: {sorted(known)}"]
 
 
 def _provided_streams(launch: LaunchFile, rig: Any) -> tuple[list[Any] | None, str]:

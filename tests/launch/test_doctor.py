@@ -6,7 +6,7 @@ def test_every_check_reports_a_status_and_a_fix_when_not_ok():
     results = doctor.run_checks()
     assert [r.name for r in results] == [
         "python",
-        "packages",
+        "extras",
         "open3d",
         "rendering",
         "serial ports",
@@ -29,3 +29,30 @@ def test_a_check_that_raises_is_a_failure_and_sets_exit_code(monkeypatch, capsys
     )
     assert main(["doctor"]) == 1
     assert "boom" in capsys.readouterr().out
+
+
+def test_extras_lists_what_is_present_and_a_missing_extra_is_no_failure(monkeypatch):
+    import mmrobot.core.extras as extras
+
+    real = extras.is_present
+    monkeypatch.setattr(extras, "is_present", lambda m: m not in ("torch", "open3d") and real(m))
+    r = doctor.check_extras()
+    assert r.status == "ok"
+    assert r.found.startswith("present: core, robot, sim; not installed: train (no torch)")
+    assert 'pip install "mmrobot[train]"' in r.fix and 'pip install "mmrobot[pointcloud]"' in r.fix
+
+
+def test_a_gap_in_the_core_install_fails(monkeypatch):
+    import mmrobot.core.extras as extras
+
+    real = extras.is_present
+    monkeypatch.setattr(extras, "is_present", lambda m: m != "onnxruntime" and real(m))
+    r = doctor.check_extras()
+    assert r.status == "fail" and "core modules missing: onnxruntime" in r.found
+
+
+def test_accelerators_lists_the_onnxruntime_providers_and_the_default_choice():
+    r = doctor.check_accelerators()
+    assert r.status == "ok"
+    assert "CPUExecutionProvider" in r.found
+    assert "an ONNX policy runs on" in r.found
