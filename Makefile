@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_SPEC)
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[all,dev]"
 	@touch $@
 
 # Open3D's wheel loads libusb-1.0 at import. Install it where we can (root with apt-get);
@@ -65,4 +65,4 @@ bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --json out/bench/$$(basename $$b .py).json || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info .cache
