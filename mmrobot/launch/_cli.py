@@ -343,6 +343,7 @@ def _eval(launch: LaunchFile) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from mmrobot.launch.doctor import run_checks
@@ -353,6 +354,7 @@ def _doctor(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     style = {"ok": "green", "warn": "yellow", "fail": "red"}
     for r in results:
-        table.add_row(r.name, f"[{style[r.status]}]{r.status}[/]", r.found, r.fix)
+        # escaped: findings and fixes quote `pip install "mmrobot[train]"`, not markup
+        table.add_row(r.name, f"[{style[r.status]}]{r.status}[/]", escape(r.found), escape(r.fix))
     Console().print(table)
     return 1 if any(r.status == "fail" for r in results) else 0

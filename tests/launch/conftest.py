@@ -45,6 +45,7 @@ def robot(tmp_path, checkpoint):
         (ROOT / "launch" / "robot_example.toml")
         .read_text()
         .replace('file = "drivers/robot_example.toml"', f'file = "{rig}"')
+        .replace('kinematics = "envs/', f'kinematics = "{ROOT}/envs/')
         .replace('checkpoint = "policies/release"', f'checkpoint = "{checkpoint}"')
     )
     return launch
