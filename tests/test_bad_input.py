@@ -120,6 +120,32 @@ BAD_INPUT = [
         r"dataset '.*demos\.h5' exists; pass --overwrite to replace it",
     ),
     (
+        "collect-perturb-rate-above-one",
+        [
+            "collect",
+            "--tasks",
+            "reach",
+            "--episodes",
+            "1",
+            "--out",
+            "{d}/new.h5",
+            "--perturb",
+            "1.5",
+        ],
+        r"perturbation rate must be in \[0, 1\], got 1\.5",
+    ),
+    (
+        "release-perturb-rate-negative",
+        [
+            "release",
+            str(ROOT / "policies" / "release.toml"),
+            "collect.perturb_rate=-0.1",
+            "--out",
+            "{d}/rel",
+        ],
+        r"perturb_rate.*a number in \[0, 1\]",
+    ),
+    (
         "run-file-not-utf8",
         ["run", SIM_DEMO, "--file", "{d}/latin1.txt"],
         r"latin1\.txt' is not UTF-8 text: byte 0xfc on line 2 \(invalid start byte\)",

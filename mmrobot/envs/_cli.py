@@ -45,6 +45,17 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="steps recorded after each success, the expert holding at the goal (default 10)",
     )
+    p.add_argument(
+        "--perturb",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="probability per tick of a random excursion that the expert then recovers from "
+        "(recorded with the expert's labels; DART-style, docs/policy.md); default 0: off",
+    )
+    p.add_argument(
+        "--perturb-steps", type=int, default=4, metavar="N", help="ticks per excursion (default 4)"
+    )
     p.add_argument("--start-method", default="spawn", choices=("spawn", "forkserver"))
     p.add_argument(
         "--report",
@@ -64,9 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.list_tasks:
         print("\n".join(list_tasks()))
         return 0
+    from mmrobot.envs.perturb import Perturbation
+
     tasks = tuple(args.tasks or TASKS)
     for t in tasks:
         TaskSpec.parse(t)
+    perturbation = Perturbation(rate=args.perturb, steps=args.perturb_steps)
     if args.report:
         from mmrobot.envs.collect import expert_success
 
@@ -78,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             start_method=args.start_method,
             randomize=args.randomize,
+            perturbation=perturbation,
         )
         print_success_table(res)
         summary: dict[str, Any] = {"expert_success": res, "seeds": args.seeds}
@@ -99,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
             start_method=args.start_method,
             overwrite=args.overwrite,
             settle_steps=args.settle_steps,
+            perturbation=perturbation,
         )
         summary = collect(cfg, progress=not args.no_progress)
         print(

@@ -19,6 +19,7 @@ import numpy as np
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation
 from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
+from mmrobot.envs.perturb import Perturbation, Perturber
 from mmrobot.envs.tasks import TaskSpec
 
 __all__ = ["CollectConfig", "Executor", "Job", "collect", "expert_success", "run_expert_episode"]
@@ -53,6 +54,8 @@ class CollectConfig:
         overwrite: replace an existing output file.
         settle_steps: steps recorded after the task succeeds, with the expert holding at the
             goal (so the data shows arriving and then staying, not only arriving).
+        perturbation: random excursions executed in place of the expert's action, which it
+            then recovers from (:mod:`mmrobot.envs.perturb`); off by default.
     """
 
     tasks: tuple[str, ...]
@@ -68,6 +71,7 @@ class CollectConfig:
     start_method: str = "spawn"
     overwrite: bool = False
     settle_steps: int = 10
+    perturbation: Perturbation = Perturbation()
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -196,15 +200,20 @@ def run_expert_episode(
 
 
 def _worker_run(
-    args: tuple[Job, int, bool, bool, int],
+    args: tuple[Job, int, bool, bool, int, Perturbation],
 ) -> EpisodeRecord | tuple[str, int, bool, int, str]:
-    job, image_size, randomize, record, settle_steps = args
+    job, image_size, randomize, record, settle_steps, perturbation = args
     key = f"{image_size}/{job.split}/{randomize}"
     env = _WORKER_ENV.get(key)
     if env is None:
         env = _WORKER_ENV[key] = _make_env(image_size, job.split, randomize)
+    executor = None
+    if perturbation.enabled:  # its own stream, from the episode's seed: reproducible
+        executor = Perturber(perturbation, np.random.default_rng([job.seed, 0x9E7]))
     try:
-        ep = run_expert_episode(env, job, record=record, settle_steps=settle_steps)
+        ep = run_expert_episode(
+            env, job, record=record, settle_steps=settle_steps, executor=executor
+        )
     except Exception as e:  # a crashed episode must not end the collection run
         return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")
     if record:
@@ -248,7 +257,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     attempts = written = 0
     stream = _jobs(cfg.tasks, cfg.seed, cfg.split)
     items = (
-        (next(stream), cfg.image_size, cfg.randomize, True, cfg.settle_steps) for _ in range(limit)
+        (next(stream), cfg.image_size, cfg.randomize, True, cfg.settle_steps, cfg.perturbation)
+        for _ in range(limit)
     )
     bar = _Progress(cfg.episodes, enabled=progress)
     with (
@@ -290,13 +300,20 @@ def expert_success(
     progress: bool = True,
     start_method: str = "spawn",
     randomize: bool = False,
+    perturbation: Perturbation | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Success rate of the scripted expert per task over ``seeds`` seeded episodes each.
+    """Success rate of the scripted expert per task over ``seeds`` seeded episodes each
+    (with ``perturbation``: while it recovers from random excursions).
 
     Returns:
         task -> {"episodes", "success", "rate", "mean_steps", "blowups"}.
     """
-    items = [(Job(t, seed + k), 96, randomize, False, 0) for t in tasks for k in range(seeds)]
+    perturbation = perturbation or Perturbation()
+    items = [
+        (Job(t, seed + k), 96, randomize, False, 0, perturbation)
+        for t in tasks
+        for k in range(seeds)
+    ]
     out: dict[str, dict[str, float]] = {
         t.split()[0]: {"episodes": 0, "success": 0, "steps": 0, "blowups": 0} for t in tasks
     }

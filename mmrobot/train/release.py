@@ -239,9 +239,12 @@ class _ReleaseRun:
             self.console.print(f"[green]{stage.name} done[/green] in {seconds:.1f} s")
         return self._finish([s.name for s in stages])
 
-    def _collect_into(self, name: str, episodes: int, seed: int) -> dict[str, Any]:
+    def _collect_into(
+        self, name: str, episodes: int, seed: int, perturb: bool = False
+    ) -> dict[str, Any]:
         from mmrobot.envs.collect import CollectConfig, collect
         from mmrobot.envs.dataset import DemoDataset
+        from mmrobot.envs.perturb import Perturbation
 
         c = self.config.collect
         path = self.work / name
@@ -254,6 +257,7 @@ class _ReleaseRun:
             image_size=self.image_size,
             randomize=c.randomize,
             settle_steps=c.settle_steps,
+            perturbation=Perturbation(c.perturb_rate if perturb else 0.0, c.perturb_steps),
             overwrite=True,
         )
         summary = collect(cfg, progress=self.progress)
@@ -291,7 +295,9 @@ class _ReleaseRun:
 
     def _collect(self) -> dict[str, Any]:
         c = self.config.collect
-        return {"data": self._collect_into("demos.h5", c.episodes, c.seed)}
+        # perturbed training demonstrations only: the held-out slice, which modality reliance
+        # is measured on, stays the expert's own episodes
+        return {"data": self._collect_into("demos.h5", c.episodes, c.seed, perturb=True)}
 
     def _heldout(self) -> dict[str, Any]:
         c = self.config.collect

@@ -122,6 +122,8 @@ class CollectSection:
         workers: collection processes (0: this process).
         seed: seed of the first episode; episode k uses ``seed + k``.
         settle_steps: steps recorded after each success, the expert holding at the goal.
+        perturb_rate, perturb_steps: random excursions the expert recovers from
+            (:mod:`mmrobot.envs.perturb`; rate 0: off), in the training demonstrations only.
         randomize: domain randomization on.
         heldout_episodes_per_task: episodes per task on other seeds, never trained on
             (modality reliance is measured on them).
@@ -133,19 +135,30 @@ class CollectSection:
     workers: int = 2
     seed: int = 10_000
     settle_steps: int = 10
+    perturb_rate: float = 0.0
+    perturb_steps: int = 4
     randomize: bool = False
     heldout_episodes_per_task: int = 4
     heldout_seed: int = 20_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        limits = {"episodes_per_task": 1, "workers": 0, "seed": 0, "settle_steps": 0}
+        limits = {
+            "episodes_per_task": 1,
+            "workers": 0,
+            "seed": 0,
+            "settle_steps": 0,
+            "perturb_steps": 1,
+        }
         _check_ints("collect", self, {**limits, "heldout_episodes_per_task": 1, "heldout_seed": 0})
         _check_strings("collect", self, "tasks")
         if not self.tasks:
             _fail("collect", "tasks", [], 'a non-empty list of task specs, e.g. ["reach", "pick"]')
         if not isinstance(self.randomize, bool):
             _fail("collect", "randomize", self.randomize, "true or false")
+        rate = self.perturb_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            _fail("collect", "perturb_rate", rate, "a number in [0, 1] (0: off)")
         from mmrobot.envs.tasks import TaskSpec
 
         for t in self.tasks:

@@ -1,0 +1,94 @@
+"""Perturbed demonstrations: short random excursions that the scripted expert recovers from.
+
+A demonstration shows only the expert's own path, so a policy that is a little off reaches
+states no demonstration shows and does not know how to come back. Release v2 shows it
+(``benchmarks/closed_loop_probe.py``): its policies descended beside the block, where the
+expert's label is "rise" (up first, then across), and never rose: 0 cm per tick against the
+expert's 2 cm, for 160 to 290 ticks of a place, stack or push episode. No demonstration is
+ever low beside the block.
+
+Here, as in DART (Laskey et al., CoRL 2017), what is executed is perturbed while the
+expert's label is what is recorded. At each tick an excursion starts with probability
+``rate``: for ``steps`` ticks the arm moves a fixed Cartesian step in a random direction,
+pointing down or level (the direction the observed failures go), with the expert's gripper
+command, so a held block stays held. The expert labels every state on the way out and
+drives back afterwards, so the data holds the recovery the policy was missing. DAgger
+labels the states the policy itself visits; this costs no policy, so it also works in the
+first demonstrations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import Observation
+
+__all__ = ["Perturbation", "Perturber"]
+
+#: The env's per-tick translation limit (``ACTION_HIGH`` of the tabletop env, metres).
+_MAX_STEP_M = 0.02
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """How demonstrations are perturbed (``rate = 0``: not at all).
+
+    Attributes:
+        rate: probability per tick that an excursion starts (when none is running).
+        steps: ticks one excursion lasts.
+        step_m: translation per tick of an excursion, metres (at most the env's 0.02).
+    """
+
+    rate: float = 0.0
+    steps: int = 4
+    step_m: float = 0.015
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ConfigError(f"perturbation rate must be in [0, 1], got {self.rate}")
+        if self.steps < 1:
+            raise ConfigError(f"perturbation steps must be >= 1, got {self.steps}")
+        if not 0.0 < self.step_m <= _MAX_STEP_M:
+            raise ConfigError(
+                f"perturbation step_m must be in (0, {_MAX_STEP_M}] m (the env's step limit), "
+                f"got {self.step_m}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0.0
+
+
+class Perturber:
+    """An executor for :func:`~mmrobot.envs.collect.run_expert_episode`: the expert's label,
+    except during an excursion.
+
+    Args:
+        config: the perturbation.
+        rng: its random numbers (seed it from the episode's seed for a reproducible dataset).
+    """
+
+    def __init__(self, config: Perturbation, rng: np.random.Generator) -> None:
+        self.config, self.rng = config, rng
+        self.left = 0  # ticks left in the running excursion
+        self.direction = np.zeros(3)
+        self.excursions = 0
+
+    def __call__(self, observation: Observation, instruction: str, label: np.ndarray) -> np.ndarray:
+        c = self.config
+        if self.left == 0 and self.rng.random() < c.rate:
+            d = self.rng.normal(size=3)
+            d[2] = -abs(d[2])  # down or level, never up: the failures go down
+            self.direction = d / max(float(np.linalg.norm(d)), 1e-9)
+            self.left = c.steps
+            self.excursions += 1
+        if self.left == 0:
+            return label
+        self.left -= 1
+        action = np.array(label, dtype=np.float32, copy=True)
+        action[:3] = self.direction * c.step_m
+        action[3:6] = 0.0  # no rotation; the gripper keeps the expert's command
+        return action
