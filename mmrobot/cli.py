@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
-        require_extras(command_needs(args), f"mmrobot {args.command}")
+        require_extras(command_needs(args), "this command")
         return int(args.func(args) or EXIT_OK)
     except (ConfigError, FileNotFoundError, OutputExistsError) as e:
         print(f"mmrobot {args.command}: error: {e}", file=sys.stderr)
