@@ -89,7 +89,7 @@ def plan_providers(
 
 @dataclass(frozen=True)
 class OrtConfig:
-    """ONNX Runtime session settings (a ``[onnxruntime]`` table in a launch file).
+    """ONNX Runtime session settings (a launch file sets ``policy.providers``).
 
     Attributes:
         providers: execution providers in order of preference (default

@@ -7,7 +7,8 @@ The robot environment is a second virtual environment, cached in
 ``.cache/robot-env/<key>`` (git ignores ``.cache/``; ``MMROBOT_ROBOT_ENV_CACHE`` moves it).
 The key hashes pyproject.toml, the Python version and the platform, so the dependencies are
 installed again whenever any of them changes; an environment whose build did not finish
-(no ``.complete`` marker) is rebuilt, and the environments of other keys are removed. mmrobot
+(no ``.complete`` marker) is rebuilt, and those of other keys go when a new one is built
+(unless another checkout sharing the cache used one within a day). mmrobot
 itself is reinstalled from this tree (not editable: as a robot installs it) on every run, so
 the cache never runs stale code.
 """
@@ -22,6 +23,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +85,22 @@ def robot_env() -> Path:
             subprocess.run([str(python), "-c", "import mujoco"], env=_clean_env()).returncode == 0
         )
         if not usable:
-            for stale in CACHE.iterdir():
-                if stale.is_dir():
-                    shutil.rmtree(stale, ignore_errors=True)
+            _remove_stale(env)
             _build(env)
+        (env / ".complete").touch()  # in use: not stale for other checkouts sharing the cache
         _pip(python, "--no-deps", "--no-build-isolation", "--force-reinstall", str(ROOT))
     return env
+
+
+def _remove_stale(keep: Path, unused_s: float = 86400) -> None:
+    """Remove the environments of other keys: unfinished builds (none runs while the lock is
+    held), and finished ones no run has used for a day (another checkout may share CACHE)."""
+    for d in CACHE.iterdir():
+        if not d.is_dir() or d == keep:
+            continue
+        marker = d / ".complete"
+        if not marker.is_file() or time.time() - marker.stat().st_mtime > unused_s:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _robot(env: Path, *args: str, timeout_s: float = 120, cwd: Path = ROOT):
