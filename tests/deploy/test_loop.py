@@ -104,19 +104,20 @@ def measure(obs):
     return np.concatenate([obs.values["joints"], [0.5]])
 
 
+def make_loop(sync, policy, arm, safety_layer=None, clock=None, **config):
+    """A ControlLoop of ``policy`` on the test rig; ``config`` goes to LoopConfig."""
+    kw = {} if clock is None else {"clock": clock}
+    layer = safety() if safety_layer is None else safety_layer
+    return ControlLoop(sync, policy, arm, layer, measure, config=LoopConfig(**config), **kw)
+
+
 def test_ticks_send_safe_commands_and_reject_non_finite_chunks():
     clock = ManualClock(1_000 * MS)
     buf, sync = rig(clock)
     arm = RecordingArm(buf, clock)
     policy = RampPolicy(poison_call=3)
-    loop = ControlLoop(
-        sync,
-        policy,
-        arm,
-        safety(),
-        measure,
-        config=LoopConfig(rate_hz=100, policy_rate_hz=50, ensemble_decay=None),
-        clock=clock,
+    loop = make_loop(
+        sync, policy, arm, clock=clock, rate_hz=100, policy_rate_hz=50, ensemble_decay=None
     )
     loop.start("move")
     for _ in range(8):
@@ -135,14 +136,14 @@ def test_stale_required_sensor_holds_position():
     clock = ManualClock(1_000 * MS)
     buf, sync = rig(clock, max_age_ns=15 * MS)
     arm = RecordingArm(buf, clock)
-    loop = ControlLoop(
+    loop = make_loop(
         sync,
         RampPolicy(),
         arm,
         safety(required_streams=("joints",)),
-        measure,
-        config=LoopConfig(rate_hz=100, policy_rate_hz=100),
         clock=clock,
+        rate_hz=100,
+        policy_rate_hz=100,
     )
     loop.start("move")
     loop.tick(clock.now_ns())
@@ -156,14 +157,7 @@ def test_run_holds_at_the_end_and_keeps_torque_on():
     clock_buf = ManualClock(0)
     buf, sync = rig(clock_buf, max_age_ns=10**12)
     arm = RecordingArm(buf, None)
-    loop = ControlLoop(
-        sync,
-        RampPolicy(),
-        arm,
-        safety(),
-        measure,
-        config=LoopConfig(rate_hz=100, policy_rate_hz=100),
-    )
+    loop = make_loop(sync, RampPolicy(), arm, rate_hz=100, policy_rate_hz=100)
     stats = loop.run("move", duration_s=0.2)
     assert stats.stop_reason == "duration reached"
     assert 1 <= stats.ticks <= 20 and stats.policy_calls == stats.ticks
@@ -176,13 +170,8 @@ def test_watchdog_stops_a_hung_loop_and_nothing_late_is_sent():
     buf, sync = rig(ManualClock(0), max_age_ns=10**12)
     arm = RecordingArm(buf, None)
     policy = RampPolicy(hang_call=3, hang_s=0.6)
-    loop = ControlLoop(
-        sync,
-        policy,
-        arm,
-        safety(),
-        measure,
-        config=LoopConfig(rate_hz=50, policy_rate_hz=50, watchdog_periods=5, stop_hold_s=0.0),
+    loop = make_loop(
+        sync, policy, arm, rate_hz=50, policy_rate_hz=50, watchdog_periods=5, stop_hold_s=0.0
     )
     stats = loop.run("move", duration_s=5.0)
     assert stats.stop_reason.startswith("watchdog") and stats.watchdog_trips == 1
@@ -194,14 +183,7 @@ def test_watchdog_stops_a_hung_loop_and_nothing_late_is_sent():
 def test_sigterm_stops_in_a_controlled_way():
     buf, sync = rig(ManualClock(0), max_age_ns=10**12)
     arm = RecordingArm(buf, None)
-    loop = ControlLoop(
-        sync,
-        RampPolicy(),
-        arm,
-        safety(),
-        measure,
-        config=LoopConfig(rate_hz=100, policy_rate_hz=100, stop_hold_s=0.0),
-    )
+    loop = make_loop(sync, RampPolicy(), arm, rate_hz=100, policy_rate_hz=100, stop_hold_s=0.0)
     threading.Timer(0.15, os.kill, (os.getpid(), 15)).start()
     stats = loop.run("move", duration_s=5.0)
     assert stats.stop_reason == "signal SIGTERM"

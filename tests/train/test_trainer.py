@@ -13,6 +13,8 @@ from mmrobot.core import ConfigError, StreamSpec
 from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
 from mmrobot.train.config import TrainConfig, load_train_config
 
+# One camera and a short history, unlike tests/policies/policy_testlib.TINY_STREAMS (two
+# cameras, history 4): these datasets are written to disk, so they are kept small.
 STREAMS = (
     StreamSpec("cam", "camera", (32, 32, 3), "uint8", 30.0, max_age_ns=100_000_000),
     StreamSpec("lidar", "lidar", (32, 3), "float32", 10.0, max_age_ns=250_000_000),
