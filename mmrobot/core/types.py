@@ -26,6 +26,7 @@ __all__ = [
     "StreamSpec",
     "Observation",
     "ActionChunk",
+    "Attribution",
 ]
 
 Modality = Literal["camera", "depth", "lidar", "force", "joints", "gripper", "other"]
@@ -202,6 +203,42 @@ class Observation:
         return all(self.valid[n] for n in (names if names is not None else self.valid))
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """Which inputs one decision's action tokens attended to (attention rollout).
+
+    Attributes:
+        shares: input group -> share of the action tokens' attention mass, in token-layout
+            order: ``"instruction"``, then every stream by name. Over valid tokens only; the
+            shares sum to 1, and a masked stream's share is exactly 0.
+        modalities: input group -> its modality (``"text"`` for the instruction).
+        camera_maps: camera stream -> (grid, grid) float32 share of each image patch token
+            (row 0 is the top of the image), in the units of ``shares``.
+        keypoint_shares: camera stream -> share of its keypoint token (0.0 without one); a
+            camera's share is its map's sum plus this.
+        method: how it was computed.
+    """
+
+    shares: Mapping[str, float]
+    modalities: Mapping[str, str]
+    camera_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
+    keypoint_shares: Mapping[str, float] = field(default_factory=dict)
+    method: str = "rollout"
+
+    def to_dict(self, digits: int = 4) -> dict:
+        """JSON-ready form (floats rounded to ``digits``)."""
+        return {
+            "shares": {k: round(float(v), digits) for k, v in self.shares.items()},
+            "camera_maps": {
+                k: np.round(np.asarray(v, dtype=np.float64), digits).tolist()
+                for k, v in self.camera_maps.items()
+            },
+            "keypoint_shares": {
+                k: round(float(v), digits) for k, v in self.keypoint_shares.items()
+            },
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class ActionChunk:
     """H future actions a policy proposes, starting at ``t_ns`` and spaced ``period_ns``.
@@ -212,6 +249,9 @@ class ActionChunk:
         period_ns: time between consecutive actions.
         tokens: (H, D) int64 action tokens the actions were decoded from, when tokenized.
         done: the policy's estimate that the instruction has been carried out.
+        info: scalar diagnostics of the decision (e.g. ``mean_token_prob``).
+        attribution: what the decision attended to, when the policy was asked to explain it
+            (``act(..., explain=True)``), else None.
     """
 
     t_ns: int
@@ -220,6 +260,7 @@ class ActionChunk:
     tokens: np.ndarray | None = None
     done: bool = False
     info: Mapping[str, float] = field(default_factory=dict)
+    attribution: Attribution | None = None
 
     def __post_init__(self) -> None:
         if self.actions.ndim != 2:

@@ -10,7 +10,13 @@ __all__ = ["Policy"]
 
 
 class Policy(ABC):
-    """Maps an observation and a language instruction to an action chunk."""
+    """Maps an observation and a language instruction to an action chunk.
+
+    A policy whose ``explains`` is True also takes ``act(..., explain=True)`` and then sets
+    the chunk's :class:`~mmrobot.core.types.Attribution`.
+    """
+
+    explains: bool = False
 
     @abstractmethod
     def act(self, observation: Observation, instruction: str) -> ActionChunk:

@@ -25,6 +25,8 @@ class TorchPolicy(Policy):
         device: torch device to run on.
     """
 
+    explains = True
+
     def __init__(self, model: FusionPolicyModel, device: str | torch.device = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
@@ -37,10 +39,22 @@ class TorchPolicy(Policy):
     ) -> TorchPolicy:
         return cls(load_checkpoint(directory, device=device), device=device)
 
-    def act(self, observation: Observation, instruction: str) -> ActionChunk:
+    def act(self, observation: Observation, instruction: str, explain: bool = False) -> ActionChunk:
+        """Propose the next chunk (see :meth:`Policy.act`).
+
+        With ``explain``, the chunk's ``attribution`` says which inputs its action tokens
+        attended to (:mod:`mmrobot.policies.attribution`); the actions are the same.
+        """
         batch = collate([observation], [instruction], self.config.streams, self.model.tokenizer)
+        attribution = None
         with torch.inference_mode():
-            tokens, logits = self.model.generate(batch_to_torch(batch, self.device))
+            tb = batch_to_torch(batch, self.device)
+            if explain:
+                from mmrobot.policies.attribution import explain_generate
+
+                tokens, logits, (attribution,) = explain_generate(self.model, tb)
+            else:
+                tokens, logits = self.model.generate(tb)
         tok = tokens[0].cpu().numpy().astype(np.int64)
         probs = torch.softmax(logits[0], dim=-1).amax(-1)
         return ActionChunk(
@@ -49,6 +63,7 @@ class TorchPolicy(Policy):
             period_ns=self.config.action.period_ns,
             tokens=tok,
             info={"mean_token_prob": float(probs.mean())},
+            attribution=attribution,
         )
 
     def reset(self) -> None:
