@@ -32,11 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "plot",
-        help="draw a run's loss and success curves to a PNG",
-        epilog="example: mmrobot plot runs/default --out runs/default/curves.png",
+        help="draw a run's loss and success curves, or an explained episode's attribution, "
+        "to a PNG",
+        epilog="examples:\n  mmrobot plot runs/default --out runs/default/curves.png\n"
+        "  mmrobot plot eval.json --episode 2   (from mmrobot eval --explain --json eval.json)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", help="run folder (holds metrics.jsonl)")
-    p.add_argument("--out", help="PNG path (default: RUN/curves.png)")
+    p.add_argument(
+        "run",
+        help="run folder (holds metrics.jsonl), or a results JSON of `mmrobot eval --explain` "
+        "or `mmrobot run --explain` (draws the attribution shares over the episode's time)",
+    )
+    p.add_argument(
+        "--episode",
+        type=int,
+        default=0,
+        help="with a results JSON: which explained episode (0: the first)",
+    )
+    p.add_argument("--out", help="PNG path (default: RUN/curves.png, or RESULTS_attribution_N.png)")
     p.set_defaults(func=_plot)
 
     for name in ("mmrobot.train._cli_eval", "mmrobot.train._cli_release"):
@@ -57,8 +70,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from mmrobot.train.plot import plot_run
+    from pathlib import Path
 
-    out = plot_run(args.run, args.out)
+    from mmrobot.train.plot import plot_attribution, plot_run
+
+    if Path(args.run).is_file() and args.run.endswith(".json"):
+        out = plot_attribution(args.run, args.episode, args.out)
+    else:
+        out = plot_run(args.run, args.out)
     print(f"wrote {out}")
     return 0

@@ -109,6 +109,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="videos of the first K episodes of each task (or line) and split",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="record which inputs each decision attended to (attention rollout; torch "
+        "checkpoints only) into each episode of --json, and draw it on the --video frames",
+    )
     p.add_argument("--device", default="cpu", help="torch device of the policy in each worker")
     p.add_argument(
         "--no-safety",
@@ -145,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         video_episodes=args.video_episodes,
         device=args.device,
         safety=not args.no_safety,
+        explain=args.explain,
     )
     if args.instructions and args.tasks:
         raise ConfigError("--tasks and --instructions exclude each other: the file names tasks")

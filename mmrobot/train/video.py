@@ -1,5 +1,9 @@
 """Episode videos: frames from ``env.render()`` with the instruction written on them.
 
+With an attribution (``mmrobot eval --explain``, ``mmrobot run --explain``) a panel beside
+each frame shows every camera's image with its attention map blended over it and a bar per
+input group (:func:`attribution_panel`).
+
 MP4 files are written with OpenCV's ``cv2.VideoWriter`` (``mp4v`` codec, readable by
 ``cv2.VideoCapture`` and most players); GIF files with Pillow. The format follows the file
 suffix (``.mp4`` or ``.gif``). cv2 and Pillow are imported on first use.
@@ -15,8 +19,16 @@ import numpy as np
 
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.types import Attribution
 
-__all__ = ["VIDEO_FORMATS", "VideoRecorder", "annotate_frame", "write_video"]
+__all__ = [
+    "VIDEO_FORMATS",
+    "VideoRecorder",
+    "annotate_frame",
+    "attribution_panel",
+    "heatmap_overlay",
+    "write_video",
+]
 
 #: File suffixes :func:`write_video` understands.
 VIDEO_FORMATS = ("mp4", "gif")
@@ -93,6 +105,106 @@ def annotate_frame(
     return img
 
 
+def _rgb_image(image: np.ndarray) -> np.ndarray:
+    """A camera observation as (H, W, 3) uint8 RGB: the newest frame of a history, grey for
+    one channel, a float image (depth) scaled to its range."""
+    img = np.asarray(image)
+    if img.ndim == 4:
+        img = img[-1]
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.dtype != np.uint8:
+        f = np.nan_to_num(img.astype(np.float32))
+        lo, hi = float(f.min()), float(f.max())
+        img = ((f - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def heatmap_overlay(image: np.ndarray, grid_map: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend a (grid, grid) attention map over an image, each token over its patch.
+
+    The map is scaled to its own maximum (it shows where within the camera, the bar shows
+    how much); its colour (OpenCV's JET) is blended in proportion to the value, so patches
+    with no attention keep the image.
+
+    Args:
+        image: a camera observation (see :func:`_rgb_image` for what is accepted).
+        grid_map: (grid, grid) non-negative, row 0 at the top of the image.
+        alpha: blend weight at the map's maximum.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    cv2 = _cv2()
+    img = _rgb_image(image)
+    h, w = img.shape[:2]
+    m = np.asarray(grid_map, dtype=np.float32)
+    m = m / m.max() if m.max() > 0 else m
+    up = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    color = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    wt = (alpha * up)[..., None]
+    return (img * (1 - wt) + color * wt).astype(np.uint8)
+
+
+def attribution_panel(
+    height: int,
+    attribution: Attribution | None,
+    images: dict[str, np.ndarray] | None = None,
+    width: int = 200,
+) -> np.ndarray:
+    """A (height, width, 3) panel: camera heatmaps on top, a bar per input group below.
+
+    Args:
+        height: the frame's height.
+        attribution: the decision to show (None: an empty panel, for frames before the first
+            decision, so that every frame of a video has one size).
+        images: camera stream -> its observation; a camera without one (masked) is grey.
+        width: panel width in pixels.
+    """
+    cv2 = _cv2()
+    panel = np.full((height, width, 3), 24, dtype=np.uint8)
+    if attribution is None:
+        return panel
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    groups = list(attribution.shares)
+    row_px = 14
+    bars_px = len(groups) * row_px + 2 * _MARGIN_PX
+    cams = list(attribution.camera_maps)
+    if cams:
+        side = min((width - _MARGIN_PX * (len(cams) + 1)) // len(cams), height - bars_px - 16)
+        for i, cam in enumerate(cams):
+            if side < 8:
+                break
+            x0 = _MARGIN_PX + i * (side + _MARGIN_PX)
+            src = (images or {}).get(cam)
+            if src is None:
+                tile = np.full((side, side, 3), 70, dtype=np.uint8)
+            else:
+                over = heatmap_overlay(src, attribution.camera_maps[cam])
+                tile = cv2.resize(over, (side, side), interpolation=cv2.INTER_AREA)
+            panel[_MARGIN_PX : _MARGIN_PX + side, x0 : x0 + side] = tile
+            cv2.putText(
+                panel, cam[:12], (x0, _MARGIN_PX + side + 11), font, 0.33, (220, 220, 220), 1,
+                cv2.LINE_AA,
+            )  # fmt: skip
+    label_px, y0 = 70, height - bars_px + _MARGIN_PX
+    for i, g in enumerate(groups):
+        y = y0 + i * row_px
+        share = float(attribution.shares[g])
+        cv2.putText(
+            panel, g[:11], (_MARGIN_PX, y + 10), font, 0.33, (220, 220, 220), 1, cv2.LINE_AA
+        )
+        bar = int(round(share * (width - label_px - 32)))
+        cv2.rectangle(panel, (label_px, y + 2), (label_px + bar, y + 11), (90, 170, 250), -1)
+        cv2.putText(
+            panel, f"{100 * share:.0f}%", (label_px + bar + 3, y + 10), font, 0.3,
+            (220, 220, 220), 1, cv2.LINE_AA,
+        )  # fmt: skip
+    return panel
+
+
 def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float = 20.0) -> Path:
     """Write RGB frames to an MP4 (``mp4v``) or GIF file, chosen by the path's suffix.
 
@@ -156,23 +268,41 @@ class VideoRecorder:
         instruction: written at the top of every frame.
         label: prefix of the bottom line (e.g. ``"train | pick"``).
         fps: playback rate of the file.
+        explain: put an :func:`attribution_panel` beside every frame.
     """
 
-    def __init__(self, instruction: str, label: str = "", fps: float = 20.0) -> None:
+    def __init__(
+        self, instruction: str, label: str = "", fps: float = 20.0, explain: bool = False
+    ) -> None:
         self.instruction = instruction
         self.label = label
         self.fps = fps
+        self.explain = explain
         self.frames: list[np.ndarray] = []
 
-    def add(self, frame: np.ndarray | None, step: int, status: str = "") -> None:
-        """Annotate and keep one (H, W, 3) uint8 frame (None frames are skipped)."""
+    def add(
+        self,
+        frame: np.ndarray | None,
+        step: int,
+        status: str = "",
+        attribution: Attribution | None = None,
+        images: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Annotate and keep one (H, W, 3) uint8 frame (None frames are skipped).
+
+        With ``explain``, the latest decision's ``attribution`` and the camera ``images`` it
+        was made from are drawn beside the frame.
+        """
         if frame is None:
             return
         text = " | ".join(p for p in (self.label, f"step {step}", status) if p)
         color = (90, 230, 90) if status == "success" else (255, 255, 255)
         if status and status != "success":
             color = (255, 120, 100)
-        self.frames.append(annotate_frame(frame, self.instruction, text, color))
+        img = annotate_frame(frame, self.instruction, text, color)
+        if self.explain:
+            img = np.concatenate([img, attribution_panel(img.shape[0], attribution, images)], 1)
+        self.frames.append(img)
 
     def save(self, path: str | Path) -> Path:
         """Write the frames (see :func:`write_video`)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.core.types import Observation
+from mmrobot.core.types import Attribution, Observation
 from mmrobot.deploy.safety import SafetyConfig
 from mmrobot.policies.base import Policy
 from mmrobot.train.eval.settings import SWAP_SPLIT
@@ -18,7 +18,7 @@ from mmrobot.train.eval.settings import SWAP_SPLIT
 if TYPE_CHECKING:
     from mmrobot.deploy.safety import SimSafety
 
-__all__ = ["EpisodeResult", "run_episode", "swap_instruction_target"]
+__all__ = ["AttributionTrace", "EpisodeResult", "run_episode", "swap_instruction_target"]
 
 _ACTION_DIM = 7  # [dx, dy, dz, droll, dpitch, dyaw, gripper]
 
@@ -51,6 +51,8 @@ class EpisodeResult:
         line: 1-based line of the instructions file, if any.
         error: the exception text when the episode crashed (counted as a failure).
         video: file written for this episode, if any.
+        attribution: with ``explain``, what the policy attended to (see
+            :class:`AttributionTrace`, :meth:`AttributionTrace.to_dict`), else None.
     """
 
     split: str
@@ -71,10 +73,52 @@ class EpisodeResult:
     line: int | None = None
     error: str | None = None
     video: str | None = None
+    attribution: dict[str, Any] | None = None
 
     @property
     def n_safety_events(self) -> int:
         return sum(self.safety_events.values())
+
+
+class AttributionTrace:
+    """The attributions of an episode's policy calls, for its JSON and its plot.
+
+    Rows are policy calls (every tick with ``replan_every = 1``), each with the control
+    tick it was made on and the share of every input group.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.rows: list[Attribution] = []
+
+    def add(self, step: int, attribution: Attribution) -> None:
+        self.steps.append(step)
+        self.rows.append(attribution)
+
+    def to_dict(self, digits: int = 4) -> dict[str, Any] | None:
+        """``{"groups", "modalities", "steps", "shares": [[share per group] per call],
+        "mean_shares", "mean_camera_maps", "mean_keypoint_shares"}``; None without rows."""
+        if not self.rows:
+            return None
+        first = self.rows[0]
+        groups = list(first.shares)
+        shares = np.array([[a.shares[g] for g in groups] for a in self.rows])
+        maps = {
+            c: np.mean([a.camera_maps[c] for a in self.rows], axis=0) for c in first.camera_maps
+        }
+        return {
+            "method": first.method,
+            "groups": groups,
+            "modalities": [first.modalities[g] for g in groups],
+            "steps": list(self.steps),
+            "shares": np.round(shares, digits).tolist(),
+            "mean_shares": dict(zip(groups, np.round(shares.mean(0), digits).tolist())),
+            "mean_camera_maps": {c: np.round(m, digits).tolist() for c, m in maps.items()},
+            "mean_keypoint_shares": {
+                c: round(float(np.mean([a.keypoint_shares[c] for a in self.rows])), digits)
+                for c in first.keypoint_shares
+            },
+        }
 
 
 def swap_instruction_target(env: Any, seed: int | None, split: str = "train") -> tuple[str, str]:
@@ -141,6 +185,7 @@ def run_episode(
     key: str = "",
     safety: SimSafety | SafetyConfig | None = None,
     swap_instruction: bool = False,
+    explain: bool = False,
 ) -> EpisodeResult:
     """Run ``policy`` closed-loop for one episode of a tabletop env.
 
@@ -170,6 +215,9 @@ def run_episode(
             ``ee_delta`` env.
         swap_instruction: reset with ``task``'s scene, then name another block on the table
             in the instruction and count success against it (:func:`swap_instruction_target`).
+        explain: ask the policy to explain each call (``act(..., explain=True)``, a policy
+            whose ``explains`` is True); the result's ``attribution`` holds the shares, and
+            the video draws them beside each frame with the camera heatmaps.
 
     Returns:
         The :class:`EpisodeResult` (``error`` is None; exceptions propagate).
@@ -181,6 +229,11 @@ def run_episode(
         raise ConfigError(f"replan_every must be >= 1, got {replan_every}")
     if swap_instruction and instruction:
         raise ConfigError("swap_instruction makes the instruction; do not give one")
+    if explain and not policy.explains:
+        raise ConfigError(
+            f"explain needs a policy that can explain its decisions (a torch checkpoint); "
+            f"{type(policy).__name__} cannot (an ONNX export has no attribution output)"
+        )
     base = env.unwrapped
     path: SimSafety | None = None
     if base.config.action_mode == "joint":
@@ -209,6 +262,8 @@ def run_episode(
     ensembler = TemporalEnsembler(ensemble_decay)
     gripper = 1.0  # start open, as the env resets
     steps = calls = rejected = holds = 0
+    trace = AttributionTrace() if explain else None
+    shown: tuple[Attribution, Observation] | None = None  # drawn on the video frames
     success, reason = False, ""
     if path is not None:
         path.start(base.observation)
@@ -216,8 +271,11 @@ def run_episode(
         obs: Observation = base.observation
         action = ensembler.action_at(obs.t_ns)
         if steps % replan_every == 0 or action is None:
-            chunk = policy.act(obs, text)
+            chunk = policy.act(obs, text, explain=True) if explain else policy.act(obs, text)
             calls += 1
+            if trace is not None and chunk.attribution is not None:
+                trace.add(steps, chunk.attribution)
+                shown = (chunk.attribution, obs)
             acts = np.asarray(chunk.actions)
             if acts.ndim != 2 or acts.shape[1] != _ACTION_DIM:
                 raise ConfigError(
@@ -248,10 +306,10 @@ def run_episode(
         if terminated or truncated or (max_steps is not None and steps >= max_steps):
             reason = "success" if success else str(info.get("truncated_reason", "time limit"))
             if video is not None:
-                video.add(env.render(), steps, "success" if success else "fail")
+                video.add(env.render(), steps, "success" if success else "fail", *_shown(shown))
             break
         if video is not None:
-            video.add(env.render(), steps)
+            video.add(env.render(), steps, "", *_shown(shown))
     layout_success: bool | None = None
     if layout_task is not None:
         from mmrobot.envs.tasks import TaskSpec, is_success
@@ -273,4 +331,13 @@ def run_episode(
         safety_events=path.layer.counts() if path is not None else {},
         layout_task=layout_task,
         layout_task_success=layout_success,
+        attribution=trace.to_dict() if trace is not None else None,
     )
+
+
+def _shown(shown: tuple[Attribution, Observation] | None) -> tuple[Any, ...]:
+    """``video.add``'s extra arguments: the attribution and the camera images it explains."""
+    if shown is None:
+        return ()
+    a, obs = shown
+    return a, {c: obs.values[c] for c in a.camera_maps if obs.valid.get(c, False)}

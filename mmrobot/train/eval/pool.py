@@ -104,7 +104,9 @@ def _run_job(job: EpisodeJob) -> EpisodeResult:
             from mmrobot.train.video import VideoRecorder
 
             fps = float(env.unwrapped.metadata.get("render_fps", 20))  # real time
-            recorder = VideoRecorder(job.instruction or "", f"{job.split} | {job.key}", fps)
+            recorder = VideoRecorder(
+                job.instruction or "", f"{job.split} | {job.key}", fps, explain=settings.explain
+            )
         res = run_episode(
             env,
             policy,
@@ -119,6 +121,7 @@ def _run_job(job: EpisodeJob) -> EpisodeResult:
             key=job.key,
             safety=_safety_for(job.split, env),
             swap_instruction=job.split == SWAP_SPLIT,
+            explain=settings.explain,
         )
         video = None
         if recorder is not None and job.video_path is not None:

@@ -191,10 +191,20 @@ def _resolve_source(
 ) -> tuple[str, Any, tuple[StreamSpec, ...] | None]:
     """(description, what workers get, the policy's stream specs or None)."""
     if isinstance(policy, str) and policy == "expert":
+        if settings.explain:
+            raise ConfigError(
+                "explain needs a torch checkpoint; the scripted expert has no attention"
+            )
         return "scripted expert", expert_policy_factory, None
     if isinstance(policy, (str, Path)):
         # load it here first: a bad path or file is a clear error before any worker starts
         loaded = load_policy(policy, settings.device if settings.workers == 0 else "cpu")
+        if settings.explain and not loaded.explains:
+            raise ConfigError(
+                f"explain needs a torch checkpoint folder; {str(policy)!r} loads as "
+                f"{type(loaded).__name__}, which has no attribution (an ONNX export does not "
+                "carry it, see docs/evaluation.md)"
+            )
         source = loaded if settings.workers == 0 else str(policy)
         return str(policy), source, policy_stream_specs(loaded)
     if isinstance(policy, Policy):

@@ -55,6 +55,9 @@ class EvalSettings:
         safety: run through ``mmrobot run``'s controller and safety layer (False: the env
             applies the end-effector actions itself, for comparison).
         safety_limits: the layer's limits (default: a launch file's defaults).
+        explain: record which inputs each decision attended to (a torch policy's
+            ``act(..., explain=True)``) into each episode's ``attribution``, and draw it on
+            the videos.
     """
 
     episodes: int = 10
@@ -72,6 +75,7 @@ class EvalSettings:
     device: str = "cpu"
     safety: bool = True
     safety_limits: SafetyConfig = SafetyConfig()
+    explain: bool = False
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
