@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", help="write the outcomes as JSON (overrides run.results_json)")
     p.add_argument(
+        "--explain",
+        action="store_true",
+        help="explain every decision (attention rollout; a torch checkpoint only): per-call "
+        "shares of each input in the --json outcomes, camera heatmaps and bars on the --video",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="print the task spec each instruction is read as and run nothing "
@@ -215,6 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         timing_png=args.timing_png or launch.run.timing_png,
         results_json=args.json or launch.run.results_json,
         overwrite=args.overwrite,
+        explain=args.explain,
     )
 
 

@@ -171,6 +171,7 @@ class RobotSession:
         success: Callable[[Observation], bool] | None = None,
         clock: Clock | None = None,
         wait_s: float = 10.0,
+        explain: bool = False,
     ) -> None:
         if launch.rig is None or (launch.policy is None and policy is None):
             raise ConfigError(f"{launch.source}: a robot run needs [rig] and [policy]")
@@ -226,9 +227,14 @@ class RobotSession:
             forward_kinematics=self.controller.tcp_position,
         )
         self._timed = _TimedSync(self.sync, self.clock)
+        self.explainer = None
+        if explain:  # every decision explained (mmrobot run --explain); torch policies only
+            from mmrobot.launch.explain import ExplainingPolicy
+
+            self.explainer = ExplainingPolicy(self.policy, loop_cfg.period_ns)
         self.loop = ControlLoop(
             self._timed,  # type: ignore[arg-type]
-            self.policy,
+            self.explainer or self.policy,
             self.arm,
             self.safety,
             measure=self._measure,
@@ -373,6 +379,8 @@ class RobotSession:
             return succeeded
 
         t0 = time.perf_counter()
+        if self.explainer is not None:
+            self.explainer.begin(self.clock.now_ns())
         stats = self.loop.run(instruction, duration_s=max_seconds, until=until)
         wall = time.perf_counter() - t0
         reason = stats.stop_reason
@@ -394,6 +402,7 @@ class RobotSession:
             tick_ms=tick_ms,
             safety=self.safety.counts(),
             interrupted=reason.startswith("signal"),
+            attribution=self.explainer.trace.to_dict() if self.explainer is not None else None,
         )
 
     def close(self) -> None:

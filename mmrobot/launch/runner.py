@@ -226,14 +226,14 @@ def _write(
 
 
 # --------------------------------------------------------------------------- the run
-def _open_session(launch: Any, record_video: bool) -> Any:
+def _open_session(launch: Any, record_video: bool, explain: bool = False) -> Any:
     if launch.rig is not None:
         from mmrobot.launch.robot import RobotSession
 
-        return RobotSession(launch)
+        return RobotSession(launch, explain=explain)
     from mmrobot.launch.sim import SimSession
 
-    return SimSession(launch, record_video=record_video)
+    return SimSession(launch, record_video=record_video, explain=explain)
 
 
 def run_instructions(
@@ -245,11 +245,14 @@ def run_instructions(
     results_json: str | None = None,
     overwrite: bool = False,
     session: Any = None,
+    explain: bool = False,
 ) -> int:
     """Execute instructions (None: ask interactively), print a table, write outputs.
 
     Args:
         session: a started session to use instead of opening the launch file's (tests).
+        explain: explain every decision (``mmrobot run --explain``, a torch checkpoint):
+            per-call shares in the results JSON, the attribution panel on the video.
 
     Returns:
         0; 1 when nothing ran or the watchdog stopped a rig; 130 when stopped by a signal.
@@ -289,7 +292,7 @@ def run_instructions(
     with stop.installed():
         if session is None:
             with stop.waiting():  # a signal while starting up ends the command (exit 130)
-                session = _open_session(launch, record_video=bool(video))
+                session = _open_session(launch, record_video=bool(video), explain=explain)
             report = getattr(getattr(session, "policy", None), "provider_report", None)
             if callable(report):  # an ONNX policy: which execution provider runs it, and why
                 console.print(report(), markup=False, highlight=False)

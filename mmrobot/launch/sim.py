@@ -82,6 +82,8 @@ class Outcome:
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     #: stopped by a signal (Ctrl-C, SIGTERM) before it finished; ``reason`` names the signal
     interrupted: bool = False
+    #: with ``--explain``: the attribution of every policy call (``AttributionTrace.to_dict``)
+    attribution: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         lat = np.asarray(self.policy_latency_ms) if self.policy_latency_ms else np.zeros(1)
@@ -97,6 +99,7 @@ class Outcome:
             "policy_latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
             "policy_latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
             "safety_events": self.safety,
+            **({"attribution": self.attribution} if self.attribution is not None else {}),
         }
 
 
@@ -106,9 +109,13 @@ class SimSession:
     Args:
         launch: a validated launch file with ``[sim]`` and ``[policy]``.
         record_video: keep annotated frames of each instruction.
+        explain: ask the policy to explain every decision (a torch checkpoint): the shares go
+            into each outcome's ``attribution``, and the video frames get the attribution panel.
     """
 
-    def __init__(self, launch: LaunchFile, record_video: bool = False) -> None:
+    def __init__(
+        self, launch: LaunchFile, record_video: bool = False, explain: bool = False
+    ) -> None:
         if launch.sim is None or launch.policy is None:
             raise ConfigError(f"{launch.source}: a simulated run needs [sim] and [policy]")
         from mmrobot.envs.randomization import Randomization
@@ -137,6 +144,11 @@ class SimSession:
         self.record_video = record_video
         self.scene = self.env.scene
         self.arm = SimArm(self.env)
+        self.explainer = None
+        if explain:
+            from mmrobot.launch.explain import ExplainingPolicy
+
+            self.explainer = ExplainingPolicy(self.policy, self.env.control_period_ns)
         loop_cfg = LoopConfig(
             rate_hz=launch.loop.rate_hz,
             policy_rate_hz=launch.loop.policy_rate_hz,
@@ -153,7 +165,7 @@ class SimSession:
         self.safety = self.sim_safety.layer
         self.loop = ControlLoop(
             self.env.synchronizer,
-            self.policy,
+            self.explainer or self.policy,
             self.arm,
             self.safety,
             measure=self.sim_safety.measure,
@@ -186,12 +198,16 @@ class SimSession:
         self.safety.clear()
         self.loop.stats = type(self.loop.stats)()
         self.loop.start(instruction, t_ns=self.env.t_ns)
+        if self.explainer is not None:
+            self.explainer.begin(self.env.t_ns)
         frames: list[np.ndarray] = []
         recorder = None
         if self.record_video:
             from mmrobot.train.video import VideoRecorder
 
-            recorder = VideoRecorder(instruction, label=self.env.task.format())
+            recorder = VideoRecorder(
+                instruction, label=self.env.task.format(), explain=self.explainer is not None
+            )
             recorder.add(self.env.render(), 0)
         max_steps = int(max_seconds * self.launch.loop.rate_hz)
         t0 = time.perf_counter()
@@ -210,7 +226,8 @@ class SimSession:
             success = bool(info.get("is_success", False))
             status = "success" if success else ""
             if recorder is not None:
-                recorder.add(self.env.render(), steps, status)
+                shown = self.explainer.latest if self.explainer is not None else None
+                recorder.add(self.env.render(), steps, status, *(shown or ()))
             if on_step:
                 on_step(steps, info)
             if success:
@@ -234,6 +251,7 @@ class SimSession:
             safety=self.safety.counts(),
             frames=frames,
             interrupted=interrupted,
+            attribution=self.explainer.trace.to_dict() if self.explainer is not None else None,
         )
 
     def close(self) -> None:

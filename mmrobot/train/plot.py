@@ -77,7 +77,8 @@ def plot_attribution(
     """
     path = Path(results_json)
     doc = json.loads(path.read_text(encoding="utf-8"))
-    explained = [e for e in doc.get("episodes", []) if e.get("attribution")]
+    episodes = doc if isinstance(doc, list) else doc.get("episodes", [])  # run: a list
+    explained = [e for e in episodes if e.get("attribution")]
     if not explained:
         raise FileNotFoundError(
             f"{path}: no episode carries an attribution; write it with `mmrobot eval --explain "
