@@ -122,17 +122,22 @@ def _rgb_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-def heatmap_overlay(image: np.ndarray, grid_map: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def heatmap_overlay(
+    image: np.ndarray, grid_map: np.ndarray, alpha: float = 0.6, full_ratio: float = 4.0
+) -> np.ndarray:
     """Blend a (grid, grid) attention map over an image, each token over its patch.
 
-    The map is scaled to its own maximum (it shows where within the camera, the bar shows
-    how much); its colour (OpenCV's JET) is blended in proportion to the value, so patches
-    with no attention keep the image.
+    What is drawn is where within the camera the attention went (the bar shows how much):
+    each patch's share relative to an even spread over the camera's patches. A patch at or
+    below its even share keeps the image; above it, it is tinted (OpenCV's JET, blue to red)
+    in proportion to the excess, fully red at ``full_ratio`` times its even share. A map that
+    is nearly even (as attention rollout often gives) therefore shows almost no tint.
 
     Args:
         image: a camera observation (see :func:`_rgb_image` for what is accepted).
         grid_map: (grid, grid) non-negative, row 0 at the top of the image.
-        alpha: blend weight at the map's maximum.
+        alpha: blend weight of a fully tinted patch.
+        full_ratio: share / even share at which the tint is full (> 1).
 
     Returns:
         (H, W, 3) uint8 RGB.
@@ -141,8 +146,10 @@ def heatmap_overlay(image: np.ndarray, grid_map: np.ndarray, alpha: float = 0.55
     img = _rgb_image(image)
     h, w = img.shape[:2]
     m = np.asarray(grid_map, dtype=np.float32)
-    m = m / m.max() if m.max() > 0 else m
-    up = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    mean = float(m.mean())
+    ratio = m / mean if mean > 0 else np.zeros_like(m)
+    excess = np.clip((ratio - 1.0) / (full_ratio - 1.0), 0.0, 1.0).astype(np.float32)
+    up = cv2.resize(excess, (w, h), interpolation=cv2.INTER_NEAREST)
     color = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     wt = (alpha * up)[..., None]
     return (img * (1 - wt) + color * wt).astype(np.uint8)

@@ -104,7 +104,8 @@ class AttributionTrace:
         groups = list(first.shares)
         shares = np.array([[a.shares[g] for g in groups] for a in self.rows])
         maps = {
-            c: np.mean([a.camera_maps[c] for a in self.rows], axis=0) for c in first.camera_maps
+            c: np.mean([a.camera_maps[c] for a in self.rows], axis=0, dtype=np.float64)
+            for c in first.camera_maps
         }
         return {
             "method": first.method,
