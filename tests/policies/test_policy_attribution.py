@@ -28,7 +28,13 @@ def _policy(**kw) -> TorchPolicy:
 
 
 @pytest.mark.parametrize(
-    ("fusion", "decoding"), [("mid", "parallel"), ("mid", "autoregressive"), ("late", "parallel")]
+    ("fusion", "decoding"),
+    [
+        ("mid", "parallel"),
+        ("mid", "autoregressive"),
+        ("late", "parallel"),
+        ("late", "autoregressive"),
+    ],
 )
 def test_explained_chunk_has_the_same_actions_and_shares_sum_to_one(fusion, decoding):
     policy = _policy(fusion=fusion, decoding=decoding)

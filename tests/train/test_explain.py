@@ -95,6 +95,8 @@ def test_attribution_panel_keeps_the_frame_height_and_draws_the_heatmap():
     img = np.full((32, 32, 3), 128, np.uint8)
     over = heatmap_overlay(img, a.camera_maps["cam"])
     assert (over[:16, :16] != 128).any() and (over[16:, 16:] == 128).all()
+    even = heatmap_overlay(img, np.full((2, 2), 0.1, np.float32))
+    assert (even == 128).all()  # an even spread over the patches: no tint
     rec = VideoRecorder("pick it up", explain=True)
     frame = np.zeros((120, 160, 3), np.uint8)
     rec.add(frame, 0)  # before the first decision: an empty panel of the same size
