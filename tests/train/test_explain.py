@@ -12,7 +12,8 @@ from mmrobot.envs.scene import choose_gl_backend
 choose_gl_backend()  # before mujoco is first imported: headless EGL (or OSMesa) rendering
 
 from mmrobot.core.errors import ConfigError  # noqa: E402
-from mmrobot.core.types import Attribution  # noqa: E402
+from mmrobot.core.types import ActionChunk, Attribution  # noqa: E402
+from mmrobot.policies.base import Policy  # noqa: E402
 from mmrobot.train.eval import EvalSettings, evaluate  # noqa: E402
 
 pytest.importorskip("mujoco")
@@ -78,9 +79,16 @@ def test_eval_explain_writes_shares_video_and_plot(tiny_checkpoint, tmp_path):
     assert main(["plot", str(out), "--episode", "5"]) != 0
 
 
-def test_explain_needs_a_policy_that_explains(tiny_checkpoint):
+def test_explain_needs_a_policy_that_explains():
     with pytest.raises(ConfigError, match="torch checkpoint"):
         evaluate("expert", EvalSettings(workers=0, tasks=("reach",), explain=True))
+
+    class Still(Policy):  # a Policy object that cannot explain
+        def act(self, observation, instruction):
+            return ActionChunk(observation.t_ns, np.zeros((1, 7), np.float32), 50_000_000)
+
+    with pytest.raises(ConfigError, match="Still does not"):
+        evaluate(Still(), EvalSettings(workers=0, tasks=("reach",), explain=True))
 
 
 def test_attribution_panel_keeps_the_frame_height_and_draws_the_heatmap():

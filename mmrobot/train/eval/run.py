@@ -208,6 +208,11 @@ def _resolve_source(
         source = loaded if settings.workers == 0 else str(policy)
         return str(policy), source, policy_stream_specs(loaded)
     if isinstance(policy, Policy):
+        if settings.explain and not policy.explains:
+            raise ConfigError(
+                f"explain needs a policy that explains its decisions (a torch checkpoint); "
+                f"{type(policy).__name__} does not"
+            )
         return type(policy).__name__, policy, policy_stream_specs(policy)
     if callable(policy):
         return getattr(policy, "__name__", type(policy).__name__), policy, None
