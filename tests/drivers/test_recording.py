@@ -292,10 +292,15 @@ def test_background_thread_records_everything(tmp_path, rng):
     for b in bufs:
         name = b.spec.name
         assert stats.streams[name].written + stats.streams[name].dropped == n
-        # whatever was written is the exact tail of what was pushed, in order
-        k = stats.streams[name].written
-        np.testing.assert_array_equal(r.values[name][:, 0], np.arange(n - k, n, dtype=np.float32))
-        np.testing.assert_array_equal(r.times[name], T0 + 1000 * np.arange(n - k, n))
+        # what was written is what was pushed, in order, with the newest sample last; samples
+        # are missing only where drops were counted (a slow poll under load can lose the
+        # middle of the run when the buffer wraps, not only its start)
+        values = r.values[name][:, 0]
+        assert len(values) == stats.streams[name].written
+        assert np.all(np.diff(values) > 0) and values[-1] == n - 1
+        if stats.streams[name].dropped == 0:
+            np.testing.assert_array_equal(values, np.arange(n, dtype=np.float32))
+        np.testing.assert_array_equal(r.times[name], T0 + 1000 * values.astype(np.int64))
 
 
 def test_only_samples_after_open_are_recorded(tmp_path):
