@@ -129,16 +129,17 @@ def main() -> int:
                 ROOT / "launch" / "hil.toml",
                 [
                     f'rig.file="{rig}"',
-                    f'policy.checkpoint="{path}"',  # exists; swapped below for an export
+                    # an export replaces the launch file's checkpoint ("" unsets it)
+                    *(
+                        [f'policy.checkpoint="{path}"']
+                        if key == "checkpoint"
+                        else ['policy.checkpoint=""', f'policy.onnx="{path}"']
+                    ),
                     f"loop.rate_hz={RATE_HZ}",
                     f"loop.policy_rate_hz={POLICY_RATE_HZ}",
                     "loop.watchdog_periods=50",
                 ],
             )
-            if key == "onnx":  # the launch file names a checkpoint; use the export instead
-                assert launch.policy is not None
-                policy = launch.policy.model_copy(update={"checkpoint": None, "onnx": path})
-                launch = launch.model_copy(update={"policy": policy})
             session = RobotSession(launch)
             results: dict[str, Any] = {}
             try:
