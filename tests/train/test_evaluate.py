@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from train_testlib import tiny_specs
 
 from mmrobot.envs.scene import choose_gl_backend
 
@@ -39,36 +40,9 @@ PERIOD_NS = 50_000_000  # the env's 20 Hz control period
 # --------------------------------------------------------------------------- helpers
 
 
-def _tiny_specs():
-    from mmrobot.envs.sensors import SensorSuiteConfig
-
-    return SensorSuiteConfig(image_size=32, lidar_rays=64).stream_specs()
-
-
 @pytest.fixture(scope="module")
 def tiny_env_config():
-    return env_config_for_policy(_tiny_specs())
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A freshly initialized small fusion policy whose streams match a 32 px sim rig."""
-    torch = pytest.importorskip("torch")
-    from mmrobot.policies import FusionPolicyModel, PolicyConfig, save_checkpoint
-
-    cfg = PolicyConfig.from_dict(
-        {
-            "model": {"width": 32, "depth": 1, "heads": 2, "dropout": 0.0},
-            "language": {"max_len": 32},
-            "camera": {"stem_channels": [8], "grid": 2},
-            "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
-            "vector": {"hidden": 32, "tokens": 1},
-            "action": {"horizon": 4, "bins": 16},
-            "streams": [s.to_dict() for s in _tiny_specs()],
-        }
-    )
-    torch.manual_seed(0)
-    return save_checkpoint(FusionPolicyModel(cfg), tmp_path_factory.mktemp("ckpt") / "tiny")
+    return env_config_for_policy(tiny_specs())
 
 
 class Recorder(Policy):
@@ -264,7 +238,7 @@ def test_safety_path_follows_the_env_action_mode(tiny_env_config):
     from mmrobot.deploy.safety import SafetyConfig, SimSafety
 
     assert tiny_env_config.action_mode == "joint"
-    assert env_config_for_policy(_tiny_specs(), safety=False).action_mode == "ee_delta"
+    assert env_config_for_policy(tiny_specs(), safety=False).action_mode == "ee_delta"
     env = make_eval_env(replace(tiny_env_config, action_mode="ee_delta"))
     try:
         res = run_episode(env, Recorder(), task="reach", seed=0, max_steps=2)
@@ -492,11 +466,11 @@ def test_wrong_action_dimension_is_a_clear_error(tiny_env_config):
 def test_policy_spec_mismatch_names_the_stream():
     from dataclasses import replace
 
-    specs = list(_tiny_specs())
+    specs = list(tiny_specs())
     specs[0] = replace(specs[0], shape=(32, 48, 3))
     with pytest.raises(ConfigError, match="scene_cam"):
         env_config_for_policy(specs)
-    cfg = env_config_for_policy(_tiny_specs(), max_steps=7)
+    cfg = env_config_for_policy(tiny_specs(), max_steps=7)
     assert cfg.max_steps == 7 and cfg.sensors.image_size == 32 and cfg.sensors.lidar_rays == 64
 
 
@@ -530,7 +504,7 @@ def test_exported_onnx_policy_evaluates_like_the_checkpoint(tiny_checkpoint, tmp
     runs = {}
     for name, path in (("torch", tiny_checkpoint), ("onnx", tmp_path / "onnx" / "policy.onnx")):
         sent = []
-        env = make_eval_env(env_config_for_policy(_tiny_specs()))
+        env = make_eval_env(env_config_for_policy(tiny_specs()))
         try:
             res = run_episode(
                 env, load_policy(path), task="pick", seed=2, max_steps=6,

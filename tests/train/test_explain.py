@@ -21,29 +21,6 @@ pytest.importorskip("gymnasium")
 cv2 = pytest.importorskip("cv2")
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A freshly initialized one-block fusion policy on a 32 px sim rig."""
-    torch = pytest.importorskip("torch")
-    from mmrobot.envs.sensors import SensorSuiteConfig
-    from mmrobot.policies import FusionPolicyModel, PolicyConfig, save_checkpoint
-
-    specs = SensorSuiteConfig(image_size=32, lidar_rays=64).stream_specs()
-    cfg = PolicyConfig.from_dict(
-        {
-            "model": {"width": 32, "depth": 1, "heads": 2, "dropout": 0.0},
-            "language": {"max_len": 32},
-            "camera": {"stem_channels": [8], "grid": 2},
-            "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
-            "vector": {"hidden": 32, "tokens": 1},
-            "action": {"horizon": 4, "bins": 16},
-            "streams": [s.to_dict() for s in specs],
-        }
-    )
-    torch.manual_seed(0)
-    return save_checkpoint(FusionPolicyModel(cfg), tmp_path_factory.mktemp("ckpt") / "tiny")
-
-
 def test_eval_explain_writes_shares_video_and_plot(tiny_checkpoint, tmp_path):
     from mmrobot.cli import main
 
