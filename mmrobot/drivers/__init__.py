@@ -5,15 +5,14 @@
 are imported by the modules that need them, when they are used.
 """
 
-from mmrobot.drivers.base import (
-    Actuator,
-    ActuatorConfig,
-    Driver,
-    DriverConfig,
-    DriverStats,
-    Extrinsics,
-    Health,
-    StreamConfig,
+from mmrobot.drivers.base import Actuator, Driver
+from mmrobot.drivers.camera import CameraDriver
+from mmrobot.drivers.config_models import ActuatorConfig, DriverConfig, Extrinsics, StreamConfig
+from mmrobot.drivers.dynamixel import DynamixelActuator, DynamixelBus, DynamixelDriver
+from mmrobot.drivers.ft300 import FT300Driver
+from mmrobot.drivers.health import DriverStats, Health
+from mmrobot.drivers.lidar import LD06Driver, RplidarDriver, scan_to_points
+from mmrobot.drivers.registry import (
     actuator_kinds,
     driver_kinds,
     get_actuator_class,
@@ -21,10 +20,6 @@ from mmrobot.drivers.base import (
     register_actuator,
     register_driver,
 )
-from mmrobot.drivers.camera import CameraDriver
-from mmrobot.drivers.dynamixel import DynamixelActuator, DynamixelBus, DynamixelDriver
-from mmrobot.drivers.ft300 import FT300Driver
-from mmrobot.drivers.lidar import LD06Driver, RplidarDriver, scan_to_points
 from mmrobot.drivers.rig import Rig, load_rig, parse_rig
 
 __all__ = [
