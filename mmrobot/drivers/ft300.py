@@ -8,6 +8,14 @@ with CRC-16/MODBUS; forces in 1/100 N, moments in 1/1000 N*m). Frame coding live
 The sensor has no clock of its own: a frame is stamped with its host receive time minus the
 stream's ``latency_ms``; frames that arrive in one read are spread back from the receive time
 at the nominal 100 Hz period, the order they were measured in.
+
+Gravity compensation (``payload = { mass_kg = ..., com_m = [...] }``, measured with
+``mmrobot calibrate ft-payload``): the payload's static weight at the sensor's current
+orientation is subtracted too, so the stream reads contact forces only. The driver has no
+orientation of its own; whoever owns the arm's joint readings calls
+:meth:`FT300Driver.set_sensor_rotation` with the forward kinematics of each reading. Until
+the first call no frame is published (a reading that still holds the payload's weight is
+not a contact force), and the driver's last error says so.
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ import time
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmrobot.core.errors import DeviceNotConnectedError, DeviceTimeoutError
 from mmrobot.drivers._serial import SerialDriverConfig, open_serial
 from mmrobot.drivers.base import Driver, register_driver
+from mmrobot.drivers.config_models import RigModel
 from mmrobot.drivers.protocols.ft300 import (
     FT300_SLAVE_ID,
     STOP_STREAM,
@@ -30,7 +39,19 @@ from mmrobot.drivers.protocols.ft300 import (
     start_stream_request,
 )
 
-__all__ = ["FT300Config", "FT300Driver"]
+__all__ = ["FT300Config", "FT300Driver", "PayloadConfig"]
+
+
+class PayloadConfig(RigModel):
+    """The tool the sensor carries, for gravity compensation (``mmrobot calibrate ft-payload``).
+
+    ``com_m`` is the centre of mass in the sensor frame. The payload's weight reads as
+    ``-mass * R.T @ g`` (the wrench the sensor exerts on what it carries, MuJoCo's sign).
+    """
+
+    mass_kg: float = Field(gt=0)
+    com_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    gravity_m_s2: tuple[float, float, float] = (0.0, 0.0, -9.81)
 
 
 class FT300Config(SerialDriverConfig):
@@ -42,6 +63,17 @@ class FT300Config(SerialDriverConfig):
     tare_on_open: bool = False
     tare_samples: int = Field(default=50, ge=1)
     start_timeout_s: float = Field(default=1.0, gt=0)
+    payload: PayloadConfig | None = None
+
+    @model_validator(mode="after")
+    def _tare_or_payload(self) -> FT300Config:
+        if self.payload is not None and self.tare_on_open:
+            raise ValueError(
+                "tare_on_open = true would take the payload's weight at start-up into the bias, "
+                "but `payload` compensates it separately; set tare_on_open = false and use the "
+                "calibrated `bias` (mmrobot calibrate ft-payload writes both)"
+            )
+        return self
 
 
 @register_driver("ft300")
@@ -61,6 +93,7 @@ class FT300Driver(Driver):
         self._bias_lock = threading.Lock()
         self._ser: Any = None
         self._last_t_ns = -(2**62)
+        self._rotation: np.ndarray | None = None  # sensor -> base, for gravity compensation
 
     def _stream_defaults(self) -> list[dict[str, Any]]:
         return [
@@ -88,6 +121,31 @@ class FT300Driver(Driver):
             raise ValueError(f"bias must be 6 finite values, got {bias!r}")
         with self._bias_lock:
             self._bias = b
+
+    def set_sensor_rotation(self, rotation: np.ndarray) -> None:
+        """The sensor's current orientation (3, 3), sensor -> base, for gravity compensation.
+
+        Call it with the forward kinematics of each joint reading; without ``payload`` in
+        the rig entry it is stored and unused.
+        """
+        r = np.asarray(rotation, dtype=np.float64)
+        if r.shape != (3, 3) or not np.isfinite(r).all():
+            raise ValueError(f"sensor rotation must be a finite (3, 3) matrix, got {rotation!r}")
+        with self._bias_lock:
+            self._rotation = r.copy()
+
+    def gravity_wrench(self) -> np.ndarray | None:
+        """(6,) the payload's weight at the current orientation (what compensation subtracts);
+        zeros without ``payload``, None while the orientation is unknown."""
+        p = self.config.payload
+        if p is None:
+            return np.zeros(6)
+        with self._bias_lock:
+            r = self._rotation
+        if r is None:
+            return None
+        force = -p.mass_kg * (r.T @ np.asarray(p.gravity_m_s2))
+        return np.concatenate([force, np.cross(np.asarray(p.com_m), force)])
 
     def tare(self, n_samples: int | None = None, timeout_s: float = 2.0) -> np.ndarray:
         """Average the next ``n_samples`` raw frames and make that the bias; returns it.
@@ -182,6 +240,14 @@ class FT300Driver(Driver):
         period = self._specs[0].period_ns
         t_last = host_ns - self._specs[0].latency_ns
         bias = self.bias
+        gravity = self.gravity_wrench()
+        if gravity is None:
+            self._c.last_error = (
+                "gravity compensation is on (`payload`) but no sensor orientation has been "
+                "given; call set_sensor_rotation() with the arm's forward kinematics"
+            )
+            return
+        bias = bias + gravity
         n = len(frames)
         # Frames of one read were measured one period apart, the newest just now. After a
         # stalled read that would reach back before the previous stamp: then they are spread

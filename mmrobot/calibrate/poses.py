@@ -1,0 +1,131 @@
+"""Generated calibration poses: well spread, inside the joint limits, collision-free.
+
+Candidates are drawn around a start configuration and checked on the arm's kinematic model
+(joint limits shrunk by a margin, the TCP above the table, no contact of the hand with the
+arm, the table or a target: ``mj_fwdPosition`` on a private ``MjData``); from those that
+pass, farthest-point sampling keeps the ``n`` most spread by the criterion of each
+procedure (gravity direction in the sensor frame for ft-payload, camera viewpoint for the
+camera procedures). Poses are deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mmrobot.calibrate.ft_payload import GRAVITY_M_S2
+from mmrobot.calibrate.kinematics import ArmFrames
+from mmrobot.core.deps import require
+from mmrobot.core.errors import ConfigError
+from mmrobot.envs import names
+
+__all__ = ["PoseChecker", "farthest_point_order", "ft_payload_poses"]
+
+
+class PoseChecker:
+    """Whether joint angles are safe on the arm's model.
+
+    Args:
+        model: the arm's ``mujoco.MjModel`` (a scene with the names of :mod:`mmrobot.envs.names`).
+        joint_range: (6, 2) limits to respect (e.g. the rig's servo limits), rad.
+        margin_rad: kept away from each limit.
+        min_tcp_z_m: lowest allowed TCP height above the base (table) plane.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        joint_range: np.ndarray,
+        *,
+        margin_rad: float = 0.1,
+        min_tcp_z_m: float = 0.12,
+    ) -> None:
+        mj = require("mujoco", "checking calibration poses on the arm model")
+        self._mj = mj
+        self.model = model
+        self.frames = ArmFrames(model)
+        self._data = mj.MjData(model)
+        rng = np.asarray(joint_range, dtype=np.float64)
+        self.lo, self.hi = rng[:, 0] + margin_rad, rng[:, 1] - margin_rad
+        self.min_tcp_z_m = min_tcp_z_m
+        obj = mj.mjtObj
+        jids = [mj.mj_name2id(model, obj.mjOBJ_JOINT, j) for j in names.ARM_JOINTS]
+        self._qadr = np.asarray(model.jnt_qposadr[jids], dtype=np.int64)
+        hand = mj.mj_name2id(model, obj.mjOBJ_BODY, names.HAND_BODY)
+        # the hand and everything it carries: any contact of these is a collision
+        body = np.arange(model.nbody)
+        in_hand = np.zeros(model.nbody, dtype=bool)
+        for b in body:
+            p = b
+            while p > 0 and p != hand:
+                p = model.body_parentid[p]
+            in_hand[b] = p == hand
+        self._hand_geom = in_hand[model.geom_bodyid]
+
+    def ok(self, q: np.ndarray) -> bool:
+        q = np.asarray(q, dtype=np.float64)
+        if (q < self.lo).any() or (q > self.hi).any():
+            return False
+        if self.frames.tcp(q)[2, 3] < self.min_tcp_z_m:
+            return False
+        d = self._data
+        d.qpos[:] = self.model.qpos0
+        d.qpos[self._qadr] = q
+        self._mj.mj_fwdPosition(self.model, d)
+        n = int(d.ncon)
+        if n:
+            g1, g2 = d.contact.geom1[:n], d.contact.geom2[:n]
+            if (self._hand_geom[g1] | self._hand_geom[g2]).any():
+                return False
+        return True
+
+
+def farthest_point_order(features: np.ndarray, n: int, first: int = 0) -> list[int]:
+    """Indices of ``n`` rows of ``features`` (M, D), each the farthest from those chosen."""
+    f = np.asarray(features, dtype=np.float64)
+    chosen = [first]
+    dist = np.linalg.norm(f - f[first], axis=1)
+    while len(chosen) < min(n, len(f)):
+        i = int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.linalg.norm(f - f[i], axis=1))
+    return chosen
+
+
+def _sample(
+    checker: PoseChecker,
+    start_q: np.ndarray,
+    spread_rad: np.ndarray,
+    n_candidates: int,
+    seed: int,
+    keep: Callable[[np.ndarray], bool] | None = None,
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_candidates):
+        q = start_q + rng.uniform(-1.0, 1.0, 6) * spread_rad
+        if checker.ok(q) and (keep is None or keep(q)):
+            out.append(q)
+    return np.asarray(out)
+
+
+def ft_payload_poses(
+    checker: PoseChecker, start_q: np.ndarray, n: int, *, seed: int = 0
+) -> np.ndarray:
+    """(n, 6) static poses for ft-payload: the wrist turned so that gravity, seen from the
+    sensor, points in ``n`` well-spread directions (the first pose is ``start_q``)."""
+    if n < 4:
+        raise ConfigError(f"ft-payload needs at least 4 poses, got {n}")
+    spread = np.array([0.4, 0.3, 0.3, 2.8, 1.9, 2.8])
+    cand = _sample(checker, np.asarray(start_q, dtype=np.float64), spread, 40 * n, seed)
+    cand = np.vstack([np.asarray(start_q, dtype=np.float64)[None], cand])
+    if len(cand) < n:
+        raise ConfigError(
+            f"only {len(cand)} safe poses found around {np.round(start_q, 2)} for {n} wanted; "
+            "widen the joint limits or start from a pose further from the table"
+        )
+    g = np.array([checker.frames.ft_sensor(q)[:3, :3].T @ GRAVITY_M_S2 for q in cand])
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    return cand[farthest_point_order(g, n)]
