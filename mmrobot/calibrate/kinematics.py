@@ -75,6 +75,7 @@ class ArmFrames:
         if cid < 0:
             raise ConfigError(f"the arm model has no camera named {camera!r}")
         d = self._forward(q)
+        self._mj.mj_camlight(self.model, d)  # camera poses are not part of mj_kinematics
         out = _pose(d.cam_xpos[cid], d.cam_xmat[cid])
         out[:3, :3] = out[:3, :3] @ CV_FROM_MUJOCO_CAMERA
         return out

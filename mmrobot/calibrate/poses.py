@@ -129,3 +129,81 @@ def ft_payload_poses(
     g = np.array([checker.frames.ft_sensor(q)[:3, :3].T @ GRAVITY_M_S2 for q in cand])
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     return cand[farthest_point_order(g, n)]
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, roll_rad: float = 0.0) -> np.ndarray:
+    """(4, 4) OpenCV camera pose (z forward, y down) at ``eye`` looking at ``target``, turned
+    by ``roll_rad`` about its optical axis; at zero roll the image's down axis is the
+    direction of the base x axis seen by the camera (the arm reaches away from the base)."""
+    z = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
+    z /= np.linalg.norm(z)
+    down = np.array([1.0, 0.0, 0.0])
+    y = down - z * (down @ z)
+    if np.linalg.norm(y) < 1e-6:
+        y = np.array([0.0, 1.0, 0.0]) - z * z[1]
+    y /= np.linalg.norm(y)
+    x = np.cross(y, z)
+    c, s = np.cos(roll_rad), np.sin(roll_rad)
+    xr, yr = c * x + s * y, -s * x + c * y
+    out = np.eye(4)
+    out[:3, :3] = np.stack([xr, yr, z], axis=1)
+    out[:3, 3] = eye
+    return out
+
+
+def camera_view_poses(
+    checker: PoseChecker,
+    solve_ik: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    camera: str,
+    start_q: np.ndarray,
+    target_m: np.ndarray,
+    n: int,
+    *,
+    distance_m: tuple[float, float] = (0.30, 0.42),
+    max_tilt_rad: float = 0.6,
+    max_roll_rad: float = 0.6,
+    aim_jitter_m: float = 0.05,
+    seed: int = 0,
+) -> np.ndarray:
+    """(n, 6) joint angles that point an arm-mounted camera at ``target_m`` from ``n``
+    well-spread viewpoints (eye-in-hand camera intrinsics and hand-eye).
+
+    Viewpoints lie on a cap above the target (tilt from vertical up to ``max_tilt_rad``, any
+    azimuth, distance in ``distance_m``), with a roll about the optical axis and the aim
+    jittered; each is turned into a TCP pose with the camera's nominal mounting from the
+    arm model, solved by ``solve_ik(pos, rot, q0)``, and kept only if the solution reaches
+    the pose (1 mm, 0.01 rad) and passes ``checker``. Farthest-point sampling on (viewpoint
+    direction, roll) keeps ``n``. Hand-eye needs rotations about different axes between
+    views (Tsai and Lenz 1989, section IV): tilts in all directions and rolls give them.
+    """
+    frames = checker.frames
+    start_q = np.asarray(start_q, dtype=np.float64)
+    cam_in_tcp = np.linalg.inv(frames.tcp(start_q)) @ frames.camera_cv(start_q, camera)
+    tcp_in_cam = np.linalg.inv(cam_in_tcp)
+    rng = np.random.default_rng(seed)
+    qs, feats = [], []
+    target = np.asarray(target_m, dtype=np.float64)
+    for _ in range(30 * n):
+        tilt = max_tilt_rad * np.sqrt(rng.uniform())
+        az = rng.uniform(-np.pi, np.pi)
+        dist = rng.uniform(*distance_m)
+        view = np.array([np.sin(tilt) * np.cos(az), np.sin(tilt) * np.sin(az), np.cos(tilt)])
+        roll = rng.uniform(-max_roll_rad, max_roll_rad)
+        aim = target + np.r_[rng.uniform(-aim_jitter_m, aim_jitter_m, 2), 0.0]
+        cam = look_at(aim + dist * view, aim, roll)
+        tcp = cam @ tcp_in_cam
+        q = solve_ik(tcp[:3, 3], tcp[:3, :3], start_q)
+        got = frames.tcp(q)
+        if np.linalg.norm(got[:3, 3] - tcp[:3, 3]) > 1e-3:
+            continue
+        if np.linalg.norm(got[:3, :3] - tcp[:3, :3]) > 1e-2 or not checker.ok(q):
+            continue
+        qs.append(q)
+        feats.append(np.r_[view, 0.5 * np.sin(roll), 0.5 * np.cos(roll)])
+    if len(qs) < n:
+        raise ConfigError(
+            f"only {len(qs)} reachable, safe camera viewpoints of the target at "
+            f"{np.round(target, 3)} found for {n} wanted; move the target closer to the arm "
+            "or widen distance_m / the joint limits"
+        )
+    return np.asarray(qs)[farthest_point_order(np.asarray(feats), n)]

@@ -107,7 +107,7 @@ class LidarBoxSpec:
     """
 
     size_m: tuple[float, float, float] = (0.30, 0.20, 0.12)
-    center_xy_m: tuple[float, float] = (0.55, -0.05)
+    center_xy_m: tuple[float, float] = (0.30, -0.40)
     yaw_rad: float = 0.5
 
     def outline(self) -> np.ndarray:
@@ -162,9 +162,9 @@ def build_calibration_scene(
 
     png = out / "charuco_board.png"
     img = board.image()
-    # MuJoCo maps a 2D texture on a plane with its first row at +y: flip so the picture reads
-    # as board.image() when seen from above, columns along +x
-    cv2.imwrite(str(png), np.ascontiguousarray(img[::-1]))
+    # MuJoCo puts a 2D texture's first row at the plane's +y edge, first column at -x: seen
+    # from above the picture reads as board.image(), columns along +x, rows along -y
+    cv2.imwrite(str(png), img)
     tex = spec.add_texture()
     tex.name = "charuco_tex"
     tex.type = mj.mjtTexture.mjTEXTURE_2D
