@@ -108,7 +108,7 @@ class LidarBoxSpec:
 
     size_m: tuple[float, float, float] = (0.30, 0.20, 0.12)
     center_xy_m: tuple[float, float] = (0.30, -0.40)
-    yaw_rad: float = 0.5
+    yaw_rad: float = -0.2
 
     def outline(self) -> np.ndarray:
         """(4, 2) corners of the box's footprint in the base frame, counter-clockwise."""
