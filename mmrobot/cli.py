@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "mmrobot.train._cli",
     "mmrobot.deploy._cli",
     "mmrobot.launch._cli",
+    "mmrobot.calibrate._cli",
 )
 
 EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -73,6 +74,7 @@ COMMAND_NEEDS: dict[str, Sequence[Need | str] | Callable[[argparse.Namespace], S
     "release": lambda a: [] if a.check else ["sim", "train"],
     "export": [Need("train", ("torch", "onnx", "onnxscript"))],
     "hil": ["sim"],
+    "calibrate": ["sim"],  # the arm's kinematic model, and the simulated robot with --sim
     "bench": lambda a: [] if a.list else ["sim", "train"],
 }
 

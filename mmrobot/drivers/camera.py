@@ -24,6 +24,7 @@ from pydantic import Field
 from mmrobot.core.deps import require
 from mmrobot.core.errors import DeviceNotConnectedError
 from mmrobot.drivers.base import Driver, DriverConfig, register_driver
+from mmrobot.drivers.config_models import CameraIntrinsics
 
 __all__ = ["CameraConfig", "CameraDriver"]
 
@@ -33,6 +34,8 @@ class CameraConfig(DriverConfig):
 
     ``device``: an int (V4L2 index), a file path, or a URL (``rtsp://``, ``http://``).
     ``width``/``height``/``fps``: requested capture mode (devices; files keep theirs).
+    ``intrinsics``: the pinhole model at the capture resolution (``mmrobot calibrate
+    camera-intrinsics``); frames are published unchanged, it documents the camera.
     """
 
     device: int | str
@@ -42,6 +45,7 @@ class CameraConfig(DriverConfig):
     loop: bool = False
     pace: bool = True
     fourcc: str | None = Field(default=None, min_length=4, max_length=4)
+    intrinsics: CameraIntrinsics | None = None
 
 
 def _is_url(device: int | str) -> bool:

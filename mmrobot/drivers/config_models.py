@@ -11,7 +11,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ActuatorConfig", "DriverConfig", "Extrinsics", "RigModel", "StreamConfig"]
+__all__ = [
+    "ActuatorConfig",
+    "CalibrationRecord",
+    "CameraIntrinsics",
+    "DriverConfig",
+    "Extrinsics",
+    "RigModel",
+    "StreamConfig",
+]
 
 
 class RigModel(BaseModel):
@@ -40,10 +48,14 @@ class Extrinsics(RigModel):
     """Pose of the sensor frame in the robot base frame: ``p_base = R @ p_sensor + t``.
 
     ``rotation_rpy_rad`` is roll, pitch, yaw about the fixed x, y, z axes (R = Rz @ Ry @ Rx).
+    ``parent_frame = "tcp"`` says the pose is in the tool centre point's frame instead (a
+    wrist camera, as ``mmrobot calibrate hand-eye`` measures it); then ``p_tcp = R @ p + t``.
+    A camera's frame is OpenCV's (x right, y down, z forward).
     """
 
     translation_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rotation_rpy_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    parent_frame: Literal["base", "tcp"] = "base"
 
     def rotation(self) -> np.ndarray:
         """(3, 3) float64 rotation matrix, sensor -> base."""
@@ -75,6 +87,29 @@ class Extrinsics(RigModel):
         )
 
 
+class CameraIntrinsics(RigModel):
+    """A camera's pinhole model at one capture resolution (``mmrobot calibrate camera-intrinsics``).
+
+    ``camera_matrix`` is [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels (OpenCV's pixel
+    centres); ``dist_coeffs`` OpenCV's k1, k2, p1, p2, k3.
+    """
+
+    image_size: tuple[int, int]
+    camera_matrix: tuple[
+        tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]
+    ]
+    dist_coeffs: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class CalibrationRecord(RigModel):
+    """How one calibration of an entry was measured (``mmrobot calibrate`` writes it)."""
+
+    date: str
+    views: int = Field(ge=0)
+    residuals: dict[str, float] = Field(default_factory=dict)
+    method: str = ""
+
+
 class DriverConfig(RigModel):
     """Fields every driver entry has; each driver kind extends it with its own."""
 
@@ -85,6 +120,8 @@ class DriverConfig(RigModel):
     extrinsics: Extrinsics = Extrinsics()
     reconnect_min_s: float = Field(default=0.05, gt=0)
     reconnect_max_s: float = Field(default=2.0, gt=0)
+    # procedure name ("ft-payload", "hand-eye", ...) -> how the values above were measured
+    calibration: dict[str, CalibrationRecord] = Field(default_factory=dict)
 
 
 class ActuatorConfig(RigModel):
