@@ -11,8 +11,8 @@ __all__ = ["CalibrationRig"]
 
 class CalibrationRig(Protocol):
     """A robot that calibration procedures drive: :class:`~mmrobot.calibrate.sim.SimCalibrationRig`
-    in simulation, :class:`~mmrobot.calibrate.hardware.DriverCalibrationRig` through a rig
-    file's drivers (a real robot or the HIL rig)."""
+    in simulation; an adapter over a rig file's drivers (a real robot or the HIL rig) is not
+    built yet (docs/calibration.md)."""
 
     @property
     def joint_range(self) -> np.ndarray:
