@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # Open3D's wheel loads libusb-1.0 at import. Install it where we can (root with apt-get);
-# elsewhere say what to install.
+# elsewhere say what to install. WordNet likewise, where we can.
 system-deps:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -37,6 +37,17 @@ system-deps:
 	    echo "Open3D needs the system library libusb-1.0-0."; \
 	    echo "Install it (Debian/Ubuntu: sudo apt-get install libusb-1.0-0) and run make again."; \
 	    exit 1; \
+	  fi; \
+	fi
+	@# WordNet 3.0's database: `mmrobot release` builds the policy's lexicon from it (not
+	@# needed to run a policy). Best effort: without it only the release and one test need it.
+	@if [ ! -f /usr/share/wordnet/index.noun ] && [ -z "$$WNSEARCHDIR" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wordnet-base (the release builds its lexicon from WordNet)"; \
+	    apt-get install -y -qq wordnet-base >/dev/null 2>&1 || \
+	      (apt-get update -qq && apt-get install -y -qq wordnet-base >/dev/null) || true; \
+	  else \
+	    echo "note: make release needs WordNet 3.0 (sudo apt-get install wordnet-base)"; \
 	  fi; \
 	fi
 

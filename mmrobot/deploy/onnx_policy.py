@@ -175,7 +175,7 @@ class OnnxPolicy(Policy):
         self.sidecar = Sidecar.read(path)
         model_path = self.sidecar.verify_model_file(path)
         self.config = self.sidecar.config
-        self.tokenizer = ByteTokenizer(self.config.language.max_len)
+        self.tokenizer = ByteTokenizer.from_config(self.config.language)
         self.action_tokenizer = ActionTokenizer.from_config(self.config.action)
 
         opts = ort.SessionOptions()

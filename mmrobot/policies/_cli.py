@@ -21,6 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(func=_init)
+    lex = sub.add_parser(
+        "lexicon",
+        help="add a WordNet lexicon to a checkpoint: unseen words are read as training words",
+        description="Read the training instructions of DATASET, map every WordNet lemma that "
+        "means one of their words (synonyms, narrower words, one hyponym level; never "
+        "siblings or antonyms) to it, and store the table in CHECKPOINT's config.json. The "
+        "torch and ONNX policies then rewrite each instruction into training words before "
+        "tokenizing it (see docs/policy.md). Needs WordNet 3.0's database files "
+        "(Debian/Ubuntu: apt-get install wordnet-base) to build, not to run.",
+    )
+    lex.add_argument("checkpoint", type=Path, help="checkpoint folder (config.json is rewritten)")
+    lex.add_argument("--dataset", type=Path, required=True, help="the training demos (.h5)")
+    lex.add_argument("--wordnet", type=Path, default=None, help="WordNet dict folder")
+    lex.add_argument("--senses", type=int, default=2, help="senses per part of speech used")
+    lex.add_argument("--max-cost", type=int, default=2, help="longest WordNet path kept")
+    lex.add_argument("--remove", action="store_true", help="remove the lexicon instead")
+    lex.set_defaults(func=_lexicon)
 
 
 def _load_config(path: Path):  # noqa: ANN202 - returns PolicyConfig
@@ -78,4 +95,20 @@ def _init(args: argparse.Namespace) -> int:
     model = FusionPolicyModel(cfg)
     save_checkpoint(model, args.out, metadata={"trained": False, "seed": args.seed})
     print(f"wrote untrained checkpoint {args.out} ({model.num_parameters():,} parameters)")
+    return 0
+
+
+def _lexicon(args: argparse.Namespace) -> int:
+    from mmrobot.policies.wordnet import add_lexicon, remove_lexicon
+
+    if args.remove:
+        remove_lexicon(args.checkpoint)
+        print(f"removed the lexicon of {args.checkpoint}")
+        return 0
+    info = add_lexicon(args.checkpoint, args.dataset, args.wordnet, args.senses, args.max_cost)
+    print(
+        f"{args.checkpoint}: lexicon of {info['entries']} WordNet words onto the "
+        f"{info['vocabulary']} training words of {info['episodes']} episodes"
+        + (f" ({info['skipped']} with held-out phrasings not read)" if info["skipped"] else "")
+    )
     return 0

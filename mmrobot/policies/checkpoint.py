@@ -29,6 +29,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_config",
+    "rewrite_checkpoint_config",
 ]
 
 # 2: the lean v2 network (see mmrobot.policies.config.CONFIG_FORMAT_VERSION); 1 was v0.
@@ -88,6 +89,32 @@ def copy_checkpoint(
             tmp.write_bytes((src / name).read_bytes())
         tmp.replace(dst / name)
     return dst
+
+
+def rewrite_checkpoint_config(
+    directory: str | Path, config: PolicyConfig, metadata: Mapping[str, object] | None = None
+) -> Path:
+    """Replace a checkpoint's config (the weights stay; they must still fit, so only
+    settings outside the network change: a lexicon, not a width) and merge ``metadata``
+    into its metadata. Written through a temporary name."""
+    directory = Path(directory)
+    old, meta = read_checkpoint_config(directory)
+
+    def shapes(cfg: PolicyConfig) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in FusionPolicyModel(cfg).state_dict().items()}
+
+    if shapes(old) != shapes(config):
+        raise ConfigError(f"{directory}: the new config builds a different network")
+    doc = {
+        "kind": CHECKPOINT_KIND,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "config": config.to_dict(),
+        "metadata": {**meta, **dict(metadata or {})},
+    }
+    tmp = directory / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    tmp.replace(directory / CONFIG_FILE)
+    return directory
 
 
 def read_checkpoint_config(directory: str | Path) -> tuple[PolicyConfig, dict[str, object]]:

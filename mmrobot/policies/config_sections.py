@@ -122,18 +122,35 @@ class LanguageConfig:
     ``layers``: self-attention blocks over the instruction tokens before they condition the
     cameras (FiLM) and enter fusion. With 0, the camera condition is a mean of tokens that
     see only their neighbours, which cannot tell "stack red on yellow" from "stack yellow
-    on red"."""
+    on red".
+
+    ``vocabulary`` and ``lexicon``: the training instructions' words and a table of other
+    words that mean them (built from WordNet by ``mmrobot policy lexicon``); when present,
+    every instruction is rewritten into training words before it is tokenized (see
+    :mod:`mmrobot.policies.lexicon`). Empty: instructions are read as they are."""
 
     tokenizer: str = "byte"
     max_len: int = 64
     stride: int = 4
     layers: int = 0
+    vocabulary: tuple[str, ...] = ()
+    lexicon: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_choice("language", "tokenizer", self.tokenizer, ("byte",))
         _check_int("language", "max_len", self.max_len, 2, 4096)
         _check_int("language", "stride", self.stride, 1, 64)
         _check_int("language", "layers", self.layers, 0, 8)
+        if not isinstance(self.lexicon, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.lexicon.items()
+        ):
+            raise ConfigError("language.lexicon must be a table of word = training word")
+        stray = sorted(set(self.lexicon.values()) - set(self.vocabulary))
+        if stray:
+            raise ConfigError(
+                f"language.lexicon maps to {stray[:5]}, which are not in language.vocabulary; "
+                "rebuild it with `mmrobot policy lexicon`"
+            )
         if self.max_len % self.stride:
             raise ConfigError(
                 f"language.max_len {self.max_len} must be a multiple of language.stride "

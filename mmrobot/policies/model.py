@@ -118,7 +118,7 @@ class FusionPolicyModel(nn.Module):
         self.input_names = input_names(config.streams)
         self.n_actions = ac.horizon  # one action position per chunk step
         self.autoregressive = mc.decoding == "autoregressive"
-        self.tokenizer = ByteTokenizer(lc.max_len)
+        self.tokenizer = ByteTokenizer.from_config(lc)
 
         # Encoders.
         self.instruction_encoder = InstructionEncoder(

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.policies.config import ActionConfig
+from mmrobot.policies.config import ActionConfig, LanguageConfig
+from mmrobot.policies.lexicon import Lexicon
 
 __all__ = ["ByteTokenizer", "ActionTokenizer"]
 
@@ -26,16 +27,25 @@ class ByteTokenizer:
         max_len: tokens per instruction, BOS and EOS included; longer text is truncated
             (at a byte boundary: the model sees bytes, not characters). Text from a user is
             checked against :attr:`max_text_bytes` first (``mmrobot run`` refuses longer text).
+        lexicon: when given (and not empty), each instruction is rewritten into the
+            training words first (:meth:`Lexicon.normalize`).
     """
 
     PAD, BOS, EOS = 0, 1, 2
     OFFSET = 3
     vocab_size = 256 + OFFSET
 
-    def __init__(self, max_len: int = 64) -> None:
+    def __init__(self, max_len: int = 64, lexicon: Lexicon | None = None) -> None:
         if max_len < 2:
             raise ConfigError(f"ByteTokenizer max_len must be >= 2 (BOS + EOS), got {max_len}")
         self.max_len = max_len
+        self.lexicon = lexicon if lexicon else None
+
+    @classmethod
+    def from_config(cls, language: LanguageConfig) -> ByteTokenizer:
+        """The tokenizer a policy config describes, with its lexicon if it has one."""
+        lexicon = Lexicon(language.vocabulary, language.lexicon) if language.vocabulary else None
+        return cls(language.max_len, lexicon)
 
     @property
     def max_text_bytes(self) -> int:
@@ -51,6 +61,8 @@ class ByteTokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"instruction must be a str, got {type(text).__name__}")
+        if self.lexicon is not None:
+            text = self.lexicon.normalize(text)
         body = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)[: self.max_text_bytes]
         ids = np.full(self.max_len, self.PAD, dtype=np.int64)
         n = body.size

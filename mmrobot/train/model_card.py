@@ -186,6 +186,12 @@ def render_model_card(release_dir: str | Path) -> str:
         + ", ".join(f"`{s}`" for s in pol["streams"])
         + f"; {pol['horizon']} x 7 action tokens, {pol['bins']} bins per dimension"
         + (f"; training-only heads: {', '.join(pol['aux_heads'])}" if pol["aux_heads"] else "")
+        + (
+            f"; a WordNet lexicon reads {lex['entries']:,} other words as the "
+            f"{lex['vocabulary']} training words (`mmrobot policy lexicon`)"
+            if (lex := pol.get("lexicon"))
+            else "; no lexicon: instructions are read as typed"
+        )
         + f". Policy config `{tc['policy']}`"
         + (" shrunk to a toy network" if toy else "")
         + "; `config.json` holds all of it, `model.safetensors` the weights.\n"

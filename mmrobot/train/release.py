@@ -9,7 +9,9 @@ A release config (``policies/release.toml``) names everything; the stages run in
 3. ``train``: :func:`mmrobot.train.trainer.train` in this process, with the DAgger rounds and
    the closed-loop evaluation during training of the train config, into ``<work>/train``;
 4. ``checkpoint``: the trainer's chosen checkpoint (``best/`` when evaluation during
-   training is on, else the last) copied into the release folder;
+   training is on, else the last) copied into the release folder, with a WordNet lexicon
+   of the training instructions' words (``[release] lexicon``; see
+   :mod:`mmrobot.policies.wordnet`);
 5. ``evaluate``: :func:`mmrobot.train.eval.evaluate` of the released checkpoint on the
    configured splits (safety layer on, as ``mmrobot run``);
 6. ``onnx_fp32``, ``onnx_int8`` (as configured): :func:`mmrobot.deploy.export.export_onnx`,
@@ -135,7 +137,8 @@ class _ReleaseRun:
             )
         self.image_size = int(cams[0].shape[0]) if cams else 96
         config_doc = {"release": config.to_dict(), "toy": toy, "image_size": self.image_size}
-        self.state = load_state(self.state_path, config_doc) if resume else None
+        defaults = {"release": ReleaseConfig().to_dict()}
+        self.state = load_state(self.state_path, config_doc, defaults) if resume else None
         if resume and self.state is None:
             self.console.print(f"no release state in {self.work}; starting from the beginning")
         if self.state is None:
@@ -210,6 +213,10 @@ class _ReleaseRun:
         return out
 
     def run(self) -> Path:
+        if self.config.release.lexicon and not self.toy:
+            from mmrobot.policies.wordnet import find_wordnet
+
+            find_wordnet()  # before hours of training, not after
         stages = self.stages()
         self.work.mkdir(parents=True, exist_ok=True)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -334,6 +341,15 @@ class _ReleaseRun:
 
         src = Path(self.state["training"]["checkpoint"])
         copy_checkpoint(src, self.out)
+        lexicon = None
+        if self.config.release.lexicon and (not self.toy or self._wordnet_found()):
+            from mmrobot.policies.wordnet import add_lexicon
+
+            lexicon = add_lexicon(self.out, self.work / "demos.h5")
+            self.console.print(
+                f"lexicon: {lexicon['entries']} WordNet words onto {lexicon['vocabulary']} "
+                "training words"
+            )
         model = load_checkpoint(self.out)
         cfg = model.config
         doc = {
@@ -348,12 +364,23 @@ class _ReleaseRun:
             "horizon": cfg.action.horizon,
             "bins": cfg.action.bins,
             "aux_heads": sorted(n for n, w in cfg.training.aux_weights.items() if w > 0),
+            "lexicon": lexicon,
         }
         self.console.print(
             f"{src} -> {self.out}: {doc['parameters']:,} parameters, "
             f"{doc['weights_bytes'] / 1e6:.1f} MB"
         )
         return {"policy": doc}
+
+    def _wordnet_found(self) -> bool:
+        from mmrobot.policies.wordnet import find_wordnet
+
+        try:
+            find_wordnet()
+        except ConfigError:
+            self.console.print("toy release: WordNet not installed, no lexicon")
+            return False
+        return True
 
     def _settings(self, splits: Sequence[str]) -> Any:
         from mmrobot.train.eval import EvalSettings

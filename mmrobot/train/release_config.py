@@ -277,18 +277,24 @@ class ReleaseSection:
         work: the work folder (datasets, the training run, ONNX exports), likewise.
         version: the release's name in the model card.
         budget_min: the time budget the card compares the measured wall time with.
+        lexicon: give the released checkpoint a WordNet lexicon built from the training
+            instructions (``mmrobot policy lexicon``), so that unseen words that mean
+            training words are read as them. Needs WordNet 3.0 (``wordnet-base``).
     """
 
     out: str = "policies/release"
     work: str = "runs/release"
     version: str = "v1"
     budget_min: float = 150.0
+    lexicon: bool = True
 
     def __post_init__(self) -> None:
         for name in ("out", "work", "version"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
                 _fail("release", name, v, "a non-empty string")
+        if not isinstance(self.lexicon, bool):
+            _fail("release", "lexicon", self.lexicon, "true or false")
         b = self.budget_min
         if isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0:
             _fail("release", "budget_min", b, "a number of minutes > 0")

@@ -48,19 +48,28 @@ def new_state(config_doc: dict[str, Any], command: str) -> dict[str, Any]:
     }
 
 
-def load_state(path: Path, config_doc: Mapping[str, Any]) -> dict[str, Any] | None:
+def load_state(
+    path: Path, config_doc: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The state in ``path`` (None: there is none); a run of another config is refused,
-    naming the keys that differ."""
+    naming the keys that differ. A key the state does not know (added to the release
+    config since it was written) is no difference when it has its default value in
+    ``defaults`` (the same shape as ``config_doc``): the older run behaved as that default."""
     if not path.is_file():
         return None
     state = json.loads(path.read_text(encoding="utf-8"))
     if state.get("config_digest") != state_digest(config_doc):
         old, new = _flat(state.get("config", {})), _flat(config_doc)
+        known = _flat(defaults or {})
         diff = [
             f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
             for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)
+            and not (k not in old and k in known and new.get(k) == known[k])
         ]
+        if not diff:
+            state["config"], state["config_digest"] = dict(config_doc), state_digest(config_doc)
+            return state
         raise ConfigError(
             f"--resume: {path.parent} holds a release run of another config ("
             + "; ".join(diff[:6])
