@@ -47,6 +47,7 @@ MODULES: dict[str, str] = {
     "onnx": "onnx",
     "onnxscript": "onnxscript",
     "open3d": "open3d",
+    "tensorboard": "tensorboard",
 }
 
 
@@ -102,6 +103,11 @@ EXTRAS: dict[str, Extra] = {
             "pointcloud",
             "lidar point-cloud filtering (voxel down-sampling, outlier removal)",
             ("open3d",),
+        ),
+        Extra(
+            "tensorboard",
+            "TensorBoard event files beside metrics.jsonl in training ([log] tensorboard)",
+            ("tensorboard",),
         ),
     )
 }

@@ -15,7 +15,7 @@ from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
 
-__all__ = ["DaggerConfig", "EvalConfig", "TrainConfig", "load_train_config"]
+__all__ = ["DaggerConfig", "EvalConfig", "LogConfig", "TrainConfig", "load_train_config"]
 
 
 def _check(section: str, obj: object, name: str, ok: bool, expected: str) -> None:
@@ -112,6 +112,22 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """Where metrics go besides ``metrics.jsonl`` (the ``[log]`` table).
+
+    ``metrics.jsonl`` is always written and is the record every other tool reads; with
+    ``tensorboard = true`` the main process also writes the same training and evaluation
+    rows to TensorBoard event files in ``<out>/tensorboard`` (the ``tensorboard`` extra;
+    :mod:`mmrobot.train.tensorboard` lists the tags).
+    """
+
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _check("log.", self, "tensorboard", isinstance(self.tensorboard, bool), "true or false")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """How to train a policy by behaviour cloning.
 
@@ -146,6 +162,7 @@ class TrainConfig:
             execution with a message when compilation fails.
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
+        log: the ``[log]`` table (:class:`LogConfig`).
     """
 
     policy: str = "default.toml"
@@ -173,6 +190,7 @@ class TrainConfig:
     compile: bool = True
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
     # Where the file was read from; relative paths resolve against it.
     base_dir: str = "."
 
@@ -232,7 +250,7 @@ class TrainConfig:
     def with_overrides(self, overrides: list[str]) -> TrainConfig:
         """Apply ``key=value`` or ``section.key=value`` strings (``dagger.rounds=2``); values
         are parsed as TOML, bare words as strings."""
-        sections = {"dagger": self.dagger, "eval": self.eval}
+        sections = {"dagger": self.dagger, "eval": self.eval, "log": self.log}
         known = {f.name for f in fields(self)} - {"base_dir", *sections}
         changes: dict[str, Any] = {}
         section_changes: dict[str, dict[str, Any]] = {k: {} for k in sections}
@@ -275,20 +293,20 @@ def load_train_config(path: str | Path) -> TrainConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    unknown_top = sorted(set(doc) - {"train", "dagger", "eval"})
+    unknown_top = sorted(set(doc) - {"train", "dagger", "eval", "log"})
     if unknown_top or "train" not in doc:
         raise ConfigError(
-            f"{path}: expected a [train] table and optional [dagger] and [eval] tables, "
+            f"{path}: expected a [train] table and optional [dagger], [eval] and [log] tables, "
             f"found {sorted(doc)}"
         )
     table = dict(doc["train"])
-    known = {f.name for f in fields(TrainConfig)} - {"base_dir", "dagger", "eval"}
+    known = {f.name for f in fields(TrainConfig)} - {"base_dir", "dagger", "eval", "log"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(
             f"{path} [train]: unknown key(s) {unknown}; expected some of {sorted(known)}"
         )
-    for name, cls in (("dagger", DaggerConfig), ("eval", EvalConfig)):
+    for name, cls in (("dagger", DaggerConfig), ("eval", EvalConfig), ("log", LogConfig)):
         sub = doc.get(name, {})
         names = {f.name for f in fields(cls)}
         bad = sorted(set(sub) - names)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.core.extras import Need, require_extras
 from mmrobot.envs.dataset import DemoDataset
 from mmrobot.policies import (
     ActionTokenizer,
@@ -55,6 +56,7 @@ from mmrobot.train.step import (
     training_loss,
     weights_digest,
 )
+from mmrobot.train.tensorboard import TensorBoardMirror
 from mmrobot.train.train_state import load_train_state, save_train_state, saved_policy_config
 
 __all__ = [
@@ -111,6 +113,7 @@ class Trainer:
         self.progress = progress and self.is_main
         self._log = log
         self.run_dir = Path(config.out)
+        self._mirror: TensorBoardMirror | None = None
         if config.threads:
             torch.set_num_threads(config.threads)
         want_cuda = config.device == "cuda" or (
@@ -129,6 +132,13 @@ class Trainer:
     def log(self, message: str) -> None:
         if self.is_main:
             self._log(message)
+
+    def _append_metrics(self, row: dict) -> None:
+        """One ``metrics.jsonl`` line (the record), mirrored to TensorBoard when it is on."""
+        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._mirror is not None:
+            self._mirror.write(row)
 
     # ------------------------------------------------------------------ setup
     def _batch(
@@ -204,10 +214,7 @@ class Trainer:
         dist.all_gather_object(digests, weights_digest(model))
         if self.is_main:
             same = len(set(digests)) == 1
-            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-                f.write(
-                    json.dumps({"kind": "ddp", "replica_digests": digests, "in_sync": same}) + "\n"
-                )
+            self._append_metrics({"kind": "ddp", "replica_digests": digests, "in_sync": same})
             if not same:
                 self.log(f"warning: DDP replicas diverged: {digests}")
         dist.barrier()
@@ -244,8 +251,7 @@ class Trainer:
             f"{summary['seconds']:.0f} s"
         )
         if self.is_main:
-            with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"kind": "dagger", "round": r, "beta": beta, **summary}) + "\n")
+            self._append_metrics({"kind": "dagger", "round": r, "beta": beta, **summary})
 
     def _evaluate(self, checkpoint: Path, step: int, tasks: list[str]) -> float:
         """Closed-loop success of ``checkpoint`` (main rank); writes an ``eval`` metrics row."""
@@ -262,8 +268,7 @@ class Trainer:
             "episodes_per_task": e.episodes,
             "seconds": time.perf_counter() - t0,
         }
-        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        self._append_metrics(row)
         self.log(f"step {step}: closed-loop success {rates['mean']:.0%} {rates['per_task']}")
         return float(rates["mean"])
 
@@ -280,6 +285,8 @@ class Trainer:
         c = self.config
         t_start = time.perf_counter()
         check_run_dir(self.run_dir, resume, overwrite)
+        if c.log.tensorboard and self.is_main:  # before the data is read, not after
+            require_extras([Need("tensorboard")], "[log] tensorboard = true")
         demos = DemoDataset(c.path("dataset"))
         base = self.policy_config or load_policy_config(c.path("policy"))
         resuming = resume and (self.run_dir / STATE_JSON).is_file()
@@ -348,6 +355,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resuming:
                 (self.run_dir / METRICS).write_text("", encoding="utf-8")
+            if c.log.tensorboard:
+                self._mirror = TensorBoardMirror(self.run_dir, start_step=start)
         total_steps = c.total_steps
         self.log(
             f"training {model.num_parameters():,} parameters on {len(samples):,} samples "
@@ -439,8 +448,7 @@ class Trainer:
                         "samples_per_s": rate,
                         "elapsed_s": now - t_start,
                     }
-                    with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(line) + "\n")
+                    self._append_metrics(line)
                 evaluate_now = c.eval.every and (done % c.eval.every == 0 or last)
                 if self.is_main and (done % c.save_every == 0 or last or evaluate_now):
                     ckpt = self._save(
@@ -459,6 +467,9 @@ class Trainer:
         finally:
             if progress:
                 progress.close()
+            if self._mirror is not None:
+                self._mirror.close()
+                self._mirror = None
         if self.world > 1:
             self._check_replicas(model)
         wall = time.perf_counter() - t_start
