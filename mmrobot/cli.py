@@ -76,6 +76,7 @@ COMMAND_NEEDS: dict[str, Sequence[Need | str] | Callable[[argparse.Namespace], S
     "hil": ["sim"],
     "calibrate": ["sim"],  # the arm's kinematic model, and the simulated robot with --sim
     "bench": lambda a: [] if a.list else ["sim", "train"],
+    "dataset": ["lerobot"],  # export --format lerobot: h5py, pyarrow, PyAV
 }
 
 

@@ -122,6 +122,7 @@ CASES = [
     (["release", "--toy"], ("torch",), "train"),
     (["hil"], ("gymnasium",), "sim"),
     (["bench", "sync"], ("torch",), "train"),
+    (["dataset", "export", "d.h5", "out", "--format", "lerobot"], ("pyarrow",), "lerobot"),
     (["run", "launch/sim_demo.toml", "-i", "lift the red block"], ("gymnasium",), "sim"),
     (["run", "launch/hil.toml", "-i", "lift the red block"], ("torch",), "train"),
     (["run", "launch/hil.toml", "policy.checkpoint=", "policy.onnx=x"], ("mujoco",), "robot"),

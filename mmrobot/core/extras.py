@@ -48,6 +48,8 @@ MODULES: dict[str, str] = {
     "onnxscript": "onnxscript",
     "open3d": "open3d",
     "tensorboard": "tensorboard",
+    "pyarrow": "pyarrow",
+    "av": "av",
 }
 
 
@@ -108,6 +110,11 @@ EXTRAS: dict[str, Extra] = {
             "tensorboard",
             "TensorBoard event files beside metrics.jsonl in training ([log] tensorboard)",
             ("tensorboard",),
+        ),
+        Extra(
+            "lerobot",
+            "mmrobot dataset export --format lerobot (LeRobotDataset v3: parquet and MP4)",
+            ("h5py", "pyarrow", "av"),
         ),
     )
 }

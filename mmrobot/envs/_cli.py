@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from mmrobot.core.errors import ConfigError
+from mmrobot.envs._cli_dataset import register as register_dataset
 
 __all__ = ["register"]
 
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--list-tasks", action="store_true", help="print the task specs and exit")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
+    register_dataset(subparsers)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -357,6 +357,20 @@ class DemoDataset:
             return {}
         return {name: g["aux"][name][()] for name in g["aux"]}
 
+    def rewards(self, episode: int) -> np.ndarray:
+        """(T,) float32 rewards of an episode."""
+        return self._group(episode)["rewards"][()]
+
+    def timing(
+        self, episode: int
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """An episode's (T,) int64 observation times, and per stream its (T,) int64 sample
+        ages and (T,) bool validity (the synchronizer's)."""
+        obs = self._group(episode)["obs"]
+        ages = {s.name: obs["ages_ns"][s.name][()] for s in self.specs}
+        valid = {s.name: obs["valid"][s.name][()] for s in self.specs}
+        return obs["t_ns"][()], ages, valid
+
     def stream(self, episode: int, name: str) -> np.ndarray:
         """(T, *obs_shape) values of one stream over an episode."""
         return self._group(episode)["obs"]["values"][name][()]
