@@ -40,6 +40,7 @@ _COMMAND_MODULES = (
     "mmrobot.deploy._cli",
     "mmrobot.launch._cli",
     "mmrobot.calibrate._cli",
+    "mmrobot.viz._cli",
 )
 
 EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -77,6 +78,9 @@ COMMAND_NEEDS: dict[str, Sequence[Need | str] | Callable[[argparse.Namespace], S
     "calibrate": ["sim"],  # the arm's kinematic model, and the simulated robot with --sim
     "bench": lambda a: [] if a.list else ["sim", "train"],
     "dataset": ["lerobot"],  # export --format lerobot: h5py, pyarrow, PyAV
+    "view": lambda a: (
+        ["viz", Need("sim", ("h5py",))] if a.file.endswith((".h5", ".hdf5")) else ["viz"]
+    ),
 }
 
 

@@ -123,6 +123,8 @@ CASES = [
     (["hil"], ("gymnasium",), "sim"),
     (["bench", "sync"], ("torch",), "train"),
     (["dataset", "export", "d.h5", "out", "--format", "lerobot"], ("pyarrow",), "lerobot"),
+    (["view", "run1.mcap"], ("rerun",), "viz"),
+    (["view", "demos.h5", "--episode", "2"], ("h5py",), "sim"),
     (["run", "launch/sim_demo.toml", "-i", "lift the red block"], ("gymnasium",), "sim"),
     (["run", "launch/hil.toml", "-i", "lift the red block"], ("torch",), "train"),
     (["run", "launch/hil.toml", "policy.checkpoint=", "policy.onnx=x"], ("mujoco",), "robot"),

@@ -50,6 +50,7 @@ MODULES: dict[str, str] = {
     "tensorboard": "tensorboard",
     "pyarrow": "pyarrow",
     "av": "av",
+    "rerun-sdk": "rerun",
 }
 
 
@@ -115,6 +116,11 @@ EXTRAS: dict[str, Extra] = {
             "lerobot",
             "mmrobot dataset export --format lerobot (LeRobotDataset v3: parquet and MP4)",
             ("h5py", "pyarrow", "av"),
+        ),
+        Extra(
+            "viz",
+            "mmrobot view: recordings, dataset episodes and results in Rerun",
+            ("rerun-sdk",),
         ),
     )
 }

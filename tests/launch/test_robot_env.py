@@ -257,7 +257,7 @@ def test_doctor_in_the_robot_env_lists_its_extras_and_providers(robot_env):
     assert checks["extras"]["found"] == (
         "present: core, robot; not installed: sim (no gymnasium, h5py); "
         "train (no torch, safetensors, h5py, onnx, onnxscript); pointcloud (no open3d); "
-        "tensorboard (no tensorboard); lerobot (no h5py, pyarrow, av)"
+        "tensorboard (no tensorboard); lerobot (no h5py, pyarrow, av); viz (no rerun)"
     )
     assert checks["open3d"]["status"] == "ok"  # absent, and not needed on a robot
     assert (
