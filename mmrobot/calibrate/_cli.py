@@ -16,6 +16,8 @@ _KINDS = ("ft-payload", "camera-intrinsics", "hand-eye", "lidar")
 _DEFAULT_VIEWS = {"ft-payload": 8, "camera-intrinsics": 8, "hand-eye": 8, "lidar": 10}
 _EXAMPLES = """examples:
   mmrobot calibrate ft-payload drivers/emulated_rig.toml --sim --out /tmp/rig.ft.toml
+  mmrobot hil --calibration-targets --camera-size 640x480 &     # the HIL rig, then:
+  mmrobot calibrate ft-payload /tmp/mmrobot-hil/rig.toml --out /tmp/hil.ft.toml
   mmrobot calibrate camera-intrinsics /tmp/rig.ft.toml --sim --out /tmp/rig.cam.toml --picture corners.png
   mmrobot calibrate hand-eye /tmp/rig.cam.toml --sim --out /tmp/rig.he.toml
   mmrobot calibrate lidar /tmp/rig.he.toml --sim --out /tmp/rig.calibrated.toml
@@ -40,6 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sim",
         action="store_true",
         help="measure on the simulated robot (MuJoCo calibration scene) instead of the devices",
+    )
+    p.add_argument(
+        "--kinematics",
+        type=Path,
+        help="the arm's MJCF for poses and forward kinematics on a rig (default envs/tabletop.xml)",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=0.6,
+        help="joint speed of the moves on a rig, rad/s (default 0.6)",
     )
     p.add_argument("--views", type=int, help="poses / views / scans (default: 8, 8, 8, 10 by kind)")
     p.add_argument("--seed", type=int, default=0, help="pose generator and sim noise seed")
@@ -83,17 +96,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     out = args.out or args.rig.with_suffix(".calibrated.toml")
     if not args.check and out.exists() and not args.force:
         raise OutputExistsError(f"{out} exists; choose another --out or pass --force")
-    if not args.sim:
-        raise ConfigError(
-            "measuring through the rig's own drivers (a robot or the HIL rig) is not built yet; "
-            "pass --sim to calibrate on the simulated robot (see docs/calibration.md)"
-        )
-    outcome = _run_sim(args, entry, n)
-    print(f"{args.kind} of {entry.name!r} ({rig_file.source}), simulated robot:")
+    if args.speed <= 0:
+        raise ConfigError(f"--speed must be a positive joint speed in rad/s, got {args.speed}")
+    if args.sim:
+        outcome = _run_sim(args, entry, n)
+        where, truth_label = "simulated robot", "sim ground truth"
+    else:
+        outcome = _run_devices(args, rig_file, entry, n)
+        where, truth_label = "through the rig's drivers", "HIL ground truth"
+    print(f"{args.kind} of {entry.name!r} ({rig_file.source}), {where}:")
     for line in outcome.lines:
         print(f"  {line}")
     for line in outcome.truth_lines:
-        print(f"  sim ground truth: {line}")
+        print(f"  {truth_label}: {line}")
     if args.picture is not None and outcome.image is not None:
         import cv2
 
@@ -133,3 +148,42 @@ def _run_sim(args: argparse.Namespace, entry: Any, n: int) -> Any:
         noise = DATASHEET_NOISE.with_seed(args.seed)
         with SimCalibrationRig(scene, noise) as rig:
             return run_procedure(args.kind, rig, entry, n_views=n, seed=args.seed)
+
+
+def _run_devices(args: argparse.Namespace, rig_file: Any, entry: Any, n: int) -> Any:
+    from mmrobot.calibrate.devices import DeviceCalibrationRig, hil_ground_truth
+    from mmrobot.calibrate.procedures import camera_name, run_procedure
+    from mmrobot.core.errors import ConfigError
+
+    needed = {entry.name}
+    if args.kind != "lidar":
+        needed |= {d.name for d in rig_file.drivers if d.kind == "dynamixel" and d.enabled}
+        needed |= {a.name for a in rig_file.actuators if a.kind == "dynamixel"}
+    problems = [
+        p for p in rig_file.port_problems() if any(f" of {name!r} " in p for name in needed)
+    ]
+    if problems:
+        raise ConfigError(
+            "; ".join(problems) + ". To calibrate on the HIL rig, start `mmrobot hil "
+            "--calibration-targets --camera-size 640x480` and pass the rig file it writes "
+            "(/tmp/mmrobot-hil/rig.toml); to calibrate the simulated robot, pass --sim"
+        )
+    kw: dict[str, Any] = {"arm": args.kind != "lidar"}
+    if args.kind == "ft-payload":
+        kw["ft"] = entry.name
+    elif args.kind == "lidar":
+        kw["lidar"] = entry.name
+    else:
+        kw["cameras"] = {camera_name(entry): entry.name}
+    with (
+        tempfile.TemporaryDirectory(prefix="mmrobot-calib-") as tmp,
+        DeviceCalibrationRig(
+            rig_file,
+            tmp,
+            kinematics=args.kinematics,
+            truth=hil_ground_truth(args.rig),
+            max_speed_rad_s=args.speed,
+            **kw,
+        ) as rig,
+    ):
+        return run_procedure(args.kind, rig, entry, n_views=n, seed=args.seed)

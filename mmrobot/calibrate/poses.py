@@ -1,8 +1,9 @@
 """Generated calibration poses: well spread, inside the joint limits, collision-free.
 
 Candidates are drawn around a start configuration and checked on the arm's kinematic model
-(joint limits shrunk by a margin, the TCP above the table, no contact of the hand with the
-arm, the table or a target: ``mj_fwdPosition`` on a private ``MjData``); from those that
+(joint limits shrunk by a margin, the TCP above the table, no contact of the hand with
+anything, nor of a moving link with the table, a block or a link more than two joints away:
+``mj_fwdPosition`` on a private ``MjData``); from those that
 pass, farthest-point sampling keeps the ``n`` most spread by the criterion of each
 procedure (gravity direction in the sensor frame for ft-payload, camera viewpoint for the
 camera procedures). Poses are deterministic for a seed.
@@ -54,15 +55,34 @@ class PoseChecker:
         jids = [mj.mj_name2id(model, obj.mjOBJ_JOINT, j) for j in names.ARM_JOINTS]
         self._qadr = np.asarray(model.jnt_qposadr[jids], dtype=np.int64)
         hand = mj.mj_name2id(model, obj.mjOBJ_BODY, names.HAND_BODY)
+        base = mj.mj_name2id(model, obj.mjOBJ_BODY, names.BASE_BODY)
+        parent = np.asarray(model.body_parentid)
+
+        def ancestors(b: int) -> list[int]:
+            out = []
+            while b > 0:
+                out.append(b)
+                b = int(parent[b])
+            return out
+
+        chains = [ancestors(b) for b in range(model.nbody)]
         # the hand and everything it carries: any contact of these is a collision
-        body = np.arange(model.nbody)
-        in_hand = np.zeros(model.nbody, dtype=bool)
-        for b in body:
-            p = b
-            while p > 0 and p != hand:
-                p = model.body_parentid[p]
-            in_hand[b] = p == hand
+        in_hand = np.array([hand in c for c in chains])
+        # the links that move (below the fixed base): a contact with the table, the bin, a
+        # block or a link further than two joints along the chain is a collision; links
+        # two joints apart may overlap by design at the joint between them
+        moving = np.array([base in c and b != base for b, c in enumerate(chains)])
         self._hand_geom = in_hand[model.geom_bodyid]
+        self._moving_body = moving
+        self._chains = chains
+
+    def _links_may_touch(self, b1: int, b2: int) -> bool:
+        c1, c2 = self._chains[b1], self._chains[b2]
+        if b2 in c1:
+            return c1.index(b2) <= 2
+        if b1 in c2:
+            return c2.index(b1) <= 2
+        return False
 
     def ok(self, q: np.ndarray) -> bool:
         q = np.asarray(q, dtype=np.float64)
@@ -79,6 +99,11 @@ class PoseChecker:
             g1, g2 = d.contact.geom1[:n], d.contact.geom2[:n]
             if (self._hand_geom[g1] | self._hand_geom[g2]).any():
                 return False
+            body = self.model.geom_bodyid
+            for b1, b2 in zip(body[g1], body[g2], strict=True):
+                m1, m2 = self._moving_body[b1], self._moving_body[b2]
+                if (m1 or m2) and not (m1 and m2 and self._links_may_touch(int(b1), int(b2))):
+                    return False
         return True
 
 

@@ -19,10 +19,10 @@ from mmrobot.calibrate._geometry import matrix_to_rpy, rotation_angle_rad, rpy_t
 from mmrobot.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mmrobot.calibrate.sim import SimCalibrationRig
+    from mmrobot.calibrate.base import ProcedureRig
     from mmrobot.drivers.config_models import DriverConfig
 
-__all__ = ["KINDS", "Outcome", "run_procedure"]
+__all__ = ["KINDS", "Outcome", "camera_name", "run_procedure"]
 
 KINDS = ("ft-payload", "camera-intrinsics", "hand-eye", "lidar")
 
@@ -61,7 +61,7 @@ def _calibration(entry: DriverConfig, kind: str, record: dict[str, Any]) -> dict
 
 def run_procedure(
     kind: str,
-    rig: SimCalibrationRig,
+    rig: ProcedureRig,
     entry: DriverConfig,
     *,
     n_views: int,
@@ -79,13 +79,13 @@ def run_procedure(
     raise ConfigError(f"unknown calibration {kind!r}; use one of {list(KINDS)}")
 
 
-def _checker(rig: SimCalibrationRig) -> Any:
+def _checker(rig: ProcedureRig) -> Any:
     from mmrobot.calibrate.poses import PoseChecker
 
     return PoseChecker(rig.scene.model, rig.joint_range)
 
 
-def _ft_payload(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcome:
+def _ft_payload(rig: ProcedureRig, entry: Any, n: int, seed: int) -> Outcome:
     from mmrobot.calibrate.ft_payload import measure_ft_payload
     from mmrobot.calibrate.poses import ft_payload_poses
 
@@ -121,8 +121,10 @@ def _ft_payload(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcom
         )
     else:
         drift["mass (%)"] = (math.inf, 2.0)
-    m, c = rig.true_payload()
-    bias = np.asarray(rig.noise.ft_bias)
+    if rig.truth is None:
+        return Outcome(values, lines, drift)
+    m, c = rig.truth.true_payload()
+    bias = np.asarray(rig.truth.true_ft_bias())
     truth = [
         f"mass error {100 * abs(r.mass_kg / m - 1):.3f} % (target 2 %), centre of mass error "
         f"{1000 * np.linalg.norm(r.com_m - c):.2f} mm (target 5 mm)",
@@ -132,19 +134,21 @@ def _ft_payload(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcom
     return Outcome(values, lines, drift, truth)
 
 
-def _camera_name(entry: Any) -> str:
+def camera_name(entry: Any) -> str:
+    """The MuJoCo camera a camera entry is: the scene camera for a ``scene*`` stream, else the
+    wrist camera."""
     from mmrobot.envs import names
 
     stream = entry.stream.name or ""
     return names.SCENE_CAMERA if stream.startswith("scene") else names.WRIST_CAMERA
 
 
-def _views(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> tuple[list[Any], str]:
+def _views(rig: ProcedureRig, entry: Any, n: int, seed: int) -> tuple[list[Any], str]:
     from mmrobot.calibrate.intrinsics import collect_board_views
     from mmrobot.calibrate.poses import camera_view_poses
     from mmrobot.envs import names
 
-    camera = _camera_name(entry)
+    camera = camera_name(entry)
     if camera != names.WRIST_CAMERA:
         raise ConfigError(
             f"entry {entry.name!r} is the scene camera; the calibration poses move an "
@@ -164,14 +168,14 @@ def _views(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> tuple[list[
     return views, f"{len(views)} of {len(poses)} views show the board ({missed} missed)"
 
 
-def _detection_picture(rig: SimCalibrationRig, view: Any, camera: str) -> np.ndarray:
+def _detection_picture(rig: ProcedureRig, view: Any, camera: str) -> np.ndarray:
     from mmrobot.calibrate.intrinsics import draw_detections
 
     rig.move_arm(view.joints)
     return draw_detections(rig.capture(camera), view.corners, view.ids)
 
 
-def _intrinsics(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcome:
+def _intrinsics(rig: ProcedureRig, entry: Any, n: int, seed: int) -> Outcome:
     from mmrobot.calibrate.intrinsics import calibrate_intrinsics
 
     views, seen = _views(rig, entry, n, seed)
@@ -199,16 +203,18 @@ def _intrinsics(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcom
         drift["principal point (px)"] = (float(np.hypot(*(k[:2, 2] - old[:2, 2]))), 3.0)
     else:
         drift["focal length (%)"] = (math.inf, 0.5)
-    kt = rig.true_intrinsics(_camera_name(entry))
+    image = _detection_picture(rig, views[0], camera_name(entry))
+    if rig.truth is None:
+        return Outcome(values, lines, drift, [], image)
+    kt = rig.truth.true_intrinsics(camera_name(entry))
     truth = [
         f"focal error fx {100 * (k[0, 0] / kt[0, 0] - 1):+.3f} % fy {100 * (k[1, 1] / kt[1, 1] - 1):+.3f} % "
         f"(target 0.5 %), principal point off by {np.hypot(*(k[:2, 2] - kt[:2, 2])):.2f} px"
     ]
-    image = _detection_picture(rig, views[0], _camera_name(entry))
     return Outcome(values, lines, drift, truth, image)
 
 
-def _hand_eye(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcome:
+def _hand_eye(rig: ProcedureRig, entry: Any, n: int, seed: int) -> Outcome:
     from mmrobot.calibrate.hand_eye import calibrate_hand_eye
 
     if entry.intrinsics is None:
@@ -264,18 +270,20 @@ def _hand_eye(rig: SimCalibrationRig, entry: Any, n: int, seed: int) -> Outcome:
         }
     else:
         drift = {"translation (mm)": (math.inf, 2.0)}
-    xt = rig.true_camera_in_tcp(_camera_name(entry))
+    image = _detection_picture(rig, views[0], camera_name(entry))
+    if rig.truth is None:
+        return Outcome(values, lines, drift, [], image)
+    xt = rig.truth.true_camera_in_tcp(camera_name(entry))
     truth = [
         f"{r.method}: error {1000 * np.linalg.norm(r.camera_in_tcp[:3, 3] - xt[:3, 3]):.3f} mm, "
         f"{math.degrees(rotation_angle_rad(r.camera_in_tcp[:3, :3], xt[:3, :3])):.4f} deg "
         "(targets 2 mm, 0.3 deg)"
         for r in results
     ]
-    image = _detection_picture(rig, views[0], _camera_name(entry))
     return Outcome(values, lines, drift, truth, image)
 
 
-def _lidar(rig: SimCalibrationRig, entry: Any, n: int) -> Outcome:
+def _lidar(rig: ProcedureRig, entry: Any, n: int) -> Outcome:
     from mmrobot.calibrate.lidar import collect_scans, fit_lidar_to_box
 
     ex = entry.extrinsics
@@ -301,7 +309,9 @@ def _lidar(rig: SimCalibrationRig, entry: Any, n: int) -> Outcome:
         "translation (mm)": (1000 * float(np.linalg.norm(r.xy_m - ex.translation_m[:2])), 5.0),
         "yaw (deg)": (abs(dyaw), 0.5),
     }
-    t = rig.true_lidar_pose()
+    if rig.truth is None:
+        return Outcome(values, lines, drift)
+    t = rig.truth.true_lidar_pose()
     truth = [
         f"error {1000 * np.linalg.norm(r.xy_m - t[:2, 3]):.2f} mm, "
         f"{abs(math.degrees(math.remainder(r.yaw_rad - matrix_to_rpy(t[:3, :3])[2], 2 * math.pi))):.3f} deg "

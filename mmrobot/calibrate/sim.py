@@ -24,7 +24,14 @@ from mmrobot.calibrate.targets import CalibrationScene
 from mmrobot.core.errors import ConfigError, LifecycleError
 from mmrobot.envs import names
 
-__all__ = ["DATASHEET_NOISE", "SimCalibrationRig", "SimNoise"]
+__all__ = [
+    "DATASHEET_NOISE",
+    "SimCalibrationRig",
+    "SimNoise",
+    "camera_in_tcp_truth",
+    "intrinsics_truth",
+    "payload_truth",
+]
 
 
 @dataclass(frozen=True)
@@ -198,29 +205,27 @@ class SimCalibrationRig:
         self.close()
 
     # ------------------------------------------------------------------ ground truth
+    @property
+    def truth(self) -> SimCalibrationRig:
+        """What the procedures compare with (:class:`~mmrobot.calibrate.base.GroundTruth`)."""
+        return self
+
+    def true_ft_bias(self) -> np.ndarray:
+        """(6,) the injected F/T bias."""
+        return np.asarray(self.noise.ft_bias, dtype=np.float64)
+
     def true_payload(self) -> tuple[float, np.ndarray]:
         """Mass (kg) of everything the F/T sensor carries and its centre of mass (3,) in the
         sensor frame, at the current gripper opening."""
-        m, d = self.scene.model, self.scene.data
-        hand = self.scene.ids.hand_body
-        pose = self.frames.ft_sensor(self.scene.arm_qpos)
-        self.mj.mj_kinematics(m, d)
-        self.mj.mj_comPos(m, d)
-        com_world = d.subtree_com[hand]
-        com = pose[:3, :3].T @ (com_world - pose[:3, 3])
-        return float(m.body_subtreemass[hand]), com
+        return payload_truth(self.scene, self.frames)
 
     def true_intrinsics(self, camera: str = names.WRIST_CAMERA) -> np.ndarray:
         """(3, 3) the camera matrix of ``camera`` at :attr:`image_size` (OpenCV pixel centres)."""
-        cid = self._camera_id(camera)
-        w, h = self.image_size
-        fy = (h / 2) / np.tan(np.deg2rad(self.scene.model.cam_fovy[cid]) / 2)
-        return np.array([[fy, 0.0, w / 2 - 0.5], [0.0, fy, h / 2 - 0.5], [0.0, 0.0, 1.0]])
+        return intrinsics_truth(self.scene.model, camera, self.image_size)
 
     def true_camera_in_tcp(self, camera: str = names.WRIST_CAMERA) -> np.ndarray:
         """(4, 4) the camera's OpenCV frame in the TCP frame (what hand-eye calibration finds)."""
-        q = self.scene.arm_qpos
-        return np.linalg.inv(self.frames.tcp(q)) @ self.frames.camera_cv(q, camera)
+        return camera_in_tcp_truth(self.frames, self.scene.arm_qpos, camera)
 
     def true_lidar_pose(self) -> np.ndarray:
         """(4, 4) the lidar frame in the base frame."""
@@ -229,8 +234,33 @@ class SimCalibrationRig:
         site = homogeneous(d.site_xmat[ids.lidar_site].reshape(3, 3), d.site_xpos[ids.lidar_site])
         return np.linalg.inv(base) @ site
 
-    def _camera_id(self, camera: str) -> int:
-        cid = self.mj.mj_name2id(self.scene.model, self.mj.mjtObj.mjOBJ_CAMERA, camera)
-        if cid < 0:
-            raise LifecycleError(f"the calibration scene has no camera {camera!r}")
-        return int(cid)
+
+def payload_truth(scene: Any, frames: ArmFrames) -> tuple[float, np.ndarray]:
+    """Mass (kg) of everything the F/T sensor of ``scene`` (an :class:`~mmrobot.envs.scene.Scene`)
+    carries and its centre of mass (3,) in the sensor frame, in the scene's current state."""
+    mj, m, d = scene.mujoco, scene.model, scene.data
+    hand = scene.ids.hand_body
+    pose = frames.ft_sensor(scene.arm_qpos)
+    mj.mj_kinematics(m, d)
+    mj.mj_comPos(m, d)
+    com = pose[:3, :3].T @ (d.subtree_com[hand] - pose[:3, 3])
+    return float(m.body_subtreemass[hand]), com
+
+
+def intrinsics_truth(model: Any, camera: str, image_size: tuple[int, int]) -> np.ndarray:
+    """(3, 3) the camera matrix of MuJoCo camera ``camera`` rendered at ``(width, height)``
+    (square pixels, principal point at the image centre in OpenCV's pixel-centre convention)."""
+    from mmrobot.core.deps import require
+
+    mj = require("mujoco", "the simulated cameras' ground truth")
+    cid = mj.mj_name2id(model, mj.mjtObj.mjOBJ_CAMERA, camera)
+    if cid < 0:
+        raise LifecycleError(f"the scene has no camera {camera!r}")
+    w, h = image_size
+    fy = (h / 2) / np.tan(np.deg2rad(model.cam_fovy[cid]) / 2)
+    return np.array([[fy, 0.0, w / 2 - 0.5], [0.0, fy, h / 2 - 0.5], [0.0, 0.0, 1.0]])
+
+
+def camera_in_tcp_truth(frames: ArmFrames, q: np.ndarray, camera: str) -> np.ndarray:
+    """(4, 4) the OpenCV frame of ``camera`` in the TCP frame, at joint angles ``q``."""
+    return np.linalg.inv(frames.tcp(q)) @ frames.camera_cv(q, camera)

@@ -80,9 +80,21 @@ class HilRig:
         task: table layout task spec; None draws one.
         seed: layout seed.
         http_port: camera/state HTTP port (0: a free one).
-        image_size: rendered frame side (the policy's camera shape).
+        image_size: camera stream side in the rig file (the policy's camera shape); also
+            the rendered frame side unless ``camera_size`` is given.
         cameras: serve the cameras (rendering costs CPU; tests of the arm can skip it).
         real_time_factor: simulated seconds per wall second.
+        calibration_targets: serve the calibration scene
+            (:func:`mmrobot.calibrate.targets.build_calibration_scene`: the ChArUco board and
+            the lidar box, blocks parked off the table) instead of a task layout, for
+            ``mmrobot calibrate KIND DIR/rig.toml``; ``/state`` then also reports the ground
+            truth of the calibrations (``calibration_truth``).
+        camera_size: (width, height) of the rendered and served frames (e.g. (640, 480) for
+            calibration: a ChArUco corner needs more pixels than the policy's 96); the rig
+            file's streams keep ``image_size``, the driver resizes.
+        sensor_noise: datasheet-sized errors on the serial sensors
+            (:data:`mmrobot.calibrate.sim.DATASHEET_NOISE`): FT 300 noise 0.1 N / 0.005 N*m
+            plus a bias, lidar range noise 1 cm. Off by default.
     """
 
     def __init__(
@@ -95,17 +107,45 @@ class HilRig:
         image_size: int = 96,
         cameras: bool = True,
         real_time_factor: float = 1.0,
+        calibration_targets: bool = False,
+        camera_size: tuple[int, int] | None = None,
+        sensor_noise: bool = False,
     ) -> None:
         self.dir = Path(directory)
-        self.world = SimWorld(task, seed, image_size, real_time_factor)
+        self.calibration_scene: Any = None
+        self._arm_frames: Any = None
+        xml_path = None
+        if calibration_targets:
+            from mmrobot.calibrate.targets import build_calibration_scene
+
+            self.calibration_scene = build_calibration_scene(self.dir / "calibration_scene")
+            xml_path = self.calibration_scene.path
+        self.world = SimWorld(
+            task, seed, image_size, real_time_factor, xml_path=xml_path, camera_size=camera_size
+        )
         self.servos = hil_servos(self.world.scene.arm_range)
         self.cameras = cameras
         self.http_port = http_port
         self.stopping = threading.Event()
         self.frames = CameraFrames(self.world)
         self.arm = SimDynamixelEmulator(self.world, self.servos, link=self.dir / "dynamixel")
-        self.ft = SimFT300Emulator(self.world, link=self.dir / "ft300")
-        self.lidar = RplidarEmulator(SimLidarRoom(self.world), link=self.dir / "rplidar")
+        ft_noise: dict[str, Any] = {}
+        lidar_noise = 0.0
+        self.ft_bias: tuple[float, ...] = (0.0,) * 6
+        if sensor_noise:
+            from mmrobot.calibrate.sim import DATASHEET_NOISE as N
+
+            ft_noise = {"noise_force_n": N.ft_force_n, "noise_torque_nm": N.ft_torque_nm}
+            self.ft_bias, lidar_noise = N.ft_bias, N.lidar_range_m
+        self.ft = SimFT300Emulator(
+            self.world, bias=self.ft_bias, link=self.dir / "ft300", seed=seed, **ft_noise
+        )
+        self.lidar = RplidarEmulator(
+            SimLidarRoom(self.world),
+            range_noise_m=lidar_noise,
+            link=self.dir / "rplidar",
+            seed=seed + 1,
+        )
         self._server: HttpServer | None = None
         self.rig_path = self.dir / "rig.toml"
 
@@ -154,7 +194,37 @@ class HilRig:
         out["dynamixel_requests"] = self.arm.requests
         out["ft_frames"] = self.ft.frames_sent
         out["lidar_nodes"] = self.lidar.nodes_sent
+        if self.calibration_scene is not None:
+            out["calibration_truth"] = self.calibration_truth()
         return out
+
+    def calibration_truth(self) -> dict[str, Any]:
+        """What calibration on this rig should find, as plain data: the F/T bias, the
+        payload (at the current gripper opening), each camera's matrix at the served size and
+        its OpenCV frame in the TCP frame, and the lidar's pose in the base frame."""
+        from mmrobot.calibrate._geometry import homogeneous
+        from mmrobot.calibrate.kinematics import ArmFrames
+        from mmrobot.calibrate.sim import camera_in_tcp_truth, intrinsics_truth, payload_truth
+
+        w = self.world
+        cams = ("scene_cam", "wrist_cam")
+        with w.lock:  # HTTP threads share the kinematics' MjData
+            if self._arm_frames is None:
+                self._arm_frames = ArmFrames(w.model)
+            frames = self._arm_frames
+            p, r = w.lidar_pose()
+            mass, com = payload_truth(w.scene, frames)
+            q = w.scene.arm_qpos.copy()
+            return {
+                "ft_bias": list(self.ft_bias),
+                "payload_mass_kg": mass,
+                "payload_com_m": com.tolist(),
+                "camera_matrix": {
+                    c: intrinsics_truth(w.model, c, w.camera_size).tolist() for c in cams
+                },
+                "camera_in_tcp": {c: camera_in_tcp_truth(frames, q, c).tolist() for c in cams},
+                "lidar_pose": homogeneous(r, p).tolist(),
+            }
 
     def rig_text(self) -> str:
         """The rig file of this HIL rig (the shape of drivers/robot_example.toml)."""
@@ -264,7 +334,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--no-cameras", action="store_true", help="serve no camera streams")
+    p.add_argument(
+        "--calibration-targets",
+        action="store_true",
+        help="serve the calibration scene (ChArUco board, lidar box) for `mmrobot calibrate`",
+    )
+    p.add_argument(
+        "--camera-size",
+        type=_camera_size,
+        default=None,
+        metavar="WxH",
+        help="render and serve frames of this size, e.g. 640x480 for calibration "
+        "(default: --image-size square; the rig file's streams keep --image-size)",
+    )
+    p.add_argument(
+        "--sensor-noise",
+        action="store_true",
+        help="datasheet-sized F/T noise and bias and lidar range noise (default: none)",
+    )
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+
+
+def _camera_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--camera-size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 640x480"
+        ) from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise argparse.ArgumentTypeError(
+            f"--camera-size {text!r}: width and height must be 16 to 4096 pixels"
+        )
+    return w, h
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +386,9 @@ def serve(args: argparse.Namespace) -> int:
         http_port=args.port,
         image_size=args.image_size,
         cameras=not args.no_cameras,
+        calibration_targets=args.calibration_targets,
+        camera_size=args.camera_size,
+        sensor_noise=args.sensor_noise,
     )
     stop = threading.Event()
     import signal

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socketserver
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,8 +50,14 @@ class SimWorld:
     Args:
         task: task spec for the table layout (e.g. ``"pick color=red"``); None draws one.
         seed: layout seed.
-        image_size: side of the rendered camera frames (pixels).
+        image_size: side of the camera streams in the rig file (the policy's camera shape).
         real_time_factor: simulated seconds per wall second.
+        xml_path: serve this MJCF scene as it is, with no task layout (e.g. the calibration
+            scene of :func:`mmrobot.calibrate.targets.build_calibration_scene`); the arm
+            starts at its home pose with the gripper half open. None: the tabletop task env.
+        camera_size: (width, height) of the rendered and served frames; None: ``image_size``
+            square. A camera driver resizes frames to its stream shape, so larger frames
+            change only what ``latest_frame()`` (calibration) sees.
     """
 
     def __init__(
@@ -58,20 +66,37 @@ class SimWorld:
         seed: int = 0,
         image_size: int = 96,
         real_time_factor: float = 1.0,
+        *,
+        xml_path: str | os.PathLike[str] | None = None,
+        camera_size: tuple[int, int] | None = None,
     ) -> None:
         from mmrobot.envs import names
-        from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
 
         self.names = names
-        self.env = TabletopEnv(EnvConfig(action_mode="joint"), render_mode=None)
-        options = {"task": task} if task else None
-        self.env.reset(seed=seed, options=options)
-        self.task = self.env.task.format() if self.env.task else ""
-        self.scene = self.env.scene
+        self.env: Any = None
+        if xml_path is None:
+            from mmrobot.envs.tabletop import EnvConfig, TabletopEnv
+
+            self.env = TabletopEnv(EnvConfig(action_mode="joint"), render_mode=None)
+            options = {"task": task} if task else None
+            self.env.reset(seed=seed, options=options)
+            self.task = self.env.task.format() if self.env.task else ""
+            self.scene = self.env.scene
+        else:
+            from mmrobot.envs.scene import Scene
+
+            if task:
+                raise ValueError(
+                    f"a scene file ({xml_path}) has no task layout; drop task={task!r}"
+                )
+            self.scene = Scene(xml_path)
+            self.scene.reset_arm(self.scene.home_qpos, gripper_open=0.5)
+            self.task = f"scene {Path(xml_path).name}"
         self.mj = self.scene.mujoco
         self.model, self.data = self.scene.model, self.scene.data
         self.ids = self.scene.ids
         self.image_size = image_size
+        self.camera_size = camera_size or (image_size, image_size)
         self.real_time_factor = real_time_factor
         self.lock = threading.RLock()
         self.step_s = float(self.model.opt.timestep)
@@ -217,7 +242,10 @@ class SimWorld:
 
     def close(self) -> None:
         self.stop()
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
+        else:
+            self.scene.close()
 
 
 # --------------------------------------------------------------------------- the devices
@@ -303,15 +331,26 @@ class SimDynamixelEmulator(DynamixelEmulator):
 
 
 class SimFT300Emulator(FT300Emulator):
-    """The FT 300 emulator streaming the simulated wrist wrench (plus its noise model)."""
+    """The FT 300 emulator streaming the simulated wrist wrench (plus its noise model).
 
-    def __init__(self, world: SimWorld, **kwargs: Any) -> None:
+    Args:
+        world: the simulation.
+        bias: (6,) constant offset added to the wrench, as a real sensor's zero drifts.
+        **kwargs: :class:`~mmrobot.drivers.emulators.FT300Emulator` options (noise).
+    """
+
+    def __init__(
+        self, world: SimWorld, bias: tuple[float, ...] = (0.0,) * 6, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.world = world
+        self.bias = np.asarray(bias, dtype=np.float64)
+        if self.bias.shape != (6,):
+            raise ValueError(f"bias must have 6 values, got {bias!r}")
 
     @property
     def wrench(self) -> np.ndarray:
-        return self.world.wrench()
+        return self.world.wrench() + self.bias
 
 
 class SimLidarRoom:
@@ -362,9 +401,9 @@ class CameraFrames:
     def _run(self) -> None:
         import cv2
 
-        n = self.world.image_size
+        w, h = self.world.camera_size
         try:
-            renderer = self.world.scene.renderer(n, n)
+            renderer = self.world.scene.renderer(h, w)
         except Exception as e:  # no GL: say so on /state, serve no frames
             self.error = f"{type(e).__name__}: {e}"
             return

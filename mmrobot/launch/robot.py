@@ -25,6 +25,7 @@ controlled way (hold, then torque off), after which the session refuses further 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,13 @@ from mmrobot.deploy.safety import SafetyLayer
 from mmrobot.launch.schema import LaunchFile
 from mmrobot.launch.sim import Outcome, safety_limits_for
 
-__all__ = ["ACTION_RATE_HZ", "ArmCommandSink", "CartesianController", "RobotSession"]
+__all__ = [
+    "ACTION_RATE_HZ",
+    "ArmCommandSink",
+    "CartesianController",
+    "FtOrientationFeed",
+    "RobotSession",
+]
 
 #: Action steps per second the policies are trained with (the simulation's control rate).
 ACTION_RATE_HZ = 20.0
@@ -146,6 +153,73 @@ class CartesianController:
         return d.site_xpos[s.ids.tcp_site].copy()
 
 
+class FtOrientationFeed:
+    """Gives gravity-compensated F/T drivers their orientation from the joint readings.
+
+    An FT 300 entry with ``payload`` subtracts the payload's weight at the sensor's current
+    orientation and publishes nothing until it knows it
+    (:meth:`~mmrobot.drivers.ft300.FT300Driver.set_sensor_rotation`). A thread follows the
+    joints driver's newest reading and passes on the forward kinematics of the sensor site
+    (the arm model's ``ft_force`` sensor), so the compensation lags the arm by at most one
+    joint reading (5 ms at 200 Hz) plus ``period_s``.
+
+    Args:
+        ft_drivers: the F/T drivers to feed.
+        joints: the driver of the arm's joints stream (arm angles first, rad).
+        model: the arm's ``mujoco.MjModel`` (names of :mod:`mmrobot.envs.names`).
+        period_s: how often the thread looks for a new joint reading.
+    """
+
+    def __init__(
+        self, ft_drivers: list[Any], joints: Any, model: Any, period_s: float = 0.002
+    ) -> None:
+        from mmrobot.calibrate.kinematics import ArmFrames
+
+        self.frames = ArmFrames(model)
+        self.frames.ft_sensor(np.zeros(6))  # a model without the sensor fails here, not later
+        self.ft_drivers = list(ft_drivers)
+        self.joints = joints
+        self.period_s = period_s
+        self.updates = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def update(self) -> bool:
+        """Pass on the newest joint reading's sensor orientation; False when there is none."""
+        latest = self.joints.latest()
+        if latest is None:
+            return False
+        rotation = self.frames.ft_sensor(np.asarray(latest[1][:6], np.float64))[:3, :3]
+        for d in self.ft_drivers:
+            d.set_sensor_rotation(rotation)
+        self.updates += 1
+        return True
+
+    def _run(self) -> None:
+        last_t: int | None = None
+        while not self._stop.wait(self.period_s):
+            try:
+                latest = self.joints.latest()
+                if latest is not None and latest[0] != last_t:
+                    last_t = latest[0]
+                    self.update()
+            except Exception as e:  # a closed driver or a bad reading: keep the reason, retry
+                self.last_error = f"{type(e).__name__}: {e}"
+
+    def start(self) -> FtOrientationFeed:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ft-orientation", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+
 class RobotSession:
     """A rig with a policy, ready to execute instructions one after another in real time.
 
@@ -245,12 +319,15 @@ class RobotSession:
         )
         self.stopped: str | None = None
         self._opened: list[Any] = []
+        self.ft_feed = self._ft_feed()
         try:
             for d in self.drivers:
                 d.open()
                 self._opened.append(d)
             actuator.open()
             self._opened.append(actuator)
+            if self.ft_feed is not None:
+                self.ft_feed.start()
             self._wait_for_streams(wait_s)
             self._warm_up()
         except BaseException:
@@ -258,6 +335,20 @@ class RobotSession:
             raise
 
     # -- construction helpers
+    def _ft_feed(self) -> FtOrientationFeed | None:
+        """The orientation feed of the F/T drivers that compensate gravity (``payload``)."""
+        fts = [d for d in self.drivers if getattr(d.config, "payload", None) is not None]
+        if not fts:
+            return None
+        joints = next(d for d in self.drivers if self.joints_stream in d.buffers)
+        try:
+            return FtOrientationFeed(fts, joints, self.scene.model)
+        except ConfigError as e:
+            raise ConfigError(
+                f"{self.rig.source}: {[d.name for d in fts]} compensate gravity (`payload`), "
+                f"which needs the F/T sensor's frame in the arm model {self.scene.path}: {e}"
+            ) from e
+
     def _load_policy(self) -> Any:
         from mmrobot.launch.policy_loader import load_launch_policy
 
@@ -403,10 +494,13 @@ class RobotSession:
             safety=self.safety.counts(),
             interrupted=reason.startswith("signal"),
             attribution=self.explainer.trace.to_dict() if self.explainer is not None else None,
+            loop=stats.summary(),
         )
 
     def close(self) -> None:
         """Close the actuator (torque off where the rig says so) and every driver."""
+        if self.ft_feed is not None:
+            self.ft_feed.stop()
         for dev in reversed(self._opened):
             with contextlib.suppress(Exception):
                 dev.close()
