@@ -3,8 +3,12 @@
 Each tick at ``rate_hz`` on the loop's clock:
 
 1. ``Synchronizer.observe(now)``.
-2. When a new chunk is due (every ``1 / policy_rate_hz``): ``policy.act(obs, instruction)``;
-   a chunk with a non-finite action is rejected and counted.
+2. When a new chunk is due (every ``1 / policy_rate_hz``): ``policy.act(obs, instruction)``,
+   inline (``policy_worker = "inline"``: simulation time, where a tick may take as long as
+   it likes) or in a :class:`PolicyWorker` thread (``"thread"``: real time). A worker is
+   handed the newest observation and the tick goes on at once; the chunk is used when it
+   arrives, at its own timestamps, so a late chunk is still right for the times it covers.
+   A chunk with a non-finite action is rejected and counted.
 3. The command for ``now`` from every chunk that covers it, combined by temporal ensembling
    (Zhao et al. 2023, "Learning Fine-Grained Bimanual Manipulation with Low-Cost
    Hardware", ACT: weights ``exp(-m * k)`` with k = 0 for the oldest chunk), linearly
@@ -13,15 +17,23 @@ Each tick at ``rate_hz`` on the loop's clock:
    action spaces; inverse kinematics for end-effector actions).
 5. :class:`~mmrobot.deploy.safety.SafetyLayer` clamps it or holds; the actuator gets the result.
 
+When no chunk covers the tick's time the layer holds position, with the reason: no chunk
+yet, or a stale policy (the newest chunk's horizon has passed).
+
 A watchdog thread stops the robot when no tick completes within ``watchdog_periods``
-periods. SIGINT and SIGTERM stop it in a controlled way: hold, then torque off where the
+periods. In real time (:meth:`ControlLoop.run`) the loop thread asks Linux for what it
+offers (``SCHED_FIFO`` when permitted, CPU affinity) and keeps the garbage collector out of
+the ticks (``gc.freeze()`` after warm-up, young-generation collections only in a tick's
+slack). SIGINT and SIGTERM stop it in a controlled way: hold, then torque off where the
 actuator can. Timing statistics (period jitter, deadline misses, policy latency, stream
 ages) are kept per run.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import signal
 import threading
 import time
@@ -38,7 +50,17 @@ from mmrobot.core.types import ActionChunk, Observation
 from mmrobot.deploy.safety import SafetyLayer
 from mmrobot.sync.synchronizer import Synchronizer
 
-__all__ = ["CommandSink", "ControlLoop", "LoopConfig", "LoopStats", "TemporalEnsembler"]
+__all__ = [
+    "POLICY_WORKERS",
+    "CommandSink",
+    "ControlLoop",
+    "LoopConfig",
+    "LoopStats",
+    "PolicyWorker",
+    "TemporalEnsembler",
+]
+
+POLICY_WORKERS = ("inline", "thread")
 
 
 class PolicyLike(Protocol):
@@ -72,6 +94,16 @@ class LoopConfig:
         watchdog_periods: no tick completed within this many periods -> stop.
         spin_s: the last part of each wait is a busy spin, for low jitter.
         stop_hold_s: on a controlled stop, hold position this long before torque off.
+        policy_worker: ``"inline"`` (the tick calls the policy and waits: simulation time)
+            or ``"thread"`` (a :class:`PolicyWorker`; the tick never waits: real time).
+        realtime_priority: ``SCHED_FIFO`` priority (1-99) asked for the loop thread in
+            :meth:`ControlLoop.run`; 0: do not ask. Refused (no privilege): the run goes on
+            at normal priority and :attr:`LoopStats.scheduling` says so.
+        cpu_affinity: CPUs the loop thread is pinned to in :meth:`ControlLoop.run`; empty:
+            no pinning.
+        gc_freeze: in :meth:`ControlLoop.run`, ``gc.freeze()`` after start and automatic
+            collection off; young-generation collections run only when a tick leaves at
+            least half a period of slack.
     """
 
     rate_hz: float = 20.0
@@ -80,6 +112,10 @@ class LoopConfig:
     watchdog_periods: int = 5
     spin_s: float = 0.001
     stop_hold_s: float = 0.2
+    policy_worker: str = "inline"
+    realtime_priority: int = 0
+    cpu_affinity: tuple[int, ...] = ()
+    gc_freeze: bool = True
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.policy_rate_hz <= 0:
@@ -92,6 +128,15 @@ class LoopConfig:
             )
         if self.watchdog_periods < 1:
             raise ConfigError("loop: watchdog_periods must be >= 1")
+        if self.policy_worker not in POLICY_WORKERS:
+            raise ConfigError(
+                f"loop: policy_worker {self.policy_worker!r} is not one of {list(POLICY_WORKERS)}"
+            )
+        if not 0 <= self.realtime_priority <= 99:
+            raise ConfigError(
+                f"loop: realtime_priority {self.realtime_priority} is not in 0..99 "
+                "(SCHED_FIFO priorities are 1-99; 0 asks for none)"
+            )
 
     @property
     def period_ns(self) -> int:
@@ -121,6 +166,11 @@ class TemporalEnsembler:
     def add(self, chunk: ActionChunk) -> None:
         self._chunks.append(chunk)
 
+    @property
+    def newest(self) -> ActionChunk | None:
+        """The chunk added last (the newest observation), or None."""
+        return self._chunks[-1] if self._chunks else None
+
     def action_at(self, t_ns: int) -> np.ndarray | None:
         """The ensembled action at ``t_ns``, or None when no chunk covers it."""
         proposals = []
@@ -140,6 +190,75 @@ class TemporalEnsembler:
         return np.average(np.stack(proposals), axis=0, weights=weights)
 
 
+class PolicyWorker:
+    """Runs ``policy.act`` in its own thread; the control tick hands it the newest
+    observation and never waits for it.
+
+    Only the newest request is kept: one that arrives while another is still waiting to
+    start replaces it (counted by :meth:`submit`'s return value). ONNX Runtime and torch
+    release the GIL while they compute, so the tick thread keeps running.
+
+    Args:
+        policy: anything with ``act(observation, instruction) -> ActionChunk``.
+    """
+
+    def __init__(self, policy: PolicyLike, name: str = "mmrobot-policy") -> None:
+        self.policy = policy
+        self._cv = threading.Condition()
+        self._request: tuple[int, Observation, str] | None = None
+        self._done: list[tuple[int, ActionChunk | BaseException, int]] = []
+        self._busy = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, generation: int, observation: Observation, instruction: str) -> bool:
+        """Ask for a chunk; True when this replaced a request that had not started yet."""
+        with self._cv:
+            replaced = self._request is not None
+            self._request = (generation, observation, instruction)
+            self._cv.notify_all()
+        return replaced
+
+    def poll(self) -> list[tuple[int, ActionChunk | BaseException, int]]:
+        """Finished requests since the last poll: (generation, chunk or the exception the
+        policy raised, latency in ns)."""
+        with self._cv:
+            out, self._done = self._done, []
+        return out
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no request is pending or running (tests, shutdown); False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(
+                lambda: self._request is None and not self._busy, timeout=timeout_s
+            )
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout=timeout_s)
+
+    def _serve(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._request is not None or self._closed)
+                if self._closed:
+                    return
+                generation, obs, instruction = self._request  # type: ignore[misc]
+                self._request, self._busy = None, True
+            t0 = time.perf_counter_ns()
+            try:
+                result: ActionChunk | BaseException = self.policy.act(obs, instruction)
+            except BaseException as e:  # handed to the loop thread, which raises it
+                result = e
+            with self._cv:
+                self._done.append((generation, result, time.perf_counter_ns() - t0))
+                self._busy = False
+                self._cv.notify_all()
+
+
 @dataclass
 class LoopStats:
     """Timing and safety figures of one run."""
@@ -151,9 +270,15 @@ class LoopStats:
     holds: int = 0
     watchdog_trips: int = 0
     stop_reason: str = ""
+    skipped_ticks: int = 0
+    replaced_requests: int = 0
+    scheduling: str = ""
     jitter_ns: list[int] = field(default_factory=list)
+    tick_compute_ns: list[int] = field(default_factory=list)
     policy_latency_ns: list[int] = field(default_factory=list)
+    policy_age_ns: list[int] = field(default_factory=list)
     ages_ns: dict[str, list[int]] = field(default_factory=dict)
+    hold_reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float | int | str]:
         """Percentiles in ms, counts, and the stop reason."""
@@ -169,11 +294,20 @@ class LoopStats:
             "holds": self.holds,
             "watchdog_trips": self.watchdog_trips,
             "stop_reason": self.stop_reason,
+            "skipped_ticks": self.skipped_ticks,
+            "replaced_requests": self.replaced_requests,
+            "scheduling": self.scheduling,
             "jitter_p50_ms": pct(self.jitter_ns, 50),
             "jitter_p99_ms": pct(self.jitter_ns, 99),
+            "tick_compute_p50_ms": pct(self.tick_compute_ns, 50),
+            "tick_compute_p99_ms": pct(self.tick_compute_ns, 99),
             "policy_latency_p50_ms": pct(self.policy_latency_ns, 50),
             "policy_latency_p99_ms": pct(self.policy_latency_ns, 99),
+            "policy_age_p50_ms": pct(self.policy_age_ns, 50),
+            "policy_age_p99_ms": pct(self.policy_age_ns, 99),
         }
+        for reason, n in sorted(self.hold_reasons.items()):
+            out[f"holds_{reason}"] = n
         for name, ages in self.ages_ns.items():
             out[f"age_{name}_p50_ms"] = pct(ages, 50)
         return out
@@ -226,6 +360,8 @@ class ControlLoop:
         self._tick_index = 0
         self._last_tick_done_ns = 0
         self._started = False
+        self._generation = 0  # chunks requested before the latest start() are dropped
+        self._worker: PolicyWorker | None = None
 
     # ----------------------------------------------------------------- one tick
     def start(self, instruction: str, t_ns: int | None = None) -> None:
@@ -235,6 +371,10 @@ class ControlLoop:
         obs = self.sync.observe(now)
         self.safety.reset(self.measure(obs))
         self.ensembler.reset()
+        if self._worker is not None:
+            self._worker.wait_idle(timeout_s=self.config.watchdog_periods / self.config.rate_hz)
+            self._worker.poll()
+        self._generation += 1
         reset = getattr(self.policy, "reset", None)
         if callable(reset):
             reset()
@@ -252,29 +392,73 @@ class ControlLoop:
             self.stats.ages_ns.setdefault(name, []).append(age)
         chunk = None
         if self._tick_index % self.config.ticks_per_policy == 0:
-            t0 = time.perf_counter_ns()
-            chunk = self.policy.act(obs, self.instruction)
-            self.stats.policy_latency_ns.append(time.perf_counter_ns() - t0)
-            self.stats.policy_calls += 1
-            if np.all(np.isfinite(chunk.actions)):
-                self.ensembler.add(chunk)
+            if self.config.policy_worker == "thread":
+                worker = self._ensure_worker()
+                if worker.submit(self._generation, obs, self.instruction):
+                    self.stats.replaced_requests += 1
             else:
-                self.stats.rejected_chunks += 1
-                self.safety.record(t_ns, "rejected_chunk", "non-finite action in chunk")
+                t0 = time.perf_counter_ns()
+                result = self.policy.act(obs, self.instruction)
+                chunk = self._accept(t_ns, result, time.perf_counter_ns() - t0)
+        if self._worker is not None:
+            for generation, result, latency_ns in self._worker.poll():
+                if generation == self._generation:
+                    chunk = self._accept(t_ns, result, latency_ns) or chunk
         action = self.ensembler.action_at(t_ns)
+        newest = self.ensembler.newest
+        if newest is not None:
+            self.stats.policy_age_ns.append(t_ns - newest.t_ns)
         holds_before = self.safety.n_holds
-        if action is None:
-            command = self.safety.hold(t_ns, "no action covers this time")
+        if action is None and newest is None:
+            command = self.safety.hold(t_ns, "no action chunk yet", "no_chunk")
+        elif action is None:
+            age_ms = (t_ns - newest.t_ns) / 1e6
+            span_ms = (newest.horizon - 1) * newest.period_ns / 1e6
+            command = self.safety.hold(
+                t_ns,
+                f"stale policy: the newest chunk is {age_ms:.1f} ms old and covers "
+                f"{span_ms:.1f} ms",
+                "stale_policy",
+            )
         else:
             raw = np.asarray(self.to_command(action, obs), np.float64)
             command = self.safety.filter(t_ns, raw, dict(obs.valid), self.grip_force(obs))
-        self.stats.holds += self.safety.n_holds - holds_before
+        if self.safety.n_holds > holds_before:
+            self.stats.holds += self.safety.n_holds - holds_before
+            cause = self.safety.events[-1].where or "other"
+            self.stats.hold_reasons[cause] = self.stats.hold_reasons.get(cause, 0) + 1
         with self._send_lock:
             if not self._tripped.is_set():
                 self.actuator.send(command)
         self._tick_index += 1
         self.stats.ticks += 1
         return command, chunk
+
+    def _accept(
+        self, t_ns: int, result: ActionChunk | BaseException, latency_ns: int
+    ) -> ActionChunk | None:
+        """Count a finished policy call and hand a good chunk to the ensembler."""
+        if isinstance(result, BaseException):
+            raise result  # the policy failed in its worker: fail here, as inline would
+        self.stats.policy_latency_ns.append(latency_ns)
+        self.stats.policy_calls += 1
+        if np.all(np.isfinite(result.actions)):
+            self.ensembler.add(result)
+            return result
+        self.stats.rejected_chunks += 1
+        self.safety.record(t_ns, "rejected_chunk", "non-finite action in chunk")
+        return None
+
+    def _ensure_worker(self) -> PolicyWorker:
+        if self._worker is None:
+            self._worker = PolicyWorker(self.policy)
+        return self._worker
+
+    def close(self) -> None:
+        """Stop the policy worker thread, if one was started."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     # ----------------------------------------------------------------- real time
     def run(
@@ -294,6 +478,14 @@ class ControlLoop:
         t_start = self.clock.now_ns()
         end = None if duration_s is None else t_start + round(duration_s * 1e9)
         restore = self._install_signal_handlers()
+        if self.config.policy_worker == "thread":
+            self._ensure_worker()  # before _claim_cpu: the worker must not inherit FIFO
+        self.stats.scheduling, release_cpu = self._claim_cpu()
+        gc_was_enabled = gc.isenabled()
+        if self.config.gc_freeze:
+            gc.collect()
+            gc.freeze()  # everything alive now is never scanned again
+            gc.disable()
         watchdog = threading.Thread(target=self._watchdog, name="mmrobot-watchdog", daemon=True)
         watchdog.start()
         fault = True  # until the loop ends normally
@@ -309,11 +501,16 @@ class ControlLoop:
                 self.stats.jitter_ns.append(now - scheduled)
                 self.tick(now)
                 done = self.clock.now_ns()
+                self.stats.tick_compute_ns.append(done - now)
                 self._last_tick_done_ns = done
                 if done > scheduled + period:
                     self.stats.deadline_misses += 1
                     # skip the ticks we cannot make; never send a burst to catch up
-                    k = (done - t_start) // period
+                    k_next = (done - t_start) // period + 1
+                    self.stats.skipped_ticks += k_next - (k + 1)
+                    k = k_next - 1
+                elif self.config.gc_freeze and scheduled + period - done > period // 2:
+                    gc.collect(0)  # the young generation only, in this tick's slack
                 k += 1
                 if until is not None and until():
                     self._stop_reason = "done"
@@ -323,11 +520,46 @@ class ControlLoop:
             self._stop.set()
             watchdog.join(timeout=1.0)
             restore()
+            release_cpu()
+            if self.config.gc_freeze:
+                gc.unfreeze()
+                if gc_was_enabled:
+                    gc.enable()
             # A normal end holds position (the next instruction starts from there); a
             # signal, the watchdog or an exception also switches the motors off.
             self._controlled_stop(torque_off=fault)
+            self.close()
         self.stats.stop_reason = self._stop_reason or "stopped"
         return self.stats
+
+    def _claim_cpu(self) -> tuple[str, Callable[[], None]]:
+        """Ask Linux for ``SCHED_FIFO`` and CPU affinity for this thread, as configured.
+        Returns what was granted, in words (refusals are reported, never raised), and a
+        function that gives it back."""
+        parts, undo = [], []
+        prio = self.config.realtime_priority
+        if prio:
+            try:
+                policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
+                undo.append(lambda: os.sched_setscheduler(0, policy, param))
+                parts.append(f"SCHED_FIFO {prio}")
+            except (AttributeError, PermissionError, OSError) as e:
+                parts.append(f"SCHED_FIFO {prio} refused ({e.__class__.__name__}); normal priority")
+        if self.config.cpu_affinity:
+            try:
+                cpus = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, set(self.config.cpu_affinity))
+                undo.append(lambda: os.sched_setaffinity(0, cpus))
+                parts.append(f"CPUs {sorted(self.config.cpu_affinity)}")
+            except (AttributeError, OSError) as e:
+                parts.append(f"affinity {list(self.config.cpu_affinity)} refused ({e})")
+
+        def release() -> None:
+            for f in undo:
+                f()
+
+        return "; ".join(parts) or "normal priority, any CPU", release
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask a running loop to stop (thread-safe)."""

@@ -35,7 +35,7 @@ import numpy as np
 from mmrobot.core.clock import Clock, MonotonicClock
 from mmrobot.core.errors import ConfigError, DeviceTimeoutError, LifecycleError
 from mmrobot.core.types import Observation
-from mmrobot.deploy.loop import ControlLoop, LoopConfig
+from mmrobot.deploy.loop import ControlLoop
 from mmrobot.deploy.safety import SafetyLayer
 from mmrobot.launch.schema import LaunchFile
 from mmrobot.launch.sim import Outcome, safety_limits_for
@@ -264,12 +264,7 @@ class RobotSession:
                 f"{launch.source}: rig.actuator = {launch.rig.actuator!r} is not in {rig.source} "
                 f"(has {names})"
             )
-        loop_cfg = LoopConfig(
-            rate_hz=launch.loop.rate_hz,
-            policy_rate_hz=launch.loop.policy_rate_hz,
-            ensemble_decay=launch.loop.ensemble_decay,
-            watchdog_periods=launch.loop.watchdog_periods,
-        )
+        loop_cfg = launch.loop.loop_config()
         self.loop_config = loop_cfg
         kin = launch.path(launch.rig.kinematics) if launch.rig.kinematics else None
         self.scene = Scene(kin)

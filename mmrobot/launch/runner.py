@@ -364,6 +364,22 @@ def _report(
             ", ".join(f"{k} {v}" for k, v in o.safety.items()) or "-",
         )
     console.print(table)
+    for o in outcomes:
+        if o.loop:  # real time: say what the loop could not do
+            holds = ", ".join(
+                f"{k.removeprefix('holds_')} {v}"
+                for k, v in o.loop.items()
+                if k.startswith("holds_")
+            )
+            console.print(
+                f"loop ({o.instruction}): {o.loop['ticks']} ticks, "
+                f"{o.loop['deadline_misses']} deadline misses, {o.loop['skipped_ticks']} skipped, "
+                f"jitter p99 {o.loop['jitter_p99_ms']:.2f} ms, policy age p99 "
+                f"{o.loop['policy_age_p99_ms']:.1f} ms; holds: {holds or 'none'}; "
+                f"{o.loop['scheduling']}",
+                markup=False,
+                highlight=False,
+            )
     n_ok = sum(o.success for o in outcomes)
     n_completed = sum(o.reason == "completed" for o in outcomes)
     if n_completed:  # a real robot has no success detector unless one is given

@@ -29,6 +29,7 @@ from mmrobot.core.overrides import parse_override
 from mmrobot.deploy.safety_bounds import watchdog_problem
 
 if TYPE_CHECKING:
+    from mmrobot.deploy.loop import LoopConfig
     from mmrobot.deploy.safety import SafetyConfig
 
 __all__ = ["LaunchFile", "load_launch", "apply_overrides"]
@@ -89,12 +90,35 @@ class PolicySection(_Section):
 
 
 class LoopSection(_Section):
-    """Rates of the control loop; the watchdog is at most ``MAX_WATCHDOG_S`` of wall time."""
+    """Rates of the control loop; the watchdog is at most ``MAX_WATCHDOG_S`` of wall time.
+    On a robot: where the policy runs (``policy_worker``), and what the loop thread asks of
+    Linux (see :class:`mmrobot.deploy.loop.LoopConfig`). Simulation runs the policy inline,
+    in simulated time."""
 
     rate_hz: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     policy_rate_hz: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     ensemble_decay: float | None = Field(default=0.1, ge=0, allow_inf_nan=False)
     watchdog_periods: int = Field(default=5, ge=1)
+    policy_worker: Literal["inline", "thread"] = "thread"
+    realtime_priority: int = Field(default=0, ge=0, le=99)
+    cpu_affinity: list[int] = []
+    gc_freeze: bool = True
+
+    def loop_config(self, simulated: bool = False) -> LoopConfig:
+        """The :class:`LoopConfig` this section describes; ``simulated``: in simulated time,
+        where the policy always runs inline (a tick may take as long as it needs)."""
+        from mmrobot.deploy.loop import LoopConfig
+
+        return LoopConfig(
+            rate_hz=self.rate_hz,
+            policy_rate_hz=self.policy_rate_hz,
+            ensemble_decay=self.ensemble_decay,
+            watchdog_periods=self.watchdog_periods,
+            policy_worker="inline" if simulated else self.policy_worker,
+            realtime_priority=self.realtime_priority,
+            cpu_affinity=tuple(self.cpu_affinity),
+            gc_freeze=self.gc_freeze,
+        )
 
     @model_validator(mode="after")
     def _rates(self) -> LoopSection:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.deploy.loop import ControlLoop, LoopConfig
+from mmrobot.deploy.loop import ControlLoop
 from mmrobot.deploy.safety import SafetyLimits, SimSafety, limits_for_arm
 from mmrobot.deploy.safety_bounds import bounds_for_model
 from mmrobot.launch.schema import LaunchFile
@@ -84,6 +84,9 @@ class Outcome:
     interrupted: bool = False
     #: with ``--explain``: the attribution of every policy call (``AttributionTrace.to_dict``)
     attribution: dict[str, Any] | None = None
+    #: real-time runs: the loop's accounting (:meth:`LoopStats.summary`: deadline misses,
+    #: skipped ticks, holds by reason, policy age at use, the scheduling granted)
+    loop: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         lat = np.asarray(self.policy_latency_ms) if self.policy_latency_ms else np.zeros(1)
@@ -100,6 +103,7 @@ class Outcome:
             "policy_latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
             "safety_events": self.safety,
             **({"attribution": self.attribution} if self.attribution is not None else {}),
+            **({"loop": self.loop} if self.loop is not None else {}),
         }
 
 
@@ -149,12 +153,7 @@ class SimSession:
             from mmrobot.launch.explain import ExplainingPolicy
 
             self.explainer = ExplainingPolicy(self.policy, self.env.control_period_ns)
-        loop_cfg = LoopConfig(
-            rate_hz=launch.loop.rate_hz,
-            policy_rate_hz=launch.loop.policy_rate_hz,
-            ensemble_decay=launch.loop.ensemble_decay,
-            watchdog_periods=launch.loop.watchdog_periods,
-        )
+        loop_cfg = launch.loop.loop_config(simulated=True)
         if round(1e9 / loop_cfg.rate_hz) != self.env.control_period_ns:
             raise ConfigError(
                 f"{launch.source}: loop.rate_hz {loop_cfg.rate_hz} must equal the simulation's "

@@ -188,3 +188,108 @@ def test_sigterm_stops_in_a_controlled_way():
     stats = loop.run("move", duration_s=5.0)
     assert stats.stop_reason == "signal SIGTERM"
     assert arm.torque is False
+
+
+class GatedPolicy(RampPolicy):
+    """A RampPolicy whose calls wait for the test to open a gate: slower than any tick."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.gate = threading.Event()
+
+    def act(self, obs, instruction):
+        if not self.gate.wait(timeout=10.0):
+            raise TimeoutError("the test never opened the gate")
+        return super().act(obs, instruction)
+
+
+def test_a_slow_policy_never_delays_a_tick_and_its_late_chunk_is_used_at_its_own_times():
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    arm = RecordingArm(buf, clock)
+    policy = GatedPolicy(horizon=8)
+    loop = make_loop(
+        sync, policy, arm, clock=clock, rate_hz=100, policy_rate_hz=50,
+        ensemble_decay=None, policy_worker="thread",
+    )  # fmt: skip
+    loop.start("move")
+    t0 = clock.now_ns()
+    for _ in range(4):  # the policy is stuck: every tick still sends, a hold
+        loop.tick(clock.now_ns())
+        clock.advance(10 * MS)
+    assert len(arm.sent) == 4 and loop.stats.policy_calls == 0
+    assert loop.stats.hold_reasons == {"no_chunk": 4}
+    # ticks 0 and 2 asked; the request of tick 2 replaced tick 0's only if 0 had not started
+    policy.gate.set()
+    assert loop._worker.wait_idle(5.0)
+    command, chunk = loop.tick(clock.now_ns())  # t0 + 40 ms
+    assert chunk is not None and chunk.t_ns in (t0, t0 + 20 * MS)
+    # the chunk's step k is for chunk.t_ns + k * 10 ms: at t0 + 40 ms that is step 4 (or 2)
+    k = (clock.now_ns() - chunk.t_ns) // (10 * MS)
+    np.testing.assert_allclose(arm.sent[-1][:2], chunk.actions[k, :2], atol=1e-6)
+    assert loop.stats.policy_age_ns[-1] == clock.now_ns() - chunk.t_ns
+    loop.close()
+
+
+def test_a_chunk_past_its_horizon_is_a_stale_policy_hold():
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    arm = RecordingArm(buf, clock)
+    policy = GatedPolicy(horizon=2)
+    policy.gate.set()
+    loop = make_loop(sync, policy, arm, clock=clock, rate_hz=100, policy_rate_hz=20,
+                     policy_worker="thread")  # fmt: skip
+    loop.start("move")
+    loop.tick(clock.now_ns())
+    assert loop._worker.wait_idle(5.0)
+    policy.gate.clear()  # the next call hangs
+    for _ in range(4):
+        clock.advance(10 * MS)
+        loop.tick(clock.now_ns())
+    assert loop.stats.hold_reasons.get("stale_policy", 0) >= 2
+    assert "stale policy" in loop.safety.events[-1].detail
+    policy.gate.set()
+    loop.close()
+
+
+def test_a_policy_that_raises_in_its_worker_fails_the_tick():
+    class Broken(RampPolicy):
+        def act(self, obs, instruction):
+            raise ValueError("bad weights")
+
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    loop = make_loop(sync, Broken(), RecordingArm(buf, clock), clock=clock,
+                     rate_hz=100, policy_rate_hz=100, policy_worker="thread")  # fmt: skip
+    loop.start("move")
+    loop.tick(clock.now_ns())
+    assert loop._worker.wait_idle(5.0)
+    clock.advance(10 * MS)
+    with pytest.raises(ValueError, match="bad weights"):
+        loop.tick(clock.now_ns())
+    loop.close()
+
+
+def test_run_gives_back_scheduling_and_the_garbage_collector():
+    import gc
+
+    buf, sync = rig(ManualClock(0), max_age_ns=10**12)
+    before = (os.sched_getscheduler(0), os.sched_getaffinity(0), gc.isenabled())
+    loop = make_loop(
+        sync, RampPolicy(), RecordingArm(buf, None), rate_hz=100, policy_rate_hz=20,
+        policy_worker="thread", realtime_priority=10, cpu_affinity=(0,),
+    )  # fmt: skip
+    stats = loop.run("move", duration_s=0.2)
+    assert "SCHED_FIFO 10" in stats.scheduling  # granted, or "refused" without privilege
+    assert "CPUs [0]" in stats.scheduling
+    assert (os.sched_getscheduler(0), os.sched_getaffinity(0), gc.isenabled()) == before
+    assert gc.get_freeze_count() == 0
+    assert stats.policy_calls >= 1 and len(stats.tick_compute_ns) == stats.ticks
+    assert loop._worker is None  # closed with the run
+
+
+def test_loop_config_rejects_an_unknown_worker_and_priority():
+    with pytest.raises(ConfigError, match="policy_worker"):
+        LoopConfig(policy_worker="process")
+    with pytest.raises(ConfigError, match="realtime_priority"):
+        LoopConfig(realtime_priority=120)
