@@ -35,6 +35,7 @@ import gc
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -104,6 +105,9 @@ class LoopConfig:
         gc_freeze: in :meth:`ControlLoop.run`, ``gc.freeze()`` after start and automatic
             collection off; young-generation collections run only when a tick leaves at
             least half a period of slack.
+        switch_interval_s: with the thread worker, :func:`sys.setswitchinterval` during
+            :meth:`ControlLoop.run`: how long the policy thread may hold the GIL while the
+            tick thread waits for it (Python's default, 5 ms, is half a 100 Hz period).
     """
 
     rate_hz: float = 20.0
@@ -116,6 +120,7 @@ class LoopConfig:
     realtime_priority: int = 0
     cpu_affinity: tuple[int, ...] = ()
     gc_freeze: bool = True
+    switch_interval_s: float = 0.0005
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.policy_rate_hz <= 0:
@@ -131,6 +136,10 @@ class LoopConfig:
         if self.policy_worker not in POLICY_WORKERS:
             raise ConfigError(
                 f"loop: policy_worker {self.policy_worker!r} is not one of {list(POLICY_WORKERS)}"
+            )
+        if not 0 < self.switch_interval_s <= 0.1:
+            raise ConfigError(
+                f"loop: switch_interval_s {self.switch_interval_s} is not in (0, 0.1] s"
             )
         if not 0 <= self.realtime_priority <= 99:
             raise ConfigError(
@@ -478,8 +487,10 @@ class ControlLoop:
         t_start = self.clock.now_ns()
         end = None if duration_s is None else t_start + round(duration_s * 1e9)
         restore = self._install_signal_handlers()
+        switch_interval = sys.getswitchinterval()
         if self.config.policy_worker == "thread":
             self._ensure_worker()  # before _claim_cpu: the worker must not inherit FIFO
+            sys.setswitchinterval(self.config.switch_interval_s)
         self.stats.scheduling, release_cpu = self._claim_cpu()
         gc_was_enabled = gc.isenabled()
         if self.config.gc_freeze:
@@ -521,6 +532,7 @@ class ControlLoop:
             watchdog.join(timeout=1.0)
             restore()
             release_cpu()
+            sys.setswitchinterval(switch_interval)
             if self.config.gc_freeze:
                 gc.unfreeze()
                 if gc_was_enabled:

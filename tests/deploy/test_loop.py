@@ -1,4 +1,5 @@
 import os
+import sys
 import threading
 import time
 
@@ -274,7 +275,12 @@ def test_run_gives_back_scheduling_and_the_garbage_collector():
     import gc
 
     buf, sync = rig(ManualClock(0), max_age_ns=10**12)
-    before = (os.sched_getscheduler(0), os.sched_getaffinity(0), gc.isenabled())
+    before = (
+        os.sched_getscheduler(0),
+        os.sched_getaffinity(0),
+        gc.isenabled(),
+        sys.getswitchinterval(),
+    )
     loop = make_loop(
         sync, RampPolicy(), RecordingArm(buf, None), rate_hz=100, policy_rate_hz=20,
         policy_worker="thread", realtime_priority=10, cpu_affinity=(0,),
@@ -282,7 +288,13 @@ def test_run_gives_back_scheduling_and_the_garbage_collector():
     stats = loop.run("move", duration_s=0.2)
     assert "SCHED_FIFO 10" in stats.scheduling  # granted, or "refused" without privilege
     assert "CPUs [0]" in stats.scheduling
-    assert (os.sched_getscheduler(0), os.sched_getaffinity(0), gc.isenabled()) == before
+    after = (
+        os.sched_getscheduler(0),
+        os.sched_getaffinity(0),
+        gc.isenabled(),
+        sys.getswitchinterval(),
+    )
+    assert after == before
     assert gc.get_freeze_count() == 0
     assert stats.policy_calls >= 1 and len(stats.tick_compute_ns) == stats.ticks
     assert loop._worker is None  # closed with the run
