@@ -220,6 +220,30 @@ def check_accelerators() -> Check:
     return Check("accelerators", "ok", found, fix)
 
 
+def check_realtime() -> Check:
+    """What a control loop's ``[loop]`` settings can get here: ``SCHED_FIFO`` (tried in a
+    subprocess, so this process keeps its scheduling), CPU affinity and the CPUs allowed."""
+    if not hasattr(os, "sched_setscheduler"):
+        return Check(
+            "realtime", "warn", "no SCHED_FIFO or CPU affinity on this OS",
+            "the loop runs at normal priority; give it a quiet machine",
+        )  # fmt: skip
+    ok, msg = _python_subprocess(
+        "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50)); print('granted')"
+    )
+    cpus = sorted(os.sched_getaffinity(0))
+    found = (
+        f"SCHED_FIFO {'granted' if ok else 'refused (' + msg + ')'}; CPU affinity available, "
+        f"CPUs {cpus}; gc.freeze available"
+    )
+    fix = "" if ok else (
+        "loop.realtime_priority needs root or CAP_SYS_NICE: sudo setcap cap_sys_nice+ep "
+        "$(readlink -f $(which python)), or an rtprio limit in /etc/security/limits.conf; "
+        "without it the loop runs at normal priority and says so"
+    )  # fmt: skip
+    return Check("realtime", "ok" if ok else "warn", found, fix)
+
+
 CHECKS: tuple[Callable[[], Check], ...] = (
     check_python,
     check_extras,
@@ -228,6 +252,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_serial_ports,
     check_cameras,
     check_accelerators,
+    check_realtime,
 )
 
 

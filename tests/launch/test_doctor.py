@@ -12,6 +12,7 @@ def test_every_check_reports_a_status_and_a_fix_when_not_ok():
         "serial ports",
         "cameras",
         "accelerators",
+        "realtime",
     ]
     for r in results:
         assert r.status in ("ok", "warn", "fail")
@@ -58,3 +59,25 @@ def test_accelerators_lists_the_onnxruntime_providers_and_the_default_choice():
     assert r.status == "ok"
     assert "CPUExecutionProvider" in r.found
     assert "an ONNX policy runs on" in r.found
+
+
+def test_realtime_says_whether_sched_fifo_is_granted_here():
+    import os
+
+    from mmrobot.launch.doctor import check_realtime
+
+    c = check_realtime()
+    try:  # the same request, made by this test in a child process
+        pid = os.fork()
+    except OSError:  # pragma: no cover
+        return
+    if pid == 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    granted = os.waitpid(pid, 0)[1] == 0
+    assert ("SCHED_FIFO granted" in c.found) == granted
+    assert (c.status == "ok") == granted and (c.fix == "") == granted
+    assert str(sorted(os.sched_getaffinity(0))) in c.found
