@@ -191,6 +191,8 @@ def render_model_card(release_dir: str | Path) -> str:
             f"{lex['vocabulary']} training words (`mmrobot policy lexicon`)"
             if (lex := pol.get("lexicon"))
             else "; no lexicon: instructions are read as typed"
+            if "lexicon" in pol  # releases before the lexicon existed say nothing of it
+            else ""
         )
         + f". Policy config `{tc['policy']}`"
         + (" shrunk to a toy network" if toy else "")
