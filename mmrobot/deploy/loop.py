@@ -484,8 +484,6 @@ class ControlLoop:
         self._stop_reason = ""
         period = self.config.period_ns
         self.start(instruction)
-        t_start = self.clock.now_ns()
-        end = None if duration_s is None else t_start + round(duration_s * 1e9)
         restore = self._install_signal_handlers()
         switch_interval = sys.getswitchinterval()
         if self.config.policy_worker == "thread":
@@ -497,6 +495,11 @@ class ControlLoop:
             gc.collect()
             gc.freeze()  # everything alive now is never scanned again
             gc.disable()
+        # The first tick is due after the setup above (a full collection of a big process
+        # takes a while), so that it is not late before it starts.
+        t_start = self.clock.now_ns()
+        self._last_tick_done_ns = t_start
+        end = None if duration_s is None else t_start + round(duration_s * 1e9)
         watchdog = threading.Thread(target=self._watchdog, name="mmrobot-watchdog", daemon=True)
         watchdog.start()
         fault = True  # until the loop ends normally

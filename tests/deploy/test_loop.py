@@ -285,7 +285,12 @@ def test_run_gives_back_scheduling_and_the_garbage_collector():
         sync, RampPolicy(), RecordingArm(buf, None), rate_hz=100, policy_rate_hz=20,
         policy_worker="thread", realtime_priority=10, cpu_affinity=(0,),
     )  # fmt: skip
+    ballast = [[i] for i in range(2_500_000)]  # a big heap: run()'s gc.collect() takes a while
+    t0 = time.perf_counter()
     stats = loop.run("move", duration_s=0.2)
+    assert time.perf_counter() - t0 > 0.2  # the setup came before the first tick was due
+    del ballast
+    assert stats.ticks >= 5, stats  # not one late tick and the end (the setup is not its time)
     assert "SCHED_FIFO 10" in stats.scheduling  # granted, or "refused" without privilege
     assert "CPUs [0]" in stats.scheduling
     after = (
