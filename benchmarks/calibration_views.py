@@ -56,7 +56,7 @@ COUNTS = (4, 5, 6, 8, 10)
 QUICK_COUNTS = (4, 6)
 FT_SAMPLES_PER_POSE = 50
 # Where the lidar really is, and the rig file's guess (7 cm and 11 deg off): as in
-# tests/calibrate/conftest.py and tests/calibrate/test_lidar.py.
+# tests/calibrate/conftest.py and tests/calibrate/test_calibrate_lidar.py.
 TRUE_LIDAR_XYZ_M = (0.06, -0.04, 0.05)
 TRUE_LIDAR_RPY_RAD = (0.0, 0.0, 0.35)
 GUESS_XY_M, GUESS_YAW_RAD = (0.0, 0.0), 0.15
