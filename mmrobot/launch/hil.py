@@ -161,6 +161,9 @@ class HilRig:
         threading.Thread(target=self._server.serve_forever, name="hil-http", daemon=True).start()
         if self.cameras:
             self.frames.start()
+            # the first render (GL context, shaders) holds the interpreter: let it pass
+            # before clients start pinging the serial devices with 100 ms timeouts
+            self.frames.wait_first(timeout_s=60.0)
         for emu in (self.arm, self.ft, self.lidar):
             emu.start()
         tmp = self.rig_path.with_suffix(".tmp")

@@ -398,6 +398,17 @@ class CameraFrames:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
+    def wait_first(self, timeout_s: float) -> bool:
+        """Block until the first frames are out (or rendering failed); False on timeout.
+        Creating the GL context and the first render take the interpreter for a while, so
+        the rig waits for them before its serial devices go live."""
+        with self.cond:
+            return self.cond.wait_for(
+                lambda: self.seq > 0 or self.error is not None or self._thread is None
+                or not self._thread.is_alive(),
+                timeout=timeout_s,
+            )  # fmt: skip
+
     def _run(self) -> None:
         import cv2
 
@@ -405,7 +416,9 @@ class CameraFrames:
         try:
             renderer = self.world.scene.renderer(h, w)
         except Exception as e:  # no GL: say so on /state, serve no frames
-            self.error = f"{type(e).__name__}: {e}"
+            with self.cond:
+                self.error = f"{type(e).__name__}: {e}"
+                self.cond.notify_all()
             return
         next_t = time.monotonic()
         try:
