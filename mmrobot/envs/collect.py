@@ -127,7 +127,8 @@ def run_expert_episode(
     taken in (:func:`~mmrobot.envs.privileged.privileged_state`) and the expert's action
     (its label). The expert drives, unless ``executor`` is given: then the action executed
     at each tick is ``executor(observation, instruction, label)`` (the expert labels any
-    state, whoever drove there), and the label is still what is recorded. After a success
+    state, whoever drove there), and the label is still what is recorded, with a flag per
+    step where the executed action differed (``perturbed``). After a success
     the episode goes on for ``settle_steps`` more recorded steps (the expert's label there
     is to hold at the goal); ``success`` stays what the env reported at the success.
 
@@ -142,7 +143,7 @@ def run_expert_episode(
     expert = ScriptedExpert(env)
     expert.reset()
     specs = env.stream_specs
-    obs_list, acts, rews, times, priv = [], [], [], [], []
+    obs_list, acts, rews, times, priv, off = [], [], [], [], [], []
     success, reason = False, ""
     settle_left = -1  # counting down once the task succeeded
     while True:
@@ -155,6 +156,8 @@ def run_expert_episode(
             acts.append(a)
             times.append(o.t_ns)
         executed = a if executor is None else executor(o, env.instruction, a)
+        if record:
+            off.append(executor is not None and not np.array_equal(executed, a))
         _, r, term, trunc, info = env.step(executed)
         rews.append(r)
         if settle_left > 0:
@@ -196,6 +199,7 @@ def run_expert_episode(
         t_ns=np.array(times, dtype=np.int64),
         aux=stack_privileged(priv) if record else {},
         settle_steps=max(0, settle_steps - max(settle_left, 0)) if success else 0,
+        perturbed=np.array(off, dtype=bool) if executor is not None and record else None,
     )
 
 

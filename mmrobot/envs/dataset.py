@@ -17,6 +17,8 @@ Layout (format version 2)::
         aux/goal_rel        (T, 3) float32   was taken in (training only; see
         aux/held            (T,) bool         mmrobot.envs.privileged)
         aux/phase           (T,) int64
+        perturbed           (T,) bool        the executed action was not the label (only in
+                                             perturbed demonstrations: collect --perturb)
 
 Step t is one control tick: the observation, the simulator state it was taken in (``aux``)
 and the action computed from it. A successful episode's last ``settle_steps`` steps come after
@@ -76,6 +78,9 @@ class EpisodeRecord:
     t_ns: np.ndarray
     aux: dict[str, np.ndarray] = field(default_factory=dict)
     settle_steps: int = 0
+    #: (T,) bool: the executed action was not the recorded label (a perturbed
+    #: demonstration's excursion); None: every label was executed
+    perturbed: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -181,6 +186,12 @@ class DatasetWriter:
                     f"aux target {name!r} has shape {arr.shape}, expected {(ep.n_steps, *shape)}"
                 )
             g.create_dataset(f"aux/{name}", data=arr.astype(dtype), compression="gzip")
+        if ep.perturbed is not None:
+            if ep.perturbed.shape != (ep.n_steps,):
+                raise ValueError(
+                    f"perturbed has shape {ep.perturbed.shape}, expected ({ep.n_steps},)"
+                )
+            g.create_dataset("perturbed", data=ep.perturbed.astype(bool))
         self.n_episodes += 1
         self._f.attrs["n_episodes"] = self.n_episodes
         return i
@@ -326,6 +337,14 @@ class DemoDataset:
     def actions(self, episode: int) -> np.ndarray:
         """(T, 7) float32 actions of an episode."""
         return self._group(episode)["actions"][()]
+
+    def perturbed(self, episode: int) -> np.ndarray:
+        """(T,) bool: steps whose executed action was not the recorded label (all False for
+        an unperturbed episode, or a file written before the flag existed)."""
+        g = self._group(episode)
+        if "perturbed" in g:
+            return g["perturbed"][()].astype(bool)
+        return np.zeros(int(g.attrs["n_steps"]), dtype=bool)
 
     def observation(self, episode: int, step: int) -> Observation:
         """The observation the action at ``step`` was computed from."""

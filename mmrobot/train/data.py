@@ -25,7 +25,14 @@ from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, strea
 from mmrobot.policies.config import ActionConfig, NormStats, PolicyConfig
 from mmrobot.policies.tokenizers import ActionTokenizer, ByteTokenizer
 
-__all__ = ["ChunkSamples", "hold_action", "action_chunk", "action_chunks", "fit_policy_config"]
+__all__ = [
+    "ChunkSamples",
+    "hold_action",
+    "action_chunk",
+    "action_chunks",
+    "coherent_positions",
+    "fit_policy_config",
+]
 
 
 def hold_action(last_action: np.ndarray) -> np.ndarray:
@@ -38,6 +45,25 @@ def hold_action(last_action: np.ndarray) -> np.ndarray:
 def action_chunk(actions: np.ndarray, t: int, horizon: int) -> np.ndarray:
     """(H, D) actions from step ``t`` of an episode's (T, D) actions, padded with holds."""
     return action_chunks(actions, horizon)[t]
+
+
+def coherent_positions(perturbed: np.ndarray, horizon: int) -> np.ndarray:
+    """(T, H) bool: which positions of each step's action chunk are labels of states that the
+    chunk's own earlier actions lead to.
+
+    A chunk's targets are the labels of steps t..t+H-1. Where step t+i was perturbed (the
+    executed action was not its label), the states after it were not reached by the label,
+    so positions j > i of the chunk of step t are incoherent. Position 0 always counts;
+    positions past the episode's end (hold padding) count as before."""
+    off = np.asarray(perturbed, bool)
+    n = len(off)
+    out = np.ones((n, horizon), dtype=bool)
+    for t in np.flatnonzero(off):  # each perturbed step cuts the chunks that span it
+        for j in range(1, horizon):
+            start = t + 1 - j  # the chunk of step `start` reaches step t at position j - 1
+            if 0 <= start < n:
+                out[start, j:] = False
+    return out
 
 
 def action_chunks(actions: np.ndarray, horizon: int) -> np.ndarray:
@@ -93,6 +119,7 @@ class ChunkSamples:
         ages: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         aux_parts: dict[str, list[np.ndarray]] = {name: [] for name in aux}
         chunks, actions, ep_of, steps, ids, masks, tasks = [], [], [], [], [], [], []
+        coherent = []
         for k, (ds, e) in enumerate(self.episodes):
             try:  # every array is read here, once: a damaged chunk fails now, named
                 info = ds.info(e)
@@ -103,6 +130,7 @@ class ChunkSamples:
                     valid[s.name].append(obs["valid"][s.name][()].astype(bool))
                     ages[s.name].append(obs["ages_ns"][s.name][()].astype(np.int64))
                 a = g["actions"][()].astype(np.float32)
+                off = ds.perturbed(e)
             except (OSError, KeyError) as err:
                 raise ds.unreadable(e, err) from None
             if aux:
@@ -118,6 +146,7 @@ class ChunkSamples:
                     aux_parts[n].append(np.asarray(have_aux[n]))
             actions.append(a)
             chunks.append(action_chunks(a, horizon))
+            coherent.append(coherent_positions(off, horizon))
             ep_of.append(np.full(len(a), k, dtype=np.int64))
             steps.append(np.arange(len(a), dtype=np.int64))
             i, m = tokenizer.encode(info.instruction)
@@ -129,6 +158,9 @@ class ChunkSamples:
         self.ages_ns = {n: np.concatenate(v) for n, v in ages.items()}
         self.aux = {n: np.concatenate(v) for n, v in aux_parts.items()}
         self.chunks = np.concatenate(chunks)  # (N, H, D) float32
+        #: (N, H) bool: chunk positions trained on (False: past an excursion, see
+        #: :func:`coherent_positions`)
+        self.chunk_coherent = np.concatenate(coherent)
         self._actions = np.concatenate(actions)
         self.episode_of = np.concatenate(ep_of)  # (N,) position in self.episodes
         self.step_of = np.concatenate(steps)

@@ -20,6 +20,7 @@ __all__ = [
     "make_optimizer",
     "set_camera_offsets",
     "token_loss",
+    "IGNORE_TOKEN",
     "training_loss",
     "weights_digest",
 ]
@@ -121,15 +122,25 @@ def aux_loss(
     return out
 
 
+#: A target token that is not trained on (a chunk position past an excursion).
+IGNORE_TOKEN = -100
+
+
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over action tokens and token accuracy.
+    """Mean cross-entropy over action tokens and token accuracy, both over the targets that
+    are not :data:`IGNORE_TOKEN`.
 
     Args:
         logits: (B, H, D, bins); targets: (B, H, D) int64.
     """
     logits = logits.float()  # the loss in fp32 also under bf16 autocast
-    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-    return loss, (logits.argmax(-1) == targets).float().mean()
+    flat = targets.reshape(-1)
+    loss = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), flat, ignore_index=IGNORE_TOKEN
+    )
+    used = flat != IGNORE_TOKEN
+    hits = (logits.argmax(-1).reshape(-1) == flat) & used
+    return loss, hits.float().sum() / used.sum().clamp(min=1)
 
 
 def training_loss(

@@ -48,6 +48,7 @@ from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
 from mmrobot.train.run_dir import METRICS, STATE_JSON, check_run_dir, clear_run_dir
 from mmrobot.train.step import (
+    IGNORE_TOKEN,
     augment_images,
     aux_loss,
     make_optimizer,
@@ -80,6 +81,14 @@ class TrainResult:
     final_loss: float
     final_token_accuracy: float
     wall_s: float
+
+
+def chunk_targets(action_tokenizer: ActionTokenizer, samples: ChunkSamples) -> np.ndarray:
+    """(N, H, D) target tokens of every sample; chunk positions past an excursion of a
+    perturbed demonstration (:attr:`ChunkSamples.chunk_coherent`) are :data:`IGNORE_TOKEN`."""
+    tokens = action_tokenizer.encode(samples.chunks)
+    tokens[~samples.chunk_coherent] = IGNORE_TOKEN
+    return tokens
 
 
 def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
@@ -336,7 +345,7 @@ class Trainer:
         else:
             rounds_loaded = 0  # a round's data is missing: collect it again below
         # Tokenized once per dataset change: the bins never change during a run.
-        targets_all = action_tokenizer.encode(samples.chunks)
+        targets_all = chunk_targets(action_tokenizer, samples)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -386,7 +395,7 @@ class Trainer:
                         self._barrier()
                     rounds_loaded = due
                     samples = load_samples(rounds_loaded)
-                    targets_all = action_tokenizer.encode(samples.chunks)
+                    targets_all = chunk_targets(action_tokenizer, samples)
                     self.log(f"training on {len(samples):,} samples after round {due}")
                 batch, targets, aux_targets = self._batch(samples, config, targets_all, step)
                 torch.manual_seed(c.seed * 1_000_003 + step)  # dropout and modality dropout

@@ -75,3 +75,7 @@ def test_perturbed_demonstrations_hold_recovery_states(fast_env):
     for ep, n, labels, executed in perturbed:  # recorded: the expert's labels, not what ran
         np.testing.assert_array_equal(ep.actions, labels[: len(ep.actions)])
         assert (np.abs(executed - labels).max(axis=1) > 0).any() == (n > 0)
+        # and a flag on every step whose executed action was not its label
+        differs = np.abs(executed - labels).max(axis=1) > 0
+        np.testing.assert_array_equal(ep.perturbed, differs[: len(ep.actions)])
+    assert all(ep.perturbed is not None and not ep.perturbed.any() for ep, *_ in plain)
