@@ -120,6 +120,7 @@ def run_expert_episode(
     record: bool = True,
     settle_steps: int = 0,
     executor: Executor | None = None,
+    flag_executed: bool = False,
 ) -> EpisodeRecord:
     """Run one episode of ``env`` (a TabletopEnv) labelled by the scripted expert.
 
@@ -127,8 +128,10 @@ def run_expert_episode(
     taken in (:func:`~mmrobot.envs.privileged.privileged_state`) and the expert's action
     (its label). The expert drives, unless ``executor`` is given: then the action executed
     at each tick is ``executor(observation, instruction, label)`` (the expert labels any
-    state, whoever drove there), and the label is still what is recorded, with a flag per
-    step where the executed action differed (``perturbed``). After a success
+    state, whoever drove there), and the label is still what is recorded; with
+    ``flag_executed`` (perturbed demonstrations), also a flag per step where the executed
+    action differed (``perturbed``: training drops the chunk positions past it). DAgger
+    rollouts do not flag: the policy drives every step there. After a success
     the episode goes on for ``settle_steps`` more recorded steps (the expert's label there
     is to hold at the goal); ``success`` stays what the env reported at the success.
 
@@ -156,8 +159,8 @@ def run_expert_episode(
             acts.append(a)
             times.append(o.t_ns)
         executed = a if executor is None else executor(o, env.instruction, a)
-        if record:
-            off.append(executor is not None and not np.array_equal(executed, a))
+        if record and flag_executed:
+            off.append(not np.array_equal(executed, a))
         _, r, term, trunc, info = env.step(executed)
         rews.append(r)
         if settle_left > 0:
@@ -199,7 +202,7 @@ def run_expert_episode(
         t_ns=np.array(times, dtype=np.int64),
         aux=stack_privileged(priv) if record else {},
         settle_steps=max(0, settle_steps - max(settle_left, 0)) if success else 0,
-        perturbed=np.array(off, dtype=bool) if executor is not None and record else None,
+        perturbed=np.array(off, dtype=bool) if flag_executed and record else None,
     )
 
 
@@ -216,7 +219,12 @@ def _worker_run(
         executor = Perturber(perturbation, np.random.default_rng([job.seed, 0x9E7]))
     try:
         ep = run_expert_episode(
-            env, job, record=record, settle_steps=settle_steps, executor=executor
+            env,
+            job,
+            record=record,
+            settle_steps=settle_steps,
+            executor=executor,
+            flag_executed=executor is not None,
         )
     except Exception as e:  # a crashed episode must not end the collection run
         return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")

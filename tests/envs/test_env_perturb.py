@@ -61,7 +61,9 @@ def test_perturbed_demonstrations_hold_recovery_states(fast_env):
                 executed.append(perturber(obs, text, label))
                 return executed[-1]
 
-            ep = run_expert_episode(fast_env, Job("reach", seed), executor=executor)
+            ep = run_expert_episode(
+                fast_env, Job("reach", seed), executor=executor, flag_executed=True
+            )
             out.append((ep, perturber.excursions, np.array(labels), np.array(executed)))
         return out
 

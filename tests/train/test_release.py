@@ -202,3 +202,19 @@ def test_command_line_overrides(tmp_path):
 
 def test_cli_missing_config_is_bad_input(tmp_path):
     assert main(["release", str(tmp_path / "none.toml")]) == 2
+
+
+def test_toy_release_reads_unseen_words_through_a_wordnet_lexicon(toy):
+    from mmrobot.policies import load_checkpoint
+    from mmrobot.policies.wordnet import find_wordnet
+
+    try:
+        find_wordnet()
+    except ConfigError:
+        pytest.skip("WordNet 3.0 is not installed (apt-get install wordnet-base)")
+    lex = json.loads((toy / RECORD_FILE).read_text())["policy"]["lexicon"]
+    assert lex["entries"] > 100 and lex["skipped"] == 0
+    language = load_checkpoint(toy).config.language
+    assert len(language.vocabulary) == lex["vocabulary"]
+    assert len(language.lexicon) == lex["entries"]
+    assert "WordNet lexicon" in (toy / CARD_FILE).read_text()
