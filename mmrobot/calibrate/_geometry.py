@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from mmrobot.drivers.config_models import rpy_to_matrix  # the rig files' convention
+
 __all__ = [
     "homogeneous",
     "matrix_to_rpy",
@@ -19,26 +21,6 @@ def skew(v: np.ndarray) -> np.ndarray:
     """(3, 3) cross-product matrix: ``skew(a) @ b == np.cross(a, b)``."""
     x, y, z = np.asarray(v, dtype=np.float64)
     return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-
-
-def rpy_to_matrix(rpy: np.ndarray | tuple[float, float, float]) -> np.ndarray:
-    """Roll, pitch, yaw about fixed x, y, z (R = Rz @ Ry @ Rx), the rig files' convention."""
-    r, p, y = (float(a) for a in rpy)
-    cr, sr, cp, sp, cy, sy = (
-        math.cos(r),
-        math.sin(r),
-        math.cos(p),
-        math.sin(p),
-        math.cos(y),
-        math.sin(y),
-    )
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
 
 
 def matrix_to_rpy(mat: np.ndarray) -> tuple[float, float, float]:

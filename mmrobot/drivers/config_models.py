@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActuatorConfig",
+    "rpy_to_matrix",
     "CalibrationRecord",
     "CameraIntrinsics",
     "DriverConfig",
@@ -44,6 +45,27 @@ class StreamConfig(RigModel):
     optional: bool | None = None
 
 
+def rpy_to_matrix(rpy: tuple[float, float, float] | np.ndarray) -> np.ndarray:
+    """(3, 3) rotation of roll, pitch, yaw about fixed x, y, z (R = Rz @ Ry @ Rx), the rig
+    files' convention."""
+    r, p, y = (float(a) for a in rpy)
+    cr, sr, cp, sp, cy, sy = (
+        math.cos(r),
+        math.sin(r),
+        math.cos(p),
+        math.sin(p),
+        math.cos(y),
+        math.sin(y),
+    )
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
+
+
 class Extrinsics(RigModel):
     """Pose of the sensor frame in the robot base frame: ``p_base = R @ p_sensor + t``.
 
@@ -59,19 +81,7 @@ class Extrinsics(RigModel):
 
     def rotation(self) -> np.ndarray:
         """(3, 3) float64 rotation matrix, sensor -> base."""
-        r, p, y = self.rotation_rpy_rad
-        cr, sr, cp, sp, cy, sy = (
-            math.cos(r),
-            math.sin(r),
-            math.cos(p),
-            math.sin(p),
-            math.cos(y),
-            math.sin(y),
-        )
-        rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-        ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-        rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-        return rz @ ry @ rx
+        return rpy_to_matrix(self.rotation_rpy_rad)
 
     def matrix(self) -> np.ndarray:
         """(4, 4) float64 homogeneous transform, sensor -> base."""
