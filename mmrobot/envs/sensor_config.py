@@ -34,7 +34,8 @@ def default_stream_specs(image_size: int = 96) -> tuple[StreamSpec, ...]:
         StreamSpec("scene_cam", "camera", img, "uint8", 30.0, "causal", 100 * _MS),
         StreamSpec("wrist_cam", "camera", img, "uint8", 30.0, "causal", 100 * _MS),
         StreamSpec("lidar", "lidar", (360, 3), "float32", 10.0, "causal", 250 * _MS),
-        StreamSpec("ft", "force", (6,), "float32", 500.0, "interp", 20 * _MS, history=10),
+        # the Robotiq FT 300 streams at about 100 Hz; window and age as in the rig files
+        StreamSpec("ft", "force", (6,), "float32", 100.0, "interp", 50 * _MS, history=10),
         StreamSpec("joints", "joints", (7,), "float32", 200.0, "interp", 20 * _MS, history=10),
         # forward kinematics of the joints readings: shares their modality, rate and timing
         StreamSpec("ee_pose", "joints", (9,), "float32", 200.0, "interp", 20 * _MS, history=10),

@@ -10,11 +10,11 @@ exactly as on hardware, and a policy never sees a measurement before it could ha
 
 Streams (the project's default observation spec, :func:`default_stream_specs`):
 ``scene_cam``/``wrist_cam`` (96, 96, 3) uint8 at 30 Hz, ``lidar`` (360, 3) float32 points in
-the base frame at 10 Hz, ``ft`` (6,) float32 wrench at 500 Hz, ``joints`` (7,) float32 (six
-arm angles + gripper opening) at 200 Hz, ``ee_pose`` (9,) float32 (TCP position and the first two
-columns of its rotation matrix, forward kinematics of each ``joints`` reading, see
-:class:`EePoseDriver`); optional ``<camera>_depth`` (H, W) float32 metres and ``joint_vel``
-(6,) float32 rad/s.
+the base frame at 10 Hz, ``ft`` (6,) float32 wrench at 100 Hz (the Robotiq FT 300's rate),
+``joints`` (7,) float32 (six arm angles + gripper opening) at 200 Hz, ``ee_pose`` (9,) float32
+(TCP position and the first two columns of its rotation matrix, forward kinematics of each
+``joints`` reading, see :class:`EePoseDriver`); optional ``<camera>_depth`` (H, W) float32
+metres and ``joint_vel`` (6,) float32 rad/s.
 
 The streams' configuration (:class:`SensorConfig`, :class:`SensorSuiteConfig`, the default
 spec) is in :mod:`mmrobot.envs.sensor_config` and importable from here.
