@@ -7,9 +7,11 @@ the MonotonicClock, sending goal positions over the wire every 10 ms. Reported p
 tick start jitter (|actual - scheduled|) p50/p99/max, deadline misses (ticks that ended after
 their period), skipped ticks, policy latency, the policy's age when its chunk is used, and
 per-tick compute. Conditions: the policy inline in the tick (the baseline), the policy in
-its own thread (``loop.policy_worker = "thread"``, the launch files' setting), then the
-thread with a CPU-loading neighbour process spinning on a core. The loop thread asks for
-SCHED_FIFO as hil.toml says; the table says what it was granted.
+its own thread (``loop.policy_worker = "thread"``), then the thread with a CPU-loading
+neighbour process spinning on a core, then the policy in a process of its own
+(``"process"``: no share of the loop's GIL), alone and with the neighbour. The loop thread
+asks for SCHED_FIFO as hil.toml says; the table says what it was granted. ``--pin`` puts the
+loop thread alone on the last CPU and the rig and the policy worker on the others.
 
 The policy: an exported ONNX model run by ``mmrobot.deploy.OnnxPolicy`` when that imports
 (a freshly initialized tiny fusion model is exported unless ``--policy`` names a checkpoint
@@ -112,6 +114,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=None, help="seconds per condition")
     ap.add_argument("--policy", default=None, help="checkpoint folder or ONNX export to run")
     ap.add_argument("--no-cameras", action="store_true", help="HIL rig without camera streams")
+    ap.add_argument(
+        "--workers", nargs="*", choices=["inline", "thread", "process"], default=None,
+        help="policy workers to measure (default: all three)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--pin", action="store_true",
+        help="pin the loop thread to the last CPU, the policy worker and the rig to the others",
+    )  # fmt: skip
     ap.add_argument("--json", default=None, metavar="PATH")
     args = ap.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 60.0)
@@ -142,9 +152,20 @@ def main() -> int:
                 f"loop.policy_rate_hz={POLICY_RATE_HZ}",
                 "loop.watchdog_periods=50",
             ]
+            if args.pin:  # the loop alone on the last CPU; the rig and the policy elsewhere
+                cpus = sorted(os.sched_getaffinity(0))
+                others = cpus[:-1] or cpus
+                os.sched_setaffinity(hil.pid, set(others))
+                overrides += [
+                    f"loop.cpu_affinity=[{cpus[-1]}]",
+                    f"loop.policy_cpu_affinity={others}",
+                ]
             results: dict[str, Any] = {}
             for worker, conditions in (("inline", ["inline (baseline)"]),
-                                       ("thread", ["thread", "thread + CPU neighbour"])):  # fmt: skip
+                                       ("thread", ["thread", "thread + CPU neighbour"]),
+                                       ("process", ["process", "process + CPU neighbour"])):  # fmt: skip
+                if args.workers and worker not in args.workers:
+                    continue
                 launch = load_launch(
                     ROOT / "launch" / "hil.toml", [*overrides, f'loop.policy_worker="{worker}"']
                 )
@@ -155,6 +176,10 @@ def main() -> int:
                             neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
                             time.sleep(0.5)
                         results[name] = run_condition(session, seconds)
+                        if neighbour is not None:
+                            neighbour.kill()
+                            neighbour.wait()
+                            neighbour = None
                 finally:
                     session.close()
         finally:
@@ -208,6 +233,7 @@ def main() -> int:
             "seconds": seconds,
             "policy": policy_desc,
             "cameras": not args.no_cameras,
+            "pinned": args.pin,
             "results": results,
         },
     )

@@ -5,9 +5,11 @@ Each tick at ``rate_hz`` on the loop's clock:
 1. ``Synchronizer.observe(now)``.
 2. When a new chunk is due (every ``1 / policy_rate_hz``): ``policy.act(obs, instruction)``,
    inline (``policy_worker = "inline"``: simulation time, where a tick may take as long as
-   it likes) or in a :class:`PolicyWorker` thread (``"thread"``: real time). A worker is
-   handed the newest observation and the tick goes on at once; the chunk is used when it
-   arrives, at its own timestamps, so a late chunk is still right for the times it covers.
+   it likes), in a :class:`~mmrobot.deploy.workers.PolicyWorker` thread (``"thread"``: real
+   time) or in a :class:`~mmrobot.deploy.workers.PolicyProcess` (``"process"``: real time,
+   and no share of the loop's GIL). A worker is handed the newest observation and the tick
+   goes on at once; the chunk is used when it arrives, at its own timestamps, so a late
+   chunk is still right for the times it covers.
    A chunk with a non-finite action is rejected and counted.
 3. The command for ``now`` from every chunk that covers it, combined by temporal ensembling
    (Zhao et al. 2023, "Learning Fine-Grained Bimanual Manipulation with Low-Cost
@@ -46,8 +48,9 @@ import numpy as np
 from mmrobot.core.clock import Clock, MonotonicClock
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import ActionChunk, Observation
-from mmrobot.deploy.chunks import PolicyLike, PolicyWorker, TemporalEnsembler
+from mmrobot.deploy.chunks import PolicyLike, TemporalEnsembler
 from mmrobot.deploy.safety import SafetyLayer
+from mmrobot.deploy.workers import PolicyProcess, PolicyWorker
 from mmrobot.sync.synchronizer import Synchronizer
 
 __all__ = [
@@ -56,11 +59,12 @@ __all__ = [
     "ControlLoop",
     "LoopConfig",
     "LoopStats",
+    "PolicyProcess",
     "PolicyWorker",
     "TemporalEnsembler",
 ]
 
-POLICY_WORKERS = ("inline", "thread")
+POLICY_WORKERS = ("inline", "thread", "process")
 
 
 @runtime_checkable
@@ -90,8 +94,12 @@ class LoopConfig:
         watchdog_periods: no tick completed within this many periods -> stop.
         spin_s: the last part of each wait is a busy spin, for low jitter.
         stop_hold_s: on a controlled stop, hold position this long before torque off.
-        policy_worker: ``"inline"`` (the tick calls the policy and waits: simulation time)
-            or ``"thread"`` (a :class:`PolicyWorker`; the tick never waits: real time).
+        policy_worker: ``"inline"`` (the tick calls the policy and waits: simulation time),
+            ``"thread"`` (a :class:`PolicyWorker`; the tick never waits: real time) or
+            ``"process"`` (a :class:`PolicyProcess`: the same, without sharing the loop's
+            interpreter; the loop needs a ``policy_factory``).
+        policy_cpu_affinity: CPUs the policy worker (thread or process) is pinned to;
+            empty: any. On two cores: the loop on one, the policy on the other.
         realtime_priority: ``SCHED_FIFO`` priority (1-99) asked for the loop thread in
             :meth:`ControlLoop.run`; 0: do not ask. Refused (no privilege): the run goes on
             at normal priority and :attr:`LoopStats.scheduling` says so.
@@ -114,6 +122,7 @@ class LoopConfig:
     policy_worker: str = "inline"
     realtime_priority: int = 0
     cpu_affinity: tuple[int, ...] = ()
+    policy_cpu_affinity: tuple[int, ...] = ()
     gc_freeze: bool = True
     switch_interval_s: float = 0.0005
 
@@ -220,6 +229,11 @@ class ControlLoop:
         grip_force: observation -> measured grip force in N (for the gripper force limit).
         config: rates and timeouts.
         clock: the loop's clock (``MonotonicClock`` on hardware).
+        policy_factory: with ``config.policy_worker = "process"``, builds the policy in the
+            worker process; must pickle (see :class:`~mmrobot.deploy.workers.PolicyProcess`).
+
+    Raises:
+        ConfigError: a process worker without a ``policy_factory``.
     """
 
     def __init__(
@@ -233,6 +247,7 @@ class ControlLoop:
         grip_force: Callable[[Observation], float | None] | None = None,
         config: LoopConfig | None = None,
         clock: Clock | None = None,
+        policy_factory: Callable[[], PolicyLike] | None = None,
     ) -> None:
         self.sync = sync
         self.policy = policy
@@ -242,6 +257,12 @@ class ControlLoop:
         self.to_command = to_command or (lambda action, obs: action)
         self.grip_force = grip_force or (lambda obs: None)
         self.config = config or LoopConfig()
+        if self.config.policy_worker == "process" and policy_factory is None:
+            raise ConfigError(
+                'loop: policy_worker = "process" needs a policy_factory that builds the policy '
+                "in the worker process"
+            )
+        self.policy_factory = policy_factory
         self.clock = clock or MonotonicClock()
         self.ensembler = TemporalEnsembler(self.config.ensemble_decay)
         self.stats = LoopStats()
@@ -253,7 +274,7 @@ class ControlLoop:
         self._last_tick_done_ns = 0
         self._started = False
         self._generation = 0  # chunks requested before the latest start() are dropped
-        self._worker: PolicyWorker | None = None
+        self._worker: PolicyWorker | PolicyProcess | None = None
 
     # ----------------------------------------------------------------- one tick
     def start(self, instruction: str, t_ns: int | None = None) -> None:
@@ -263,13 +284,11 @@ class ControlLoop:
         obs = self.sync.observe(now)
         self.safety.reset(self.measure(obs))
         self.ensembler.reset()
+        self._generation += 1
         if self._worker is not None:
             self._worker.wait_idle(timeout_s=self.config.watchdog_periods / self.config.rate_hz)
             self._worker.poll()
-        self._generation += 1
-        reset = getattr(self.policy, "reset", None)
-        if callable(reset):
-            reset()
+        self._reset_policy()
         self._tick_index = 0
         self._tripped.clear()
         self._started = True
@@ -284,7 +303,7 @@ class ControlLoop:
             self.stats.ages_ns.setdefault(name, []).append(age)
         chunk = None
         if self._tick_index % self.config.ticks_per_policy == 0:
-            if self.config.policy_worker == "thread":
+            if self.config.policy_worker != "inline":
                 worker = self._ensure_worker()
                 if worker.submit(self._generation, obs, self.instruction):
                     self.stats.replaced_requests += 1
@@ -341,13 +360,43 @@ class ControlLoop:
         self.safety.record(t_ns, "rejected_chunk", "non-finite action in chunk")
         return None
 
-    def _ensure_worker(self) -> PolicyWorker:
+    def _ensure_worker(self) -> PolicyWorker | PolicyProcess:
         if self._worker is None:
-            self._worker = PolicyWorker(self.policy)
+            cpus = self.config.policy_cpu_affinity
+            if self.config.policy_worker == "process":
+                assert self.policy_factory is not None  # checked in __init__
+                self._worker = PolicyProcess(self.policy_factory, cpus=cpus)
+            else:
+                self._worker = PolicyWorker(self.policy, cpus=cpus)
         return self._worker
 
+    def warm_up(self, observation: Observation, timeout_s: float = 120.0) -> None:
+        """One policy call before the first instruction, where the policy will run (the
+        first call of a network is slow: allocation, lazy initialization). A worker is
+        started here, at the caller's priority, and its answer is dropped."""
+        if self.config.policy_worker == "inline":
+            self.policy.act(observation, "")
+        else:
+            worker = self._ensure_worker()
+            worker.submit(-1, observation, "")
+            if not worker.wait_idle(timeout_s):
+                raise RuntimeError(f"the policy's first call took longer than {timeout_s:g} s")
+            for _, result, _ in worker.poll():
+                if isinstance(result, BaseException):
+                    raise result
+        self._reset_policy()
+
+    def _reset_policy(self) -> None:
+        """``policy.reset()`` where the policy runs (call when no request is running)."""
+        if self._worker is not None:
+            self._worker.reset()
+            return
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
+
     def close(self) -> None:
-        """Stop the policy worker thread, if one was started."""
+        """Stop the policy worker (thread or process), if one was started."""
         if self._worker is not None:
             self._worker.close()
             self._worker = None
@@ -369,8 +418,9 @@ class ControlLoop:
         self.start(instruction)
         restore = self._install_signal_handlers()
         switch_interval = sys.getswitchinterval()
-        if self.config.policy_worker == "thread":
+        if self.config.policy_worker != "inline":
             self._ensure_worker()  # before _claim_cpu: the worker must not inherit FIFO
+        if self.config.policy_worker == "thread":
             sys.setswitchinterval(self.config.switch_interval_s)
         self.stats.scheduling, release_cpu = self._claim_cpu()
         gc_was_enabled = gc.isenabled()

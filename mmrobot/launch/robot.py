@@ -25,6 +25,7 @@ controlled way (hold, then torque off), after which the session refuses further 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -269,6 +270,7 @@ class RobotSession:
         kin = launch.path(launch.rig.kinematics) if launch.rig.kinematics else None
         self.scene = Scene(kin)
         self.controller = CartesianController(self.scene, loop_cfg.rate_hz)
+        self._given_policy = policy is not None
         self.policy = policy if policy is not None else self._load_policy()
         self.drivers = rig.build_drivers(clock=self.clock)
         actuator = next(
@@ -311,6 +313,7 @@ class RobotSession:
             grip_force=None,
             config=loop_cfg,
             clock=self.clock,
+            policy_factory=self._policy_factory(),
         )
         self.stopped: str | None = None
         self._opened: list[Any] = []
@@ -349,6 +352,21 @@ class RobotSession:
 
         return load_launch_policy(self.launch)
 
+    def _policy_factory(self) -> Any:
+        """With ``loop.policy_worker = "process"``: loads the launch file's policy again in
+        the worker process (this process keeps its own copy for the stream check)."""
+        if self.loop_config.policy_worker != "process":
+            return None
+        if self.explainer is not None or self._given_policy:
+            why = "--explain needs" if self.explainer is not None else "a policy object is"
+            raise ConfigError(
+                f'{self.launch.source}: loop.policy_worker = "process" loads the launch file\'s '
+                f'[policy] in its own process; {why} in this one: set loop.policy_worker = "thread"'
+            )
+        from mmrobot.launch.policy_loader import load_launch_policy
+
+        return functools.partial(load_launch_policy, self.launch)
+
     def _check_streams(self) -> None:
         """The policy's declared streams must exist in the rig, with the same shapes, histories
         and dtypes (:func:`~mmrobot.launch.policy_check.stream_problems`)."""
@@ -367,11 +385,7 @@ class RobotSession:
     def _warm_up(self) -> None:
         """One policy call before the first instruction: the first call of a network is slow
         (allocation, lazy initialization) and would otherwise miss the loop's deadlines."""
-        obs = self.sync.observe(self.clock.now_ns())
-        self.policy.act(obs, "")
-        reset = getattr(self.policy, "reset", None)
-        if callable(reset):
-            reset()
+        self.loop.warm_up(self.sync.observe(self.clock.now_ns()))
 
     def _joints_stream(self) -> str:
         n = self.arm.n_joints + 1

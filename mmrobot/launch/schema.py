@@ -99,9 +99,10 @@ class LoopSection(_Section):
     policy_rate_hz: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     ensemble_decay: float | None = Field(default=0.1, ge=0, allow_inf_nan=False)
     watchdog_periods: int = Field(default=5, ge=1)
-    policy_worker: Literal["inline", "thread"] = "thread"
+    policy_worker: Literal["inline", "thread", "process"] = "thread"
     realtime_priority: int = Field(default=0, ge=0, le=99)
     cpu_affinity: list[int] = []
+    policy_cpu_affinity: list[int] = []
     gc_freeze: bool = True
 
     def loop_config(self, simulated: bool = False) -> LoopConfig:
@@ -117,6 +118,7 @@ class LoopSection(_Section):
             policy_worker="inline" if simulated else self.policy_worker,
             realtime_priority=self.realtime_priority,
             cpu_affinity=tuple(self.cpu_affinity),
+            policy_cpu_affinity=tuple(self.policy_cpu_affinity),
             gc_freeze=self.gc_freeze,
         )
 

@@ -263,10 +263,10 @@ def test_a_policy_that_raises_in_its_worker_fails_the_tick():
     loop = make_loop(sync, Broken(), RecordingArm(buf, clock), clock=clock,
                      rate_hz=100, policy_rate_hz=100, policy_worker="thread")  # fmt: skip
     loop.start("move")
-    loop.tick(clock.now_ns())
-    assert loop._worker.wait_idle(5.0)
-    clock.advance(10 * MS)
-    with pytest.raises(ValueError, match="bad weights"):
+    with pytest.raises(ValueError, match="bad weights"):  # in this tick, if the worker was quick
+        loop.tick(clock.now_ns())
+        assert loop._worker.wait_idle(5.0)
+        clock.advance(10 * MS)
         loop.tick(clock.now_ns())
     loop.close()
 
@@ -307,6 +307,96 @@ def test_run_gives_back_scheduling_and_the_garbage_collector():
 
 def test_loop_config_rejects_an_unknown_worker_and_priority():
     with pytest.raises(ConfigError, match="policy_worker"):
-        LoopConfig(policy_worker="process")
+        LoopConfig(policy_worker="fork")
     with pytest.raises(ConfigError, match="realtime_priority"):
         LoopConfig(realtime_priority=120)
+
+
+class SleepyRamp(RampPolicy):
+    """A RampPolicy that takes ``sleep_s`` per call; module level, so a process can build it."""
+
+    def __init__(self, sleep_s=0.05, fail=False, **kw):
+        super().__init__(**kw)
+        self.sleep_s, self.fail = sleep_s, fail
+
+    def act(self, obs, instruction):
+        time.sleep(self.sleep_s)
+        if self.fail:
+            raise ValueError("bad weights in the child")
+        return super().act(obs, instruction)
+
+
+def failing_factory():
+    raise FileNotFoundError("policy.onnx = 'missing.onnx' not found")
+
+
+def test_a_policy_process_slower_than_a_tick_never_delays_one_and_its_newest_chunk_is_used():
+    import functools
+
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    arm = RecordingArm(buf, clock)
+    factory = functools.partial(SleepyRamp, sleep_s=0.05, horizon=8)  # 50 ms against 10 ms
+    loop = ControlLoop(sync, None, arm, safety(), measure, clock=clock, policy_factory=factory,
+                       config=LoopConfig(rate_hz=100, policy_rate_hz=50, ensemble_decay=None,
+                                         policy_worker="process"))  # fmt: skip
+    try:
+        loop.warm_up(sync.observe(clock.now_ns()))
+        pid = loop._worker.pid
+        assert pid != os.getpid()
+        loop.start("move")
+        t0 = clock.now_ns()
+        for k in range(4):  # each tick sends at once; the child is still computing
+            buf.push(clock.now_ns(), np.full(2, 0.01 * (k + 1), np.float32))
+            loop.tick(clock.now_ns())
+            clock.advance(10 * MS)
+        assert len(arm.sent) == 4 and loop.stats.policy_calls == 0
+        assert loop.stats.hold_reasons == {"no_chunk": 4}
+        # tick 0 sent its observation; tick 2's waited in the parent for the child
+        assert loop.stats.replaced_requests == 0
+        assert loop._worker.wait_idle(5.0)  # tick 0's chunk is back; tick 2's request is sent
+        assert loop._worker.wait_idle(5.0)  # and answered
+        command, chunk = loop.tick(clock.now_ns())  # t0 + 40 ms
+        assert chunk is not None and chunk.t_ns == t0 + 20 * MS  # the newest observation's
+        np.testing.assert_allclose(chunk.actions[0, :2], [0.03 + 0.01] * 2, atol=1e-6)
+        k = (clock.now_ns() - chunk.t_ns) // (10 * MS)
+        np.testing.assert_allclose(arm.sent[-1][:2], chunk.actions[k, :2], atol=1e-6)
+        assert loop.stats.policy_calls == 2 and loop.stats.policy_age_ns[-1] == 20 * MS
+    finally:
+        loop.close()
+    assert loop._worker is None
+
+
+def test_a_policy_process_reports_its_failures_in_the_loop():
+    import functools
+
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    config = LoopConfig(rate_hz=100, policy_rate_hz=100, policy_worker="process")
+    with pytest.raises(ConfigError, match="policy_factory"):
+        ControlLoop(sync, None, RecordingArm(buf, clock), safety(), measure, config=config)
+    # the factory fails in the child: its error reaches the caller
+    loop = ControlLoop(sync, None, RecordingArm(buf, clock), safety(), measure, clock=clock,
+                       config=config, policy_factory=failing_factory)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        loop.warm_up(sync.observe(clock.now_ns()))
+    loop.close()
+    # the policy raises in the child: the tick raises it
+    factory = functools.partial(SleepyRamp, sleep_s=0.0, fail=True)
+    loop = ControlLoop(sync, None, RecordingArm(buf, clock), safety(), measure, clock=clock,
+                       config=config, policy_factory=factory)  # fmt: skip
+    loop.start("move")
+    with pytest.raises(ValueError, match="bad weights in the child"):
+        loop.tick(clock.now_ns())  # raises here if the child was quick
+        assert loop._worker.wait_idle(5.0)
+        clock.advance(10 * MS)
+        loop.tick(clock.now_ns())
+    # the child dies: the next tick says so instead of waiting for it
+    loop._worker._proc.kill()
+    loop._worker._proc.join(5.0)
+    clock.advance(10 * MS)
+    with pytest.raises(RuntimeError, match="policy process .* exited"):
+        for _ in range(3):
+            loop.tick(clock.now_ns())
+            clock.advance(10 * MS)
+    loop.close()

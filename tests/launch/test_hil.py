@@ -61,7 +61,7 @@ def hil_dir(tmp_path_factory):
         proc.kill()
 
 
-def launch_for(hil_dir, checkpoint, rate_hz=50.0, policy_rate_hz=10.0):
+def launch_for(hil_dir, checkpoint, rate_hz=50.0, policy_rate_hz=10.0, worker="thread"):
     launch = load_launch(
         ROOT / "launch" / "hil.toml",
         [
@@ -70,6 +70,7 @@ def launch_for(hil_dir, checkpoint, rate_hz=50.0, policy_rate_hz=10.0):
             f"loop.rate_hz={rate_hz}",
             f"loop.policy_rate_hz={policy_rate_hz}",
             f"loop.watchdog_periods={int(rate_hz // 4)}",  # 0.25 s, as in hil.toml
+            f'loop.policy_worker="{worker}"',
         ],
     )
     # Behaviour, not timing, is under test here: on a loaded CI machine the loop process can
@@ -169,10 +170,14 @@ def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_
     assert not any(read_state(hil_dir / "rig.toml")["servo_torque"])
 
 
-def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(hil_dir, checkpoint):
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(hil_dir, checkpoint, worker):
     from mmrobot.launch.robot import RobotSession
 
-    session = RobotSession(launch_for(hil_dir, checkpoint, rate_hz=20.0, policy_rate_hz=20.0))
+    launch = launch_for(hil_dir, checkpoint, rate_hz=20.0, policy_rate_hz=20.0, worker=worker)
+    session = RobotSession(launch)
+    if worker == "process":  # the policy runs in a child process, which loaded the checkpoint
+        assert session.loop._worker.pid not in (None, os.getpid())
     try:
         out = session.execute("put the red block in the bin", max_seconds=1.5)
         obs = session.sync.observe(session.clock.now_ns())
