@@ -108,9 +108,10 @@ class LoopConfig:
         gc_freeze: in :meth:`ControlLoop.run`, ``gc.freeze()`` after start and automatic
             collection off; young-generation collections run only when a tick leaves at
             least half a period of slack.
-        switch_interval_s: with the thread worker, :func:`sys.setswitchinterval` during
-            :meth:`ControlLoop.run`: how long the policy thread may hold the GIL while the
-            tick thread waits for it (Python's default, 5 ms, is half a 100 Hz period).
+        switch_interval_s: with a worker (thread or process), :func:`sys.setswitchinterval`
+            during :meth:`ControlLoop.run`: how long another thread of the loop's process
+            (the policy thread, the drivers' readers) may hold the GIL while the tick thread
+            waits for it (Python's default, 5 ms, is half a 100 Hz period).
     """
 
     rate_hz: float = 20.0
@@ -420,7 +421,6 @@ class ControlLoop:
         switch_interval = sys.getswitchinterval()
         if self.config.policy_worker != "inline":
             self._ensure_worker()  # before _claim_cpu: the worker must not inherit FIFO
-        if self.config.policy_worker == "thread":
             sys.setswitchinterval(self.config.switch_interval_s)
         self.stats.scheduling, release_cpu = self._claim_cpu()
         gc_was_enabled = gc.isenabled()
