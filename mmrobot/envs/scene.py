@@ -8,6 +8,7 @@ site Jacobian (``mj_jacSite``), and the joint servos track them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,31 @@ def available_scenes() -> list[str]:
     return sorted(str(p) for p in _envs_dir().glob("*.xml"))
 
 
+# rotvec_to_mat and mat_to_rotvec run several times per IK solve (the 100 Hz robot tick,
+# the simulator's controller, the scripted expert), so a float64 argument takes scalar
+# arithmetic in the same order as the array expressions, with numpy's own arccos, sin, cos,
+# dot and matmul where libm or BLAS could round differently: the results are the same bits
+# (tests/envs/test_env_ik_equivalence.py); anything else takes the array code.
+_EYE3 = np.eye(3)
+_EYE3.flags.writeable = False
+
+
 def rotvec_to_mat(rv: np.ndarray) -> np.ndarray:
     """Rotation vector (3,) -> rotation matrix (3, 3) (Rodrigues)."""
+    if type(rv) is not np.ndarray or rv.dtype != np.float64 or rv.shape != (3,):
+        return _rotvec_to_mat_arrays(rv)
+    theta = math.sqrt(rv.dot(rv))  # np.linalg.norm of a vector
+    if theta < 1e-12:
+        return np.eye(3)
+    k0, k1, k2 = (rv / theta).tolist()
+    kx = np.array([[0.0, -k2, k1], [k2, 0.0, -k0], [-k1, k0, 0.0]])
+    # eye + sin * kx + ((1 - cos) * kx) @ kx, as the array expression groups it
+    out = ((1.0 - _cos(theta)) * kx) @ kx
+    out += _EYE3 + _sin(theta) * kx
+    return out
+
+
+def _rotvec_to_mat_arrays(rv: np.ndarray) -> np.ndarray:
     theta = float(np.linalg.norm(rv))
     if theta < 1e-12:
         return np.eye(3)
@@ -111,6 +135,24 @@ def rotvec_to_mat(rv: np.ndarray) -> np.ndarray:
 
 def mat_to_rotvec(r: np.ndarray) -> np.ndarray:
     """Rotation matrix (3, 3) -> rotation vector (3,)."""
+    if type(r) is not np.ndarray or r.dtype != np.float64 or r.shape != (3, 3):
+        return _mat_to_rotvec_arrays(r)
+    (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = r.tolist()
+    cos = ((r00 + r11 + r22) - 1.0) / 2.0  # np.trace adds the diagonal in this order
+    if cos < -1.0:
+        cos = -1.0
+    elif cos > 1.0:
+        cos = 1.0
+    theta = float(_arccos(cos))
+    if theta < 1e-9:
+        return np.zeros(3)
+    if theta > np.pi - 1e-6:
+        return _mat_to_rotvec_arrays(r)
+    s = 2.0 * float(_sin(theta))
+    return np.array([(r21 - r12) * theta / s, (r02 - r20) * theta / s, (r10 - r01) * theta / s])
+
+
+def _mat_to_rotvec_arrays(r: np.ndarray) -> np.ndarray:
     cos = np.clip((np.trace(r) - 1) / 2, -1.0, 1.0)
     theta = float(np.arccos(cos))
     if theta < 1e-9:
@@ -124,6 +166,16 @@ def mat_to_rotvec(r: np.ndarray) -> np.ndarray:
         return axis * theta
     w = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
     return w * theta / (2 * np.sin(theta))
+
+
+_arccos, _sin, _cos = np.arccos, np.sin, np.cos
+
+try:  # the gufunc behind np.linalg.solve(a, b) for a vector b (same LAPACK call, same bits)
+    from numpy.linalg import _umath_linalg
+
+    _solve1: Any = _umath_linalg.solve1
+except (ImportError, AttributeError):  # pragma: no cover - a numpy without it
+    _solve1 = None
 
 
 @dataclass(frozen=True)
@@ -207,9 +259,24 @@ class Scene:
         self.randomized = False  # whether the model differs from the nominal one
         self.ids = self._resolve_ids()
         self._scratch = mujoco.MjData(self.model)
-        self._jacp = np.zeros((3, self.model.nv))
-        self._jacr = np.zeros((3, self.model.nv))
+        # mj_jacSite's two outputs, stacked: the IK copies the arm's columns out in one go
+        self._jac_rows = np.zeros((6, self.model.nv))
+        self._jacp, self._jacr = self._jac_rows[:3], self._jac_rows[3:]
         self.arm_range = self.model.jnt_range[[self._jid(j) for j in names.ARM_JOINTS]].copy()
+        self._arm_low, self._arm_high = self.arm_range[:, 0].copy(), self.arm_range[:, 1].copy()
+        adr = self.ids.arm_qpos
+        contiguous = bool(np.all(np.diff(adr) == 1))
+        self._arm_qpos_index: slice | np.ndarray = (
+            slice(int(adr[0]), int(adr[-1]) + 1) if contiguous else adr
+        )
+        dof = self.ids.arm_dof
+        self._arm_dof_index: slice | np.ndarray = (
+            slice(int(dof[0]), int(dof[-1]) + 1) if bool(np.all(np.diff(dof) == 1)) else dof
+        )
+        # Fortran order: the layout np.vstack of the column-indexed halves had, which decides
+        # how BLAS sums jac.T @ x (so the result keeps its last bit)
+        self._ik_err, self._ik_jac = np.zeros(6), np.zeros((6, 6), order="F")
+        self._ik_reg_damping, self._ik_reg = float("nan"), np.zeros((6, 6))
         self._target_pos, self._target_mat = np.zeros(3), np.eye(3)
         self.home_qpos = self.solve_ik(HOME_TCP_POS_M, HOME_TCP_MAT, q0=_HOME_GUESS, iters=200)
         # nominal values that domain randomization perturbs
@@ -411,25 +478,47 @@ class Scene:
         (default: the current joint angles) on a scratch copy of the state; clipped to the
         joint limits.
         """
-        mj = self.mujoco
-        d = self._scratch
+        # The tick's hot path (tests/envs/test_env_ik_equivalence.py holds it to the plain
+        # version): views instead of copies, preallocated error and Jacobian arrays, and the
+        # same floating-point operations in the same order, so the angles are the same bits.
+        mj, model, d = self.mujoco, self.model, self._scratch
         d.qpos[:] = self.data.qpos
         q = (self.arm_qpos if q0 is None else np.asarray(q0, dtype=np.float64)).copy()
-        dof = self.ids.arm_dof
-        lam2 = damping**2
+        qpos, qadr, site = d.qpos, self._arm_qpos_index, self.ids.tcp_site
+        cur_p, cur_r_t = d.site_xpos[site], d.site_xmat[site].reshape(3, 3).T
+        err, jac, jacp, jacr = self._ik_err, self._ik_jac, self._jacp, self._jacr
+        jac_rows, dof = self._jac_rows, self._arm_dof_index
+        reg = self._ik_damping(damping)
+        # damping > 0 with a finite error: a positive definite system, which np.linalg.solve
+        # would pass straight to its LAPACK gufunc (its wrapper costs more than the solve)
+        fast_solve = _solve1 is not None and damping > 0
+        low, high = self._arm_low, self._arm_high
         for _ in range(iters):
-            d.qpos[self.ids.arm_qpos] = q
-            mj.mj_kinematics(self.model, d)
-            cur_p, cur_r = self.tcp_pose(d)
-            err = np.concatenate([pos - cur_p, mat_to_rotvec(mat @ cur_r.T)])
-            if err @ err < 1e-12:  # within 1 micrometre / microradian
+            qpos[qadr] = q
+            mj.mj_kinematics(model, d)
+            np.subtract(pos, cur_p, out=err[:3])
+            err[3:] = mat_to_rotvec(mat @ cur_r_t)
+            sq = err @ err
+            if sq < 1e-12:  # within 1 micrometre / microradian
                 break
-            mj.mj_comPos(self.model, d)
-            mj.mj_jacSite(self.model, d, self._jacp, self._jacr, self.ids.tcp_site)
-            jac = np.vstack([self._jacp[:, dof], self._jacr[:, dof]])
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), err)
-            q = np.clip(q + dq, self.arm_range[:, 0], self.arm_range[:, 1])
+            mj.mj_comPos(model, d)  # mj_jacSite needs the com-based frames it computes
+            mj.mj_jacSite(model, d, jacp, jacr, site)
+            jac[...] = jac_rows[:, dof]
+            a = jac @ jac.T + reg
+            if fast_solve and sq < math.inf:
+                x = _solve1(a, err, signature="dd->d")
+            else:  # non-finite error or no damping: np.linalg.solve's checks and errors
+                x = np.linalg.solve(a, err)
+            dq = jac.T @ x
+            q = np.minimum(np.maximum(q + dq, low), high)  # np.clip, without its wrapper
         return q
+
+    def _ik_damping(self, damping: float) -> np.ndarray:
+        """``damping**2 * I`` (6, 6), kept for the last damping used."""
+        if damping != self._ik_reg_damping:
+            self._ik_reg = damping**2 * np.eye(6)
+            self._ik_reg_damping = damping
+        return self._ik_reg
 
     def command_delta_pose(self, delta: np.ndarray) -> np.ndarray:
         """Set the arm servo targets for a TCP delta pose.
@@ -446,12 +535,12 @@ class Scene:
         # a leash of the measured pose, so a blocked arm does not wind up.
         target_p = self._target_pos + delta[:3]
         off = target_p - pos
-        n = float(np.linalg.norm(off))
+        n = math.sqrt(off.dot(off))  # np.linalg.norm of a vector, without its wrapper
         if n > _LEASH_M:
             target_p = pos + off * (_LEASH_M / n)
         target_r = rotvec_to_mat(delta[3:6]) @ self._target_mat
         rv = mat_to_rotvec(target_r @ mat.T)
-        a = float(np.linalg.norm(rv))
+        a = math.sqrt(rv.dot(rv))
         if a > _LEASH_RAD:
             target_r = rotvec_to_mat(rv * (_LEASH_RAD / a)) @ mat
         self._target_pos, self._target_mat = target_p, target_r
