@@ -263,7 +263,6 @@ class Scene:
         self._jac_rows = np.zeros((6, self.model.nv))
         self._jacp, self._jacr = self._jac_rows[:3], self._jac_rows[3:]
         self.arm_range = self.model.jnt_range[[self._jid(j) for j in names.ARM_JOINTS]].copy()
-        self._arm_low, self._arm_high = self.arm_range[:, 0].copy(), self.arm_range[:, 1].copy()
         adr = self.ids.arm_qpos
         contiguous = bool(np.all(np.diff(adr) == 1))
         self._arm_qpos_index: slice | np.ndarray = (
@@ -492,7 +491,7 @@ class Scene:
         # damping > 0 with a finite error: a positive definite system, which np.linalg.solve
         # would pass straight to its LAPACK gufunc (its wrapper costs more than the solve)
         fast_solve = _solve1 is not None and damping > 0
-        low, high = self._arm_low, self._arm_high
+        low, high = self.arm_range[:, 0], self.arm_range[:, 1]
         for _ in range(iters):
             qpos[qadr] = q
             mj.mj_kinematics(model, d)
@@ -510,7 +509,7 @@ class Scene:
             else:  # non-finite error or no damping: np.linalg.solve's checks and errors
                 x = np.linalg.solve(a, err)
             dq = jac.T @ x
-            q = np.minimum(np.maximum(q + dq, low), high)  # np.clip, without its wrapper
+            q = (q + dq).clip(low, high)  # np.clip's ufunc, without its Python wrapper
         return q
 
     def _ik_damping(self, damping: float) -> np.ndarray:
