@@ -24,7 +24,8 @@ forward kinematics, measured state, grip force) with the layer built on it: ``mm
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +48,8 @@ __all__ = [
 _AXES = ("x", "y", "z")
 # the workspace correction stops within this distance of the box (m)
 _WORKSPACE_TOL_M = 1e-4
+# what the skipped second box check keeps in hand for rounding (m)
+_STEP_MARGIN_M = 1e-9
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,18 @@ class SafetyLayer:
             moved into it (damped least squares on the numerical Jacobian of this function:
             position only, the smallest joint change), so the arm keeps moving along the
             box's faces instead of freezing.
+        fk_lever_arms_m: (n,) per joint, a bound on how far the end effector moves per
+            radian of that joint, in every pose: ``|fk(a) - fk(b)| <= sum_j lever_j *
+            |a_j - b_j|`` (:func:`mmrobot.envs.kinematics.tcp_lever_arms_m` gives it for an
+            arm model). With it the box check of the rate-limited step is skipped where the
+            target's clearance from the box's faces proves that step inside too: the same
+            commands and events, one forward kinematics fewer on most commands.
     """
 
     limits: SafetyLimits
     period_s: float
     forward_kinematics: Callable[[np.ndarray], np.ndarray] | None = None
+    fk_lever_arms_m: Sequence[float] | np.ndarray | None = None
     events: list[SafetyEvent] = field(default_factory=list)
     n_holds: int = 0
     _last: np.ndarray | None = field(default=None, repr=False)
@@ -110,6 +120,18 @@ class SafetyLayer:
         self._amax = np.asarray(lim.max_acceleration_rad_s2, np.float64)
         self._box_low = np.asarray(lim.workspace_low_m, np.float64)
         self._box_high = np.asarray(lim.workspace_high_m, np.float64)
+        # per-command constants, and the box as floats for the scalar in-the-box test
+        self._neg_vmax = -self._vmax
+        self._box = tuple(zip(self._box_low.tolist(), self._box_high.tolist(), strict=True))
+        self._lever: np.ndarray | None = None
+        if self.fk_lever_arms_m is not None:
+            lever = np.asarray(self.fk_lever_arms_m, np.float64)
+            if lever.shape != (lim.n_joints,) or not np.all(np.isfinite(lever) & (lever >= 0)):
+                raise ConfigError(
+                    f"safety layer: fk_lever_arms_m must be {lim.n_joints} finite values >= 0 "
+                    f"(m per rad), got {self.fk_lever_arms_m!r}"
+                )
+            self._lever = lever
 
     def reset(self, measured: np.ndarray) -> None:
         """Start from the measured state (joints + gripper): the first hold target."""
@@ -182,7 +204,8 @@ class SafetyLayer:
         """
         command = np.asarray(command, np.float64)
         self._check_size(command)
-        if self._last is None:
+        last = self._last
+        if last is None:
             raise RuntimeError("safety layer: filter() before reset(); call reset(measured) first")
         if stream_valid is not None:
             stale = [s for s in self.limits.required_streams if not stream_valid.get(s, False)]
@@ -190,29 +213,72 @@ class SafetyLayer:
                 return self.hold(
                     t_ns, f"required streams invalid: {stale}", f"stale:{','.join(stale)}"
                 )
-        if not np.all(np.isfinite(command)):
+        if not np.isfinite(command).all():
             return self.hold(t_ns, f"non-finite command {command.tolist()}", "non_finite")
+        # Per command this is a few numpy calls on (n,) arrays; the per-joint loops below run
+        # only for the joints that were clamped, and their text only then. np.clip's ufunc is
+        # called through the array method (same results, without np.clip's Python wrapper).
         n = self.limits.n_joints
+        period = self.period_s
         q = command[:n]
-        q_prev = self._last[:n]
-        clamped = np.clip(q, self._low, self._high)
-        for j in np.flatnonzero(clamped != q):
+        q_prev = last[:n]
+        clamped = q.clip(self._low, self._high)
+        if (clamped != q).any():
+            for j in np.flatnonzero(clamped != q):
+                self.record(
+                    t_ns,
+                    "joint_limit",
+                    f"joint {j} asked {q[j]:.3f} rad, limit {clamped[j]:.3f} rad",
+                    f"j{j}",
+                    float(q[j]),
+                    float(clamped[j]),
+                )
+        seen: set[str] = set()  # workspace events already recorded for this command
+        target, moved, ee = self._into_workspace(t_ns, clamped, seen)
+        velocity = (target - q_prev) / period
+        v_prev = self._last_velocity if self._last_velocity is not None else np.zeros(n)
+        dv_max = self._amax * period
+        v_acc = velocity.clip(v_prev - dv_max, v_prev + dv_max)
+        v_safe = v_acc.clip(self._neg_vmax, self._vmax)
+        limited = np.abs(v_safe - velocity) > 1e-12
+        if limited.any():
+            self._record_rate_limits(t_ns, np.flatnonzero(limited), velocity, v_prev)
+        q_safe = q_prev + v_safe * period
+        if self.forward_kinematics is not None and (
+            moved or not self._step_stays_in_box(ee, q_safe, target)
+        ):
+            # the limited step may leave the box (an arm moving fast toward the table cannot
+            # stop within one period): pull it back; the box wins over the acceleration limit
+            pulled, moved, _ = self._into_workspace(t_ns, q_safe, seen)
+            if moved:
+                dq_max = self._vmax * period
+                v_safe = np.clip(pulled - q_prev, -dq_max, dq_max) / period
+                q_safe = q_prev + v_safe * period
+        gripper = float(command[n].clip(self.limits.gripper_low, self.limits.gripper_high))
+        too_hard = gripper_force_n is not None and gripper_force_n > self.limits.max_gripper_force_n
+        if too_hard and gripper < last[n]:
+            # Past the force limit the gripper may open but not close further.
             self.record(
                 t_ns,
-                "joint_limit",
-                f"joint {j} asked {q[j]:.3f} rad, limit {clamped[j]:.3f} rad",
-                f"j{j}",
-                float(q[j]),
-                float(clamped[j]),
+                "gripper_force",
+                f"grip force {gripper_force_n:.1f} N > limit {self.limits.max_gripper_force_n:.1f} N",
+                "gripper",
+                float(gripper_force_n),  # type: ignore[arg-type]
+                float(self.limits.max_gripper_force_n),
             )
-        seen: set[str] = set()  # workspace events already recorded for this command
-        target, _ = self._into_workspace(t_ns, clamped, seen)
-        velocity = (target - q_prev) / self.period_s
-        v_prev = self._last_velocity if self._last_velocity is not None else np.zeros(n)
-        dv_max = self._amax * self.period_s
-        v_acc = np.clip(velocity, v_prev - dv_max, v_prev + dv_max)
-        v_safe = np.clip(v_acc, -self._vmax, self._vmax)
-        for j in np.flatnonzero(np.abs(v_safe - velocity) > 1e-12):
+            gripper = float(last[n])
+        out = np.empty(n + 1)
+        out[:n] = q_safe
+        out[n] = gripper
+        self._last = out
+        self._last_velocity = v_safe
+        return out.copy()
+
+    def _record_rate_limits(
+        self, t_ns: int, joints: np.ndarray, velocity: np.ndarray, v_prev: np.ndarray
+    ) -> None:
+        """One velocity or acceleration event per joint whose speed was limited."""
+        for j in joints:
             if abs(velocity[j]) > self._vmax[j]:
                 self.record(
                     t_ns,
@@ -232,44 +298,23 @@ class SafetyLayer:
                     float(accel),
                     float(self._amax[j]),
                 )
-        q_safe = q_prev + v_safe * self.period_s
-        if self.forward_kinematics is not None:
-            # the limited step may leave the box (an arm moving fast toward the table cannot
-            # stop within one period): pull it back; the box wins over the acceleration limit
-            pulled, moved = self._into_workspace(t_ns, q_safe, seen)
-            if moved:
-                dq_max = self._vmax * self.period_s
-                v_safe = np.clip(pulled - q_prev, -dq_max, dq_max) / self.period_s
-                q_safe = q_prev + v_safe * self.period_s
-        gripper = float(np.clip(command[n], self.limits.gripper_low, self.limits.gripper_high))
-        too_hard = gripper_force_n is not None and gripper_force_n > self.limits.max_gripper_force_n
-        if too_hard and gripper < self._last[n]:
-            # Past the force limit the gripper may open but not close further.
-            self.record(
-                t_ns,
-                "gripper_force",
-                f"grip force {gripper_force_n:.1f} N > limit {self.limits.max_gripper_force_n:.1f} N",
-                "gripper",
-                float(gripper_force_n),  # type: ignore[arg-type]
-                float(self.limits.max_gripper_force_n),
-            )
-            gripper = float(self._last[n])
-        out = np.concatenate([q_safe, [gripper]])
-        self._last = out
-        self._last_velocity = v_safe
-        return out.copy()
 
     # -- the workspace box
-    def _into_workspace(self, t_ns: int, q: np.ndarray, seen: set[str]) -> tuple[np.ndarray, bool]:
-        """(``q``, False) when its end effector is in the box, else (joints that put it on the
-        nearest point of the box, True), recording one event per axis and side per command."""
+    def _into_workspace(
+        self, t_ns: int, q: np.ndarray, seen: set[str]
+    ) -> tuple[np.ndarray, bool, np.ndarray | None]:
+        """(``q``, False, its end effector) when that is in the box, else (joints that put it
+        on the nearest point of the box, True, the end effector of ``q``), recording one event
+        per axis and side per command. Without forward kinematics (``q``, False, None)."""
         fk = self.forward_kinematics
         if fk is None:
-            return q, False
+            return q, False, None
         ee = np.asarray(fk(q), np.float64)
+        if self._in_box(ee):
+            return q, False, ee
         goal = np.clip(ee, self._box_low, self._box_high)
         if np.all(np.abs(goal - ee) <= _WORKSPACE_TOL_M):
-            return q, False
+            return q, False, ee
         for i in np.flatnonzero(np.abs(goal - ee) > _WORKSPACE_TOL_M):
             where = f"{_AXES[i]}_{'low' if ee[i] < goal[i] else 'high'}"
             if where not in seen:
@@ -283,7 +328,33 @@ class SafetyLayer:
                     float(ee[i]),
                     float(goal[i]),
                 )
-        return self._solve_position(fk, q, ee, goal), True
+        return self._solve_position(fk, q, ee, goal), True, ee
+
+    def _in_box(self, ee: np.ndarray) -> bool:
+        """The array test ``all(|clip(ee, low, high) - ee| <= tol)`` on Python floats, for a
+        finite (3,) ``ee`` (anything else: False, and the array test decides)."""
+        if ee.shape != (3,):
+            return False
+        for x, (low, high) in zip(ee.tolist(), self._box, strict=True):
+            nearest = low if x < low else high if x > high else x  # np.clip for low <= high
+            if not abs(nearest - x) <= _WORKSPACE_TOL_M:  # also False for NaN
+                return False
+        return True
+
+    def _step_stays_in_box(
+        self, ee: np.ndarray | None, q_step: np.ndarray, q_checked: np.ndarray
+    ) -> bool:
+        """Whether the box check of ``q_step`` is sure to pass, because ``q_checked`` (whose end
+        effector ``ee`` passed it) is so far inside the box that the lever-arm bound of the
+        move between them cannot take the end effector past the check's tolerance."""
+        if self._lever is None or ee is None:
+            return False
+        reach = float(self._lever @ np.abs(q_step - q_checked))
+        clearance = math.inf
+        for x, (low, high) in zip(ee.tolist(), self._box, strict=True):
+            clearance = min(clearance, x - low, high - x)
+        # 1 nm of margin covers the rounding of the forward kinematics and of the check
+        return clearance + _WORKSPACE_TOL_M > reach + _STEP_MARGIN_M
 
     def _solve_position(
         self,
@@ -342,6 +413,7 @@ class SimSafety:
         import mujoco
 
         from mmrobot.envs import names
+        from mmrobot.envs.kinematics import tcp_lever_arms_m
         from mmrobot.envs.tabletop import ACTION_HIGH, ACTION_LOW
 
         self.env = env.unwrapped
@@ -362,6 +434,7 @@ class SimSafety:
             limits_for_arm(self.scene.arm_range, section, bounds),
             period_s=period_s or self.env.control_period_ns / 1e9,
             forward_kinematics=self.forward_kinematics,
+            fk_lever_arms_m=tcp_lever_arms_m(self.scene.model),
         )
 
     # -- the arm model: measured state, Cartesian commands, forward kinematics, grip force

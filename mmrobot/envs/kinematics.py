@@ -20,7 +20,7 @@ from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError
 from mmrobot.envs import names
 
-__all__ = ["EE_POSE_DIM", "ArmKinematics", "rotation_6d"]
+__all__ = ["EE_POSE_DIM", "ArmKinematics", "rotation_6d", "tcp_lever_arms_m"]
 
 #: Length of :meth:`ArmKinematics.ee_pose_vector`: position (3) + two rotation columns (6).
 EE_POSE_DIM = 9
@@ -90,3 +90,45 @@ class ArmKinematics:
         """(9,) float32: TCP position (3,) then the first two columns of its rotation (6,)."""
         pos, mat = self.tcp_pose(q)
         return np.concatenate([pos, rotation_6d(mat)]).astype(np.float32)
+
+
+def tcp_lever_arms_m(model: Any) -> np.ndarray | None:
+    """Per arm joint, a bound on the TCP's distance from that joint's axis, in every pose.
+
+    Rotating a hinge by ``dq`` moves a point at distance ``r`` from its axis by at most
+    ``r * |dq|``, so for any two arm configurations ``a`` and ``b`` (other joints fixed)
+    ``|tcp(a) - tcp(b)| <= sum_j lever_j * |a_j - b_j|``. The bound adds the model's fixed
+    offsets along the chain from the joint to the TCP site: the site's position in its body,
+    each body's position in its parent, twice each joint position in a body (a hinge whose
+    anchor is off the body's origin moves that origin within that radius).
+
+    Args:
+        model: a ``mujoco.MjModel`` with :data:`~mmrobot.envs.names.ARM_JOINTS` and
+            :data:`~mmrobot.envs.names.TCP_SITE`.
+
+    Returns:
+        (6,) metres in :data:`~mmrobot.envs.names.ARM_JOINTS` order, or None when a joint on
+        the chain from the world to the TCP is not one of the arm's hinges (a slide, ball or
+        free joint, or a joint that is not the arm's: the bound would not hold).
+    """
+    mujoco = require("mujoco", "kinematic bounds from the arm's MJCF model")
+    joint = mujoco.mjtObj.mjOBJ_JOINT
+    jids = [mujoco.mj_name2id(model, joint, j) for j in names.ARM_JOINTS]
+    tcp = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, names.TCP_SITE)
+    if tcp < 0 or min(jids) < 0:
+        return None
+    hinge = int(mujoco.mjtJoint.mjJNT_HINGE)
+    lever = np.zeros(len(jids))
+    below = float(np.linalg.norm(model.site_pos[tcp]))  # offsets from a body's frame to the TCP
+    body = int(model.site_bodyid[tcp])
+    while body > 0:
+        first, count = int(model.body_jntadr[body]), int(model.body_jntnum[body])
+        own = [first + k for k in range(count)]
+        if any(j not in jids or int(model.jnt_type[j]) != hinge for j in own):
+            return None
+        anchors = sum(2.0 * float(np.linalg.norm(model.jnt_pos[j])) for j in own)
+        for j in own:
+            lever[jids.index(j)] = below + anchors
+        below += float(np.linalg.norm(model.body_pos[body])) + anchors
+        body = int(model.body_parentid[body])
+    return lever

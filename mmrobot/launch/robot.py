@@ -47,6 +47,7 @@ __all__ = [
     "CartesianController",
     "FtOrientationFeed",
     "RobotSession",
+    "arm_safety_layer",
 ]
 
 #: Action steps per second the policies are trained with (the simulation's control rate).
@@ -152,6 +153,27 @@ class CartesianController:
         d.qpos[s.ids.arm_qpos] = q
         self.mj.mj_kinematics(s.model, d)
         return d.site_xpos[s.ids.tcp_site].copy()
+
+
+def arm_safety_layer(
+    scene: Any, controller: CartesianController, section: Any, servos: Any, period_s: float
+) -> SafetyLayer:
+    """The safety layer of a rig's arm, as :class:`RobotSession` builds it.
+
+    The launch file's ``[safety]`` ``section``, refused where it passes the bounds of the arm
+    model and of the rig's arm ``servos`` (:func:`~mmrobot.launch.sim.safety_limits_for`); the
+    workspace box checked on the controller's forward kinematics, with the model's lever-arm
+    bound (:func:`~mmrobot.envs.kinematics.tcp_lever_arms_m`), which spares most commands
+    their second forward kinematics.
+    """
+    from mmrobot.envs.kinematics import tcp_lever_arms_m
+
+    return SafetyLayer(
+        safety_limits_for(scene, section, servos),
+        period_s=period_s,
+        forward_kinematics=controller.tcp_position,
+        fk_lever_arms_m=tcp_lever_arms_m(scene.model),
+    )
 
 
 class FtOrientationFeed:
@@ -292,10 +314,12 @@ class RobotSession:
                 f"{list(launch.safety.required_streams)!r} lacks the rig's joint stream "
                 f"{self.joints_stream!r}; a rig must require it"
             )
-        self.safety = SafetyLayer(
-            safety_limits_for(self.scene, launch.safety, actuator.config.servos[:-1]),
-            period_s=1.0 / loop_cfg.rate_hz,
-            forward_kinematics=self.controller.tcp_position,
+        self.safety = arm_safety_layer(
+            self.scene,
+            self.controller,
+            launch.safety,
+            actuator.config.servos[:-1],
+            1.0 / loop_cfg.rate_hz,
         )
         self._timed = _TimedSync(self.sync, self.clock)
         self.explainer = None

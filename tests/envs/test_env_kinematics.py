@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.envs.kinematics import ArmKinematics, rotation_6d
+from mmrobot.envs import names
+from mmrobot.envs.kinematics import ArmKinematics, rotation_6d, tcp_lever_arms_m
 from mmrobot.envs.scene import HOME_TCP_MAT, HOME_TCP_POS_M, Scene
 from mmrobot.envs.sensors import SensorSuiteConfig
 from mmrobot.envs.tabletop import TabletopEnv
@@ -110,3 +111,51 @@ def test_a_non_finite_joints_reading_is_rejected_not_raised():
     ee.receive(env.scene, env.t_ns + 1, bad)
     assert env.buffers["ee_pose"].stats.non_finite == 1
     env.close()
+
+
+def _chain_xml(elbow_type: str = "hinge", elbow_pos: str = "0 0 0") -> str:
+    """Six named joints in a chain to the TCP site, the elbow's type and anchor given."""
+    body = f'<site name="{names.TCP_SITE}" pos="0 0.02 0.1"/>'
+    offsets = ["0 0 0.08", "0 0 0.06", "0.05 0 0.3", "0 0 0.3", "0 0 0.04", "0 0.01 0.04"]
+    axes = ["0 0 1", "0 1 0", "0 1 0", "0 0 1", "0 1 0", "1 0 0"]
+    for name, pos, axis in reversed(list(zip(names.ARM_JOINTS, offsets, axes, strict=True))):
+        kind, anchor = (elbow_type, elbow_pos) if name == "elbow" else ("hinge", "0 0 0")
+        joint = f'<joint name="{name}" type="{kind}" axis="{axis}" pos="{anchor}"/>'
+        body = f'<body pos="{pos}">{joint}<geom size="0.02"/>{body}</body>'
+    return f"<mujoco><worldbody>{body}</worldbody></mujoco>"
+
+
+def test_lever_arms_bound_how_far_the_tcp_moves():
+    """|tcp(a) - tcp(b)| <= sum_j lever_j |a_j - b_j| for random pairs of poses (the safety
+    layer skips its second workspace check on this bound), and it is not loose by much."""
+    import mujoco
+
+    scene = Scene()
+    models = [scene.model, mujoco.MjModel.from_xml_string(_chain_xml(elbow_pos="0.03 0 0.02"))]
+    rng = np.random.default_rng(0)
+    for model in models:
+        lever = tcp_lever_arms_m(model)
+        assert lever is not None and lever.shape == (6,) and np.all(lever >= 0)
+        kin = ArmKinematics(model)
+        ranges = np.array([model.jnt_range[model.joint(n).id] for n in names.ARM_JOINTS])
+        low = np.where(ranges[:, 0] < ranges[:, 1], ranges[:, 0], -np.pi)
+        high = np.where(ranges[:, 0] < ranges[:, 1], ranges[:, 1], np.pi)
+        tightest = 0.0
+        for k in range(2000):
+            a = rng.uniform(low, high)
+            scale = (1e-6, 1e-3, 0.1, 3.0)[k % 4]
+            b = a + rng.normal(scale=scale, size=6) * (rng.uniform(size=6) < 0.5)
+            moved = np.linalg.norm(kin.tcp_pose(a)[0] - kin.tcp_pose(b)[0])
+            bound = lever @ np.abs(a - b)
+            assert moved <= bound + 1e-12
+            if bound > 0:
+                tightest = max(tightest, moved / bound)
+        assert tightest > 0.5  # a bound, but one that the arm nearly reaches
+
+
+def test_no_lever_arms_for_a_chain_with_a_slide_or_a_foreign_joint():
+    import mujoco
+
+    assert tcp_lever_arms_m(mujoco.MjModel.from_xml_string(_chain_xml("slide"))) is None
+    xml = _chain_xml().replace('<joint name="elbow"', '<joint name="extra"/><joint name="elbow"')
+    assert tcp_lever_arms_m(mujoco.MjModel.from_xml_string(xml)) is None
