@@ -7,7 +7,8 @@ expert phase it reports:
 
 - how many ticks the policy spent in states the expert labels with that phase (a policy that
   descends before it is over the block spends its time in ``rise``: "up first, you are beside
-  the block");
+  the block"), and in how many episodes it got there at all (a pick-and-place episode that
+  never visits ``lift`` never held its block);
 - how far the policy's ``block_rel`` head (through fusion) and its camera head (cameras and
   instruction only) place the named block in x-y, against the simulator's truth;
 - how far the executed x-y step is from the expert's, and both z steps.
@@ -106,21 +107,28 @@ def main() -> None:
         start_rows,
     )
 
-    rows, phases, successes = [], {}, {}
+    rows, phases, successes, reached = [], {}, {}, {}
     for task in args.tasks:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        visited: set[str] = set()
 
-        def on_step(obs, action, per_phase=per_phase):
+        def on_step(obs, action, per_phase=per_phase, visited=visited):
             plan = expert_plan(base)
             expert = plan_action(base.scene, plan)
             fused, camera = _heads(model, base, obs, base.instruction)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
             per_phase[plan.phase].append((fused, camera, step_err, action[2], expert[2]))
+            visited.add(plan.phase)
 
         wins = 0
+        episodes_in: dict[str, int] = defaultdict(int)  # phase -> episodes that visited it
         for seed in range(args.episodes):
+            visited.clear()
             wins += run_episode(env, policy, task=task, seed=seed, on_step=on_step).success
+            for phase in visited:
+                episodes_in[phase] += 1
         successes[task] = wins
+        reached[task] = dict(episodes_in)
         phases[task] = {}
         for phase, values in per_phase.items():
             fused, camera, step_err, dz, expert_dz = np.nanmedian(np.array(values), axis=0) * 100
@@ -136,6 +144,7 @@ def main() -> None:
                 [
                     f"{task} ({wins}/{args.episodes})",
                     phase,
+                    episodes_in[phase],
                     len(values),
                     f"{fused:.2f}",
                     f"{camera:.2f}",
@@ -149,6 +158,7 @@ def main() -> None:
         [
             "task (successes)",
             "phase",
+            "episodes in it",
             "ticks",
             "fused x-y err",
             "camera x-y err",
@@ -166,6 +176,7 @@ def main() -> None:
             "starts": args.starts,
             "first_tick": starts,
             "successes": successes,
+            "episodes_in_phase": reached,
             "phases": phases,
         },
     )
