@@ -266,7 +266,9 @@ class DynamixelActuator(Actuator):
     """Goal positions for a Dynamixel arm, sent with one Sync Write per command.
 
     ``send(values)`` takes ``(N,)`` joint values in joint order and units (rad, or m for
-    ``unit = "m"`` servos), clamped to each servo's ``min``/``max``.
+    ``unit = "m"`` servos), clamped to each servo's ``min``/``max``. It does not wait for a
+    bus busy with the joint driver's read: the goal goes out as soon as that read ends
+    (:meth:`~mmrobot.drivers.dynamixel_bus.DynamixelBus.post_sync_write`).
     """
 
     Config = DynamixelActuatorConfig
@@ -337,7 +339,7 @@ class DynamixelActuator(Actuator):
         ticks = self.conv.to_ticks(values)
         if self.bus is None:
             raise DeviceNotConnectedError(f"actuator {self.name!r} is not connected")
-        self.bus.sync_write(
+        self.bus.post_sync_write(
             XAddr.GOAL_POSITION,
             4,
             {i: struct.pack("<i", int(t)) for i, t in zip(self.conv.ids, ticks, strict=True)},

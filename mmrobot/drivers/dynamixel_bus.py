@@ -15,11 +15,22 @@ quiet for ``quiet_s`` after such a fault and asks the servos still missing again
 The bus lock is fair (:class:`FairLock`, first come first served): the joint-state poll and
 the goal-position writes of a shared bus take turns, one transaction at a time, so a goal
 write waits at most for the one transaction in progress, never for a read's retries.
+
+A goal write need not wait even for that (:meth:`DynamixelBus.post_sync_write`, what the
+arm actuator sends with). A Sync Write goes to the broadcast id and no status packet comes
+back (e-Manual, "Sync Write"), so it is a transaction of its own, one packet long: when the
+bus is free it is written at once; when another thread's transaction holds
+the bus it is left with that thread, which writes it as soon as its transaction ends (its
+replies are in, or it gave up waiting for them) and before any thread queued for the bus.
+The bus is half duplex, so that is also the earliest moment a waiting writer could have
+written it; the control loop's tick just does not sit through the read. On the wire nothing
+changes: every packet still goes out alone, between transactions.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 import threading
 import time
@@ -69,6 +80,19 @@ class FairLock:
         """Threads queued for the lock."""
         return len(self._queue)
 
+    def acquire_if_free(self) -> bool:
+        """Take the lock only if no thread holds it, ahead of any queued thread (they wait
+        for a turn that has not begun yet); reentrant. Never blocks."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is not None:
+                return False
+            self._owner, self._depth = me, 1
+            return True
+
     def acquire(self) -> bool:
         me = threading.get_ident()
         with self._cond:
@@ -104,6 +128,34 @@ class FairLock:
         self.release()
 
 
+class _BusLock(FairLock):
+    """The bus's lock: the end of each outermost hold first writes what was posted meanwhile
+    (checked and released under the post lock, so a post either finds the bus free or is
+    written here)."""
+
+    def __init__(self, bus: DynamixelBus) -> None:
+        super().__init__()
+        self._bus = bus
+
+    def release(self) -> None:
+        if self._owner != threading.get_ident() or self._depth > 1:
+            super().release()  # not ours (raises), or an inner hold
+            return
+        bus = self._bus
+        while True:
+            with bus._post_lock:
+                if not bus._posted:
+                    super().release()
+                    return
+                packets = list(bus._posted.values())
+                bus._posted.clear()
+            try:
+                bus._write_posted(packets)
+            except BaseException:  # interrupted: still give the bus back
+                super().release()
+                raise
+
+
 class DynamixelBus:
     """Protocol 2.0 master on one serial port. Thread-safe: one transaction at a time.
 
@@ -119,6 +171,8 @@ class DynamixelBus:
         attempts: requests written to the bus (first tries and retries).
         timeouts: attempts that waited the full ``timeout_s`` without every reply.
         corrupt_replies: attempts cut short by a corrupted reply and retried at once.
+        deferred_writes: posted Sync Writes left with another thread's transaction.
+        superseded_writes: of those, ones replaced by a newer post before they went out.
     """
 
     def __init__(
@@ -137,13 +191,22 @@ class DynamixelBus:
         self.source = source
         self.quiet_s = _QUIET_S
         self.decoder = PacketDecoder()
-        self.lock = FairLock()
+        self.lock: FairLock = _BusLock(self)
         self._ser: Any = None
+        self._fd: int | None = None  # the port's descriptor, when pyserial's is non-blocking
         self.bytes_read = 0
         self.attempts = 0
         self.timeouts = 0
         self.corrupt_replies = 0
+        self.deferred_writes = 0
+        self.superseded_writes = 0
         self._refs = 0
+        # posted writes waiting for the end of the transaction in progress, by what they
+        # write (address, length, ids); guarded by _post_lock, which is taken before the bus
+        # lock's own, so a post and the end of a turn never miss each other
+        self._post_lock = threading.Lock()
+        self._posted: dict[tuple[int, int, tuple[int, ...]], bytes] = {}
+        self._post_error: BaseException | None = None
 
     # -- port ---------------------------------------------------------------------------
 
@@ -158,6 +221,7 @@ class DynamixelBus:
                     self.port, self.baud_rate, timeout_s=0.002, source=self.source
                 )
                 self.decoder.reset()
+                self._fd = _nonblocking_fd(self._ser)
 
     def close(self) -> None:
         with self.lock:
@@ -165,6 +229,80 @@ class DynamixelBus:
                 with contextlib.suppress(Exception):
                     self._ser.close()
                 self._ser = None
+                self._fd = None
+
+    # -- posted writes --------------------------------------------------------------------
+
+    def _write_packets(self, packets: list[bytes]) -> None:
+        """Write packets that get no reply (the bus lock held), opening the port if a failure
+        closed it, as a transaction does. A port failure closes it and raises."""
+        if self._ser is None:
+            self.open()
+        ser = self._ser
+        try:
+            for packet in packets:
+                self.attempts += 1
+                fd = self._fd
+                if fd is not None:
+                    # pyserial's write waits in select() after every write (with a write
+                    # timeout), a system call per packet; a packet the non-blocking descriptor
+                    # takes whole is done without it, and pyserial writes whatever is left
+                    try:
+                        n = os.write(fd, packet)
+                    except BlockingIOError:
+                        n = 0
+                    packet = packet[n:]
+                if packet:
+                    ser.write(packet)
+        except Exception as e:
+            if is_port_failure(e) and not isinstance(e, DeviceNotConnectedError):
+                raise self._fail(e) from e
+            raise
+
+    def _write_posted(self, packets: list[bytes]) -> None:
+        """Write packets posted by other threads (the bus lock held). A failure is kept for
+        the next post: the thread that posted them has moved on, and this one is not theirs."""
+        try:
+            self._write_packets(packets)
+        except Exception as e:
+            with self._post_lock:
+                self._post_error = e
+
+    def post_sync_write(self, addr: int, length: int, data: Mapping[int, bytes]) -> bool:
+        """Sync Write ``length`` bytes at ``addr`` to each id, without waiting for the bus.
+
+        Written now when no other thread holds the bus; else left with the transaction in
+        progress, which writes it when it ends, before any thread queued for the bus. A post
+        to the same address, length and ids replaces one not yet written (only the newest
+        goal matters).
+
+        Returns:
+            True when written now, False when left with the transaction in progress.
+
+        Raises:
+            DeviceNotConnectedError: the port failed, now or while writing an earlier post
+                (that write was lost; reported once).
+        """
+        packet = self._sync_write_packet(addr, length, data)
+        key = (addr, length, tuple(data))
+        with self._post_lock:
+            error, self._post_error = self._post_error, None
+            if error is not None:
+                raise DeviceNotConnectedError(
+                    f"Dynamixel bus on {self.port!r}: an earlier Sync Write was not written "
+                    f"({error}); check the cable and power"
+                ) from error
+            if not self.lock.acquire_if_free():
+                self.deferred_writes += 1
+                if self._posted.pop(key, None) is not None:
+                    self.superseded_writes += 1
+                self._posted[key] = packet
+                return False
+        try:
+            self._write_packets([packet])
+        finally:
+            self.lock.release()
+        return True
 
     def _fail(self, e: BaseException) -> DeviceNotConnectedError:
         self.close()
@@ -330,16 +468,20 @@ class DynamixelBus:
         return out
 
     def sync_write(self, addr: int, length: int, data: Mapping[int, bytes]) -> None:
-        """Sync Write ``length`` bytes at ``addr`` to each id (no status packets come back)."""
+        """Sync Write ``length`` bytes at ``addr`` to each id (no status packets come back),
+        waiting for the bus (see :meth:`post_sync_write` for not waiting)."""
+        packet = self._sync_write_packet(addr, length, data)
+        self.transact(packet, [], what="sync write")
+
+    @staticmethod
+    def _sync_write_packet(addr: int, length: int, data: Mapping[int, bytes]) -> bytes:
         body = bytearray(struct.pack("<HH", addr, length))
         for i, d in data.items():
             if len(d) != length:
                 raise ValueError(f"sync write to id {i}: {len(d)} bytes, expected {length}")
             body.append(i)
             body += d
-        self.transact(
-            build_packet(BROADCAST_ID, Inst.SYNC_WRITE, bytes(body)), [], what="sync write"
-        )
+        return build_packet(BROADCAST_ID, Inst.SYNC_WRITE, bytes(body))
 
     def verify_models(self, servos: Sequence[ServoConfig]) -> None:
         """Ping each servo and check that its model number matches the rig file."""
@@ -353,6 +495,15 @@ class DynamixelBus:
                     f" ({found.name if found else 'unknown'}), but {self.source} says {s.model}"
                     f" ({expect}); fix `model` of servo {s.id}"
                 )
+
+
+def _nonblocking_fd(ser: Any) -> int | None:
+    """The descriptor of a pyserial port that is open non-blocking (POSIX), else None."""
+    try:
+        fd = ser.fileno()
+        return fd if isinstance(fd, int) and not os.get_blocking(fd) else None
+    except Exception:  # not a POSIX port (Windows, URL handlers): pyserial's write only
+        return None
 
 
 _POOL: dict[str, DynamixelBus] = {}
