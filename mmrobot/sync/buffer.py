@@ -80,6 +80,10 @@ class StreamBuffer:
         tiny = np.finfo(self._dtype).tiny if self._dtype.kind == "f" else 0
         self._finite_weights = np.full(self._flat.shape[1], tiny, dtype=self._dtype)
         self._check_finite = self._dtype.kind == "f"
+        # history queries sit at t - offsets; the interpolation weights broadcast in this shape
+        n_hist = spec.history
+        self._history_offsets = spec.period_ns * np.arange(n_hist - 1, -1, -1, dtype=np.int64)
+        self._history_w_shape = (-1, *([1] * len(spec.shape)))
         self._lock = threading.Lock()
         self._count = 0  # samples ever accepted; logical index of the next one
         self._last_t = -(2**63)
@@ -246,10 +250,10 @@ class StreamBuffer:
         return value, age, abs(age) <= spec.max_age_ns
 
     def _history_at(self, t_ns: int) -> tuple[np.ndarray, int, bool]:
+        # called every control tick for the joint and force histories: numpy's methods and
+        # ufuncs rather than its module-level wrappers, and the query offsets made once
         spec = self.spec
-        n = spec.history
-        period = spec.period_ns
-        query = t_ns - period * np.arange(n - 1, -1, -1, dtype=np.int64)
+        query = t_ns - self._history_offsets
         with self._lock:
             if self._count == 0:
                 return spec.zeros(), 0, False
@@ -259,15 +263,16 @@ class StreamBuffer:
             )
             hi = min(self._search(t_ns, left=False) + 1, self._count)
             times, values = self._gather(lo, hi)
-        before = np.searchsorted(times, query, side="right") - 1  # latest at or before each
+        before = times.searchsorted(query, side="right") - 1  # latest at or before each
         if before[-1] < 0:
             return spec.zeros(), 0, False
-        idx = np.clip(before, 0, len(times) - 1)
+        last = len(times) - 1
+        idx = np.minimum(np.maximum(before, 0), last)  # np.clip, for integers
         if spec.policy == "interp":
-            nxt = np.minimum(idx + 1, len(times) - 1)
+            nxt = np.minimum(idx + 1, last)
             span = (times[nxt] - times[idx]).astype(np.float64)
             w = np.where(span > 0, (query - times[idx]) / np.where(span > 0, span, 1.0), 0.0)
-            w = np.clip(w, 0.0, 1.0).reshape(-1, *([1] * len(spec.shape)))
+            w = w.clip(0.0, 1.0).reshape(self._history_w_shape)
             a = values[idx]
             out = (a + (values[nxt] - a) * w).astype(self._dtype, copy=False)
         elif spec.policy == "nearest":
@@ -292,12 +297,12 @@ class StreamBuffer:
         s0 = start % self._n_slots
         end = s0 + n_held
         if end <= self._n_slots:
-            return start + int(np.searchsorted(self._t[s0:end], t_ns, side=side))
+            return start + int(self._t[s0:end].searchsorted(t_ns, side=side))
         first = self._t[s0:]
         second = self._t[: end - self._n_slots]
         if (t_ns < second[0]) if not left else (t_ns <= second[0]):
-            return start + int(np.searchsorted(first, t_ns, side=side))
-        return start + len(first) + int(np.searchsorted(second, t_ns, side=side))
+            return start + int(first.searchsorted(t_ns, side=side))
+        return start + len(first) + int(second.searchsorted(t_ns, side=side))
 
     def _gather(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         slots = np.arange(lo, hi) % self._n_slots
