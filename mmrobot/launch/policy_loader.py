@@ -1,8 +1,9 @@
 """The launch file's ``[policy]`` as a :class:`~mmrobot.policies.Policy`, for a run session.
 
 An ONNX export runs on :class:`~mmrobot.deploy.OnnxPolicy` with the file's
-``policy.providers`` (default: TensorRT, CUDA, CPU, of those onnxruntime has) and imports no
-torch; a checkpoint folder runs on torch with ``policy.device`` and ``policy.threads``.
+``policy.providers`` (default: TensorRT, CUDA, CPU, of those onnxruntime has) and
+``policy.threads`` intra-op threads that never spin-wait, and imports no torch; a checkpoint
+folder runs on torch with ``policy.device`` and ``policy.threads``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def load_launch_policy(launch: LaunchFile) -> Any:
     if p.onnx:
         from mmrobot.deploy.onnx_policy import OnnxPolicy, OrtConfig
 
-        runtime = OrtConfig(providers=tuple(p.providers)) if p.providers else OrtConfig()
+        # policy.threads intra-op threads and no spin-waiting: ONNX Runtime's defaults (a
+        # thread per core, spinning after each run) take the cores the control loop needs
+        threads = {"intra_op_threads": p.threads, "inter_op_threads": 1, "allow_spinning": False}
+        runtime = OrtConfig(**({"providers": tuple(p.providers)} if p.providers else {}), **threads)
         path = launch.path(p.onnx)
         if not path.exists():
             raise FileNotFoundError(

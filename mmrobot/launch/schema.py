@@ -65,8 +65,9 @@ class PolicySection(_Section):
     checkpoint: str | None = None
     onnx: str | None = None
     device: str = "cpu"
-    # CPU threads for the network. One is fastest at batch 1 on a busy machine: more threads
-    # spin against the sensor and control threads.
+    # CPU threads for the network (torch threads, or ONNX Runtime intra-op threads, which never
+    # spin-wait here). One is fastest at batch 1 on a busy machine: more threads compete with
+    # the sensor and control threads.
     threads: int = Field(default=1, ge=1)
     # ONNX Runtime execution providers in order of preference (ONNX exports only); default
     # TensorRT, CUDA, CPU, of those the installed onnxruntime has (docs/deploy.md).

@@ -161,3 +161,13 @@ def test_an_empty_checkpoint_switches_a_launch_file_to_an_onnx_export(export_dir
     )
     assert launch.policy.checkpoint is None and launch.policy.onnx == str(export_dir)
     assert launch.extras() == ["robot"]  # an ONNX policy on a rig: no torch
+
+
+def test_the_launch_file_threads_reach_onnx_runtime_without_spinning(export_dir, tmp_path):
+    f = _launch(tmp_path, export_dir, "threads = 2\n")
+    policy = load_launch_policy(load_launch(f, check_files=False))
+    opts = policy.session.get_session_options()
+    assert opts.intra_op_num_threads == 2 and opts.inter_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = load_launch_policy(load_launch(_launch(tmp_path, export_dir, ""), check_files=False))
+    assert default.session.get_session_options().intra_op_num_threads == 1  # policy.threads = 1
