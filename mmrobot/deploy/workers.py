@@ -252,8 +252,15 @@ class PolicyProcess:
         return True
 
     def reset(self) -> None:
-        """``policy.reset()`` in the child, between instructions (call when idle)."""
-        self._conn.send(("reset",))
+        """``policy.reset()`` in the child, between instructions (call when idle).
+
+        Raises:
+            RuntimeError: the child exited.
+        """
+        try:
+            self._conn.send(("reset",))
+        except (BrokenPipeError, OSError) as e:
+            raise self._exited() from e
 
     def close(self, timeout_s: float = 2.0) -> None:
         if self._proc.is_alive():
