@@ -31,17 +31,24 @@ def _pair(scene, fk, lever, **section):
     return plain, lever_layer
 
 
+def _counting_fk(kin):
+    """Forward kinematics of the TCP position that counts its calls in ``calls["n"]``."""
+    calls = {"n": 0}
+
+    def fk(q):
+        calls["n"] += 1
+        return kin.tcp_pose(q)[0]
+
+    return fk, calls
+
+
 def _events(layer):
     return [(e.t_ns, e.kind, e.detail, e.where, e.value, e.limit) for e in layer.events]
 
 
 def test_same_commands_and_events_with_and_without_the_lever_arm_bound(arm):
     scene, kin, lever = arm
-    calls = {"n": 0}
-
-    def fk(q):
-        calls["n"] += 1
-        return kin.tcp_pose(q)[0]
+    fk, calls = _counting_fk(kin)
 
     rng = np.random.default_rng(0)
     fk_calls = {"plain": 0, "lever": 0}
@@ -81,11 +88,7 @@ def test_same_commands_and_events_with_and_without_the_lever_arm_bound(arm):
 
 def test_a_smooth_motion_inside_the_box_needs_one_forward_kinematics_per_command(arm):
     scene, kin, lever = arm
-    calls = {"n": 0}
-
-    def fk(q):
-        calls["n"] += 1
-        return kin.tcp_pose(q)[0]
+    fk, calls = _counting_fk(kin)
 
     plain, fast = _pair(scene, fk, lever)
     start = np.concatenate([scene.home_qpos, [0.5]])
