@@ -46,7 +46,8 @@ class DaggerConfig:
         steps: training steps after each round.
         beta: probability of executing the expert's action in the first round.
         beta_decay: factor on ``beta`` per round.
-        tasks: task specs the rollouts cycle over (empty: the dataset's tasks).
+        tasks: task specs the rollouts cycle over (empty: the dataset's tasks); a task listed
+            twice gets twice the rollouts.
         workers: rollout worker processes per rank (0: in the training process).
         seed: seed of the first rollout episode (rounds and ranks offset it).
     """
@@ -135,7 +136,11 @@ class TrainConfig:
         policy: policy config file (network sizes, observation spec), relative to this file.
         dataset: demonstration dataset (HDF5 from ``mmrobot collect``), relative to this file.
         out: run folder (checkpoint, metrics.jsonl, train_state), relative to the working dir.
-        steps: optimizer steps.
+        init: a checkpoint folder to fine-tune, relative to this file ("": train from
+            scratch). Its network, normalization, action bins and lexicon are kept (``policy``
+            is not read), its weights are the starting point, and the optimizer starts fresh.
+            With ``init``, ``steps`` may be 0: DAgger round 1 then rolls out ``init`` itself.
+        steps: optimizer steps of behaviour cloning before DAgger round 1.
         batch_size: samples per step per process.
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay (not applied to norms, biases, embeddings).
@@ -168,6 +173,7 @@ class TrainConfig:
     policy: str = "default.toml"
     dataset: str = "../data/demos.h5"
     out: str = "runs/default"
+    init: str = ""
     steps: int = 2000
     batch_size: int = 32
     lr: float = 3e-4
@@ -201,7 +207,18 @@ class TrainConfig:
                     f"train config: {name} = {getattr(self, name)!r}; expected {expected}"
                 )
 
-        for name in ("steps", "batch_size", "log_every", "save_every"):
+        check("init", isinstance(self.init, str), "a checkpoint folder, or \"\" for none")
+        check(
+            "steps",
+            isinstance(self.steps, int) and self.steps >= (0 if self.init else 1),
+            "an int >= 1 (>= 0 when fine-tuning a checkpoint with init)",
+        )
+        check(
+            "steps",
+            self.steps + self.dagger.rounds * self.dagger.steps >= 1,
+            "at least one training step in all (steps, or dagger.rounds x dagger.steps)",
+        )
+        for name in ("batch_size", "log_every", "save_every"):
             check(
                 name,
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
@@ -215,7 +232,7 @@ class TrainConfig:
             )
         check(
             "perception_steps",
-            self.perception_steps < self.steps,
+            self.perception_steps == 0 or self.perception_steps < self.steps,
             f"fewer than steps = {self.steps}, so that the action head is trained too",
         )
         check("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 1, "a number in (0, 1)")
@@ -240,7 +257,7 @@ class TrainConfig:
         return self.steps + self.dagger.rounds * self.dagger.steps
 
     def path(self, name: str) -> Path:
-        """``policy`` or ``dataset`` resolved against the config file's folder."""
+        """``policy``, ``dataset`` or ``init`` resolved against the config file's folder."""
         p = Path(getattr(self, name))
         return p if p.is_absolute() else Path(self.base_dir) / p
 

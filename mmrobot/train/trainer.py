@@ -39,7 +39,7 @@ from mmrobot.policies import (
     load_policy_config,
     save_checkpoint,
 )
-from mmrobot.policies.checkpoint import copy_checkpoint
+from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
 from mmrobot.policies.collate import stream_keys
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
@@ -181,6 +181,16 @@ class Trainer:
             1 + math.cos(math.pi * min(1.0, progress))
         )
 
+    def _init_model(self) -> FusionPolicyModel:
+        """The checkpoint named by ``init``, with a clear error when it is not one."""
+        path = self.config.path("init")
+        if not path.is_dir():
+            raise ConfigError(
+                f"train config: init = {self.config.init!r} ({path}) is not a folder; name a "
+                "checkpoint folder (config.json + model.safetensors), e.g. ../policies/release"
+            )
+        return load_checkpoint(path)
+
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return make_optimizer(model, self.config.lr, self.config.weight_decay)
 
@@ -297,7 +307,10 @@ class Trainer:
         if c.log.tensorboard and self.is_main:  # before the data is read, not after
             require_extras([Need("tensorboard")], "[log] tensorboard = true")
         demos = DemoDataset(c.path("dataset"))
-        base = self.policy_config or load_policy_config(c.path("policy"))
+        init = self._init_model() if c.init else None
+        if init is not None and self.policy_config is not None:
+            raise ConfigError("train: give either init (a checkpoint) or a policy_config, not both")
+        base = init.config if init else self.policy_config or load_policy_config(c.path("policy"))
         resuming = resume and (self.run_dir / STATE_JSON).is_file()
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
@@ -320,6 +333,8 @@ class Trainer:
         tasks = list(dict.fromkeys(t.split()[0] for t in samples.tasks))
         if resuming:
             config = saved_policy_config(self.run_dir)
+        elif init is not None:
+            config = init.config  # its normalization and bins: the weights were fit to them
         else:
             config = fit_policy_config(samples, base, c.action_binning)
         torch.manual_seed(c.seed)  # the initial weights
@@ -330,7 +345,10 @@ class Trainer:
                 "policy has none: set training.encoder_aux = true (with aux_weights for "
                 "block_rel or goal_rel) in the policy config, or perception_steps = 0"
             )
-        set_camera_offsets(model, samples.aux)
+        if init is not None:
+            model.load_state_dict(init.state_dict())  # resuming overwrites it below
+        else:
+            set_camera_offsets(model, samples.aux)
         action_tokenizer = ActionTokenizer.from_config(config.action)
         optimizer = self._optimizer(model)
         ema = (
@@ -367,6 +385,8 @@ class Trainer:
             if c.log.tensorboard:
                 self._mirror = TensorBoardMirror(self.run_dir, start_step=start)
         total_steps = c.total_steps
+        if init is not None and not resuming:
+            self.log(f"fine-tuning {c.path('init')}")
         self.log(
             f"training {model.num_parameters():,} parameters on {len(samples):,} samples "
             f"({len(samples.episodes)} episodes), {total_steps} steps"

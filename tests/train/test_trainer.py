@@ -208,6 +208,42 @@ def train_quick(files, tmp_path):
     )
 
 
+def test_init_fine_tunes_a_checkpoint_with_its_own_config(files, tmp_path):
+    from mmrobot.policies import TorchPolicy
+    from mmrobot.train import train
+
+    learned = train_quick(files, tmp_path)
+    fresh = train(config(files, tmp_path / "fresh", steps=2, lr=1e-6), progress=False)
+    # policy is not read with init: the checkpoint's network, normalization and bins are kept
+    tuned = train(
+        config(
+            files,
+            tmp_path / "tuned",
+            steps=2,
+            lr=1e-6,
+            policy="missing.toml",
+            init=str(learned.checkpoint),
+        ),
+        progress=False,
+    )
+    # the fine-tune starts where the learned run ended, not from fresh weights
+    assert losses(tuned.run_dir)[0] < 0.5 * losses(fresh.run_dir)[0]
+    assert abs(losses(tuned.run_dir)[0] - losses(learned.run_dir)[-1]) < 0.5
+    before = TorchPolicy.from_checkpoint(learned.checkpoint).config
+    assert TorchPolicy.from_checkpoint(tuned.checkpoint).config == before
+
+
+def test_init_errors_name_the_key(files, tmp_path):
+    from mmrobot.train import train
+
+    with pytest.raises(ConfigError, match=r"init = 'nowhere'.*not a folder"):
+        train(config(files, tmp_path / "x", init="nowhere"), progress=False)
+    with pytest.raises(ConfigError, match=r"steps = 0; expected an int >= 1 \(>= 0 when"):
+        config(files, tmp_path, steps=0)
+    with pytest.raises(ConfigError, match="at least one training step"):
+        config(files, tmp_path, steps=0, init=str(tmp_path))
+
+
 def test_bf16_autocast_trains_on_the_cpu(files, tmp_path):
     from mmrobot.train import train
 
