@@ -254,9 +254,15 @@ class RobotSession:
             instruction runs for its full time and ends ``"completed"``.
         clock: the loop's clock (default :class:`~mmrobot.core.MonotonicClock`).
         wait_s: how long to wait at start-up for every required stream to be valid.
+        explain: explain every decision (``mmrobot run --explain``; torch checkpoints only).
+
+    With ``loop.policy_worker = "process"`` the policy is loaded once, in its own process:
+    this one reads only its observation spec, from the checkpoint's ``config.json`` or the
+    export's ``policy.json``, and :attr:`policy` is None.
 
     Raises:
-        ConfigError: the rig lacks the actuator or the policy's streams, or limits are bad.
+        ConfigError: the rig lacks the actuator or the policy's streams, or limits are bad;
+            a process worker with ``policy`` or ``explain`` (both need the policy here).
         DeviceNotConnectedError: a device is absent (names the port and the fix).
         DeviceTimeoutError: required streams did not become valid within ``wait_s``.
     """
@@ -272,6 +278,15 @@ class RobotSession:
     ) -> None:
         if launch.rig is None or (launch.policy is None and policy is None):
             raise ConfigError(f"{launch.source}: a robot run needs [rig] and [policy]")
+        loop_cfg = launch.loop.loop_config()
+        self.loop_config = loop_cfg
+        policy_in_child = loop_cfg.policy_worker == "process"
+        if policy_in_child and (explain or policy is not None):
+            why = "--explain needs" if explain else "a policy object is"
+            raise ConfigError(
+                f'{launch.source}: loop.policy_worker = "process" loads the launch file\'s '
+                f'[policy] in its own process; {why} in this one: set loop.policy_worker = "thread"'
+            )
         from mmrobot.drivers.rig import load_rig
         from mmrobot.envs.scene import Scene
         from mmrobot.sync import Synchronizer
@@ -287,13 +302,12 @@ class RobotSession:
                 f"{launch.source}: rig.actuator = {launch.rig.actuator!r} is not in {rig.source} "
                 f"(has {names})"
             )
-        loop_cfg = launch.loop.loop_config()
-        self.loop_config = loop_cfg
         kin = launch.path(launch.rig.kinematics) if launch.rig.kinematics else None
         self.scene = Scene(kin)
         self.controller = CartesianController(self.scene, loop_cfg.rate_hz)
-        self._given_policy = policy is not None
-        self.policy = policy if policy is not None else self._load_policy()
+        self.policy: Any = policy
+        if policy is None and not policy_in_child:
+            self.policy = self._load_policy()
         self.drivers = rig.build_drivers(clock=self.clock)
         actuator = next(
             a for a in rig.build_actuators(clock=self.clock) if a.name == launch.rig.actuator
@@ -377,27 +391,25 @@ class RobotSession:
         return load_launch_policy(self.launch)
 
     def _policy_factory(self) -> Any:
-        """With ``loop.policy_worker = "process"``: loads the launch file's policy again in
-        the worker process (this process keeps its own copy for the stream check)."""
+        """With ``loop.policy_worker = "process"``: loads the launch file's policy in the
+        worker process, the only one that loads it."""
         if self.loop_config.policy_worker != "process":
             return None
-        if self.explainer is not None or self._given_policy:
-            why = "--explain needs" if self.explainer is not None else "a policy object is"
-            raise ConfigError(
-                f'{self.launch.source}: loop.policy_worker = "process" loads the launch file\'s '
-                f'[policy] in its own process; {why} in this one: set loop.policy_worker = "thread"'
-            )
         from mmrobot.launch.policy_loader import load_launch_policy
 
         return functools.partial(load_launch_policy, self.launch)
 
     def _check_streams(self) -> None:
         """The policy's declared streams must exist in the rig, with the same shapes, histories
-        and dtypes (:func:`~mmrobot.launch.policy_check.stream_problems`)."""
-        from mmrobot.launch.policy_check import stream_problems
+        and dtypes (:func:`~mmrobot.launch.policy_check.stream_problems`). Without the policy
+        here (a process worker loads it) they are read from its config file."""
+        from mmrobot.launch.policy_check import read_policy_config, stream_problems
         from mmrobot.train.eval import policy_stream_specs
 
-        wanted = policy_stream_specs(self.policy)
+        if self.policy is None:
+            wanted = read_policy_config(self.launch).streams
+        else:
+            wanted = policy_stream_specs(self.policy)
         problems = stream_problems(wanted or (), self.sync.specs, f"the rig {self.rig.source}")
         if problems:
             raise ConfigError(

@@ -171,13 +171,27 @@ def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_
 
 
 @pytest.mark.parametrize("worker", ["thread", "process"])
-def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(hil_dir, checkpoint, worker):
+def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(
+    hil_dir, checkpoint, worker, monkeypatch
+):
     from mmrobot.launch.robot import RobotSession
+    from mmrobot.policies import FusionPolicyModel
 
+    built = []  # networks built in this process (a spawned child imports its own class)
+    build = FusionPolicyModel.__init__
+
+    def counting_build(self, *args, **kwargs):
+        built.append(self)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(FusionPolicyModel, "__init__", counting_build)
     launch = launch_for(hil_dir, checkpoint, rate_hz=20.0, policy_rate_hz=20.0, worker=worker)
     session = RobotSession(launch)
-    if worker == "process":  # the policy runs in a child process, which loaded the checkpoint
-        assert session.loop._worker.pid not in (None, os.getpid())
+    # the network is built once, where it runs: in this process for a thread; for a process
+    # only in the child, this one checked the streams on the checkpoint's config.json
+    assert len(built) == (1 if worker == "thread" else 0)
+    if worker == "process":
+        assert session.policy is None and session.loop._worker.pid not in (None, os.getpid())
     try:
         out = session.execute("put the red block in the bin", max_seconds=1.5)
         obs = session.sync.observe(session.clock.now_ns())
@@ -213,6 +227,41 @@ def test_a_policy_needing_streams_the_rig_lacks_is_refused_before_opening(hil_di
     message = r"stream 'depth': the policy expects float32 \(96, 96\), the rig .* provides no such"
     with pytest.raises(ConfigError, match=message):
         RobotSession(launch_for(hil_dir, checkpoint), policy=policy).close()
+
+
+def test_a_policy_process_checks_the_streams_of_the_checkpoint_config(
+    hil_dir, checkpoint, tmp_path
+):
+    """Without the policy in the loop's process, its config.json still says what it needs."""
+    import json
+    import shutil
+
+    from mmrobot.launch.robot import RobotSession
+
+    shorter = tmp_path / "policy"
+    shutil.copytree(checkpoint, shorter)
+    doc = json.loads((shorter / "config.json").read_text())
+    ft = next(s for s in doc["config"]["streams"] if s["name"] == "ft")
+    assert ft["history"] == 10  # the rig's
+    ft["history"] = 5
+    (shorter / "config.json").write_text(json.dumps(doc))
+    launch = launch_for(hil_dir, checkpoint, worker="process")  # passes the launch check
+    launch = launch.model_copy(
+        update={"policy": launch.policy.model_copy(update={"checkpoint": str(shorter)})}
+    )
+    message = r"stream 'ft': the policy expects float32 \(6,\), history 5, the rig .* history 10"
+    with pytest.raises(ConfigError, match=message):
+        RobotSession(launch).close()
+
+
+def test_a_policy_process_refuses_what_needs_the_policy_in_the_loop_process(hil_dir, checkpoint):
+    from mmrobot.launch.robot import RobotSession
+
+    launch = launch_for(hil_dir, checkpoint, worker="process")
+    with pytest.raises(ConfigError, match=r'a policy object is in this one: set .*"thread"'):
+        RobotSession(launch, policy=ConstantPolicy([0.0] * 7))
+    with pytest.raises(ConfigError, match=r'--explain needs .*: set .*"thread"'):
+        RobotSession(launch, explain=True)
 
 
 def test_a_session_that_does_not_require_the_joint_stream_is_refused(hil_dir, checkpoint):
