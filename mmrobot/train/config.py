@@ -48,6 +48,9 @@ class DaggerConfig:
         beta_decay: factor on ``beta`` per round.
         tasks: task specs the rollouts cycle over (empty: the dataset's tasks); a task listed
             twice gets twice the rollouts.
+        weight: the share of each batch drawn from the DAgger rounds' states once there are
+            any (0: every sample equally likely, so the rounds' share is their share of the
+            samples, about 10 % for 40 rollouts beside 1,500 demonstrations).
         workers: rollout worker processes per rank (0: in the training process).
         seed: seed of the first rollout episode (rounds and ranks offset it).
     """
@@ -60,9 +63,17 @@ class DaggerConfig:
     tasks: tuple[str, ...] = ()
     workers: int = 2
     seed: int = 1_000_000
+    weight: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
+        _check(
+            "dagger.",
+            self,
+            "weight",
+            isinstance(self.weight, (int, float)) and 0 <= self.weight < 1,
+            "a number in [0, 1) (0: sample the rounds' states like the demonstrations)",
+        )
         for name, lo in (("rounds", 0), ("episodes", 1), ("steps", 1), ("workers", 0), ("seed", 0)):
             _check("dagger.", self, name, _is_int(getattr(self, name), lo), f"an int >= {lo}")
         for name in ("beta", "beta_decay"):

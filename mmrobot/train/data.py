@@ -163,6 +163,8 @@ class ChunkSamples:
         self.chunk_coherent = np.concatenate(coherent)
         self._actions = np.concatenate(actions)
         self.episode_of = np.concatenate(ep_of)  # (N,) position in self.episodes
+        #: samples of ``demos``; those of ``extra`` follow them
+        self.demo_samples = int(np.searchsorted(self.episode_of, len(episodes)))
         self.step_of = np.concatenate(steps)
         self.instruction_ids = np.stack(ids)  # (E, L)
         self.instruction_mask = np.stack(masks)

@@ -91,6 +91,18 @@ def chunk_targets(action_tokenizer: ActionTokenizer, samples: ChunkSamples) -> n
     return tokens
 
 
+def draw_indices(
+    rng: np.random.Generator, n: int, n_demo: int, size: int, dagger_weight: float = 0.0
+) -> np.ndarray:
+    """``size`` sample indices out of ``n``, of which the first ``n_demo`` are demonstrations
+    and the rest DAgger states: uniform, or with ``dagger_weight`` > 0 (and DAgger states
+    present) each index a DAgger state with that probability."""
+    if not dagger_weight or n == n_demo:
+        return rng.integers(0, n, size)
+    from_rounds = rng.random(size) < dagger_weight
+    return np.where(from_rounds, rng.integers(n_demo, n, size), rng.integers(0, n_demo, size))
+
+
 def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
     """An independent generator per (seed, step, purpose): stateless, so resumable."""
     return np.random.default_rng([seed, step, stream])
@@ -156,7 +168,9 @@ class Trainer:
         """Inputs, (B, H, D) target tokens and auxiliary targets of one step's batch."""
         c = self.config
         rng = _rng(c.seed, step, 0)
-        global_idx = rng.integers(0, len(samples), c.batch_size * self.world)
+        global_idx = draw_indices(
+            rng, len(samples), samples.demo_samples, c.batch_size * self.world, c.dagger.weight
+        )
         idx = global_idx[self.rank * c.batch_size : (self.rank + 1) * c.batch_size]
         batch, _ = samples.batch(idx)
         if c.augment:

@@ -233,6 +233,27 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_config(files, tmp_path):
     assert TorchPolicy.from_checkpoint(tuned.checkpoint).config == before
 
 
+def test_dagger_weight_sets_the_rounds_share_of_each_batch(files, tmp_path):
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.train.data import ChunkSamples
+    from mmrobot.train.trainer import draw_indices
+
+    demos = DemoDataset(files[1])
+    rounds = DemoDataset(write_dataset(tmp_path / "round.h5", episodes=1, steps=5))
+    samples = ChunkSamples(demos, STREAMS, horizon=2, extra=[rounds])
+    assert (len(samples), samples.demo_samples) == (3 * 12 + 5, 3 * 12)
+    rng = np.random.default_rng(0)
+    uniform = draw_indices(rng, len(samples), samples.demo_samples, 20_000)
+    weighted = draw_indices(rng, len(samples), samples.demo_samples, 20_000, 0.5)
+    assert abs((uniform >= 36).mean() - 5 / 41) < 0.01
+    assert abs((weighted >= 36).mean() - 0.5) < 0.01
+    assert weighted.min() == 0 and weighted.max() == 40
+    # before any round there is nothing to weight: demonstrations only, uniformly
+    assert draw_indices(rng, 36, 36, 1000, 0.5).max() < 36
+    with pytest.raises(ConfigError, match="dagger.weight"):
+        config(files, tmp_path).with_overrides(["dagger.weight=1"])
+
+
 def test_init_errors_name_the_key(files, tmp_path):
     from mmrobot.train import train
 
