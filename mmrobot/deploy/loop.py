@@ -50,7 +50,7 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import ActionChunk, Observation
 from mmrobot.deploy.chunks import PolicyLike, TemporalEnsembler
 from mmrobot.deploy.safety import SafetyLayer
-from mmrobot.deploy.workers import PolicyProcess, PolicyWorker
+from mmrobot.deploy.workers import PolicyProcess, PolicyWorker, runtime_report
 from mmrobot.sync.synchronizer import Synchronizer
 
 __all__ = [
@@ -276,6 +276,7 @@ class ControlLoop:
         self._started = False
         self._generation = 0  # chunks requested before the latest start() are dropped
         self._worker: PolicyWorker | PolicyProcess | None = None
+        self._process_report: str | None = None  # the last policy process's runtime_report
 
     # ----------------------------------------------------------------- one tick
     def start(self, instruction: str, t_ns: int | None = None) -> None:
@@ -367,6 +368,7 @@ class ControlLoop:
             if self.config.policy_worker == "process":
                 assert self.policy_factory is not None  # checked in __init__
                 self._worker = PolicyProcess(self.policy_factory, cpus=cpus)
+                self._process_report = self._worker.runtime_report
             else:
                 self._worker = PolicyWorker(self.policy, cpus=cpus)
         return self._worker
@@ -386,6 +388,14 @@ class ControlLoop:
                 if isinstance(result, BaseException):
                     raise result
         self._reset_policy()
+
+    def policy_report(self) -> str | None:
+        """The policy's line on what runs it (an ONNX policy: which execution provider, and
+        why not those preferred to it), from the process it runs in; None when it has none,
+        or when a process worker has not been started yet (:meth:`warm_up` starts it)."""
+        if self.config.policy_worker == "process":
+            return self._process_report
+        return runtime_report(self.policy)
 
     def _reset_policy(self) -> None:
         """``policy.reset()`` where the policy runs (call when no request is running)."""

@@ -27,7 +27,7 @@ from typing import Any
 from mmrobot.core.types import ActionChunk, Observation
 from mmrobot.deploy.chunks import PolicyLike
 
-__all__ = ["PolicyProcess", "PolicyWorker", "WorkerResult"]
+__all__ = ["PolicyProcess", "PolicyWorker", "WorkerResult", "runtime_report"]
 
 #: A finished request: (generation, the chunk or the exception the policy raised, latency ns).
 WorkerResult = tuple[int, ActionChunk | BaseException, int]
@@ -47,6 +47,12 @@ def _act(policy: PolicyLike, obs: Observation, instruction: str) -> tuple[Any, i
     except BaseException as e:  # handed to the loop thread, which raises it
         result = e
     return result, time.perf_counter_ns() - t0
+
+
+def runtime_report(policy: PolicyLike | None) -> str | None:
+    """The policy's line on what runs it (an ONNX policy's ``provider_report()``), or None."""
+    report = getattr(policy, "provider_report", None)
+    return report() if callable(report) else None
 
 
 def _reset(policy: PolicyLike) -> None:
@@ -127,8 +133,8 @@ class PolicyWorker:
 
 def _serve_process(factory: Callable[[], PolicyLike], conn: Any, cpus: tuple[int, ...]) -> None:
     """The child's main loop. Messages in: ``("act", generation, obs, instruction)``,
-    ``("reset",)``, ``None`` (exit). Out: ``("ready", None)`` or ``("failed", error)`` once,
-    then one ``(generation, result, latency_ns)`` per ``act``."""
+    ``("reset",)``, ``None`` (exit). Out: ``("ready", runtime_report(policy))`` or
+    ``("failed", error)`` once, then one ``(generation, result, latency_ns)`` per ``act``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loop's to handle (a stop)
     try:
         _pin(cpus)
@@ -136,7 +142,7 @@ def _serve_process(factory: Callable[[], PolicyLike], conn: Any, cpus: tuple[int
     except BaseException as e:
         conn.send(("failed", _picklable(e)))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", runtime_report(policy)))
     while True:
         try:
             msg = conn.recv()
@@ -209,13 +215,15 @@ class PolicyProcess:
                 raise RuntimeError(
                     f"the policy process did not load its policy within {start_timeout_s:g} s"
                 )
-            kind, error = self._recv()
+            kind, answer = self._recv()
         except BaseException:
             self.close()
             raise
         if kind == "failed":
             self.close()
-            raise error
+            raise answer
+        #: the child's policy's line on what runs it (:func:`runtime_report`), or None
+        self.runtime_report: str | None = answer
 
     @property
     def pid(self) -> int | None:

@@ -293,9 +293,9 @@ def run_instructions(
         if session is None:
             with stop.waiting():  # a signal while starting up ends the command (exit 130)
                 session = _open_session(launch, record_video=bool(video), explain=explain)
-            report = getattr(getattr(session, "policy", None), "provider_report", None)
-            if callable(report):  # an ONNX policy: which execution provider runs it, and why
-                console.print(report(), markup=False, highlight=False)
+            report = session.loop.policy_report()
+            if report:  # an ONNX policy: which execution provider runs it, and why
+                console.print(report, markup=False, highlight=False)
         try:
             if instructions is None:
                 console.print("type an instruction and press enter (empty line or Ctrl-D ends)")

@@ -330,6 +330,32 @@ def failing_factory():
     raise FileNotFoundError("policy.onnx = 'missing.onnx' not found")
 
 
+class ReportingRamp(RampPolicy):
+    """A RampPolicy that says what runs it, as an ONNX policy names its execution provider."""
+
+    def provider_report(self):
+        return f"runs in pid {os.getpid()}"
+
+
+def test_the_loop_reports_what_runs_the_policy_from_the_process_it_runs_in():
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    config = LoopConfig(rate_hz=100, policy_rate_hz=100, policy_worker="process")
+    loop = ControlLoop(sync, None, RecordingArm(buf, clock), safety(), measure, clock=clock,
+                       config=config, policy_factory=ReportingRamp)  # fmt: skip
+    assert loop.policy_report() is None  # no process yet
+    try:
+        loop.warm_up(sync.observe(clock.now_ns()))
+        child = loop._worker.pid
+    finally:
+        loop.close()
+    assert child != os.getpid() and loop.policy_report() == f"runs in pid {child}"
+    inline = ControlLoop(sync, ReportingRamp(), RecordingArm(buf, clock), safety(), measure)
+    assert inline.policy_report() == f"runs in pid {os.getpid()}"
+    silent = ControlLoop(sync, RampPolicy(), RecordingArm(buf, clock), safety(), measure)
+    assert silent.policy_report() is None
+
+
 def test_a_policy_process_slower_than_a_tick_never_delays_one_and_its_newest_chunk_is_used():
     import functools
 
