@@ -68,6 +68,7 @@ def test_robot_session_feeds_the_ft_orientation_so_the_compensated_stream_flows(
             'safety.required_streams=["joints", "ft"]',  # valid only once compensated
             "loop.rate_hz=50.0",
             "loop.policy_rate_hz=10.0",
+            'loop.policy_worker="thread"',  # the policy object runs in this process
         ],
         check_files=False,  # the policy comes as an object
     )
