@@ -275,10 +275,28 @@ def worker(quick: bool, rate_hz: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- parent side
 
 
-def before_tree(dest: Path) -> str | None:
-    """Unpack ``BEFORE_COMMIT``'s package into ``dest``; returns why not, or None."""
+def before_unavailable_reason() -> str | None:
+    """Why ``BEFORE_COMMIT`` cannot be unpacked from this checkout's history, or None.
+    (``git archive`` reads the local history only: no network.)"""
     if shutil.which("git") is None:
         return "git is not installed"
+    probe = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--git-dir"], capture_output=True)
+    if probe.returncode:
+        return f"{ROOT} is not a git checkout (installed from a tarball?)"
+    probe = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{BEFORE_COMMIT}^{{commit}}"],
+        capture_output=True,
+    )
+    if probe.returncode:
+        return f"commit {BEFORE_COMMIT[:9]} is not in this checkout's history (a shallow clone?)"
+    return None
+
+
+def before_tree(dest: Path) -> str | None:
+    """Unpack ``BEFORE_COMMIT``'s package into ``dest``; returns why not, or None."""
+    reason = before_unavailable_reason()
+    if reason:
+        return reason
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", BEFORE_COMMIT, "mmrobot"], capture_output=True
     )
