@@ -29,6 +29,11 @@ the ticks (``gc.freeze()`` after warm-up, young-generation collections only in a
 slack). SIGINT and SIGTERM stop it in a controlled way: hold, then torque off where the
 actuator can. Timing statistics (period jitter, deadline misses, policy latency, stream
 ages) are kept per run.
+
+A policy worker (thread or process) is started once and serves every run of its loop while
+the loop's owner holds it (``with loop:``, or ``run(keep_worker=True)`` and
+:meth:`ControlLoop.close`): a process loads the policy once, and its first call of each
+instruction is as fast as any other. Without an owner a run stops the worker it used.
 """
 
 from __future__ import annotations
@@ -233,6 +238,11 @@ class ControlLoop:
         policy_factory: with ``config.policy_worker = "process"``, builds the policy in the
             worker process; must pickle (see :class:`~mmrobot.deploy.workers.PolicyProcess`).
 
+    A worker (thread or process) is started by :meth:`warm_up`, the first worker tick or
+    :meth:`run`, and stopped by :meth:`close`. As a context manager (``with ControlLoop(...)
+    as loop:``) the loop keeps it across runs and closes it when the block ends, on an error
+    too; see :meth:`run` for who stops it otherwise.
+
     Raises:
         ConfigError: a process worker without a ``policy_factory``.
     """
@@ -277,6 +287,7 @@ class ControlLoop:
         self._generation = 0  # chunks requested before the latest start() are dropped
         self._worker: PolicyWorker | PolicyProcess | None = None
         self._process_report: str | None = None  # the last policy process's runtime_report
+        self._in_context = False  # inside ``with loop:``, whose end closes the worker
 
     # ----------------------------------------------------------------- one tick
     def start(self, instruction: str, t_ns: int | None = None) -> None:
@@ -407,10 +418,19 @@ class ControlLoop:
             reset()
 
     def close(self) -> None:
-        """Stop the policy worker (thread or process), if one was started."""
+        """Stop the policy worker (thread or process), if one was started; a later call that
+        needs one starts a new one."""
         if self._worker is not None:
-            self._worker.close()
-            self._worker = None
+            worker, self._worker = self._worker, None
+            worker.close()
+
+    def __enter__(self) -> ControlLoop:
+        self._in_context = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._in_context = False
+        self.close()
 
     # ----------------------------------------------------------------- real time
     def run(
@@ -418,19 +438,50 @@ class ControlLoop:
         instruction: str,
         duration_s: float | None = None,
         until: Callable[[], bool] | None = None,
+        keep_worker: bool | None = None,
     ) -> LoopStats:
         """Run in real time on the loop's clock until ``duration_s``, ``until()``, a stop
-        request, a signal or the watchdog. Returns the run's statistics."""
+        request, a signal or the watchdog. Returns the run's statistics.
+
+        Args:
+            instruction: what the policy is asked to do.
+            duration_s: the longest the run may take; None: no limit.
+            until: asked after every tick; True ends the run (``"done"``).
+            keep_worker: whether the policy worker (thread or process) outlives the run, for
+                the next one to use as it is: warm, its policy loaded once (:meth:`start`
+                drops its pending requests and resets the policy). True: the caller stops it
+                with :meth:`close` (a session, when it closes). None (the default): kept
+                inside ``with loop:``, whose end stops it, else stopped with the run, so that
+                a run on its own leaves no thread or process behind. A run that ends in an
+                exception (the policy raised, its process died) always stops it.
+        """
+        keep = self._in_context if keep_worker is None else keep_worker
+        try:
+            stats = self._run(instruction, duration_s, until)
+        except BaseException:
+            self.close()  # a failed worker (its process died) is never kept
+            raise
+        if not keep:
+            self.close()
+        return stats
+
+    def _run(
+        self, instruction: str, duration_s: float | None, until: Callable[[], bool] | None
+    ) -> LoopStats:
+        """:meth:`run`, except for stopping the worker."""
         self.stats = LoopStats()
         self._stop.clear()
         self._tripped.clear()
         self._stop_reason = ""
         period = self.config.period_ns
         self.start(instruction)
+        if self.config.policy_worker != "inline":
+            # before the signal handlers (Ctrl-C while a process loads its policy ends the
+            # call) and _claim_cpu (the worker must not inherit FIFO)
+            self._ensure_worker()
         restore = self._install_signal_handlers()
         switch_interval = sys.getswitchinterval()
         if self.config.policy_worker != "inline":
-            self._ensure_worker()  # before _claim_cpu: the worker must not inherit FIFO
             sys.setswitchinterval(self.config.switch_interval_s)
         self.stats.scheduling, release_cpu = self._claim_cpu()
         gc_was_enabled = gc.isenabled()
@@ -486,7 +537,6 @@ class ControlLoop:
             # A normal end holds position (the next instruction starts from there); a
             # signal, the watchdog or an exception also switches the motors off.
             self._controlled_stop(torque_off=fault)
-            self.close()
         self.stats.stop_reason = self._stop_reason or "stopped"
         return self.stats
 

@@ -106,7 +106,10 @@ class PolicyWorker:
             )
 
     def reset(self) -> None:
-        """``policy.reset()``, between instructions (call when idle)."""
+        """Drop a request that has not started and ``policy.reset()``, between instructions
+        (call when idle)."""
+        with self._cv:
+            self._request = None
         _reset(self.policy)
 
     def close(self, timeout_s: float = 1.0) -> None:
@@ -260,11 +263,13 @@ class PolicyProcess:
         return True
 
     def reset(self) -> None:
-        """``policy.reset()`` in the child, between instructions (call when idle).
+        """Drop a request kept for the child and ``policy.reset()`` in it, between
+        instructions (call when idle).
 
         Raises:
             RuntimeError: the child exited.
         """
+        self._pending = None
         try:
             self._conn.send(("reset",))
         except (BrokenPipeError, OSError) as e:

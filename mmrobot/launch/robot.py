@@ -258,7 +258,9 @@ class RobotSession:
 
     With ``loop.policy_worker = "process"`` the policy is loaded once, in its own process:
     this one reads only its observation spec, from the checkpoint's ``config.json`` or the
-    export's ``policy.json``, and :attr:`policy` is None.
+    export's ``policy.json``, and :attr:`policy` is None. The policy worker (thread or
+    process) is started and warmed up here and serves every instruction of the session;
+    :meth:`close` (or the end of ``with RobotSession(...)``) stops it.
 
     Raises:
         ConfigError: the rig lacks the actuator or the policy's streams, or limits are bad;
@@ -517,7 +519,8 @@ class RobotSession:
         t0 = time.perf_counter()
         if self.explainer is not None:
             self.explainer.begin(self.clock.now_ns())
-        stats = self.loop.run(instruction, duration_s=max_seconds, until=until)
+        # the worker stays for the next instruction, warm; close() stops it
+        stats = self.loop.run(instruction, duration_s=max_seconds, until=until, keep_worker=True)
         wall = time.perf_counter() - t0
         reason = stats.stop_reason
         if reason.startswith(("signal", "watchdog")):
@@ -543,15 +546,19 @@ class RobotSession:
         )
 
     def close(self) -> None:
-        """Close the actuator (torque off where the rig says so) and every driver."""
-        if self.ft_feed is not None:
-            self.ft_feed.stop()
-        for dev in reversed(self._opened):
+        """Close the actuator (torque off where the rig says so) and every driver, then stop
+        the policy worker (a process worker's process exits)."""
+        try:
+            if self.ft_feed is not None:
+                self.ft_feed.stop()
+            for dev in reversed(self._opened):
+                with contextlib.suppress(Exception):
+                    dev.close()
+            self._opened.clear()
             with contextlib.suppress(Exception):
-                dev.close()
-        self._opened.clear()
-        with contextlib.suppress(Exception):
-            self.scene.close()
+                self.scene.close()
+        finally:
+            self.loop.close()
 
     def __enter__(self) -> RobotSession:
         return self

@@ -290,13 +290,14 @@ def run_instructions(
 
     paths = {"video": video, "timing": timing_png, "json": results_json}
     with stop.installed():
-        if session is None:
+        opened = session is None
+        if opened:
             with stop.waiting():  # a signal while starting up ends the command (exit 130)
                 session = _open_session(launch, record_video=bool(video), explain=explain)
-            report = session.loop.policy_report()
+        try:  # from here on the session is closed, whatever happens (its policy process too)
+            report = session.loop.policy_report() if opened else None
             if report:  # an ONNX policy: which execution provider runs it, and why
                 console.print(report, markup=False, highlight=False)
-        try:
             if instructions is None:
                 console.print("type an instruction and press enter (empty line or Ctrl-D ends)")
                 while not ended():

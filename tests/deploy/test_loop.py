@@ -302,7 +302,7 @@ def test_run_gives_back_scheduling_and_the_garbage_collector():
     assert after == before
     assert gc.get_freeze_count() == 0
     assert stats.policy_calls >= 1 and len(stats.tick_compute_ns) == stats.ticks
-    assert loop._worker is None  # closed with the run
+    assert loop._worker is None  # a run on its own (no `with loop:`) stops its worker
 
 
 def test_loop_config_rejects_an_unknown_worker_and_priority():
@@ -426,3 +426,96 @@ def test_a_policy_process_reports_its_failures_in_the_loop():
             loop.tick(clock.now_ns())
             clock.advance(10 * MS)
     loop.close()
+
+
+def logged_ramp(log_path, **kw):
+    """A RampPolicy factory that appends the pid it runs in to ``log_path``: one line a load."""
+    with open(log_path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return RampPolicy(**kw)
+
+
+def test_a_policy_process_serves_every_run_of_its_loop_and_exits_when_the_loop_closes(tmp_path):
+    """Issue 14: each run used to stop the process; the next loaded the policy again, and its
+    first call, never warmed up (here 1 s, longer than a run), left the run without a chunk."""
+    import functools
+
+    loads = tmp_path / "loads"
+    factory = functools.partial(logged_ramp, str(loads), hang_call=1, hang_s=1.0)
+    buf, sync = rig(ManualClock(0), max_age_ns=10**12)
+    loop = ControlLoop(sync, None, RecordingArm(buf, None), safety(), measure,
+                       config=LoopConfig(rate_hz=100, policy_rate_hz=20, policy_worker="process"),
+                       policy_factory=factory)  # fmt: skip
+    with loop:
+        loop.warm_up(sync.observe(loop.clock.now_ns()))  # the slow first call
+        worker = loop._worker
+        runs = [loop.run(text, duration_s=1.0) for text in ("move", "move again")]
+        assert loop._worker is worker and worker._proc.is_alive()
+    assert loop._worker is None and not worker._proc.is_alive()  # no process left behind
+    assert loads.read_text().split() == [str(worker.pid)]  # loaded once, in the child
+    for stats in runs:  # the second run is served from its start as the first is
+        assert stats.policy_calls >= 1, stats.summary()
+        assert stats.hold_reasons.get("no_chunk", 0) < stats.ticks, stats.summary()
+        assert stats.stop_reason == "duration reached"
+
+
+def test_a_kept_thread_worker_serves_the_next_run_and_close_stops_it():
+    buf, sync = rig(ManualClock(0), max_age_ns=10**12)
+    policy = RampPolicy()
+    loop = make_loop(sync, policy, RecordingArm(buf, None), rate_hz=100, policy_rate_hz=100,
+                     policy_worker="thread")  # fmt: skip
+    first = loop.run("move", duration_s=0.2, keep_worker=True)
+    worker = loop._worker
+    second = loop.run("move again", duration_s=0.2, keep_worker=True)
+    assert loop._worker is worker and worker._thread.is_alive()
+    assert first.policy_calls >= 1 and second.policy_calls >= 1
+    loop.close()
+    assert loop._worker is None and not worker._thread.is_alive()
+
+
+def test_a_new_instruction_drops_the_request_the_worker_had_not_started():
+    """A request kept while the worker computes belongs to the instruction that asked for it."""
+    import functools
+
+    from mmrobot.deploy.workers import PolicyProcess, PolicyWorker
+
+    clock = ManualClock(1_000 * MS)
+    _, sync = rig(clock, max_age_ns=10**12)
+    obs = sync.observe(clock.now_ns())
+    gated = GatedPolicy()
+    thread = PolicyWorker(gated)
+    process = PolicyProcess(functools.partial(SleepyRamp, sleep_s=0.3))
+    try:
+        assert not thread.submit(1, obs, "move")
+        end = time.monotonic() + 5.0
+        while not thread._busy and time.monotonic() < end:  # taken; the gate keeps it busy
+            time.sleep(0.001)
+        assert not process.submit(1, obs, "move")  # sent at once: the child is idle
+        for worker in (thread, process):
+            worker.submit(2, obs, "move")  # kept: the worker is busy
+            worker.reset()  # a new instruction: request 2 is dropped
+        gated.gate.set()
+        for worker in (thread, process):
+            assert worker.wait_idle(5.0)
+            assert [g for g, _, _ in worker.poll()] == [1]
+    finally:
+        thread.close()
+        process.close()
+
+
+def test_a_kept_policy_process_that_died_fails_the_next_run_and_is_not_kept():
+    import functools
+
+    buf, sync = rig(ManualClock(0), max_age_ns=10**12)
+    factory = functools.partial(SleepyRamp, sleep_s=0.0)
+    loop = ControlLoop(sync, None, RecordingArm(buf, None), safety(), measure,
+                       config=LoopConfig(rate_hz=100, policy_rate_hz=20, policy_worker="process"),
+                       policy_factory=factory)  # fmt: skip
+    with loop:
+        loop.run("move", duration_s=0.2)
+        proc = loop._worker._proc
+        proc.kill()
+        proc.join(5.0)
+        with pytest.raises(RuntimeError, match="policy process .* exited"):
+            loop.run("move again", duration_s=0.2)
+        assert loop._worker is None  # the next run starts a new process

@@ -155,6 +155,7 @@ def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_
     launch = launch_for(hil_dir, checkpoint)
     launch = launch.model_copy(update={"run": launch.run.model_copy(update={"max_seconds": 10.0})})
     session = RobotSession(launch, policy=ConstantPolicy([0.0, 0.0, 0.002, 0, 0, 0, 1.0]))
+    worker = session.loop._worker  # started by the warm-up, kept between instructions
     results = tmp_path / "r.json"
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -168,6 +169,8 @@ def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_
         ("go up slowly", True, "signal SIGINT")
     ]
     assert not any(read_state(hil_dir / "rig.toml")["servo_torque"])
+    # the run closed the session, and with it the policy worker
+    assert session.loop._worker is None and not worker._thread.is_alive()
 
 
 @pytest.mark.parametrize("worker", ["thread", "process"])
@@ -214,6 +217,44 @@ def test_fusion_policy_runs_on_every_stream_of_the_hil_rig(
     assert len(hits) > 10
     # points lie in the lidar's horizontal plane in the base frame
     assert np.allclose(hits[:, 2], hits[0, 2], atol=1e-3)
+
+
+def logged_load(log_path, launch):
+    """load_launch_policy that appends the pid it runs in to ``log_path``: one line a load."""
+    from mmrobot.launch.policy_loader import load_launch_policy
+
+    with open(log_path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return load_launch_policy(launch)
+
+
+def test_a_policy_process_serves_every_instruction_of_a_session_and_exits_with_it(
+    hil_dir, checkpoint, tmp_path, monkeypatch
+):
+    """Issue 14: every instruction after the first started a new process, which loaded the
+    policy again and whose first call was never warmed up."""
+    import functools
+
+    from mmrobot.launch.robot import RobotSession
+
+    loads = tmp_path / "loads"
+    monkeypatch.setattr(
+        RobotSession,
+        "_policy_factory",
+        lambda self: functools.partial(logged_load, str(loads), self.launch),
+    )
+    launch = launch_for(hil_dir, checkpoint, rate_hz=20.0, policy_rate_hz=20.0, worker="process")
+    with RobotSession(launch) as session:
+        worker = session.loop._worker
+        outs = [
+            session.execute(text, max_seconds=1.5)
+            for text in ("put the red block in the bin", "put the blue block in the bin")
+        ]
+        assert session.loop._worker is worker and worker._proc.is_alive()
+    assert session.loop._worker is None and not worker._proc.is_alive()  # no process leaked
+    assert loads.read_text().split() == [str(worker.pid)]  # the policy was loaded once
+    assert [o.reason for o in outs] == ["completed", "completed"]
+    assert all(o.loop["policy_calls"] >= 5 for o in outs), [o.loop for o in outs]
 
 
 def test_a_policy_needing_streams_the_rig_lacks_is_refused_before_opening(hil_dir, checkpoint):
