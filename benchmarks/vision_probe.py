@@ -11,11 +11,17 @@ transformer, no actions.
 
 Each variant trains from the same seed on the same batches; the table gives the validation
 RMS error per axis in centimetres (the spread of the target itself is the row "predict the
-mean"). Variants: the two-layer stem (mmrobot 0.2) without and with FiLM conditioning on
-the instruction, the keypoint softmax at temperature 1 and 10, and the three-layer stem.
+mean") and the x-y RMS error per task. Two sets of variants (``--set``):
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--steps 1500] [--lr 1e-3]
-           [--json PATH] [--quick]
+- ``stem``: the two-layer stem (mmrobot 0.2) without and with FiLM conditioning on the
+  instruction, the keypoint softmax at temperature 1 and 10, and the three-layer stem;
+- ``language``: the default three-layer stem with FiLM, its condition the mean of the
+  instruction tokens after 0, 1 or 2 self-attention blocks (``language.layers``). A stack
+  instruction names two blocks ("stack the red cube on the yellow one"); tokens that see only
+  their neighbours cannot say which of the two is moved.
+
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language]
+           [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -29,17 +35,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
-#: (label, stem channels, FiLM, keypoint temperature)
-VARIANTS = [
-    ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0),
-    ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0),
-    ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0),
-    ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0),
-]
+#: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks)
+VARIANTS = {
+    "stem": [
+        ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0),
+        ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0, 0),
+        ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0, 0),
+        ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0, 0),
+    ],
+    "language": [
+        ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0),
+        ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1),
+        ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2),
+    ],
+}
 
 
 def load(path: str, episodes: range, every: int = 3):
-    """(images uint8, instruction ids, masks, block position in cm) of every ``every``-th step."""
+    """(images uint8, instruction ids, masks, block position in cm, task names) of every
+    ``every``-th step."""
     import numpy as np
     import torch
 
@@ -47,7 +61,7 @@ def load(path: str, episodes: range, every: int = 3):
     from mmrobot.policies.tokenizers import ByteTokenizer
 
     ds, tok = DemoDataset(path), ByteTokenizer(64)
-    ims, ids, masks, ys = [], [], [], []
+    ims, ids, masks, ys, tasks = [], [], [], [], []
     for e in episodes:
         im = ds.stream(e, "scene_cam")[::every]
         ee = ds.stream(e, "ee_pose")[::every]
@@ -58,11 +72,13 @@ def load(path: str, episodes: range, every: int = 3):
         ys.append((rel + ee[:, :3]) * 100.0)  # block = (block - TCP) + TCP, in cm
         ids += [i] * len(im)
         masks += [m] * len(im)
+        tasks += [ds.info(e).task.split()[0]] * len(im)
     return (
         torch.from_numpy(np.concatenate(ims)),
         torch.from_numpy(np.stack(ids)),
         torch.from_numpy(np.stack(masks)),
         torch.from_numpy(np.concatenate(ys)).float(),
+        np.array(tasks),
     )
 
 
@@ -72,15 +88,17 @@ def probe(
     stem: tuple[int, ...],
     film: bool,
     temperature: float,
+    layers: int,
     steps: int,
     lr: float,
     seed: int = 0,
 ):
-    """Validation RMS error (cm) per axis after ``steps`` steps of batch 32."""
+    """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32."""
     import torch
     from torch import nn
 
     from mmrobot.policies.encoders import ImageEncoder, InstructionEncoder
+    from mmrobot.policies.model import Block
 
     torch.manual_seed(seed)
     width = 128
@@ -89,12 +107,18 @@ def probe(
         def __init__(self) -> None:
             super().__init__()
             self.text = InstructionEncoder(259, 64, 4, width)
+            self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(layers))
             self.image = ImageEncoder((96, 96, 3), stem, 4, width, True, film, temperature)
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
 
         def forward(self, images, ids, mask):
             text, valid = self.text(ids, mask)
             v = valid.float().unsqueeze(-1)
+            if len(self.blocks):  # as FusionPolicyModel: padding tokens are masked keys
+                bias = torch.where(valid, 0.0, -1e9)[:, None, None, :]
+                for blk in self.blocks:
+                    text, _ = blk(text, bias.expand(-1, 1, text.shape[1], -1))
+                text = text * v
             x = self.image(images, (text * v).sum(1) / v.sum(1))
             return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1))
 
@@ -117,12 +141,13 @@ def probe(
                 for i in range(0, len(val[0]), 256)
             ]
         )
-    return (((pred * sd + mu) - val[3]) ** 2).mean(0).sqrt().tolist()
+    return pred * sd + mu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="demonstrations (mmrobot collect)")
+    parser.add_argument("--set", choices=sorted(VARIANTS), default="stem", help="variants")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--val-fraction", type=float, default=0.15)
@@ -140,21 +165,36 @@ def main() -> None:
     train, val = load(args.dataset, range(0, n - n_val)), load(args.dataset, range(n - n_val, n))
     steps = 50 if args.quick else args.steps
     load_before = os.getloadavg()[0]
-    spread = val[3].std(0).tolist()
-    rows = [["predict the mean", *(f"{v:.2f}" for v in spread), "-"]]
-    results = [{"variant": "predict the mean", "rms_cm": spread}]
-    for label, stem, film, temperature in VARIANTS:
+    import numpy as np
+
+    tasks = sorted(set(val[4]))
+
+    def xy_rms(err, rows):
+        return float(np.sqrt((err[rows, :2] ** 2).sum(1).mean()))
+
+    def row(label, pred, sec):
+        err = (pred - val[3]).numpy()
+        per_axis = np.sqrt((err**2).mean(0)).tolist()
+        per_task = {t: xy_rms(err, val[4] == t) for t in tasks}
+        cells = [label, *(f"{v:.2f}" for v in per_axis), *(f"{per_task[t]:.2f}" for t in tasks)]
+        return [*cells, sec], {"rms_cm": per_axis, "xy_rms_cm_per_task": per_task}
+
+    mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
+    rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
+    for label, stem, film, temperature, layers in VARIANTS[args.set]:
         t0 = time.perf_counter()
-        rms = probe(train, val, stem, film, temperature, steps, args.lr)
+        pred = probe(train, val, stem, film, temperature, layers, steps, args.lr)
         sec = time.perf_counter() - t0
-        rows.append([label, *(f"{v:.2f}" for v in rms), f"{sec:.0f}"])
+        cells, doc = row(label, pred, f"{sec:.0f}")
+        rows.append(cells)
         results.append(
             {
                 "variant": label,
                 "stem_channels": list(stem),
                 "film": film,
                 "keypoint_temperature": temperature,
-                "rms_cm": rms,
+                "language_layers": layers,
+                **doc,
                 "seconds": sec,
             }
         )
@@ -162,13 +202,14 @@ def main() -> None:
     print_table(
         f"vision probe: {steps} steps, lr {args.lr:g}, {n - n_val} training / {n_val} held-out "
         f"episodes of {args.dataset}; load {load_before:.2f} -> {load_after:.2f}",
-        ["variant", "x (cm)", "y (cm)", "z (cm)", "seconds"],
+        ["variant", "x (cm)", "y (cm)", "z (cm)", *(f"{t} x-y" for t in tasks), "seconds"],
         rows,
     )
     write_json(
         args.json,
         {
             "bench": "vision_probe",
+            "set": args.set,
             "dataset": args.dataset,
             "steps": steps,
             "lr": args.lr,
