@@ -218,7 +218,7 @@ class TrainConfig:
                     f"train config: {name} = {getattr(self, name)!r}; expected {expected}"
                 )
 
-        check("init", isinstance(self.init, str), "a checkpoint folder, or \"\" for none")
+        check("init", isinstance(self.init, str), 'a checkpoint folder, or "" for none')
         check(
             "steps",
             isinstance(self.steps, int) and self.steps >= (0 if self.init else 1),
