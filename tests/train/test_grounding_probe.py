@@ -1,0 +1,76 @@
+"""benchmarks/grounding_probe.py reads a trained policy's camera heads on recorded episodes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from test_trainer import config, write_dataset, write_policy_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
+    from mmrobot.train import train
+
+    files = (
+        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True),
+        write_dataset(tmp_path / "demos.h5", aux=True),
+        tmp_path,
+    )
+    run = train(config(files, tmp_path / "run", steps=3, perception_steps=1), progress=False)
+    out = tmp_path / "probe.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grounding_probe.py"),
+            "--checkpoint",
+            str(run.checkpoint),
+            "--dataset",
+            str(files[1]),
+            "--episodes",
+            "2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reach = json.loads(out.read_text())["results"]["reach"]
+    assert reach["episodes"] == 2  # the dataset has 3 episodes: --episodes caps them
+    values = [reach[k] for k in ("median_cm", "first_step_median_cm", "first_step_p90_cm")]
+    assert all(math.isfinite(v) and v >= 0 for v in values)
+    assert reach["first_step_p90_cm"] >= reach["first_step_median_cm"]
+
+
+def test_probe_refuses_a_checkpoint_without_camera_heads(tmp_path):
+    from mmrobot.train import train
+
+    files = (
+        write_policy_toml(tmp_path / "policy.toml"),
+        write_dataset(tmp_path / "d.h5"),
+        tmp_path,
+    )
+    run = train(config(files, tmp_path / "run", steps=2), progress=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grounding_probe.py"),
+            "--checkpoint",
+            str(run.checkpoint),
+            "--dataset",
+            str(files[1]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode != 0
+    assert "no camera head for block_rel" in proc.stderr
