@@ -19,9 +19,12 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
 - ``language``: the default three-layer stem with FiLM, its condition the mean of the
   instruction tokens after 0, 1 or 2 self-attention blocks (``language.layers``). A stack
   instruction names two blocks ("stack the red cube on the yellow one"); tokens that see only
-  their neighbours cannot say which of the two is moved.
+  their neighbours cannot say which of the two is moved;
+- ``swap``: as ``language`` (layers 0 and 1), and half of the stack samples have the two
+  blocks' roles swapped in the instruction, with the base block's position as the target: the
+  same image, two instructions, two answers, so only word order tells them apart.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|swap]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
@@ -36,25 +39,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
-#: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks)
+#: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks,
+#: swapped stack instructions)
 VARIANTS = {
     "stem": [
-        ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0),
-        ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0, 0),
-        ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0, 0),
-        ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0, 0),
+        ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0, False),
+        ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0, 0, False),
+        ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0, 0, False),
+        ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0, 0, False),
     ],
     "language": [
-        ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0),
-        ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1),
-        ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2),
+        ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0, False),
+        ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1, False),
+        ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2, False),
+    ],
+    "swap": [
+        ("layers = 0, swapped stack instructions", (16, 32, 64), True, 10.0, 0, True),
+        ("layers = 1, swapped stack instructions", (16, 32, 64), True, 10.0, 1, True),
     ],
 }
 
 
 def load(path: str, episodes: range, every: int = 3):
     """(images uint8, instruction ids, masks, block position in cm, task names, whether it is
-    the episode's first step) of every ``every``-th step."""
+    the episode's first step, and the ids, masks and target of the instruction with a stack's
+    two blocks swapped: the base block's position; other tasks' samples unchanged) of every
+    ``every``-th step."""
     import numpy as np
     import torch
 
@@ -62,17 +72,36 @@ def load(path: str, episodes: range, every: int = 3):
     from mmrobot.policies.tokenizers import ByteTokenizer
 
     ds, tok = DemoDataset(path), ByteTokenizer(64)
+    from mmrobot.envs.instructions import make_instruction
+    from mmrobot.envs.tasks import TaskSpec
+
     ims, ids, masks, ys, tasks, first = [], [], [], [], [], []
+    swap_ids, swap_masks, swap_ys = [], [], []
+    rng = np.random.default_rng(0)
     for e in episodes:
         im = ds.stream(e, "scene_cam")[::every]
         ee = ds.stream(e, "ee_pose")[::every]
         ee = ee[:, -1] if ee.ndim == 3 else ee  # the newest sample of a history window
         rel = ds.aux(e)["block_rel"][::every]
-        i, m = tok.encode(ds.info(e).instruction)
+        info = ds.info(e)
+        i, m = tok.encode(info.instruction)
         ims.append(im)
         ys.append((rel + ee[:, :3]) * 100.0)  # block = (block - TCP) + TCP, in cm
         ids += [i] * len(im)
         masks += [m] * len(im)
+        # a stack's roles swapped: "stack the blue cube on the red one" names the other block
+        spec = TaskSpec.parse(info.task)
+        if spec.task == "stack":
+            p = dict(spec.params)
+            p["color"], p["base_color"] = p["base_color"], p["color"]
+            p["size"], p["base_size"] = p["base_size"], p["size"]
+            si, sm = tok.encode(make_instruction(TaskSpec("stack", p), rng))
+            swap_ys.append((ds.aux(e)["goal_rel"][::every] + ee[:, :3]) * 100.0)
+        else:
+            si, sm = i, m
+            swap_ys.append(ys[-1])
+        swap_ids += [si] * len(im)
+        swap_masks += [sm] * len(im)
         tasks += [ds.info(e).task.split()[0]] * len(im)
         first += [True] + [False] * (len(im) - 1)
     return (
@@ -82,6 +111,9 @@ def load(path: str, episodes: range, every: int = 3):
         torch.from_numpy(np.concatenate(ys)).float(),
         np.array(tasks),
         np.array(first),
+        torch.from_numpy(np.stack(swap_ids)),
+        torch.from_numpy(np.stack(swap_masks)),
+        torch.from_numpy(np.concatenate(swap_ys)).float(),
     )
 
 
@@ -92,6 +124,7 @@ def probe(
     film: bool,
     temperature: float,
     layers: int,
+    swap: bool,
     steps: int,
     lr: float,
     seed: int = 0,
@@ -129,10 +162,17 @@ def probe(
     opt = torch.optim.AdamW(model.parameters(), lr)
     mu, sd = train[3].mean(0), train[3].std(0)
     gen = torch.Generator().manual_seed(seed)
+    swap_gen = torch.Generator().manual_seed(seed + 1)  # the batches stay those of the others
     for _ in range(steps):
         idx = torch.randint(0, len(train[0]), (32,), generator=gen)
-        pred = model(train[0][idx], train[1][idx], train[2][idx])
-        loss = ((pred - (train[3][idx] - mu) / sd) ** 2).mean()
+        ids, mask, y = train[1][idx], train[2][idx], train[3][idx]
+        if swap:  # half the samples with the roles swapped (other tasks: no change)
+            sw = (torch.rand(32, generator=swap_gen) < 0.5)[:, None]
+            ids = torch.where(sw, train[6][idx], ids)
+            mask = torch.where(sw, train[7][idx], mask)
+            y = torch.where(sw, train[8][idx], y)
+        pred = model(train[0][idx], ids, mask)
+        loss = ((pred - (y - mu) / sd) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -192,9 +232,9 @@ def main() -> None:
 
     mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
-    for label, stem, film, temperature, layers in VARIANTS[args.set]:
+    for label, stem, film, temperature, layers, swap in VARIANTS[args.set]:
         t0 = time.perf_counter()
-        pred = probe(train, val, stem, film, temperature, layers, steps, args.lr)
+        pred = probe(train, val, stem, film, temperature, layers, swap, steps, args.lr)
         sec = time.perf_counter() - t0
         cells, doc = row(label, pred, f"{sec:.0f}")
         rows.append(cells)
@@ -205,6 +245,7 @@ def main() -> None:
                 "film": film,
                 "keypoint_temperature": temperature,
                 "language_layers": layers,
+                "swapped_stack_instructions": swap,
                 **doc,
                 "seconds": sec,
             }
