@@ -437,9 +437,16 @@ class FusionPolicyModel(nn.Module):
             return logits
         pooled = self.final_norm(feats).mean(1)
         aux = {name: head(pooled) for name, head in self.aux_heads.items()}
-        for n, head in self.camera_aux_heads.items():
-            aux[f"camera/{n}"] = head(summary) * 10.0 + getattr(self, f"camera_aux_offset_{n}")
+        aux.update(self.camera_aux(summary))
         return logits, aux
+
+    def camera_aux(self, summary: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The camera heads' predictions (``"camera/<name>"`` -> (B, size), base frame, cm)
+        from :meth:`encode`'s ``summary``; empty without ``training.encoder_aux``."""
+        return {
+            f"camera/{n}": head(summary) * 10.0 + getattr(self, f"camera_aux_offset_{n}")
+            for n, head in self.camera_aux_heads.items()
+        }
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: action tokens (B, H, D) int64 and their logits (B, H, D, bins).

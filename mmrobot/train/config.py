@@ -176,6 +176,9 @@ class TrainConfig:
         compile: train through ``torch.compile`` (fused kernels: about 1.25x the eager
             samples/s on the 2-core CPU, after about 90 s of compilation); falls back to eager
             execution with a message when compilation fails.
+        stack_swap: the share of stack samples that also train the camera heads on the
+            instruction with the two blocks' roles swapped, the base block as the named one
+            (0: off). Needs camera heads for ``block_rel`` and ``goal_rel``; one process only.
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
         log: the ``[log]`` table (:class:`LogConfig`).
@@ -205,6 +208,7 @@ class TrainConfig:
     precision: str = "auto"
     threads: int = 0
     compile: bool = True
+    stack_swap: float = 0.0
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -261,6 +265,11 @@ class TrainConfig:
         check("precision", self.precision in ("auto", "fp32", "bf16"), "'auto', 'fp32' or 'bf16'")
         check("augment", isinstance(self.augment, bool), "true or false")
         check("compile", isinstance(self.compile, bool), "true or false")
+        check(
+            "stack_swap",
+            isinstance(self.stack_swap, (int, float)) and 0 <= self.stack_swap <= 1,
+            "a number in [0, 1] (0: off)",
+        )
 
     @property
     def total_steps(self) -> int:

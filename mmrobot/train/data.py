@@ -74,6 +74,26 @@ def action_chunks(actions: np.ndarray, horizon: int) -> np.ndarray:
     return padded[idx]
 
 
+def swapped_stack_instruction(task: str, split: str, seed: int) -> str | None:
+    """An instruction for the stack ``task`` spec with the moved and the base block swapped
+    ("stack the blue cube on the red one" for "stack the red cube on the blue one"), in the
+    phrasing set ``split``; None for other tasks. The same scene then asks for the other
+    block: only the order of the words says which (docs/policy.md, vision_probe --set swap)."""
+    from mmrobot.envs.instructions import SPLITS, make_instruction
+    from mmrobot.envs.tasks import TaskSpec
+
+    if task.split()[:1] != ["stack"]:
+        return None
+    spec = TaskSpec.parse(task)
+    if not spec.complete:
+        return None
+    p = dict(spec.params)
+    p["color"], p["base_color"] = p["base_color"], p["color"]
+    p["size"], p["base_size"] = p["base_size"], p["size"]
+    rng = np.random.default_rng(seed)
+    return make_instruction(TaskSpec("stack", p), rng, split if split in SPLITS else "train")
+
+
 class ChunkSamples:
     """Training samples of a :class:`DemoDataset`, held in memory as contiguous arrays.
 
@@ -114,6 +134,7 @@ class ChunkSamples:
             (ds, e) for ds in extra for e in range(len(ds))
         ]
         tokenizer = ByteTokenizer(max_len)
+        swap_ids, swap_masks, swappable = [], [], []
         values: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         valid: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         ages: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
@@ -153,6 +174,11 @@ class ChunkSamples:
             ids.append(i)
             masks.append(m)
             tasks.append(info.task)
+            swapped = swapped_stack_instruction(info.task, info.split, seed=k)
+            si, sm = tokenizer.encode(swapped) if swapped else (i, m)
+            swap_ids.append(si)
+            swap_masks.append(sm)
+            swappable.append(swapped is not None)
         self.values = {n: np.concatenate(v) for n, v in values.items()}
         self.valid = {n: np.concatenate(v) for n, v in valid.items()}
         self.ages_ns = {n: np.concatenate(v) for n, v in ages.items()}
@@ -170,6 +196,11 @@ class ChunkSamples:
         self.instruction_mask = np.stack(masks)
         self.tasks = tasks
         self.instructions = [ds.info(e).instruction for ds, e in self.episodes]
+        #: per episode: a stack instruction with the two blocks' roles swapped (its ids and
+        #: mask; other episodes keep their own), for the camera heads' swapped targets
+        self.swap_ids = np.stack(swap_ids)
+        self.swap_mask = np.stack(swap_masks)
+        self.swappable = np.array(swappable, dtype=bool)
 
     def _check_streams(self, ds: DemoDataset) -> None:
         have = {s.name: s for s in ds.specs}

@@ -40,7 +40,7 @@ from mmrobot.policies import (
     save_checkpoint,
 )
 from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
-from mmrobot.policies.collate import stream_keys
+from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples, fit_policy_config
@@ -164,8 +164,9 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _batch(
         self, samples: ChunkSamples, config: PolicyConfig, targets: np.ndarray, step: int
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
-        """Inputs, (B, H, D) target tokens and auxiliary targets of one step's batch."""
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], np.ndarray]:
+        """Inputs, (B, H, D) target tokens, auxiliary targets and sample indices of one
+        step's batch."""
         c = self.config
         rng = _rng(c.seed, step, 0)
         global_idx = draw_indices(
@@ -184,7 +185,35 @@ class Trainer:
             for n, v in samples.aux.items()
         }
         tokens = torch.from_numpy(targets[idx]).to(self.device)
-        return batch_to_torch(batch, self.device), tokens, aux
+        return batch_to_torch(batch, self.device), tokens, aux, idx
+
+    def _swap_losses(
+        self,
+        model: FusionPolicyModel,
+        samples: ChunkSamples,
+        batch: dict[str, torch.Tensor],
+        aux: dict[str, torch.Tensor],
+        idx: np.ndarray,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        """Camera-head losses on a share ``stack_swap`` of the batch's stack samples, read with
+        the instruction whose blocks' roles are swapped: the base block is then the one
+        named first, so the ``block_rel`` head must find the base and ``goal_rel`` the moved
+        block. Only word order tells the two readings of the same image apart."""
+        ep = samples.episode_of[idx]
+        chosen = samples.swappable[ep] & (
+            _rng(self.config.seed, step, 2).random(len(idx)) < self.config.stack_swap
+        )
+        if not chosen.any():
+            return {}
+        rows = torch.from_numpy(np.flatnonzero(chosen)).to(self.device)
+        sub = {k: v[rows] for k, v in batch.items()}
+        sub[INSTRUCTION_TOKENS] = torch.from_numpy(samples.swap_ids[ep[chosen]]).to(self.device)
+        sub[INSTRUCTION_MASK] = torch.from_numpy(samples.swap_mask[ep[chosen]]).to(self.device)
+        swapped = {"block_rel": aux["goal_rel"][rows], "goal_rel": aux["block_rel"][rows]}
+        _, _, _, summary = model.encode(sub)
+        losses = aux_loss(model.camera_aux(summary), {**swapped, "tcp": aux["tcp"][rows]})
+        return {f"swap/{n}": v for n, v in losses.items()}
 
     def _schedule(self, step: int) -> float:
         c = self.config
@@ -353,6 +382,16 @@ class Trainer:
             config = fit_policy_config(samples, base, c.action_binning)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
+        if c.stack_swap and not {"block_rel", "goal_rel"} <= set(model.camera_aux_heads):
+            raise ConfigError(
+                f"stack_swap = {c.stack_swap} trains the camera heads of block_rel and goal_rel "
+                "on swapped stack instructions, but the policy has "
+                f"{sorted(model.camera_aux_heads) or 'no camera heads'}: set "
+                "training.encoder_aux = true with aux_weights for block_rel and goal_rel, or "
+                "stack_swap = 0"
+            )
+        if c.stack_swap and self.world > 1:
+            raise ConfigError("stack_swap is not supported under torchrun yet; set stack_swap = 0")
         if c.perception_steps and not model.camera_aux_heads:
             raise ConfigError(
                 f"perception_steps = {c.perception_steps} trains the camera heads alone, but the "
@@ -431,7 +470,7 @@ class Trainer:
                     samples = load_samples(rounds_loaded)
                     targets_all = chunk_targets(action_tokenizer, samples)
                     self.log(f"training on {len(samples):,} samples after round {due}")
-                batch, targets, aux_targets = self._batch(samples, config, targets_all, step)
+                batch, targets, aux_targets, idx = self._batch(samples, config, targets_all, step)
                 torch.manual_seed(c.seed * 1_000_003 + step)  # dropout and modality dropout
                 for g in optimizer.param_groups:
                     g["lr"] = c.lr * self._schedule(step)
@@ -457,6 +496,11 @@ class Trainer:
                         config.training.aux_weights,
                         camera_only=step < c.perception_steps,
                     )
+                    if c.stack_swap:
+                        swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)
+                        for n, v in swap.items():
+                            total = total + config.training.aux_weights[n.split("/")[-1]] * v
+                        aux_losses = {**aux_losses, **swap}
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if c.grad_clip:

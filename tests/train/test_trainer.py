@@ -48,10 +48,11 @@ def toml_value(v):
     return repr(v)
 
 
-def write_policy_toml(path: Path, encoder_aux: bool = False) -> Path:
+def write_policy_toml(path: Path, encoder_aux: bool = False, goal: bool = False) -> Path:
     training = {"modality_dropout": {"camera": 0.2}}
     if encoder_aux:  # camera heads, trained alone in the perception steps
-        training.update(aux_weights={"block_rel": 1.0, "held": 0.5}, encoder_aux=True)
+        weights = {"block_rel": 1.0, "held": 0.5, **({"goal_rel": 1.0} if goal else {})}
+        training.update(aux_weights=weights, encoder_aux=True)
     doc = {
         "model": {"width": 32, "depth": 2, "heads": 2, "dropout": 0.1},
         "language": {"max_len": 24},
@@ -73,9 +74,14 @@ def write_policy_toml(path: Path, encoder_aux: bool = False) -> Path:
     return path
 
 
-def write_dataset(path: Path, episodes: int = 3, steps: int = 12, aux: bool = False) -> Path:
-    """Synthetic episodes where the action depends on the instruction: learnable. With
-    ``aux``, random privileged targets (what camera heads need)."""
+STACK = "stack color=red size=small base_color=blue base_size=large"
+
+
+def write_dataset(
+    path: Path, episodes: int = 3, steps: int = 12, aux: bool = False, task: str = "reach color=red"
+) -> Path:
+    """Synthetic episodes of ``task`` where the action depends on the instruction: learnable.
+    With ``aux``, random privileged targets (what camera heads need)."""
     rng = np.random.default_rng(0)
     with DatasetWriter(path, STREAMS, np.array(LOW), np.array(HIGH), control_hz=20.0) as w:
         for e in range(episodes):
@@ -93,7 +99,7 @@ def write_dataset(path: Path, episodes: int = 3, steps: int = 12, aux: bool = Fa
             )
             w.append(
                 EpisodeRecord(
-                    task="reach color=red",
+                    task=task,
                     instruction="go left" if sign > 0 else "go right",
                     seed=e,
                     success=True,
@@ -107,6 +113,7 @@ def write_dataset(path: Path, episodes: int = 3, steps: int = 12, aux: bool = Fa
                     t_ns=np.arange(steps, dtype=np.int64) * 50_000_000,
                     aux={
                         "block_rel": rng.normal(0, 0.1, (steps, 3)).astype(np.float32),
+                        "goal_rel": rng.normal(0, 0.1, (steps, 3)).astype(np.float32),
                         "tcp": rng.normal(0.4, 0.1, (steps, 3)).astype(np.float32),
                         "held": rng.random(steps) < 0.5,
                     }
@@ -252,6 +259,41 @@ def test_dagger_weight_sets_the_rounds_share_of_each_batch(files, tmp_path):
     assert draw_indices(rng, 36, 36, 1000, 0.5).max() < 36
     with pytest.raises(ConfigError, match="dagger.weight"):
         config(files, tmp_path).with_overrides(["dagger.weight=1"])
+
+
+def test_stack_swap_reads_the_instruction_with_the_roles_swapped(tmp_path):
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.envs.instructions import all_instructions
+    from mmrobot.envs.tasks import TaskSpec
+    from mmrobot.policies.tokenizers import ByteTokenizer
+    from mmrobot.train import train
+    from mmrobot.train.data import ChunkSamples
+
+    stack = write_dataset(tmp_path / "stack.h5", aux=True, task=STACK)
+    reach = write_dataset(tmp_path / "reach.h5", episodes=1, aux=True)
+    samples = ChunkSamples(DemoDataset(stack), STREAMS, 2, 64, extra=[DemoDataset(reach)])
+    assert samples.swappable.tolist() == [True, True, True, False]
+    swapped = TaskSpec.parse("stack color=blue size=large base_color=red base_size=small")
+    # the large blue block is now the one moved, onto the small red one
+    assert ByteTokenizer(64).decode(samples.swap_ids[0]) in all_instructions(swapped)
+    assert np.array_equal(samples.swap_ids[3], samples.instruction_ids[3])  # reach: unchanged
+
+    policy = write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, goal=True)
+    files = (policy, stack, tmp_path)
+    run = train(config(files, tmp_path / "run", steps=4, stack_swap=1.0), progress=False)
+    rows = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    swap = [r["aux_swap_camera_block_rel"] for r in rows if r["kind"] == "train"]
+    assert len(swap) == 4 and all(np.isfinite(swap))
+    # without swapping, the camera losses of the same run are those of a plain run
+    plain = train(config(files, tmp_path / "plain", steps=4), progress=False)
+    assert losses(plain.run_dir)[0] == losses(run.run_dir)[0]
+    assert losses(plain.run_dir)[1:] != losses(run.run_dir)[1:]
+
+    no_heads = (write_policy_toml(tmp_path / "p0.toml"), stack, tmp_path)
+    with pytest.raises(ConfigError, match="stack_swap = 1.0 trains the camera heads"):
+        train(config(no_heads, tmp_path / "x", stack_swap=1.0), progress=False)
+    with pytest.raises(ConfigError, match="stack_swap"):
+        config(files, tmp_path, stack_swap=2)
 
 
 def test_init_errors_name_the_key(files, tmp_path):
