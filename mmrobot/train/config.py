@@ -248,7 +248,8 @@ class TrainConfig:
         check(
             "perception_steps",
             self.perception_steps == 0 or self.perception_steps < self.steps,
-            f"fewer than steps = {self.steps}, so that the action head is trained too",
+            f"fewer than steps = {self.steps}, so that the action head is trained too"
+            + (" (fine-tuning with steps = 0: set perception_steps = 0)" if self.init else ""),
         )
         check("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 1, "a number in (0, 1)")
         check("weight_decay", 0 <= self.weight_decay < 1, "a number in [0, 1)")

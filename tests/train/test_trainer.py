@@ -296,6 +296,12 @@ def test_stack_swap_reads_the_instruction_with_the_roles_swapped(tmp_path):
         config(files, tmp_path, stack_swap=2)
 
 
+def _rounds():
+    from mmrobot.train.config import DaggerConfig
+
+    return DaggerConfig(rounds=1, steps=5)
+
+
 def test_init_errors_name_the_key(files, tmp_path):
     from mmrobot.train import train
 
@@ -303,6 +309,8 @@ def test_init_errors_name_the_key(files, tmp_path):
         train(config(files, tmp_path / "x", init="nowhere"), progress=False)
     with pytest.raises(ConfigError, match=r"steps = 0; expected an int >= 1 \(>= 0 when"):
         config(files, tmp_path, steps=0)
+    with pytest.raises(ConfigError, match="fine-tuning with steps = 0: set perception_steps = 0"):
+        config(files, tmp_path, steps=0, init="ckpt", perception_steps=10, dagger=_rounds())
     with pytest.raises(ConfigError, match="at least one training step"):
         config(files, tmp_path, steps=0, init=str(tmp_path))
 
