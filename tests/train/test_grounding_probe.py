@@ -13,6 +13,12 @@ from test_trainer import config, write_dataset, write_policy_toml
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_probe(checkpoint, dataset, *args: str) -> subprocess.CompletedProcess:
+    script = ROOT / "benchmarks" / "grounding_probe.py"
+    cmd = [sys.executable, str(script), "--checkpoint", str(checkpoint), "--dataset", str(dataset)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
 def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
     from mmrobot.train import train
 
@@ -23,24 +29,7 @@ def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
     )
     run = train(config(files, tmp_path / "run", steps=3, perception_steps=1), progress=False)
     out = tmp_path / "probe.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "grounding_probe.py"),
-            "--checkpoint",
-            str(run.checkpoint),
-            "--dataset",
-            str(files[1]),
-            "--episodes",
-            "2",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    proc = run_probe(run.checkpoint, files[1], "--episodes", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reach = json.loads(out.read_text())["results"]["reach"]
     assert reach["episodes"] == 2  # the dataset has 3 episodes: --episodes caps them
@@ -58,19 +47,6 @@ def test_probe_refuses_a_checkpoint_without_camera_heads(tmp_path):
         tmp_path,
     )
     run = train(config(files, tmp_path / "run", steps=2), progress=False)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "grounding_probe.py"),
-            "--checkpoint",
-            str(run.checkpoint),
-            "--dataset",
-            str(files[1]),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    proc = run_probe(run.checkpoint, files[1])
     assert proc.returncode != 0
     assert "no camera head for block_rel" in proc.stderr
