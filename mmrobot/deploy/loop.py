@@ -33,12 +33,15 @@ ages) are kept per run.
 A policy worker (thread or process) is started once and serves every run of its loop while
 the loop's owner holds it (``with loop:``, or ``run(keep_worker=True)`` and
 :meth:`ControlLoop.close`): a process loads the policy once, and its first call of each
-instruction is as fast as any other. Without an owner a run stops the worker it used.
+instruction is as fast as any other. Without an owner a run stops the worker it used. A
+policy process that died between instructions is replaced by a new one when the next
+instruction starts (``LoopStats.policy_restarts``); one that dies during a run fails the run.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import sys
@@ -62,6 +65,8 @@ from mmrobot.deploy.loop_config import (
 from mmrobot.deploy.safety import SafetyLayer
 from mmrobot.deploy.workers import PolicyProcess, PolicyWorker, runtime_report
 from mmrobot.sync.synchronizer import Synchronizer
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "POLICY_WORKERS",
@@ -153,6 +158,15 @@ class ControlLoop:
         self.safety.reset(self.measure(obs))
         self.ensembler.reset()
         self._generation += 1
+        if isinstance(self._worker, PolicyProcess) and not self._worker.alive:
+            # it died between instructions (killed, out of memory): nothing of this
+            # instruction came from it yet, so start a fresh one rather than fail the run
+            _log.warning(
+                "the policy process (pid %s) exited between instructions; starting a new one",
+                self._worker.pid,
+            )
+            self.close()
+            self.stats.policy_restarts += 1
         if self._worker is not None:
             self._worker.wait_idle(timeout_s=self.config.watchdog_periods / self.config.rate_hz)
             self._worker.poll()

@@ -122,6 +122,7 @@ class LoopStats:
     stop_reason: str = ""
     skipped_ticks: int = 0
     replaced_requests: int = 0
+    policy_restarts: int = 0
     scheduling: str = ""
     jitter_ns: list[int] = field(default_factory=list)
     tick_compute_ns: list[int] = field(default_factory=list)
@@ -146,6 +147,7 @@ class LoopStats:
             "stop_reason": self.stop_reason,
             "skipped_ticks": self.skipped_ticks,
             "replaced_requests": self.replaced_requests,
+            "policy_restarts": self.policy_restarts,
             "scheduling": self.scheduling,
             "jitter_p50_ms": pct(self.jitter_ns, 50),
             "jitter_p99_ms": pct(self.jitter_ns, 99),

@@ -79,6 +79,7 @@ class PolicyWorker:
         self._request: tuple[int, Observation, str] | None = None
         self._done: list[WorkerResult] = []
         self._busy = False
+        self._reset_due = False
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -102,15 +103,19 @@ class PolicyWorker:
         """Block until no request is pending or running (tests, shutdown); False on timeout."""
         with self._cv:
             return self._cv.wait_for(
-                lambda: self._request is None and not self._busy, timeout=timeout_s
+                lambda: self._request is None and not self._busy and not self._reset_due,
+                timeout=timeout_s,
             )
 
     def reset(self) -> None:
-        """Drop a request that has not started and ``policy.reset()``, between instructions
-        (call when idle)."""
+        """Drop a request that has not started and ``policy.reset()``, between instructions.
+
+        The reset runs in the worker thread, before any later request, so it never overlaps
+        a call still running (one that outlived :meth:`wait_idle`'s timeout)."""
         with self._cv:
             self._request = None
-        _reset(self.policy)
+            self._reset_due = True
+            self._cv.notify_all()
 
     def close(self, timeout_s: float = 1.0) -> None:
         with self._cv:
@@ -122,11 +127,19 @@ class PolicyWorker:
         _pin(self.cpus)
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: self._request is not None or self._closed)
+                self._cv.wait_for(
+                    lambda: self._request is not None or self._reset_due or self._closed
+                )
                 if self._closed:
                     return
-                generation, obs, instruction = self._request  # type: ignore[misc]
-                self._request, self._busy = None, True
+                reset, self._reset_due = self._reset_due, False
+                request, self._request = self._request, None
+                self._busy = request is not None
+            if reset:
+                _reset(self.policy)
+            if request is None:
+                continue
+            generation, obs, instruction = request
             result, latency_ns = _act(self.policy, obs, instruction)
             with self._cv:
                 self._done.append((generation, result, latency_ns))
@@ -231,6 +244,11 @@ class PolicyProcess:
     @property
     def pid(self) -> int | None:
         return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child still runs (it can be killed, or run out of memory)."""
+        return self._proc.is_alive()
 
     def submit(self, generation: int, observation: Observation, instruction: str) -> bool:
         """Ask for a chunk; True when this replaced a request that had not started yet."""

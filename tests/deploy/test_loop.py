@@ -503,7 +503,7 @@ def test_a_new_instruction_drops_the_request_the_worker_had_not_started():
         process.close()
 
 
-def test_a_kept_policy_process_that_died_fails_the_next_run_and_is_not_kept():
+def test_a_policy_process_that_died_between_instructions_is_replaced_at_the_next_one():
     import functools
 
     buf, sync = rig(ManualClock(0), max_age_ns=10**12)
@@ -512,10 +512,54 @@ def test_a_kept_policy_process_that_died_fails_the_next_run_and_is_not_kept():
                        config=LoopConfig(rate_hz=100, policy_rate_hz=20, policy_worker="process"),
                        policy_factory=factory)  # fmt: skip
     with loop:
-        loop.run("move", duration_s=0.2)
-        proc = loop._worker._proc
-        proc.kill()
-        proc.join(5.0)
-        with pytest.raises(RuntimeError, match="policy process .* exited"):
-            loop.run("move again", duration_s=0.2)
-        assert loop._worker is None  # the next run starts a new process
+        first = loop.run("move", duration_s=0.2)
+        dead = loop._worker
+        dead._proc.kill()
+        dead._proc.join(5.0)
+        second = loop.run("move again", duration_s=0.5)
+        assert loop._worker is not dead and loop._worker.alive
+        assert loop._worker.pid != dead.pid
+    assert first.policy_restarts == 0 and second.policy_restarts == 1
+    assert second.policy_calls >= 1, second.summary()  # the new process served the run
+
+
+class ResetLoggingPolicy(GatedPolicy):
+    """A gated policy that logs when its calls and its resets begin and end."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.events = []
+
+    def act(self, obs, instruction):
+        self.events.append("act")
+        out = super().act(obs, instruction)
+        self.events.append("act done")
+        return out
+
+    def reset(self):
+        self.events.append("reset")
+
+
+def test_a_thread_worker_resets_its_policy_only_after_the_call_that_outlived_start():
+    """start() waits a bounded time for the worker; a call still running then must finish
+    before policy.reset() runs, or the reset would race the call."""
+    clock = ManualClock(1_000 * MS)
+    buf, sync = rig(clock, max_age_ns=10**12)
+    policy = ResetLoggingPolicy()
+    loop = make_loop(sync, policy, RecordingArm(buf, clock), clock=clock, rate_hz=100,
+                     policy_rate_hz=100, policy_worker="thread", watchdog_periods=2)  # fmt: skip
+    try:
+        loop.start("move")
+        policy.events.clear()
+        loop.tick(clock.now_ns())  # the worker takes the request and waits at the gate
+        end = time.monotonic() + 5.0
+        while policy.events != ["act"] and time.monotonic() < end:
+            time.sleep(0.001)
+        loop.start("move again")  # gives up waiting after 2 periods, with the call running
+        assert policy.events == ["act"]
+        policy.gate.set()
+        assert loop._worker.wait_idle(5.0)
+        assert policy.events == ["act", "act done", "reset"]
+    finally:
+        policy.gate.set()
+        loop.close()
