@@ -264,7 +264,7 @@ class OnnxPolicy(Policy):
         """One chunk per observation, in one graph call."""
         batch = collate(observations, instructions, self.config.streams, self.tokenizer)
         logits, tokens = self.run(batch)
-        actions = self.action_tokenizer.decode(tokens)
+        actions = self.action_tokenizer.decode_logits(logits, self.config.action.decode)
         out = []
         for i, obs in enumerate(observations):
             lg = logits[i].astype(np.float64)

@@ -222,9 +222,17 @@ class VectorConfig:
         _check_int("vector", "tokens", self.tokens, 1, 64)
 
 
+#: How action logits become actions (:meth:`mmrobot.policies.ActionTokenizer.decode_logits`).
+ACTION_DECODINGS = ("argmax", "median", "mean")
+
+
 @dataclass(frozen=True)
 class ActionConfig:
     """Action space and its discretization.
+
+    ``decode`` says which action a chunk step's per-dimension bin distribution gives: its
+    most probable bin (``"argmax"``), its median (``"median"``) or its mean (``"mean"``), each
+    at bin centres (see :meth:`mmrobot.policies.ActionTokenizer.decode_logits`).
 
     ``edges`` ((dim, bins + 1) bin edges, strictly increasing per dim) is filled from
     ``low``/``high`` for uniform bins, or from dataset quantiles by
@@ -239,9 +247,11 @@ class ActionConfig:
     period_ns: int = 50_000_000
     binning: str = "uniform"
     edges: tuple[tuple[float, ...], ...] | None = None
+    decode: str = "argmax"
 
     def __post_init__(self) -> None:
         w = "action"
+        _check_choice(w, "decode", self.decode, ACTION_DECODINGS)
         _check_int(w, "dim", self.dim, 1, 1024)
         _check_int(w, "horizon", self.horizon, 1, 1024)
         _check_int(w, "bins", self.bins, 2, 65536)

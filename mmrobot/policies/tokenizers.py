@@ -174,6 +174,34 @@ class ActionTokenizer:
             out[:, d] = np.searchsorted(self.edges[d, 1:-1], flat[:, d], side="right")
         return out.reshape(a.shape)
 
+    def decode_logits(self, logits: np.ndarray, how: str = "argmax") -> np.ndarray:
+        """Logits (..., D, bins) -> actions (..., D) float32.
+
+        ``"argmax"``: the most probable bin's centre (:meth:`decode` of the argmax tokens).
+        ``"median"``: the centre of the bin where the distribution's CDF reaches 0.5.
+        ``"mean"``: the probability-weighted mean of the bin centres.
+
+        A bin distribution learned from an expert whose deltas sit on point masses (0 and the
+        2 cm clip) puts mass on both for a fine final approach; its argmax is one of them,
+        its median and mean lie between (docs/policy.md, "Decoding the action bins").
+        """
+        lg = np.asarray(logits, dtype=np.float64)
+        if lg.ndim < 2 or lg.shape[-2:] != (self.dim, self.bins):
+            raise ValueError(
+                f"logits must end in (action dim, bins) = ({self.dim}, {self.bins}), "
+                f"got shape {lg.shape}"
+            )
+        if how == "argmax":
+            return self.decode(lg.argmax(-1))
+        p = np.exp(lg - lg.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        if how == "mean":
+            return (p * self.centers).sum(-1).astype(np.float32)
+        if how == "median":
+            below = (np.cumsum(p, axis=-1) < 0.5).sum(-1)
+            return self.decode(np.minimum(below, self.bins - 1))
+        raise ValueError(f"unknown action decoding {how!r}; use 'argmax', 'median' or 'mean'")
+
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """Tokens (..., D) int -> actions (..., D) float32 at the bin centres."""
         t = np.asarray(tokens)

@@ -59,7 +59,9 @@ class TorchPolicy(Policy):
         probs = torch.softmax(logits[0], dim=-1).amax(-1)
         return ActionChunk(
             t_ns=observation.t_ns,
-            actions=self.action_tokenizer.decode(tok),
+            actions=self.action_tokenizer.decode_logits(
+                logits[0].float().cpu().numpy(), self.config.action.decode
+            ),
             period_ns=self.config.action.period_ns,
             tokens=tok,
             info={"mean_token_prob": float(probs.mean())},

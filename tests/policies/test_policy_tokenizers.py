@@ -113,3 +113,30 @@ def test_action_tokenizer_rejects_bad_input():
         tok.decode(np.array([[4]]))
     with pytest.raises(ConfigError, match="strictly increasing"):
         ActionTokenizer(np.array([[0.0, 0.5, 0.5, 1.0]]))
+
+
+def test_decode_logits_reads_a_two_mode_distribution_three_ways():
+    """Bins of width 0.25 over [0, 1] (centres 0.125 .. 0.875) and a distribution with 0.4 on
+    the first bin and 0.6 spread over the other three: the argmax is the first bin, the median
+    the second (the CDF is 0.4, 0.6, ...), the mean further up."""
+    tok = ActionTokenizer.uniform([0.0], [1.0], bins=4)
+    p = np.array([0.4, 0.2, 0.2, 0.2])
+    logits = np.log(p)[None, None, :]  # (H=1, D=1, bins)
+    assert tok.decode_logits(logits, "argmax")[0, 0] == pytest.approx(0.125)
+    assert tok.decode_logits(logits, "median")[0, 0] == pytest.approx(0.375)
+    assert tok.decode_logits(logits, "mean")[0, 0] == pytest.approx(
+        0.4 * 0.125 + 0.2 * (0.375 + 0.625 + 0.875)
+    )
+    # a single sharp mode: all three agree with the argmax tokens' decode
+    sharp = np.full((3, 1, 4), -30.0)
+    sharp[np.arange(3), 0, [0, 2, 3]] = 0.0
+    for how in ("argmax", "median", "mean"):
+        np.testing.assert_allclose(
+            tok.decode_logits(sharp, how), tok.decode(np.array([[0], [2], [3]])), atol=1e-6
+        )
+    with pytest.raises(ValueError, match="unknown action decoding 'mode'"):
+        tok.decode_logits(logits, "mode")
+    with pytest.raises(ValueError, match=r"\(action dim, bins\) = \(1, 4\)"):
+        tok.decode_logits(np.zeros((1, 1, 5)), "median")
+    with pytest.raises(ConfigError, match="action.decode"):
+        ActionConfig(decode="mode")
