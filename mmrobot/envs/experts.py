@@ -20,7 +20,9 @@ Phases (:data:`PHASES`; the index of a phase is the ``phase`` auxiliary target):
 
 ============  ==================================================================
 ``reach``     reach: move to the point above the block
-``rise``      move straight up, away from the table, before moving sideways
+``rise``      move straight up before moving sideways: a few cm beside the block, only
+              over the nearby blocks' tops (then ``above`` corrects sideways); further off,
+              to the approach height
 ``above``     pick/place/stack: move over the block, gripper open, aligned to it
 ``descend``   lower the open gripper around the block
 ``close``     close the gripper on the block (until the fingers stop)
@@ -92,6 +94,9 @@ _HOLD_TOL_M = 0.01  # within this of the final point: "hold"
 _YAW_LIMIT_RAD = 1.9  # wanted tool yaws stay within this (the tool roll has +-2.97 rad)
 _CARRY_Z_M = 0.2
 _ABOVE_DZ_M = 0.09  # "above": this high over the block's top face
+# low beside the block by less than this: correct sideways _CLEAR_DZ_M over the tops near it
+_SIDEWAYS_M = 0.05
+_CLEAR_DZ_M = 0.03
 _GRASP_DZ_M = 0.002
 _RETREAT_DZ_M = 0.06
 _GRIP_SETTLED_M_S = 0.01  # finger speed below which a closing grip has settled
@@ -337,8 +342,29 @@ def _plan_pick_and(sc: Scene, task: TaskSpec, block_start: np.ndarray) -> Expert
         z = max(float(tcp[2]), pos[2] + half + 0.03)
         return ExpertPlan("above", np.array([pos[0], pos[1], z]), _OPEN, yaw)
     if tcp[2] < above[2] - 0.03:
+        if xy_err < _SIDEWAYS_M:
+            # low and a few cm beside the block (a learner's typical miss): pass over the
+            # tops near it and correct sideways, rather than up to the full approach height
+            # and back, a motion the learner's next step would have to undo
+            clear = _clear_z(sc, pos, xy_err + 0.04)
+            if tcp[2] >= clear - 0.01:
+                return ExpertPlan(
+                    "above", np.array([pos[0], pos[1], max(tcp[2], clear)]), _OPEN, yaw
+                )
+            return ExpertPlan("rise", np.array([tcp[0], tcp[1], clear]), _OPEN, yaw)
         return ExpertPlan("rise", np.array([tcp[0], tcp[1], above[2]]), _OPEN, yaw)
     return ExpertPlan("above", above, _OPEN, yaw)
+
+
+def _clear_z(sc: Scene, centre: np.ndarray, radius_m: float) -> float:
+    """The height at which the open gripper passes over every block whose centre lies within
+    ``radius_m`` (x-y) of ``centre``: the highest top face there plus ``_CLEAR_DZ_M``."""
+    tops = [
+        p[2] + sc.block_half_m(*b)
+        for b in sc.ids.block_body
+        if np.linalg.norm((p := sc.block_pos(*b))[:2] - centre[:2]) < radius_m
+    ]
+    return max(tops, default=float(centre[2])) + _CLEAR_DZ_M
 
 
 class ScriptedExpert:

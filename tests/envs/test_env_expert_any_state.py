@@ -82,3 +82,37 @@ def test_a_stale_controller_target_is_replaced_by_the_measured_pose(fast_env):
     s = sc.get_state()
     sc.set_state(SceneState(s.physics, s.target_pos + [0.0, 0.1, 0.0], s.target_mat))
     np.testing.assert_allclose(reference_pose(sc)[0], sc.tcp_pose()[0])
+
+
+def _drive_tcp_to(env, target, steps=40):
+    """Move the TCP to ``target`` (base frame) with the gripper open, 2 cm per step at most."""
+    for _ in range(steps):
+        tcp, _ = env.scene.tcp_pose()
+        d = np.clip(target - tcp, -0.02, 0.02)
+        env.step(np.array([*d, 0.0, 0.0, 0.0, 1.0], np.float32))
+    return env.scene.tcp_pose()[0]
+
+
+@pytest.mark.parametrize("offset_m, phase", [(0.03, "above"), (0.08, "rise")])
+def test_low_beside_the_block_the_expert_corrects_sideways_when_near_and_rises_when_far(
+    fast_env, offset_m, phase
+):
+    """A learner that descends a few cm beside the block gets a sideways correction over the
+    nearby tops, not a 9 cm climb and back (DAgger labels it can follow); far off it rises."""
+    fast_env.reset(seed=3, options={"task": "pick"})
+    sc, task = fast_env.scene, fast_env.task
+    pos, half = sc.block_pos(*task.block), sc.block_half_m(*task.block)
+    # beside the block, on the side away from the other blocks, 4.5 cm over its top face:
+    # under the approach height (9 cm over it), over the sideways clearance (3 cm)
+    others = [sc.block_pos(*b)[:2] for b in sc.ids.block_body if b != task.block]
+    away = pos[:2] - np.mean([o for o in others if np.linalg.norm(o - pos[:2]) < 0.3], axis=0)
+    away /= np.linalg.norm(away)
+    tcp = _drive_tcp_to(fast_env, np.array([*(pos[:2] + offset_m * away), pos[2] + half + 0.045]))
+    plan = expert_plan(fast_env)
+    assert plan.phase == phase, (plan.phase, tcp, pos)
+    if phase == "above":
+        np.testing.assert_allclose(plan.target_m[:2], pos[:2], atol=1e-9)  # straight across
+        assert pos[2] + half + 0.03 <= plan.target_m[2] <= tcp[2] + 1e-9  # no climb
+    else:
+        assert plan.target_m[2] >= pos[2] + half + 0.09 - 1e-9  # up to the approach height
+        np.testing.assert_allclose(plan.target_m[:2], tcp[:2], atol=1e-9)
