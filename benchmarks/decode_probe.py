@@ -1,0 +1,121 @@
+"""How far from the expert's action is each way of decoding a policy's action bins? Offline.
+
+A policy emits, per chunk step and action dimension, a distribution over bins
+(``action.bins``, 0.16 mm wide for a 2 cm step). ``action.decode`` turns it into an action:
+the most probable bin (``argmax``), the distribution's median or its mean
+(:meth:`mmrobot.policies.ActionTokenizer.decode_logits`). The scripted expert's translation
+deltas sit mostly on point masses (0, and the 2 cm clip), so a policy unsure whether the
+gripper is there yet spreads its mass over both; the argmax then jumps to one of them. This
+probe scores each decoding against the expert's labels on recorded episodes (use seeds the
+policy was not trained on), per task: the mean absolute error of the translation (dx, dy,
+dz) at the chunk's first step, at every step, and at the first step where the expert's delta
+is a fine one (0.5 to 19 mm, neither at rest nor clipped: the final approach).
+
+Usage: python benchmarks/decode_probe.py --checkpoint policies/release --dataset D.h5
+           [--episodes 20] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, print_table, write_json  # noqa: E402
+
+DECODINGS = ("argmax", "median", "mean")
+FINE_M = (0.0005, 0.019)  # expert deltas between these are "fine" (not at rest, not clipped)
+
+
+def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, float]]:
+    """Per decoding: translation MAE (mm) at the first chunk step, at every step, and at the
+    first step where the expert's delta is fine, over every sample of ``episodes``."""
+    import numpy as np
+    import torch
+
+    from mmrobot.policies import ActionTokenizer
+    from mmrobot.policies.model import batch_to_torch
+    from mmrobot.train.data import ChunkSamples
+
+    cfg = model.config
+    tok = ActionTokenizer.from_config(cfg.action)
+    samples = ChunkSamples(demos, cfg.streams, cfg.action.horizon, cfg.language.max_len,
+                           episodes=episodes)  # fmt: skip
+    decoded: dict[str, list[np.ndarray]] = {d: [] for d in DECODINGS}
+    labels = []
+    with torch.no_grad():
+        for a in range(0, len(samples), 128):
+            batch, chunks = samples.batch(np.arange(a, min(a + 128, len(samples))))
+            logits = model(batch_to_torch(batch)).float().numpy()
+            for d in DECODINGS:
+                decoded[d].append(tok.decode_logits(logits, d)[..., :3])
+            labels.append(chunks[..., :3])
+    y = np.concatenate(labels)
+    fine = (np.abs(y[:, 0]) > FINE_M[0]) & (np.abs(y[:, 0]) < FINE_M[1])
+    out = {}
+    for d in DECODINGS:
+        err_mm = 1e3 * np.abs(np.concatenate(decoded[d]) - y)
+        out[d] = {
+            "first_step_mm": float(err_mm[:, 0].mean()),
+            "all_steps_mm": float(err_mm.mean()),
+            "fine_first_step_mm": float(err_mm[:, 0][fine].mean()) if fine.any() else float("nan"),
+            "fine_share": float(fine.mean()),
+            "samples": len(y),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    parser.add_argument("--dataset", required=True, help="recorded episodes (mmrobot collect)")
+    parser.add_argument("--episodes", type=int, default=20, help="successful episodes per task")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+
+    import torch
+
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.policies.checkpoint import load_checkpoint
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = load_checkpoint(args.checkpoint).eval()
+    demos = DemoDataset(args.dataset)
+    by_task: dict[str, list[int]] = {}
+    for e in demos.episodes():
+        chosen = by_task.setdefault(e.task.split()[0], [])
+        if e.success and len(chosen) < args.episodes:
+            chosen.append(e.index)
+    by_task = {t: eps for t, eps in by_task.items() if eps}
+    if not by_task:
+        raise SystemExit(f"{args.dataset} has no successful episodes to score against")
+    load_before = os.getloadavg()[0]
+    rows, results = [], {}
+    for task in sorted(by_task):
+        results[task] = decode_errors(model, demos, by_task[task])
+        for d, r in results[task].items():
+            rows.append([task, d, f"{r['first_step_mm']:.2f}", f"{r['all_steps_mm']:.2f}",
+                         f"{r['fine_first_step_mm']:.2f} ({100 * r['fine_share']:.0f} %)"])  # fmt: skip
+    print_table(
+        f"translation error against the expert by decoding: {args.checkpoint} on "
+        f"{args.dataset}; load {load_before:.2f}",
+        ["task", "decode", "first step (mm)", "all steps (mm)", "fine first steps (share)"],
+        rows,
+    )
+    write_json(
+        args.json,
+        {
+            "bench": "decode_probe",
+            "checkpoint": args.checkpoint,
+            "dataset": args.dataset,
+            "load_avg": load_before,
+            "machine": machine(),
+            "results": results,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
