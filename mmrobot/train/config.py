@@ -179,6 +179,9 @@ class TrainConfig:
         stack_swap: the share of stack samples that also train the camera heads on the
             instruction with the two blocks' roles swapped, the base block as the named one
             (0: off). Needs camera heads for ``block_rel`` and ``goal_rel``; one process only.
+        label_sigma: soft action targets: each target token becomes a Gaussian over the
+            bins, this many bins wide (standard deviation), so that a prediction a few bins
+            off costs less than one far off (0: one-hot targets; docs/policy.md).
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
         log: the ``[log]`` table (:class:`LogConfig`).
@@ -209,6 +212,7 @@ class TrainConfig:
     threads: int = 0
     compile: bool = True
     stack_swap: float = 0.0
+    label_sigma: float = 0.0
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -270,6 +274,11 @@ class TrainConfig:
             "stack_swap",
             isinstance(self.stack_swap, (int, float)) and 0 <= self.stack_swap <= 1,
             "a number in [0, 1] (0: off)",
+        )
+        check(
+            "label_sigma",
+            isinstance(self.label_sigma, (int, float)) and 0 <= self.label_sigma <= 64,
+            "a number of bins in [0, 64] (0: one-hot targets)",
         )
 
     @property

@@ -126,19 +126,35 @@ def aux_loss(
 IGNORE_TOKEN = -100
 
 
-def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_loss(
+    logits: torch.Tensor, targets: torch.Tensor, label_sigma: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over action tokens and token accuracy, both over the targets that
     are not :data:`IGNORE_TOKEN`.
 
+    With ``label_sigma`` > 0 the target of each token is not one bin but a Gaussian over the
+    bins centred on it, ``label_sigma`` bins wide, renormalized where the range ends (the
+    histogram loss of Imani and White 2018, "HL-Gauss" in Farebrother et al. 2024): the
+    bins' order then counts, and a prediction one bin off is nearly right. The loss then
+    includes the targets' own entropy, so its value is not comparable with one-hot runs.
+
     Args:
         logits: (B, H, D, bins); targets: (B, H, D) int64.
+        label_sigma: the Gaussian's standard deviation in bins (0: one-hot targets).
     """
     logits = logits.float()  # the loss in fp32 also under bf16 autocast
     flat = targets.reshape(-1)
-    loss = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), flat, ignore_index=IGNORE_TOKEN
-    )
     used = flat != IGNORE_TOKEN
+    lf = logits.reshape(-1, logits.shape[-1])
+    if label_sigma > 0:
+        bins = torch.arange(lf.shape[-1], device=lf.device, dtype=lf.dtype)
+        centre = flat.clamp(min=0).to(lf.dtype)[:, None]
+        soft = torch.exp(-0.5 * ((bins - centre) / label_sigma) ** 2)
+        soft = soft / soft.sum(-1, keepdim=True)
+        per_token = -(soft * torch.log_softmax(lf, dim=-1)).sum(-1)
+        loss = (per_token * used).sum() / used.sum().clamp(min=1)
+    else:
+        loss = nn.functional.cross_entropy(lf, flat, ignore_index=IGNORE_TOKEN)
     hits = (logits.argmax(-1).reshape(-1) == flat) & used
     return loss, hits.float().sum() / used.sum().clamp(min=1)
 
@@ -150,6 +166,7 @@ def training_loss(
     aux_targets: dict[str, torch.Tensor],
     aux_weights: dict[str, float],
     camera_only: bool = False,
+    label_sigma: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(total loss, token loss, token accuracy, auxiliary losses) of one training step.
 
@@ -157,7 +174,7 @@ def training_loss(
     head takes its target's weight); with ``camera_only`` (the trainer's
     ``perception_steps``) it is the camera heads' losses alone.
     """
-    loss, acc = token_loss(logits, targets)
+    loss, acc = token_loss(logits, targets, label_sigma)
     aux = aux_loss(aux_pred, aux_targets)
     if camera_only:
         total = sum(v for n, v in aux.items() if n.startswith("camera/"))

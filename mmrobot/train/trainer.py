@@ -495,6 +495,7 @@ class Trainer:
                         aux_targets,
                         config.training.aux_weights,
                         camera_only=step < c.perception_steps,
+                        label_sigma=c.label_sigma,
                     )
                     if c.stack_swap:
                         swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)

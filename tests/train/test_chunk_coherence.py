@@ -76,3 +76,46 @@ def test_the_flag_round_trips_through_a_dataset_into_the_samples(tmp_path):
         np.concatenate([coherent_positions(flags, 3), np.ones((steps, 3), bool)]),
     )
     assert not samples.chunk_coherent.all()
+
+
+def test_soft_targets_make_a_near_miss_cheaper_than_a_far_one():
+    torch = pytest.importorskip("torch")
+    from mmrobot.train.step import IGNORE_TOKEN, token_loss
+
+    def confident(token, bins=9):
+        logits = torch.zeros(1, 1, 1, bins)
+        logits[..., token] = 6.0
+        return logits
+
+    target = torch.tensor([[[4]]])
+    # one-hot: a prediction one bin off costs what one four bins off does
+    near, _ = token_loss(confident(5), target)
+    far, _ = token_loss(confident(8), target)
+    assert torch.isclose(near, far)
+    # soft targets: the near miss is cheaper, and the exact bin cheaper still
+    exact, _ = token_loss(confident(4), target, label_sigma=1.0)
+    near, _ = token_loss(confident(5), target, label_sigma=1.0)
+    far, _ = token_loss(confident(8), target, label_sigma=1.0)
+    assert exact < near < far
+    # the best prediction is the Gaussian itself: its loss is the Gaussian's entropy, and a
+    # uniform prediction costs log(bins) whatever the target
+    k = np.arange(9)
+    g = np.exp(-0.5 * ((k - 4) / 1.5) ** 2)
+    g /= g.sum()
+    best, _ = token_loss(torch.log(torch.tensor(g)).reshape(1, 1, 1, 9), target, label_sigma=1.5)
+    assert best.item() == pytest.approx(-(g * np.log(g)).sum(), rel=1e-5)
+    uniform, _ = token_loss(torch.zeros(1, 1, 1, 9), target, label_sigma=1.5)
+    assert uniform.item() == pytest.approx(np.log(9), rel=1e-6)
+    # ignored positions still do not count
+    two = torch.cat([confident(4), confident(0)], dim=1)
+    skipped, _ = token_loss(two, torch.tensor([[[4], [IGNORE_TOKEN]]]), label_sigma=1.0)
+    assert torch.isclose(skipped, exact)
+
+
+def test_label_sigma_is_checked():
+    from mmrobot.core.errors import ConfigError
+    from mmrobot.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="label_sigma"):
+        TrainConfig(label_sigma=-1.0)
+    assert TrainConfig(label_sigma=2.5).label_sigma == 2.5

@@ -296,6 +296,17 @@ def test_stack_swap_reads_the_instruction_with_the_roles_swapped(tmp_path):
         config(files, tmp_path, stack_swap=2)
 
 
+def test_soft_action_targets_train_and_change_the_run(files, tmp_path):
+    from mmrobot.train import train
+
+    plain = train(config(files, tmp_path / "plain", steps=3), progress=False)
+    soft = train(config(files, tmp_path / "soft", steps=3, label_sigma=4.0), progress=False)
+    plain_loss, soft_loss = losses(plain.run_dir), losses(soft.run_dir)
+    assert len(soft_loss) == 3 and all(np.isfinite(soft_loss))
+    # the same batches and initial weights: the soft targets alone change the first loss
+    assert soft_loss[0] != plain_loss[0]
+
+
 def _rounds():
     from mmrobot.train.config import DaggerConfig
 
