@@ -232,7 +232,8 @@ class ActionConfig:
 
     ``decode`` says which action a chunk step's per-dimension bin distribution gives: its
     most probable bin (``"argmax"``), its median (``"median"``) or its mean (``"mean"``), each
-    at bin centres (see :meth:`mmrobot.policies.ActionTokenizer.decode_logits`).
+    at bin centres (see :meth:`mmrobot.policies.ActionTokenizer.decode_logits`); one string
+    for every dimension, or a list of one per dimension.
 
     ``edges`` ((dim, bins + 1) bin edges, strictly increasing per dim) is filled from
     ``low``/``high`` for uniform bins, or from dataset quantiles by
@@ -247,11 +248,20 @@ class ActionConfig:
     period_ns: int = 50_000_000
     binning: str = "uniform"
     edges: tuple[tuple[float, ...], ...] | None = None
-    decode: str = "argmax"
+    decode: str | tuple[str, ...] = "argmax"
 
     def __post_init__(self) -> None:
         w = "action"
-        _check_choice(w, "decode", self.decode, ACTION_DECODINGS)
+        if isinstance(self.decode, tuple):
+            if len(self.decode) != self.dim:
+                raise ConfigError(
+                    f"action.decode lists {len(self.decode)} decodings; give one per action "
+                    f"dimension ({self.dim}), or one string for all"
+                )
+            for d in self.decode:
+                _check_choice(w, "decode", d, ACTION_DECODINGS)
+        else:
+            _check_choice(w, "decode", self.decode, ACTION_DECODINGS)
         _check_int(w, "dim", self.dim, 1, 1024)
         _check_int(w, "horizon", self.horizon, 1, 1024)
         _check_int(w, "bins", self.bins, 2, 65536)

@@ -174,12 +174,13 @@ class ActionTokenizer:
             out[:, d] = np.searchsorted(self.edges[d, 1:-1], flat[:, d], side="right")
         return out.reshape(a.shape)
 
-    def decode_logits(self, logits: np.ndarray, how: str = "argmax") -> np.ndarray:
+    def decode_logits(self, logits: np.ndarray, how: str | Sequence[str] = "argmax") -> np.ndarray:
         """Logits (..., D, bins) -> actions (..., D) float32.
 
         ``"argmax"``: the most probable bin's centre (:meth:`decode` of the argmax tokens).
         ``"median"``: the centre of the bin where the distribution's CDF reaches 0.5.
         ``"mean"``: the probability-weighted mean of the bin centres.
+        ``how`` is one of these for every dimension, or a sequence of D of them.
 
         A bin distribution learned from an expert whose deltas sit on point masses (0 and the
         2 cm clip) puts mass on both for a fine final approach; its argmax is one of them,
@@ -191,6 +192,17 @@ class ActionTokenizer:
                 f"logits must end in (action dim, bins) = ({self.dim}, {self.bins}), "
                 f"got shape {lg.shape}"
             )
+        if not isinstance(how, str):
+            if len(how) != self.dim:
+                raise ValueError(f"give one decoding per action dim ({self.dim}), got {list(how)}")
+            out = np.empty(lg.shape[:-1], np.float32)
+            for d, h in enumerate(how):
+                out[..., d] = self._decode_dims(lg, h)[..., d]
+            return out
+        return self._decode_dims(lg, how)
+
+    def _decode_dims(self, lg: np.ndarray, how: str) -> np.ndarray:
+        """Every dimension of ``lg`` (..., D, bins) decoded one way."""
         if how == "argmax":
             return self.decode(lg.argmax(-1))
         p = np.exp(lg - lg.max(-1, keepdims=True))

@@ -140,3 +140,17 @@ def test_decode_logits_reads_a_two_mode_distribution_three_ways():
         tok.decode_logits(np.zeros((1, 1, 5)), "median")
     with pytest.raises(ConfigError, match="action.decode"):
         ActionConfig(decode="mode")
+
+
+def test_decode_logits_per_dimension():
+    tok = ActionTokenizer.uniform([0.0, 0.0], [1.0, 1.0], bins=4)
+    p = np.log(np.array([0.4, 0.2, 0.2, 0.2]))
+    logits = np.stack([p, p])[None]  # (H=1, D=2, bins): the same distribution in both dims
+    out = tok.decode_logits(logits, ["median", "argmax"])
+    assert out[0].tolist() == pytest.approx([0.375, 0.125])
+    with pytest.raises(ValueError, match="one decoding per action dim"):
+        tok.decode_logits(logits, ["median"])
+    cfg = ActionConfig(dim=2, low=(0, 0), high=(1, 1), decode=("median", "argmax"))
+    assert cfg.decode == ("median", "argmax")
+    with pytest.raises(ConfigError, match="one per action dimension"):
+        ActionConfig(dim=2, low=(0, 0), high=(1, 1), decode=("median",))
