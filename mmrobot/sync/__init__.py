@@ -5,6 +5,16 @@ Imports numpy only.
 
 from mmrobot.sync.buffer import BufferStats, StreamBuffer
 from mmrobot.sync.clock_model import ClockModel
+from mmrobot.sync.shared_buffer import SharedBufferHandle, SharedStreamBuffer
 from mmrobot.sync.synchronizer import MatchedSet, Synchronizer, match_sets
 
-__all__ = ["BufferStats", "ClockModel", "MatchedSet", "StreamBuffer", "Synchronizer", "match_sets"]
+__all__ = [
+    "BufferStats",
+    "ClockModel",
+    "MatchedSet",
+    "SharedBufferHandle",
+    "SharedStreamBuffer",
+    "StreamBuffer",
+    "Synchronizer",
+    "match_sets",
+]

@@ -71,8 +71,7 @@ class StreamBuffer:
         self._n_slots = capacity + 1
         self._dtype = np.dtype(spec.dtype)
         self._shape = spec.shape
-        self._t = np.zeros(self._n_slots, dtype=np.int64)
-        self._data = np.zeros((self._n_slots, *spec.shape), dtype=self._dtype)
+        self._t, self._data = self._allocate()
         self._flat = self._data.reshape(self._n_slots, -1)
         # v . w with tiny positive weights is finite exactly when every element of v is: a
         # finite value times the smallest normal number cannot overflow, NaN and inf carry
@@ -90,6 +89,13 @@ class StreamBuffer:
         self._out_of_order = 0
         self._duplicate = 0
         self._non_finite = 0
+
+    def _allocate(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ring's storage: times ``(n_slots,) int64`` and values ``(n_slots, *shape)``
+        (private memory here; :class:`~mmrobot.sync.shared_buffer.SharedStreamBuffer` puts
+        them in shared memory)."""
+        times = np.zeros(self._n_slots, dtype=np.int64)
+        return times, np.zeros((self._n_slots, *self._shape), dtype=self._dtype)
 
     # ------------------------------------------------------------------ writing
     def push(self, t_ns: int, value: np.ndarray) -> bool:
