@@ -23,7 +23,7 @@ import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -84,6 +84,10 @@ class Driver(ABC):
         clock: host clock for receive stamps (default :class:`MonotonicClock`).
         source: the rig file the entry came from, used in error hints.
         capacity: ring capacity of each stream buffer.
+        buffer_factory: makes each stream's buffer, ``(spec, capacity) -> StreamBuffer``
+            (default :class:`~mmrobot.sync.StreamBuffer`); e.g. a
+            :class:`~mmrobot.sync.SharedStreamBuffer` writer when the driver runs in a process
+            of its own (:mod:`mmrobot.drivers.host`).
     """
 
     kind: ClassVar[str] = ""
@@ -96,6 +100,7 @@ class Driver(ABC):
         clock: Clock | None = None,
         source: str | None = None,
         capacity: int = 1024,
+        buffer_factory: Callable[[StreamSpec, int], StreamBuffer] | None = None,
     ) -> None:
         if not isinstance(config, self.Config):
             raise ConfigError(
@@ -107,9 +112,8 @@ class Driver(ABC):
         self._specs = self._build_specs()
         from mmrobot.sync import StreamBuffer  # sync imports numpy only; kept local for layering
 
-        self._buffers: dict[str, StreamBuffer] = {
-            s.name: StreamBuffer(s, capacity=capacity) for s in self._specs
-        }
+        make = buffer_factory or StreamBuffer
+        self._buffers: dict[str, StreamBuffer] = {s.name: make(s, capacity) for s in self._specs}
         self._c = DriverCounters()
         self._health = Health.CLOSED
         self._opened = False

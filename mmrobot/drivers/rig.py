@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -45,6 +45,9 @@ from mmrobot.drivers.base import (
     get_actuator_class,
     get_driver_class,
 )
+
+if TYPE_CHECKING:
+    from mmrobot.sync import StreamBuffer
 
 __all__ = ["Rig", "load_rig", "parse_rig"]
 
@@ -78,14 +81,21 @@ class Rig:
         )
 
     def build_drivers(
-        self, clock: Clock | None = None, names: Sequence[str] | None = None
+        self,
+        clock: Clock | None = None,
+        names: Sequence[str] | None = None,
+        buffer_factory: Callable[[StreamSpec, int], StreamBuffer] | None = None,
     ) -> list[Driver]:
-        """Construct (not open) the enabled drivers, or exactly those named in ``names``."""
+        """Construct (not open) the enabled drivers, or exactly those named in ``names``;
+        ``buffer_factory`` makes their stream buffers (see :class:`~mmrobot.drivers.Driver`)."""
         if names is None:
             entries = [d for d in self.drivers if d.enabled]
         else:
             entries = [self.driver(n) for n in names]
-        return [get_driver_class(e.kind)(e, clock=clock, source=self.source) for e in entries]
+        extra = {} if buffer_factory is None else {"buffer_factory": buffer_factory}
+        return [
+            get_driver_class(e.kind)(e, clock=clock, source=self.source, **extra) for e in entries
+        ]
 
     def build_actuators(self, clock: Clock | None = None) -> list[Actuator]:
         """Construct (not open) the actuators."""
