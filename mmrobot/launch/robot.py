@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +37,7 @@ from mmrobot.core.errors import ConfigError, DeviceTimeoutError, LifecycleError
 from mmrobot.core.types import Observation
 from mmrobot.deploy.loop import ControlLoop
 from mmrobot.deploy.safety import SafetyLayer
+from mmrobot.launch.ft_feed import FtOrientationFeed
 from mmrobot.launch.schema import LaunchFile
 from mmrobot.launch.sim import Outcome, safety_limits_for
 
@@ -176,73 +176,6 @@ def arm_safety_layer(
     )
 
 
-class FtOrientationFeed:
-    """Gives gravity-compensated F/T drivers their orientation from the joint readings.
-
-    An FT 300 entry with ``payload`` subtracts the payload's weight at the sensor's current
-    orientation and publishes nothing until it knows it
-    (:meth:`~mmrobot.drivers.ft300.FT300Driver.set_sensor_rotation`). A thread follows the
-    joints driver's newest reading and passes on the forward kinematics of the sensor site
-    (the arm model's ``ft_force`` sensor), so the compensation lags the arm by at most one
-    joint reading (5 ms at 200 Hz) plus ``period_s``.
-
-    Args:
-        ft_drivers: the F/T drivers to feed.
-        joints: the driver of the arm's joints stream (arm angles first, rad).
-        model: the arm's ``mujoco.MjModel`` (names of :mod:`mmrobot.envs.names`).
-        period_s: how often the thread looks for a new joint reading.
-    """
-
-    def __init__(
-        self, ft_drivers: list[Any], joints: Any, model: Any, period_s: float = 0.002
-    ) -> None:
-        from mmrobot.calibrate.kinematics import ArmFrames
-
-        self.frames = ArmFrames(model)
-        self.frames.ft_sensor(np.zeros(6))  # a model without the sensor fails here, not later
-        self.ft_drivers = list(ft_drivers)
-        self.joints = joints
-        self.period_s = period_s
-        self.updates = 0
-        self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def update(self) -> bool:
-        """Pass on the newest joint reading's sensor orientation; False when there is none."""
-        latest = self.joints.latest()
-        if latest is None:
-            return False
-        rotation = self.frames.ft_sensor(np.asarray(latest[1][:6], np.float64))[:3, :3]
-        for d in self.ft_drivers:
-            d.set_sensor_rotation(rotation)
-        self.updates += 1
-        return True
-
-    def _run(self) -> None:
-        last_t: int | None = None
-        while not self._stop.wait(self.period_s):
-            try:
-                latest = self.joints.latest()
-                if latest is not None and latest[0] != last_t:
-                    last_t = latest[0]
-                    self.update()
-            except Exception as e:  # a closed driver or a bad reading: keep the reason, retry
-                self.last_error = f"{type(e).__name__}: {e}"
-
-    def start(self) -> FtOrientationFeed:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ft-orientation", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-
-
 class RobotSession:
     """A rig with a policy, ready to execute instructions one after another in real time.
 
@@ -291,7 +224,6 @@ class RobotSession:
             )
         from mmrobot.drivers.rig import load_rig
         from mmrobot.envs.scene import Scene
-        from mmrobot.sync import Synchronizer
 
         self.launch = launch
         self.clock: Clock = clock or MonotonicClock()
@@ -310,10 +242,43 @@ class RobotSession:
         self.policy: Any = policy
         if policy is None and not policy_in_child:
             self.policy = self._load_policy()
-        self.drivers = rig.build_drivers(clock=self.clock)
-        actuator = next(
-            a for a in rig.build_actuators(clock=self.clock) if a.name == launch.rig.actuator
-        )
+        self.driver_host: Any = None  # a DriverHost with loop.driver_worker = "process"
+        self.drivers_here: dict[str, str] = {}  # drivers kept here in that mode, and why
+        self.drivers = self._build_drivers()
+        try:
+            self._assemble(actuator_name=launch.rig.actuator, explain=explain)
+        except BaseException:
+            if self.driver_host is not None:  # its shared segments, before any child exists
+                self.driver_host.close()
+            raise
+        self.stopped: str | None = None
+        self._opened: list[Any] = []
+        try:
+            if self.driver_host is not None:
+                self.driver_host.start()  # raises a driver's own error from the child
+                self._opened.append(self.driver_host)
+            for d in self.drivers:
+                if d.name in self._hosted_names:
+                    continue
+                d.open()
+                self._opened.append(d)
+            self.arm.actuator.open()
+            self._opened.append(self.arm.actuator)
+            if self.ft_feed is not None:
+                self.ft_feed.start()
+            self._wait_for_streams(wait_s)
+            self._warm_up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _assemble(self, actuator_name: str, explain: bool) -> None:
+        """Actuator, synchronizer, checks, safety layer, loop and the F/T orientation feed,
+        around the built drivers."""
+        from mmrobot.sync import Synchronizer
+
+        launch, rig, loop_cfg = self.launch, self.rig, self.loop_config
+        actuator = next(a for a in rig.build_actuators(clock=self.clock) if a.name == actuator_name)
         self.arm = ArmCommandSink(actuator)
         n_arm = len(self.scene.arm_range)
         if self.arm.n_joints != n_arm:
@@ -355,24 +320,49 @@ class RobotSession:
             clock=self.clock,
             policy_factory=self._policy_factory(),
         )
-        self.stopped: str | None = None
-        self._opened: list[Any] = []
         self.ft_feed = self._ft_feed()
-        try:
-            for d in self.drivers:
-                d.open()
-                self._opened.append(d)
-            actuator.open()
-            self._opened.append(actuator)
-            if self.ft_feed is not None:
-                self.ft_feed.start()
-            self._wait_for_streams(wait_s)
-            self._warm_up()
-        except BaseException:
-            self.close()
-            raise
 
     # -- construction helpers
+    def _build_drivers(self) -> list[Any]:
+        """The rig's enabled drivers, in rig order. With ``loop.driver_worker = "process"``
+        those that may move (:func:`~mmrobot.drivers.host.hostable_drivers`) are views of a
+        :class:`~mmrobot.drivers.host.DriverHost` (started with the devices), reading shared
+        memory; the others are built here, as in the default mode."""
+        rig = self.rig
+        self._hosted_names: frozenset[str] = frozenset()
+        if self.launch.loop.driver_worker != "process":
+            return rig.build_drivers(clock=self.clock)
+        from mmrobot.drivers.host import DriverHost, hostable_drivers
+
+        if not isinstance(self.clock, MonotonicClock):
+            raise ConfigError(
+                f'{self.launch.source}: loop.driver_worker = "process" stamps samples with the '
+                f"machine's monotonic clock in the driver process; this session runs on "
+                f'{self.clock!r}: use MonotonicClock or loop.driver_worker = "thread"'
+            )
+        hosted, self.drivers_here = hostable_drivers(rig)
+        if not hosted:
+            return rig.build_drivers(clock=self.clock)
+        local = rig.build_drivers(clock=self.clock, names=list(self.drivers_here))
+        self.driver_host = DriverHost(rig, hosted)
+        self._hosted_names = frozenset(hosted)
+        by_name = {d.name: d for d in (*local, *self.driver_host.drivers)}
+        return [by_name[e.name] for e in rig.drivers if e.enabled]
+
+    def drivers_report(self) -> str:
+        """Where the sensor drivers run, one line (the results' ``loop.drivers``)."""
+        if self.driver_host is None:
+            moved = self.launch.loop.driver_worker == "process"
+            why = "none may move" if moved else 'loop.driver_worker = "thread"'
+            return f"drivers: all in the loop's process ({why})"
+        pid = self.driver_host.pid
+        here = "; ".join(f"{n} here ({why})" for n, why in self.drivers_here.items())
+        return (
+            f"drivers: {', '.join(sorted(self._hosted_names))} in their own process"
+            f"{f' (pid {pid})' if pid else ''}, streams in shared memory"
+            + (f"; {here}" if here else "")
+        )
+
     def _ft_feed(self) -> FtOrientationFeed | None:
         """The orientation feed of the F/T drivers that compensate gravity (``payload``)."""
         fts = [d for d in self.drivers if getattr(d.config, "payload", None) is not None]
@@ -445,7 +435,8 @@ class RobotSession:
                 return
             if time.monotonic() > end:
                 health = ", ".join(
-                    f"{d.name}: {d.health.value} {d.stats.last_error or ''}" for d in self.drivers
+                    f"{d.name}: {d.health.value} {getattr(d.stats, 'last_error', None) or ''}"
+                    for d in self.drivers
                 )
                 raise DeviceTimeoutError(
                     f"streams {missing} of {self.rig.source} did not become valid within "
@@ -542,7 +533,7 @@ class RobotSession:
             safety=self.safety.counts(),
             interrupted=reason.startswith("signal"),
             attribution=self.explainer.trace.to_dict() if self.explainer is not None else None,
-            loop=stats.summary(),
+            loop={**stats.summary(), "drivers": self.drivers_report()},
         )
 
     def close(self) -> None:

@@ -92,8 +92,8 @@ class PolicySection(_Section):
 
 class LoopSection(_Section):
     """Rates of the control loop; the watchdog is at most ``MAX_WATCHDOG_S`` of wall time.
-    On a robot: where the policy runs (``policy_worker``), and what the loop thread asks of
-    Linux (see :class:`mmrobot.deploy.loop.LoopConfig`). Simulation runs the policy inline,
+    On a robot: where the policy runs (``policy_worker``), where the sensor drivers run
+    (``driver_worker``), and what the loop thread asks of Linux (see :class:`mmrobot.deploy.loop.LoopConfig`). Simulation runs the policy inline,
     in simulated time."""
 
     rate_hz: float = Field(default=20.0, gt=0, allow_inf_nan=False)
@@ -105,6 +105,10 @@ class LoopSection(_Section):
     cpu_affinity: list[int] = []
     policy_cpu_affinity: list[int] = []
     gc_freeze: bool = True
+    # "process": the rig's sensor drivers (cameras, lidar, F/T) run in a process of their own
+    # and write shared memory, so their reader threads never hold the loop's GIL; the joint
+    # reader stays here, on the actuator's bus (mmrobot.drivers.host.hostable_drivers).
+    driver_worker: Literal["thread", "process"] = "thread"
 
     def loop_config(self, simulated: bool = False) -> LoopConfig:
         """The :class:`LoopConfig` this section describes; ``simulated``: in simulated time,
@@ -221,6 +225,12 @@ class LaunchFile(_Section):
             raise ValueError("mode 'run' needs a [sim] or a [rig] section")
         if self.mode in ("collect", "eval") and self.rig is not None:
             raise ValueError(f"mode {self.mode!r} runs in simulation; use [sim], not [rig]")
+        if self.sim is not None and self.loop.driver_worker == "process":
+            raise ValueError(
+                'loop.driver_worker = "process" runs a [rig]\'s sensor drivers in a process of '
+                "their own; a [sim] run's sensors are the simulation's, stepped with it: remove "
+                'the key or set loop.driver_worker = "thread"'
+            )
         return self
 
     def path(self, value: str) -> Path:
