@@ -165,6 +165,7 @@ class DriverHost:
         self._handles = {b.spec.name: b.handle() for b in self._buffers}
         self._process: Any = None
         self._exitcode: int | None = None
+        self.restarts = 0  # children started again by restart_if_dead
         self._conn: Any = None
         self._lock = threading.Lock()
         self._last_health: dict[str, tuple[Health, DriverStats | None]] = {}
@@ -193,6 +194,31 @@ class DriverHost:
         """
         if self._process is not None:
             raise LifecycleError("the driver process is already started")
+        if self._buffers and self._buffers[0].closed:
+            raise LifecycleError("the driver host is closed; make a new DriverHost")
+        return self._spawn(keep_buffers=False)
+
+    def restart_if_dead(self) -> bool:
+        """Start a new child when the running one died (killed, out of memory); the streams
+        keep their segments and their readers, and the new writers start a new epoch.
+
+        Returns:
+            True when a new child was started, False when the child was running.
+
+        Raises:
+            The new child's start errors, as :meth:`start`; the segments then stay (a
+            session's synchronizer still reads them, as invalid streams).
+        """
+        if self._process is None:
+            raise LifecycleError("the driver process was never started (or is closed)")
+        if self._process.is_alive():
+            return False
+        self._stop_child()
+        self.restarts += 1
+        self._spawn(keep_buffers=True)
+        return True
+
+    def _spawn(self, keep_buffers: bool) -> DriverHost:
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self._process = ctx.Process(
@@ -206,17 +232,23 @@ class DriverHost:
         try:
             msg = self._receive(self.start_timeout_s, "to open its drivers")
         except BaseException:
-            self.close()
+            self._abort_start(keep_buffers)
             raise
         if msg[0] == "error":
             _, name, raised = msg
-            self.close()
+            self._abort_start(keep_buffers)
             error = _unpickle_error(raised)
             error.add_note(
                 f"(raised by driver {name!r} in the driver process of {self.rig.source})"
             )
             raise error
         return self
+
+    def _abort_start(self, keep_buffers: bool) -> None:
+        if keep_buffers:
+            self._stop_child()
+        else:
+            self.close()
 
     def _receive(self, timeout_s: float, what: str) -> Any:
         ready = wait([self._conn, self._process.sentinel], timeout_s)
@@ -265,24 +297,27 @@ class DriverHost:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the child (its drivers close), then unlink every shared segment."""
-        proc, self._process = self._process, None
         try:
-            if proc is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.send(("stop",))
-                proc.join(timeout_s)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(2.0)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join(2.0)
-                self._exitcode = proc.exitcode
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._stop_child(timeout_s)
         finally:
             self._close_buffers()
+
+    def _stop_child(self, timeout_s: float = 5.0) -> None:
+        proc, self._process = self._process, None
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                self._conn.send(("stop",))
+            proc.join(timeout_s)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2.0)
+            self._exitcode = proc.exitcode
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _close_buffers(self) -> None:
         for b in self._buffers:

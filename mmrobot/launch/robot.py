@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,8 @@ __all__ = [
     "RobotSession",
     "arm_safety_layer",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: Action steps per second the policies are trained with (the simulation's control rate).
 ACTION_RATE_HZ = 20.0
@@ -252,6 +255,7 @@ class RobotSession:
                 self.driver_host.close()
             raise
         self.stopped: str | None = None
+        self._wait_s = wait_s
         self._opened: list[Any] = []
         try:
             if self.driver_host is not None:
@@ -487,6 +491,7 @@ class RobotSession:
                 "session to continue"
             )
         max_seconds = max_seconds or self.launch.run.max_seconds
+        self._restart_dead_driver_host()
         obs = self.sync.observe(self.clock.now_ns())
         self.controller.reset(self._latest_joints(obs)[: self.arm.n_joints])
         self.safety.events.clear()
@@ -533,8 +538,26 @@ class RobotSession:
             safety=self.safety.counts(),
             interrupted=reason.startswith("signal"),
             attribution=self.explainer.trace.to_dict() if self.explainer is not None else None,
-            loop={**stats.summary(), "drivers": self.drivers_report()},
+            loop={
+                **stats.summary(),
+                "drivers": self.drivers_report(),
+                "driver_restarts": 0 if self.driver_host is None else self.driver_host.restarts,
+            },
         )
+
+    def _restart_dead_driver_host(self) -> None:
+        """A driver process that died between instructions (killed, out of memory) is started
+        again, on the same shared buffers, before the next instruction reads them."""
+        host = self.driver_host
+        if host is None or host.alive:
+            return
+        _log.warning(
+            "the driver process (pid %s) exited (code %s) between instructions; starting a new one",
+            host.pid,
+            host.exitcode,
+        )
+        host.restart_if_dead()
+        self._wait_for_streams(self._wait_s)
 
     def close(self) -> None:
         """Close the actuator (torque off where the rig says so) and every driver, then stop

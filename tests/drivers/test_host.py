@@ -114,16 +114,24 @@ def test_a_missing_port_raises_the_drivers_own_error_here(tmp_path):
     assert segments() == before
 
 
-def test_a_killed_child_reads_disconnected_and_its_segments_go_at_close(tmp_path):
+def test_a_killed_child_reads_disconnected_restarts_and_its_segments_go_at_close(tmp_path):
     before = segments()
     with FT300Emulator(WRENCH, link=tmp_path / "ft") as emu:
         host = DriverHost(ft_rig(emu.port), ["wrist_ft"]).start()
+        buf = host.drivers[0].buffers["ft"]
         try:
+            assert host.restart_if_dead() is False
             assert host.drivers[0].health in (Health.OK, Health.STALE)
             os.kill(host.pid, signal.SIGKILL)
             host._process.join(5)
             health, stats = host.health()["wrist_ft"]
             assert health is Health.DISCONNECTED and "exited (code -9)" in stats.last_error
+            killed_ns = time.monotonic_ns()
+            assert host.restart_if_dead() is True and host.alive and host.restarts == 1
+            end = time.monotonic() + 10  # the same reader sees the new child's samples
+            while (buf.latest() or (0,))[0] <= killed_ns and time.monotonic() < end:
+                time.sleep(0.02)
+            assert buf.latest()[0] > killed_ns and buf.value_at(time.monotonic_ns())[2]
         finally:
             host.close()
     assert segments() == before

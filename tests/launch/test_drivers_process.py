@@ -4,6 +4,8 @@ the actuator's bus here, and the loop sees the same streams, valid, in the same 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -79,6 +81,12 @@ def test_sensor_drivers_in_their_own_process_stream_the_same_spec(hil_rig, check
         assert "arm here (on the actuator's bus)" in out.loop["drivers"]
         health = {d.name: d.health.value for d in session.drivers}
         assert set(health.values()) <= {"ok", "stale"}, health
+        # a driver process that died between instructions is started again for the next
+        os.kill(host.pid, signal.SIGKILL)
+        host._process.join(5)
+        out = session.execute("hold on", max_seconds=1.0)
+        assert out.reason == "completed" and out.loop["driver_restarts"] == 1
+        assert all(session.sync.observe(time.monotonic_ns()).valid.values())
     finally:
         session.close()
     assert not host.alive and host.exitcode == 0
