@@ -93,7 +93,10 @@ def test_sensor_drivers_in_their_own_process_stream_the_same_spec(hil_rig, check
     assert segments() == before
 
 
-def test_driver_worker_is_validated(hil_rig, checkpoint, sim):
+def test_driver_worker_is_validated(sim, robot):
+    from mmrobot.core.clock import ManualClock
+    from mmrobot.launch.robot import RobotSession
+
     with pytest.raises(ConfigError, match="'thread' or 'process'"):
         load_launch(ROOT / "launch" / "hil.toml", ["loop.driver_worker=forked"], check_files=False)
     with pytest.raises(ConfigError, match=r"a \[sim\] run's sensors are the simulation's"):
@@ -102,3 +105,7 @@ def test_driver_worker_is_validated(hil_rig, checkpoint, sim):
         assert load_launch(ROOT / "launch" / name, check_files=False).loop.driver_worker == (
             "process"
         )
+    # the driver process stamps with the machine's monotonic clock: a session on another
+    # clock is refused before anything opens (robot_example's ports are /dev/null here)
+    with pytest.raises(ConfigError, match="use MonotonicClock or loop.driver_worker"):
+        RobotSession(load_launch(robot), clock=ManualClock())
