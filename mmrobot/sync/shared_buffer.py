@@ -75,7 +75,12 @@ class SharedBufferHandle:
         return SharedStreamBuffer(self.spec, self.capacity, name=self.name, writer=True)
 
     def open_reader(self) -> SharedStreamBuffer:
-        """Another reading side, attached to the existing segment."""
+        """Another reading side, attached to the existing segment.
+
+        Open either side in a process the creator started with ``spawn`` (or ``fork``): on
+        Python < 3.13 attaching lists the segment with the process's resource tracker, which
+        is the creator's there; a process with a tracker of its own would unlink the segment
+        when it exits."""
         return SharedStreamBuffer(self.spec, self.capacity, name=self.name, writer=False)
 
 
@@ -130,6 +135,7 @@ class SharedStreamBuffer(StreamBuffer):
         data_off = _aligned(t_off + 8 * n)
         size = data_off + item * n
         if self._owner:
+            # stream names are identifiers (StreamSpec checks), so valid in a file name
             name = f"{SEGMENT_PREFIX}{self.spec.name[:40]}-{secrets.token_hex(6)}"
             self._shm = shared_memory.SharedMemory(name=name, create=True, size=size)
             # the owner unlinks at close, or at exit; a killed owner's resource tracker does
