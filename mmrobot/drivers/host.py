@@ -274,19 +274,17 @@ class DriverHost:
         every driver ``disconnected``, with the reason as ``last_error``. Never call it from
         the control loop's tick: it is a round trip to the child."""
         with self._lock:
+            why = "driver process not running (not started, or closed)"
             if self.alive:
                 try:
                     self._conn.send(("health",))
                     msg = self._receive(timeout_s, "to a health request")
                     self._last_health = {n: (Health(h), s) for n, (h, s) in msg[1].items()}
                     return dict(self._last_health)
-                except Exception:
-                    pass
-            why = (
-                "driver process not running (not started, or closed)"
-                if self._process is None
-                else f"driver process exited (code {self._process.exitcode})"
-            )
+                except Exception as e:  # no answer: the reason is the drivers' last error
+                    why = str(e)
+            elif self._process is not None:
+                why = f"driver process exited (code {self._process.exitcode})"
             out = {}
             for d in self.drivers:
                 stats = self._last_health.get(d.name, (None, None))[1]

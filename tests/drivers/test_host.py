@@ -123,7 +123,7 @@ def test_a_killed_child_reads_disconnected_restarts_and_its_segments_go_at_close
             assert host.restart_if_dead() is False
             assert host.drivers[0].health in (Health.OK, Health.STALE)
             os.kill(host.pid, signal.SIGKILL)
-            host._process.join(5)
+            wait_until(lambda: not host.alive)
             health, stats = host.health()["wrist_ft"]
             assert health is Health.DISCONNECTED and "exited (code -9)" in stats.last_error
             killed_ns = time.monotonic_ns()
@@ -180,3 +180,10 @@ def _alive(pid: int) -> bool:
     # a zombie (exited, not yet reaped by init) counts as gone
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ")[1][0] != "Z"
+
+
+def wait_until(done, timeout_s: float = 10.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)

@@ -83,7 +83,7 @@ def test_sensor_drivers_in_their_own_process_stream_the_same_spec(hil_rig, check
         assert set(health.values()) <= {"ok", "stale"}, health
         # a driver process that died between instructions is started again for the next
         os.kill(host.pid, signal.SIGKILL)
-        host._process.join(5)
+        wait_until(lambda: not host.alive)
         out = session.execute("hold on", max_seconds=1.0)
         assert out.reason == "completed" and out.loop["driver_restarts"] == 1
         assert all(session.sync.observe(time.monotonic_ns()).valid.values())
@@ -109,3 +109,10 @@ def test_driver_worker_is_validated(sim, robot):
     # clock is refused before anything opens (robot_example's ports are /dev/null here)
     with pytest.raises(ConfigError, match="use MonotonicClock or loop.driver_worker"):
         RobotSession(load_launch(robot), clock=ManualClock())
+
+
+def wait_until(done, timeout_s: float = 10.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
