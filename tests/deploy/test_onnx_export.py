@@ -278,3 +278,32 @@ def test_cli_export(tmp_path, capsys):
     assert Sidecar.read(tmp_path / "e").precision == "int8"
     assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_onnx_and_torch_policies_decode_as_the_config_says(tmp_path):
+    import dataclasses
+
+    from mmrobot.policies import ActionTokenizer, TorchPolicy
+
+    torch.manual_seed(0)
+    cfg = tiny_config("mid", "parallel")
+    dim = cfg.action.dim
+    how = ("median",) + ("argmax",) * (dim - 1)
+    cfg = cfg.replace(action=dataclasses.replace(cfg.action, decode=how))
+    model = FusionPolicyModel(cfg).eval()
+    save_checkpoint(model, tmp_path / "ckpt")
+    export_onnx(tmp_path / "ckpt", tmp_path / "export")
+    policy = OnnxPolicy(tmp_path / "export")
+    assert policy.config.action.decode == how  # the sidecar carries it
+    obs = random_observation(cfg.streams, np.random.default_rng(5), t_ns=7)
+    batch = collate([obs], ["open the gripper"], cfg.streams, ByteTokenizer(cfg.language.max_len))
+    logits, tokens = policy.run(batch)
+    tok = ActionTokenizer.from_config(cfg.action)
+    chunk = policy.act(obs, "open the gripper")
+    np.testing.assert_array_equal(chunk.actions, tok.decode_logits(logits, how)[0])
+    # an untrained network's bin distributions are wide: the median is not the argmax there
+    argmax = tok.decode(tokens)[0]
+    assert not np.allclose(chunk.actions[:, 0], argmax[:, 0])
+    np.testing.assert_array_equal(chunk.actions[:, 1:], argmax[:, 1:])
+    ref = TorchPolicy(model).act(obs, "open the gripper")
+    np.testing.assert_allclose(ref.actions[:, 1:], chunk.actions[:, 1:])
