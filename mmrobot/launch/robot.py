@@ -198,6 +198,12 @@ class RobotSession:
     process) is started and warmed up here and serves every instruction of the session;
     :meth:`close` (or the end of ``with RobotSession(...)``) stops it.
 
+    With ``loop.driver_worker = "process"`` the sensor drivers run in a
+    :class:`~mmrobot.drivers.host.DriverHost` (their streams in shared memory; a process that
+    died between instructions is started again), except those that must stay with the
+    arm's actuator and joint readings (:func:`~mmrobot.drivers.host.hostable_drivers`);
+    :meth:`drivers_report` says which run where.
+
     Raises:
         ConfigError: the rig lacks the actuator or the policy's streams, or limits are bad;
             a process worker with ``policy`` or ``explain`` (both need the policy here).
