@@ -12,6 +12,8 @@ neighbour process spinning on a core, then the policy in a process of its own
 (``"process"``: no share of the loop's GIL), alone and with the neighbour. The loop thread
 asks for SCHED_FIFO as hil.toml says; the table says what it was granted. ``--pin`` puts the
 loop thread alone on the last CPU and the rig and the policy worker on the others.
+``--drivers thread process`` runs every condition with the rig's sensor drivers in the
+loop's process and in their own (``loop.driver_worker``; default: hil.toml's "process").
 
 The policy: an exported ONNX model run by ``mmrobot.deploy.OnnxPolicy`` when that imports
 (a freshly initialized tiny fusion model is exported unless ``--policy`` names a checkpoint
@@ -119,6 +121,12 @@ def main() -> int:
         help="policy workers to measure (default: all three)",
     )  # fmt: skip
     ap.add_argument(
+        "--drivers", nargs="*", choices=["thread", "process"], default=None,
+        help="where the rig's sensor drivers run (loop.driver_worker): in the loop's process "
+        "(thread) or in their own (process); several: each condition under each "
+        "(default: hil.toml's setting)",
+    )  # fmt: skip
+    ap.add_argument(
         "--pin", action="store_true",
         help="pin the loop thread to the last CPU, the policy worker and the rig to the others",
     )  # fmt: skip
@@ -161,27 +169,32 @@ def main() -> int:
                     f"loop.policy_cpu_affinity={others}",
                 ]
             results: dict[str, Any] = {}
-            for worker, conditions in (("inline", ["inline (baseline)"]),
-                                       ("thread", ["thread", "thread + CPU neighbour"]),
-                                       ("process", ["process", "process + CPU neighbour"])):  # fmt: skip
-                if args.workers and worker not in args.workers:
-                    continue
-                launch = load_launch(
-                    ROOT / "launch" / "hil.toml", [*overrides, f'loop.policy_worker="{worker}"']
-                )
-                session = RobotSession(launch)
-                try:
-                    for name in conditions:
-                        if name.endswith("neighbour"):
-                            neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                            time.sleep(0.5)
-                        results[name] = run_condition(session, seconds)
-                        if neighbour is not None:
-                            neighbour.kill()
-                            neighbour.wait()
-                            neighbour = None
-                finally:
-                    session.close()
+            for drivers in args.drivers or [None]:
+                for worker, conditions in (("inline", ["inline (baseline)"]),
+                                           ("thread", ["thread", "thread + CPU neighbour"]),
+                                           ("process", ["process", "process + CPU neighbour"])):  # fmt: skip
+                    if args.workers and worker not in args.workers:
+                        continue
+                    extra = [f'loop.policy_worker="{worker}"']
+                    if drivers is not None:
+                        extra.append(f'loop.driver_worker="{drivers}"')
+                    launch = load_launch(ROOT / "launch" / "hil.toml", [*overrides, *extra])
+                    session = RobotSession(launch)
+                    try:
+                        for name in conditions:
+                            label = f"{name}, drivers: {launch.loop.driver_worker}"
+                            if name.endswith("neighbour"):
+                                neighbour = subprocess.Popen(
+                                    [sys.executable, "-c", "while True: pass"]
+                                )
+                                time.sleep(0.5)
+                            results[label] = run_condition(session, seconds)
+                            if neighbour is not None:
+                                neighbour.kill()
+                                neighbour.wait()
+                                neighbour = None
+                    finally:
+                        session.close()
         finally:
             if neighbour is not None:
                 neighbour.kill()

@@ -377,7 +377,8 @@ def _report(
                 f"{o.loop['deadline_misses']} deadline misses, {o.loop['skipped_ticks']} skipped, "
                 f"jitter p99 {o.loop['jitter_p99_ms']:.2f} ms, policy age p99 "
                 f"{o.loop['policy_age_p99_ms']:.1f} ms; holds: {holds or 'none'}; "
-                f"{o.loop['scheduling']}",
+                f"{o.loop['scheduling']}"
+                + (f"; {o.loop['drivers']}" if o.loop.get("drivers") else ""),
                 markup=False,
                 highlight=False,
             )

@@ -142,7 +142,7 @@ def test_ctrl_c_stops_the_arm_torque_off_and_ends_the_session(hil_dir, checkpoin
         session.close()
 
 
-def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_path):
+def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_path, capsys):
     """`mmrobot run` on a rig: a stop request ends the run (no further instruction is tried
     on the stopped arm), the interrupted instruction is written, and the exit code is 130."""
     import json
@@ -171,6 +171,10 @@ def test_ctrl_c_ends_the_whole_run_and_writes_what_ran(hil_dir, checkpoint, tmp_
     assert not any(read_state(hil_dir / "rig.toml")["servo_torque"])
     # the run closed the session, and with it the policy worker
     assert session.loop._worker is None and not worker._thread.is_alive()
+    # the loop line says where the sensor drivers ran (hil.toml: in their own process)
+    assert "in their own process" in rows[0]["loop"]["drivers"]
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert " ".join(rows[0]["loop"]["drivers"].split()) in printed
 
 
 @pytest.mark.parametrize("worker", ["thread", "process"])
