@@ -232,16 +232,35 @@ def check_realtime() -> Check:
         "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50)); print('granted')"
     )
     cpus = sorted(os.sched_getaffinity(0))
+    shm_ok, shm = _shared_memory()
     found = (
         f"SCHED_FIFO {'granted' if ok else 'refused (' + msg + ')'}; CPU affinity available, "
-        f"CPUs {cpus}; gc.freeze available"
+        f"CPUs {cpus}; gc.freeze available; {shm}"
     )
-    fix = "" if ok else (
+    fixes = [] if ok else [
         "loop.realtime_priority needs root or CAP_SYS_NICE: sudo setcap cap_sys_nice+ep "
         "$(readlink -f $(which python)), or an rtprio limit in /etc/security/limits.conf; "
         "without it the loop runs at normal priority and says so"
-    )  # fmt: skip
-    return Check("realtime", "ok" if ok else "warn", found, fix)
+    ]  # fmt: skip
+    if not shm_ok:
+        fixes.append(
+            'loop.driver_worker = "process" keeps the sensor streams in shared memory: '
+            'mount a tmpfs on /dev/shm, or set loop.driver_worker = "thread"'
+        )
+    return Check("realtime", "ok" if ok and shm_ok else "warn", found, "; ".join(fixes))
+
+
+def _shared_memory() -> tuple[bool, str]:
+    """Whether a shared-memory segment can be made here (``loop.driver_worker = "process"``)."""
+    from multiprocessing import shared_memory
+
+    try:
+        seg = shared_memory.SharedMemory(create=True, size=1 << 20)
+    except OSError as e:
+        return False, f'no shared memory for loop.driver_worker = "process" ({e})'
+    seg.close()
+    seg.unlink()
+    return True, 'shared memory available (loop.driver_worker = "process")'
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (

@@ -67,6 +67,7 @@ def test_realtime_says_whether_sched_fifo_is_granted_here():
     from mmrobot.launch.doctor import check_realtime
 
     c = check_realtime()
+    assert "shared memory available" in c.found  # this machine has a writable /dev/shm
     try:  # the same request, made by this test in a child process
         pid = os.fork()
     except OSError:  # pragma: no cover
