@@ -28,7 +28,7 @@ offers (``SCHED_FIFO`` when permitted, CPU affinity) and keeps the garbage colle
 the ticks (``gc.freeze()`` after warm-up, young-generation collections only in a tick's
 slack). SIGINT and SIGTERM stop it in a controlled way: hold, then torque off where the
 actuator can. Timing statistics (period jitter, deadline misses, policy latency, stream
-ages) are kept per run.
+ages, each tick's CPU time and the wall time of its parts) are kept per run.
 
 A policy worker (thread or process) is started once and serves every run of its loop while
 the loop's owner holds it (``with loop:``, or ``run(keep_worker=True)`` and
@@ -60,6 +60,7 @@ from mmrobot.deploy.loop_config import (
     CommandSink,
     LoopConfig,
     LoopStats,
+    SendTiming,
     TorqueControl,
 )
 from mmrobot.deploy.safety import SafetyLayer
@@ -137,6 +138,7 @@ class ControlLoop:
         self.clock = clock or MonotonicClock()
         self.ensembler = TemporalEnsembler(self.config.ensemble_decay)
         self.stats = LoopStats()
+        self._send_timing = isinstance(actuator, SendTiming)  # once: isinstance is slow
         self._stop = threading.Event()
         self._tripped = threading.Event()  # the watchdog took over: send nothing more
         self._send_lock = threading.Lock()
@@ -180,9 +182,12 @@ class ControlLoop:
         """One control tick at ``t_ns``: returns the command sent and the new chunk, if any."""
         if not self._started:
             raise RuntimeError("ControlLoop.tick() before start(instruction)")
+        clock = time.perf_counter_ns  # the parts' wall times: LoopStats.tick_parts_ns
+        t0 = clock()
         obs = self.sync.observe(t_ns)
         for name, age in obs.ages_ns.items():
             self.stats.ages_ns.setdefault(name, []).append(age)
+        t1 = clock()
         chunk = None
         if self._tick_index % self.config.ticks_per_policy == 0:
             if self.config.policy_worker != "inline":
@@ -190,17 +195,20 @@ class ControlLoop:
                 if worker.submit(self._generation, obs, self.instruction):
                     self.stats.replaced_requests += 1
             else:
-                t0 = time.perf_counter_ns()
+                t = clock()
                 result = self.policy.act(obs, self.instruction)
-                chunk = self._accept(t_ns, result, time.perf_counter_ns() - t0)
+                chunk = self._accept(t_ns, result, clock() - t)
+        t2 = clock()
         if self._worker is not None:
             for generation, result, latency_ns in self._worker.poll():
                 if generation == self._generation:
                     chunk = self._accept(t_ns, result, latency_ns) or chunk
+        t3 = clock()
         action = self.ensembler.action_at(t_ns)
         newest = self.ensembler.newest
         if newest is not None:
             self.stats.policy_age_ns.append(t_ns - newest.t_ns)
+        t4 = t5 = clock()
         holds_before = self.safety.n_holds
         if action is None and newest is None:
             command = self.safety.hold(t_ns, "no action chunk yet", "no_chunk")
@@ -215,14 +223,25 @@ class ControlLoop:
             )
         else:
             raw = np.asarray(self.to_command(action, obs), np.float64)
+            t5 = clock()
             command = self.safety.filter(t_ns, raw, dict(obs.valid), self.grip_force(obs))
         if self.safety.n_holds > holds_before:
             self.stats.holds += self.safety.n_holds - holds_before
             cause = self.safety.events[-1].where or "other"
             self.stats.hold_reasons[cause] = self.stats.hold_reasons.get(cause, 0) + 1
+        t6 = clock()
         with self._send_lock:
-            if not self._tripped.is_set():
+            sent = not self._tripped.is_set()
+            if sent:
                 self.actuator.send(command)
+        t7 = clock()
+        self.stats.tick_parts_ns.append(
+            (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)
+        )
+        if sent and self._send_timing:
+            bus_ns = self.actuator.last_send_ns  # type: ignore[attr-defined]
+            if bus_ns is not None:
+                self.stats.send_bus_ns.append(bus_ns)
         self._tick_index += 1
         self.stats.ticks += 1
         return command, chunk
@@ -376,9 +395,12 @@ class ControlLoop:
                 self._wait_until(scheduled)
                 now = self.clock.now_ns()
                 self.stats.jitter_ns.append(now - scheduled)
+                cpu_ns = time.thread_time_ns()
                 self.tick(now)
+                cpu_ns = time.thread_time_ns() - cpu_ns
                 done = self.clock.now_ns()
                 self.stats.tick_compute_ns.append(done - now)
+                self.stats.tick_cpu_ns.append(cpu_ns)
                 self._last_tick_done_ns = done
                 if done > scheduled + period:
                     self.stats.deadline_misses += 1

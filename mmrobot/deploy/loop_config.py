@@ -10,9 +10,23 @@ import numpy as np
 
 from mmrobot.core.errors import ConfigError
 
-__all__ = ["POLICY_WORKERS", "CommandSink", "LoopConfig", "LoopStats", "TorqueControl"]
+__all__ = [
+    "POLICY_WORKERS",
+    "TICK_PARTS",
+    "CommandSink",
+    "LoopConfig",
+    "LoopStats",
+    "SendTiming",
+    "TorqueControl",
+]
 
 POLICY_WORKERS = ("inline", "thread", "process")
+
+# The parts of a tick, in order, timed in LoopStats.tick_parts_ns: the synchronizer's
+# observe; the policy request (inline: the policy call itself; a worker: its submit, 0 on
+# ticks that request nothing); the worker's poll; the ensembler; to_command (IK; 0 on a
+# hold); the safety layer (filter or hold); the actuator's send.
+TICK_PARTS = ("observe", "request", "poll", "ensemble", "command", "safety", "send")
 
 
 @runtime_checkable
@@ -27,6 +41,16 @@ class TorqueControl(Protocol):
     """An actuator that can switch its motors off (Dynamixel: torque enable)."""
 
     def set_torque(self, on: bool) -> None: ...
+
+
+@runtime_checkable
+class SendTiming(Protocol):
+    """An actuator that says how its last send spent its time on the bus: (lock wait ns,
+    write ns), the write 0 when the command was left with another thread's transaction
+    (:attr:`~mmrobot.drivers.dynamixel_bus.DynamixelBus.last_post_ns`); None: not known."""
+
+    @property
+    def last_send_ns(self) -> tuple[int, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +135,14 @@ class LoopConfig:
 
 @dataclass
 class LoopStats:
-    """Timing and safety figures of one run."""
+    """Timing and safety figures of one run.
+
+    Per tick, in ns: ``jitter_ns``, ``tick_compute_ns`` (wall) and ``tick_cpu_ns`` (the loop
+    thread's CPU time: the rest of the wall time it waited for a core, the GIL, a lock or
+    I/O) in :meth:`ControlLoop.run`; ``tick_parts_ns``, every tick's wall time per part in
+    :data:`TICK_PARTS` order; ``send_bus_ns``, per send of a :class:`SendTiming` actuator,
+    its (lock wait, write).
+    """
 
     ticks: int = 0
     deadline_misses: int = 0
@@ -126,6 +157,9 @@ class LoopStats:
     scheduling: str = ""
     jitter_ns: list[int] = field(default_factory=list)
     tick_compute_ns: list[int] = field(default_factory=list)
+    tick_cpu_ns: list[int] = field(default_factory=list)
+    tick_parts_ns: list[tuple[int, ...]] = field(default_factory=list)
+    send_bus_ns: list[tuple[int, int]] = field(default_factory=list)
     policy_latency_ns: list[int] = field(default_factory=list)
     policy_age_ns: list[int] = field(default_factory=list)
     ages_ns: dict[str, list[int]] = field(default_factory=dict)
@@ -133,10 +167,7 @@ class LoopStats:
 
     def summary(self) -> dict[str, float | int | str]:
         """Percentiles in ms, counts, and the stop reason."""
-
-        def pct(values: list[int], q: float) -> float:
-            return float(np.percentile(np.abs(values), q) / 1e6) if values else float("nan")
-
+        pct = _pct_ms
         out: dict[str, float | int | str] = {
             "ticks": self.ticks,
             "deadline_misses": self.deadline_misses,
@@ -158,8 +189,33 @@ class LoopStats:
             "policy_age_p50_ms": pct(self.policy_age_ns, 50),
             "policy_age_p99_ms": pct(self.policy_age_ns, 99),
         }
+        out.update(self.breakdown())
         for reason, n in sorted(self.hold_reasons.items()):
             out[f"holds_{reason}"] = n
         for name, ages in self.ages_ns.items():
             out[f"age_{name}_p50_ms"] = pct(ages, 50)
         return out
+
+    def breakdown(self) -> dict[str, float | int]:
+        """Where the ticks' time went, p50/p99 in ms: ``tick_cpu``, ``tick_<part>`` for each of
+        :data:`TICK_PARTS`, ``send_lock_wait`` and ``send_write`` (sends written at once);
+        ``sends_timed`` and ``sends_deferred`` (left with the joint read) count the sends."""
+        out: dict[str, float | int] = {}
+        cpu = np.asarray(self.tick_cpu_ns, np.int64)
+        parts = np.asarray(self.tick_parts_ns, np.int64).reshape(-1, len(TICK_PARTS))
+        bus = np.asarray(self.send_bus_ns, np.int64).reshape(-1, 2)
+        written = bus[bus[:, 1] > 0]
+        columns = {"tick_cpu": cpu}
+        columns.update({f"tick_{name}": parts[:, i] for i, name in enumerate(TICK_PARTS)})
+        columns.update(send_lock_wait=bus[:, 0], send_write=written[:, 1])
+        for name, values in columns.items():
+            out[f"{name}_p50_ms"] = _pct_ms(values, 50)
+            out[f"{name}_p99_ms"] = _pct_ms(values, 99)
+        out["sends_timed"] = len(bus)
+        out["sends_deferred"] = len(bus) - len(written)
+        return out
+
+
+def _pct_ms(values: list[int] | np.ndarray, q: float) -> float:
+    """The ``q`` percentile of ``|values|`` (ns) in ms; NaN when there are none."""
+    return float(np.percentile(np.abs(values), q) / 1e6) if len(values) else float("nan")

@@ -268,7 +268,8 @@ class DynamixelActuator(Actuator):
     ``send(values)`` takes ``(N,)`` joint values in joint order and units (rad, or m for
     ``unit = "m"`` servos), clamped to each servo's ``min``/``max``. It does not wait for a
     bus busy with the joint driver's read: the goal goes out as soon as that read ends
-    (:meth:`~mmrobot.drivers.dynamixel_bus.DynamixelBus.post_sync_write`).
+    (:meth:`~mmrobot.drivers.dynamixel_bus.DynamixelBus.post_sync_write`). After each send,
+    ``last_send_ns`` is that post's (lock wait, write) wall ns (write 0: left with the read).
     """
 
     Config = DynamixelActuatorConfig
@@ -278,6 +279,7 @@ class DynamixelActuator(Actuator):
         super().__init__(config, **kwargs)
         self.conv = ServoConversion(config.servos)
         self.bus: DynamixelBus | None = None
+        self.last_send_ns: tuple[int, int] | None = None
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -344,3 +346,4 @@ class DynamixelActuator(Actuator):
             4,
             {i: struct.pack("<i", int(t)) for i, t in zip(self.conv.ids, ticks, strict=True)},
         )
+        self.last_send_ns = self.bus.last_post_ns

@@ -173,6 +173,10 @@ class DynamixelBus:
         corrupt_replies: attempts cut short by a corrupted reply and retried at once.
         deferred_writes: posted Sync Writes left with another thread's transaction.
         superseded_writes: of those, ones replaced by a newer post before they went out.
+        last_post_ns: the latest :meth:`post_sync_write`'s (wait, write) wall ns: waiting
+            for the post and bus locks' own mutexes (held briefly by another user of the bus;
+            a post never queues for a transaction), then writing the packet and handing the
+            bus back; write is 0 when the packet was left with another thread's transaction.
     """
 
     def __init__(
@@ -200,6 +204,7 @@ class DynamixelBus:
         self.corrupt_replies = 0
         self.deferred_writes = 0
         self.superseded_writes = 0
+        self.last_post_ns: tuple[int, int] = (0, 0)
         self._refs = 0
         # posted writes waiting for the end of the transaction in progress, by what they
         # write (address, length, ids); guarded by _post_lock, which is taken before the bus
@@ -285,6 +290,7 @@ class DynamixelBus:
         """
         packet = self._sync_write_packet(addr, length, data)
         key = (addr, length, tuple(data))
+        t0_ns = time.perf_counter_ns()
         with self._post_lock:
             error, self._post_error = self._post_error, None
             if error is not None:
@@ -297,11 +303,14 @@ class DynamixelBus:
                 if self._posted.pop(key, None) is not None:
                     self.superseded_writes += 1
                 self._posted[key] = packet
+                self.last_post_ns = (time.perf_counter_ns() - t0_ns, 0)
                 return False
+        t1_ns = time.perf_counter_ns()
         try:
             self._write_packets([packet])
         finally:
             self.lock.release()
+        self.last_post_ns = (t1_ns - t0_ns, time.perf_counter_ns() - t1_ns)
         return True
 
     def _fail(self, e: BaseException) -> DeviceNotConnectedError:

@@ -96,6 +96,11 @@ class ArmCommandSink:
     def set_torque(self, on: bool) -> None:
         self.actuator.set_torque(on)
 
+    @property
+    def last_send_ns(self) -> tuple[int, int] | None:
+        """The actuator's (lock wait, write) ns of its last send, where it reports them."""
+        return getattr(self.actuator, "last_send_ns", None)
+
 
 class _TimedSync:
     """The synchronizer, noting when each tick starts (its first call is ``observe``)."""

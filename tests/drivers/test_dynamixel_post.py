@@ -64,6 +64,8 @@ def test_a_post_on_a_free_bus_is_written_at_once(emulator, bus):
     before = bus.attempts
     assert bus.post_sync_write(GOAL, 4, {1: _goal(2100), 2: _goal(2000)}) is True
     assert bus.attempts == before + 1 and bus.deferred_writes == 0
+    wait_ns, write_ns = bus.last_post_ns  # the tick's send: no wait for the bus, then the write
+    assert wait_ns >= 0 and write_ns > 0
     # a read behind it on the wire sees it
     assert struct.unpack("<i", bus.read(2, GOAL, 4))[0] == 2000
     assert emulator.servos[1].i32(GOAL) == 2100
@@ -75,7 +77,7 @@ def test_a_post_on_a_busy_bus_goes_out_when_the_turn_ends_before_queued_threads(
         queued.start()
         _wait_until(lambda: bus.lock.waiting == 1)
         assert _post_from_another_thread(bus, {1: _goal(2100), 3: _goal(1900)}) is False
-        assert bus.deferred_writes == 1
+        assert bus.deferred_writes == 1 and bus.last_post_ns[1] == 0  # not written by the post
         time.sleep(0.05)
         assert emulator.servos[3].i32(GOAL) == 2048  # nothing on the wire while the bus is held
     queued.join(timeout=5.0)
