@@ -6,7 +6,10 @@ cameras) and the ControlLoop (LoopConfig(rate_hz=100, policy_rate_hz=20)) runs t
 the MonotonicClock, sending goal positions over the wire every 10 ms. Reported per condition:
 tick start jitter (|actual - scheduled|) p50/p99/max, deadline misses (ticks that ended after
 their period), skipped ticks, policy latency, the policy's age when its chunk is used, and
-per-tick compute. Conditions: the policy inline in the tick (the baseline), the policy in
+per-tick compute; a second table splits the tick: its CPU time (the rest of its wall time
+is waiting: for a core, the GIL, a lock or I/O), the wall time of each part
+(``LoopStats.tick_parts_ns``) and the goal write's bus lock wait and write (sends left with
+the joint read are counted, not timed as writes). Conditions: the policy inline in the tick (the baseline), the policy in
 its own thread (``loop.policy_worker = "thread"``), then the thread with a CPU-loading
 neighbour process spinning on a core, then the policy in a process of its own
 (``"process"``: no share of the loop's GIL), alone and with the neighbour. The loop thread
@@ -102,12 +105,30 @@ def run_condition(session: Any, seconds: float) -> dict[str, Any]:
         "policy_age_p99_ms": summary["policy_age_p99_ms"],
         "tick_p50_ms": summary["tick_compute_p50_ms"],
         "tick_p99_ms": summary["tick_compute_p99_ms"],
+        "breakdown": s.breakdown(),
         "holds": s.holds,
         "hold_reasons": dict(s.hold_reasons),
         "scheduling": s.scheduling,
         "stop_reason": out.reason,
         "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+
+
+def print_breakdown(results: dict[str, dict[str, Any]]) -> None:
+    """Where each condition's tick time went: p50 / p99 ms of its CPU time and parts."""
+    from mmrobot.deploy.loop_config import TICK_PARTS
+
+    names = ["tick_cpu", *(f"tick_{p}" for p in TICK_PARTS), "send_lock_wait", "send_write"]
+    cols = ["condition", "compute", "CPU", *TICK_PARTS, "send: lock wait", "send: write"]
+    cols.append("sends left with the read")
+    rows = []
+    for label, r in results.items():
+        b = r["breakdown"]
+        cells = [f"{r['tick_p50_ms']:.3f} / {r['tick_p99_ms']:.2f}"]
+        cells += [f"{b[f'{n}_p50_ms']:.3f} / {b[f'{n}_p99_ms']:.2f}" for n in names]
+        cells.append(f"{b['sends_deferred']} of {b['sends_timed']}")
+        rows.append([label, *cells])
+    print_table("where the tick's time goes: p50 / p99 ms per tick", cols, rows)
 
 
 def main() -> int:
@@ -237,6 +258,7 @@ def main() -> int:
         f"{seconds:g} s per condition; policy: {policy_desc}"
     )
     print_table(title, cols, rows)
+    print_breakdown(results)
     print("loop thread scheduling:", "; ".join(sorted({r["scheduling"] for r in results.values()})))
     write_json(
         args.json,
