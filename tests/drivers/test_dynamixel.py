@@ -248,6 +248,7 @@ def test_driver_streams_joints_and_actuator_moves_them(emulator):
         assert first == pytest.approx(np.zeros(7), abs=1e-3)
         goal = np.array([0.5, -0.4, 0.3, -0.2, 0.1, 0.0, 0.008])
         act.send(goal)
+        assert act.last_send_ns == act.bus.last_post_ns  # its post's (lock wait, write) ns
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             _, value = drv.latest()
