@@ -99,12 +99,16 @@ class SafetyLayer:
             arm model). With it the box check of the rate-limited step is skipped where the
             target's clearance from the box's faces proves that step inside too: the same
             commands and events, one forward kinematics fewer on most commands.
+        fk_jacobian: joint positions (n,) -> (3, n) Jacobian of ``forward_kinematics``; with
+            it, moving a target into the box costs one Jacobian per iteration instead of n
+            more forward kinematics (:meth:`mmrobot.envs.kinematics.ArmKinematics.tcp_jacobian`).
     """
 
     limits: SafetyLimits
     period_s: float
     forward_kinematics: Callable[[np.ndarray], np.ndarray] | None = None
     fk_lever_arms_m: Sequence[float] | np.ndarray | None = None
+    fk_jacobian: Callable[[np.ndarray], np.ndarray] | None = None
     events: list[SafetyEvent] = field(default_factory=list)
     n_holds: int = 0
     _last: np.ndarray | None = field(default=None, repr=False)
@@ -364,19 +368,23 @@ class SafetyLayer:
         goal: np.ndarray,
         iters: int = 10,
     ) -> np.ndarray:
-        """Joints near ``q`` whose end effector is at ``goal``: damped least squares on a
-        finite-difference Jacobian of the forward kinematics, within the joint limits."""
+        """Joints near ``q`` whose end effector is at ``goal``: damped least squares on the
+        Jacobian of the forward kinematics (``fk_jacobian``, else finite differences),
+        within the joint limits."""
         q = q.copy()
         eps, lam2 = 1e-6, 1e-4
         for _ in range(iters):
             err = goal - ee
             if np.all(np.abs(err) <= 0.1 * _WORKSPACE_TOL_M):
                 break
-            jac = np.empty((3, len(q)))
-            for j in range(len(q)):
-                dq = np.zeros_like(q)
-                dq[j] = eps
-                jac[:, j] = (np.asarray(fk(q + dq), np.float64) - ee) / eps
+            if self.fk_jacobian is not None:
+                jac = np.asarray(self.fk_jacobian(q), np.float64)
+            else:
+                jac = np.empty((3, len(q)))
+                for j in range(len(q)):
+                    dq = np.zeros_like(q)
+                    dq[j] = eps
+                    jac[:, j] = (np.asarray(fk(q + dq), np.float64) - ee) / eps
             step = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(3), err)
             q = np.clip(q + step, self._low, self._high)
             ee = np.asarray(fk(q), np.float64)

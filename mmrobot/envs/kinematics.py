@@ -66,7 +66,9 @@ class ArmKinematics:
                 f"{list(names.ARM_JOINTS)} and the site {names.TCP_SITE!r} (mmrobot/envs/names.py)"
             )
         self._qpos_adr = np.asarray(model.jnt_qposadr[jids], dtype=np.int64)
+        self._dof_adr = np.asarray(model.jnt_dofadr[jids], dtype=np.int64)
         self._tcp = int(tcp)
+        self._jacp = np.zeros((3, model.nv))
 
     def tcp_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """TCP pose for arm joint angles ``q``.
@@ -85,6 +87,17 @@ class ArmKinematics:
         d.qpos[self._qpos_adr] = q[:6]
         self._mj.mj_kinematics(self.model, d)
         return d.site_xpos[self._tcp].copy(), d.site_xmat[self._tcp].reshape(3, 3).copy()
+
+    def tcp_jacobian(self, q: np.ndarray) -> np.ndarray:
+        """(3, 6) float64: d(TCP position)/d(arm joint angles) at ``q`` (6,), m per rad, from
+        MuJoCo's analytic site Jacobian (``mj_jacSite``): one kinematics pass, where a
+        finite-difference Jacobian needs seven."""
+        d = self._data
+        d.qpos[self._qpos_adr] = np.asarray(q, dtype=np.float64).reshape(-1)[:6]
+        self._mj.mj_kinematics(self.model, d)
+        self._mj.mj_comPos(self.model, d)  # mj_jacSite needs the com-based frames
+        self._mj.mj_jacSite(self.model, d, self._jacp, None, self._tcp)
+        return self._jacp[:, self._dof_adr].copy()
 
     def ee_pose_vector(self, q: np.ndarray) -> np.ndarray:
         """(9,) float32: TCP position (3,) then the first two columns of its rotation (6,)."""

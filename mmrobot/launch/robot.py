@@ -172,15 +172,16 @@ def arm_safety_layer(
     model and of the rig's arm ``servos`` (:func:`~mmrobot.launch.sim.safety_limits_for`); the
     workspace box checked on the controller's forward kinematics, with the model's lever-arm
     bound (:func:`~mmrobot.envs.kinematics.tcp_lever_arms_m`), which spares most commands
-    their second forward kinematics.
+    their second forward kinematics, and its analytic Jacobian for moving a target into the box.
     """
-    from mmrobot.envs.kinematics import tcp_lever_arms_m
+    from mmrobot.envs.kinematics import ArmKinematics, tcp_lever_arms_m
 
     return SafetyLayer(
         safety_limits_for(scene, section, servos),
         period_s=period_s,
         forward_kinematics=controller.tcp_position,
         fk_lever_arms_m=tcp_lever_arms_m(scene.model),
+        fk_jacobian=ArmKinematics(scene.model).tcp_jacobian,
     )
 
 

@@ -159,3 +159,54 @@ def test_no_lever_arms_for_a_chain_with_a_slide_or_a_foreign_joint():
     assert tcp_lever_arms_m(mujoco.MjModel.from_xml_string(_chain_xml("slide"))) is None
     xml = _chain_xml().replace('<joint name="elbow"', '<joint name="extra"/><joint name="elbow"')
     assert tcp_lever_arms_m(mujoco.MjModel.from_xml_string(xml)) is None
+
+
+def test_the_analytic_tcp_jacobian_matches_finite_differences():
+    scene = Scene()
+    kin = ArmKinematics(scene.model)
+    rng = np.random.default_rng(1)
+    low, high = scene.arm_range[:, 0], scene.arm_range[:, 1]
+    for _ in range(5):
+        q = rng.uniform(low, high)
+        jac = kin.tcp_jacobian(q)
+        assert jac.shape == (3, 6)
+        numeric = np.empty((3, 6))
+        for j in range(6):
+            dq = np.zeros(6)
+            dq[j] = 1e-6
+            numeric[:, j] = (kin.tcp_pose(q + dq)[0] - kin.tcp_pose(q - dq)[0]) / 2e-6
+        np.testing.assert_allclose(jac, numeric, atol=1e-6)
+
+
+def test_the_safety_layer_moves_a_target_into_the_box_alike_with_the_analytic_jacobian():
+    """The box solve on the real arm: the same joints as with finite differences, from one
+    Jacobian per iteration instead of six more forward kinematics."""
+    from mmrobot.deploy.safety import SafetyLayer, SafetyLimits
+
+    scene = Scene()
+    kin = ArmKinematics(scene.model)
+    calls = {"fk": 0}
+
+    def fk(q):
+        calls["fk"] += 1
+        return kin.tcp_pose(q)[0]
+
+    limits = SafetyLimits(
+        joint_low_rad=tuple(scene.arm_range[:, 0]), joint_high_rad=tuple(scene.arm_range[:, 1]),
+        max_velocity_rad_s=(50.0,) * 6, max_acceleration_rad_s2=(1e6,) * 6,
+        workspace_low_m=(-1.0, -1.0, 0.15), workspace_high_m=(1.0, 1.0, 1.0),
+    )  # fmt: skip
+    home = np.asarray(scene.home_qpos, np.float64)
+    below = home + np.array([0.0, 0.25, 0.25, 0.0, 0.0, 0.0])  # reaches down past the floor
+    assert fk(below)[2] < 0.15
+    out, counts = {}, {}
+    for name, jac in (("numeric", None), ("analytic", kin.tcp_jacobian)):
+        layer = SafetyLayer(limits, period_s=0.01, forward_kinematics=fk, fk_jacobian=jac)
+        layer.reset(np.append(home, 0.5))
+        calls["fk"] = 0
+        out[name] = layer.filter(0, np.append(below, 0.5))
+        counts[name] = calls["fk"]
+        assert layer.counts() == {"workspace:z_low": 1}
+        assert kin.tcp_pose(out[name][:6])[0][2] == pytest.approx(0.15, abs=2e-3)
+    np.testing.assert_allclose(out["analytic"], out["numeric"], atol=1e-5)
+    assert counts["analytic"] < counts["numeric"] / 2, counts
