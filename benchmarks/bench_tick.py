@@ -25,7 +25,7 @@ is several times faster) and times each component of each tick on its own:
   at 1 Mbaud, the joint driver's reader thread polling a 7-servo Sync Read at 200 Hz on the
   same bus, as on a rig, and the GIL switch interval ``ControlLoop.run`` sets (0.5 ms).
 
-"before" is the code of commit ``BEFORE_COMMIT`` (``git archive`` into a temporary folder),
+"before" is the code of commit ``BEFORE_COMMIT`` or ``--before COMMIT`` (``git archive`` into a temporary folder),
 "after" this checkout; each design runs the same worker in its own process (``PYTHONPATH``
 = that tree; the emulator is always this checkout's), alternately for ``--rounds`` rounds,
 and the samples of a design are pooled. Figures are wall-clock ms per call, median and p99,
@@ -275,8 +275,8 @@ def worker(quick: bool, rate_hz: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- parent side
 
 
-def before_unavailable_reason() -> str | None:
-    """Why ``BEFORE_COMMIT`` cannot be unpacked from this checkout's history, or None.
+def before_unavailable_reason(commit: str = BEFORE_COMMIT) -> str | None:
+    """Why ``commit`` cannot be unpacked from this checkout's history, or None.
     (``git archive`` reads the local history only: no network.)"""
     if shutil.which("git") is None:
         return "git is not installed"
@@ -284,26 +284,26 @@ def before_unavailable_reason() -> str | None:
     if probe.returncode:
         return f"{ROOT} is not a git checkout (installed from a tarball?)"
     probe = subprocess.run(
-        ["git", "-C", str(ROOT), "cat-file", "-e", f"{BEFORE_COMMIT}^{{commit}}"],
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
         capture_output=True,
     )
     if probe.returncode:
-        return f"commit {BEFORE_COMMIT[:9]} is not in this checkout's history (a shallow clone?)"
+        return f"commit {commit[:9]} is not in this checkout's history (a shallow clone?)"
     return None
 
 
-def before_tree(dest: Path) -> str | None:
-    """Unpack ``BEFORE_COMMIT``'s package into ``dest``; returns why not, or None."""
-    reason = before_unavailable_reason()
+def before_tree(dest: Path, commit: str = BEFORE_COMMIT) -> str | None:
+    """Unpack ``commit``'s package into ``dest``; returns why not, or None."""
+    reason = before_unavailable_reason(commit)
     if reason:
         return reason
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", BEFORE_COMMIT, "mmrobot"], capture_output=True
+        ["git", "-C", str(ROOT), "archive", commit, "mmrobot"], capture_output=True
     )
     if archive.returncode:
-        return f"git archive {BEFORE_COMMIT[:9]} failed: {archive.stderr.decode().strip()}"
+        return f"git archive {commit[:9]} failed: {archive.stderr.decode().strip()}"
     untar = subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout)
-    return None if untar.returncode == 0 else f"could not unpack {BEFORE_COMMIT[:9]}"
+    return None if untar.returncode == 0 else f"could not unpack {commit[:9]}"
 
 
 def run_worker(tree: Path, quick: bool, rate_hz: float) -> dict[str, Any]:
@@ -347,6 +347,10 @@ def main() -> None:
     )
     p.add_argument("--no-before", action="store_true", help="time this checkout only")
     p.add_argument(
+        "--before", default=BEFORE_COMMIT, metavar="COMMIT",
+        help=f"the commit timed as 'before' (default {BEFORE_COMMIT[:9]}, issue 14's start)",
+    )  # fmt: skip
+    p.add_argument(
         "--rate-hz",
         type=float,
         default=RATE_HZ,
@@ -365,7 +369,7 @@ def main() -> None:
     rounds = args.rounds or (2 if args.quick else 3)
     with tempfile.TemporaryDirectory() as d:
         designs: dict[str, Path] = {}
-        why_not = "--no-before" if args.no_before else before_tree(Path(d))
+        why_not = "--no-before" if args.no_before else before_tree(Path(d), args.before)
         if why_not is None:
             designs["before"] = Path(d)
         else:
@@ -426,7 +430,7 @@ def main() -> None:
         args.json,
         {
             "benchmark": "bench_tick",
-            "before_commit": BEFORE_COMMIT if "before" in designs else None,
+            "before_commit": args.before if "before" in designs else None,
             "quick": args.quick,
             "rounds": rounds,
             "rate_hz": args.rate_hz,
