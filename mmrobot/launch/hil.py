@@ -39,6 +39,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ __all__ = [
     "SimWorld",
     "hil_servos",
     "main",
+    "serve_in_subprocess",
 ]
 
 DEFAULT_HIL_DIR = Path("/tmp/mmrobot-hil")
@@ -307,6 +309,38 @@ def wait_for_rig(directory: str | os.PathLike[str], timeout_s: float = 60.0) -> 
             raise TimeoutError(f"no HIL rig wrote {path} within {timeout_s:g} s")
         time.sleep(0.05)
     return path
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(
+    directory: str | os.PathLike[str], *args: str, timeout_s: float = 90.0
+) -> Iterator[Path]:
+    """``python -m mmrobot.launch.hil --dir DIRECTORY ARGS...`` in a subprocess (its own
+    interpreter, as the rig would be its own machine); yields its rig file once written and
+    stops the rig on exit.
+
+    Raises:
+        TimeoutError: no rig file within ``timeout_s``; the message ends with the rig's output.
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-m", "mmrobot.launch.hil", "--dir", str(directory), *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        try:
+            rig = wait_for_rig(directory, timeout_s=timeout_s)
+        except TimeoutError as e:
+            proc.kill()
+            out = proc.communicate()[0].decode(errors="replace")
+            raise TimeoutError(f"{e}; the rig printed:\n{out[-3000:]}") from None
+        yield rig
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def read_state(rig_path: str | os.PathLike[str], timeout_s: float = 2.0) -> dict[str, Any]:

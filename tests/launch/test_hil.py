@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 from mmrobot.core import ConfigError
 from mmrobot.core.types import ActionChunk
-from mmrobot.launch.hil import read_state, wait_for_rig
+from mmrobot.launch.hil import read_state, serve_in_subprocess
 from mmrobot.launch.schema import load_launch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,26 +37,8 @@ class ConstantPolicy:
 def hil_dir(tmp_path_factory):
     """The HIL rig in a subprocess (its own GIL, as it would be its own machine)."""
     d = tmp_path_factory.mktemp("hil")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmrobot.launch.hil", "--dir", str(d), "--seed", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        wait_for_rig(d, timeout_s=90)
-    except TimeoutError:
-        proc.kill()
-        out = proc.communicate()[0].decode(errors="replace")
-        pytest.fail(f"HIL rig did not start:\n{out[-3000:]}")
-    yield d
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serve_in_subprocess(d, "--seed", "1"):
+        yield d
 
 
 def launch_for(hil_dir, checkpoint, rate_hz=50.0, policy_rate_hz=10.0, worker="thread"):
