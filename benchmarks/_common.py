@@ -74,3 +74,29 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps({"machine": machine(), **payload}, indent=2))
         print(f"wrote {path}")
+
+
+def probe_parser(description: str, checkpoint_help: str = "checkpoint folder") -> Any:
+    """The arguments of the offline probes of a checkpoint on recorded episodes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    parser.add_argument("--dataset", required=True, help="recorded episodes (mmrobot collect)")
+    parser.add_argument("--episodes", type=int, default=20, help="successful episodes per task")
+    parser.add_argument("--json", metavar="PATH")
+    return parser
+
+
+def episodes_by_task(demos: Any, per_task: int) -> dict[str, list[int]]:
+    """The first ``per_task`` successful episodes of each task of a ``DemoDataset`` (tasks
+    without one are left out); exits with a message when there are none at all."""
+    by_task: dict[str, list[int]] = {}
+    for e in demos.episodes():
+        if e.success:
+            chosen = by_task.setdefault(e.task.split()[0], [])
+            if len(chosen) < per_task:
+                chosen.append(e.index)
+    if not by_task:
+        raise SystemExit(f"{demos.path} has no successful episodes to probe")
+    return by_task

@@ -17,13 +17,12 @@ Usage: python benchmarks/decode_probe.py --checkpoint policies/release --dataset
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, write_json  # noqa: E402
+from _common import episodes_by_task, print_table, probe_parser, write_json  # noqa: E402
 
 DECODINGS = ("argmax", "median", "mean")
 FINE_M = (0.0005, 0.019)  # expert deltas between these are "fine" (not at rest, not clipped)
@@ -68,12 +67,7 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
-    parser.add_argument("--dataset", required=True, help="recorded episodes (mmrobot collect)")
-    parser.add_argument("--episodes", type=int, default=20, help="successful episodes per task")
-    parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args()
+    args = probe_parser(__doc__.split("\n\n")[0], "checkpoint folder").parse_args()
 
     import torch
 
@@ -83,14 +77,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     model = load_checkpoint(args.checkpoint).eval()
     demos = DemoDataset(args.dataset)
-    by_task: dict[str, list[int]] = {}
-    for e in demos.episodes():
-        chosen = by_task.setdefault(e.task.split()[0], [])
-        if e.success and len(chosen) < args.episodes:
-            chosen.append(e.index)
-    by_task = {t: eps for t, eps in by_task.items() if eps}
-    if not by_task:
-        raise SystemExit(f"{args.dataset} has no successful episodes to score against")
+    by_task = episodes_by_task(demos, args.episodes)
     load_before = os.getloadavg()[0]
     rows, results = [], {}
     for task in sorted(by_task):
@@ -111,7 +98,6 @@ def main() -> None:
             "checkpoint": args.checkpoint,
             "dataset": args.dataset,
             "load_avg": load_before,
-            "machine": machine(),
             "results": results,
         },
     )

@@ -14,13 +14,12 @@ Usage: python benchmarks/grounding_probe.py --checkpoint policies/release --data
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, write_json  # noqa: E402
+from _common import episodes_by_task, print_table, probe_parser, write_json  # noqa: E402
 
 
 def task_errors(model, demos, episodes: list[int]):
@@ -57,12 +56,9 @@ def task_errors(model, demos, episodes: list[int]):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder with camera heads")
-    parser.add_argument("--dataset", required=True, help="recorded episodes (mmrobot collect)")
-    parser.add_argument("--episodes", type=int, default=20, help="successful episodes per task")
-    parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args()
+    args = probe_parser(
+        __doc__.split("\n\n")[0], "checkpoint folder with camera heads"
+    ).parse_args()
 
     import numpy as np
     import torch
@@ -78,11 +74,7 @@ def main() -> None:
             "training.encoder_aux, so there is nothing to probe"
         )
     demos = DemoDataset(args.dataset)
-    by_task: dict[str, list[int]] = {}
-    for e in demos.episodes():
-        chosen = by_task.setdefault(e.task.split()[0], [])
-        if e.success and len(chosen) < args.episodes:
-            chosen.append(e.index)
+    by_task = episodes_by_task(demos, args.episodes)
     load_before = os.getloadavg()[0]
     rows, results = [], {}
     for task in sorted(by_task):
@@ -116,7 +108,6 @@ def main() -> None:
             "checkpoint": args.checkpoint,
             "dataset": args.dataset,
             "load_avg": load_before,
-            "machine": machine(),
             "results": results,
         },
     )

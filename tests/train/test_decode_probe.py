@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
+from test_grounding_probe import run_probe
 from test_trainer import config, write_dataset, write_policy_toml
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_probe_scores_every_decoding_per_task(tmp_path):
@@ -23,10 +19,9 @@ def test_probe_scores_every_decoding_per_task(tmp_path):
     )
     run = train(config(files, tmp_path / "run", steps=2), progress=False)
     out = tmp_path / "probe.json"
-    script = ROOT / "benchmarks" / "decode_probe.py"
-    cmd = [sys.executable, str(script), "--checkpoint", str(run.checkpoint), "--dataset",
-           str(files[1]), "--episodes", "2", "--json", str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = run_probe(
+        run.checkpoint, files[1], "--episodes", "2", "--json", str(out), script="decode_probe.py"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reach = json.loads(out.read_text())["results"]["reach"]
     assert sorted(reach) == ["argmax", "mean", "median"]

@@ -13,8 +13,9 @@ from test_trainer import config, write_dataset, write_policy_toml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_probe(checkpoint, dataset, *args: str) -> subprocess.CompletedProcess:
-    script = ROOT / "benchmarks" / "grounding_probe.py"
+def run_probe(checkpoint, dataset, *args: str, script: str = "grounding_probe.py"):
+    """``benchmarks/<script> --checkpoint C --dataset D ARGS`` in a subprocess."""
+    script = ROOT / "benchmarks" / script
     cmd = [sys.executable, str(script), "--checkpoint", str(checkpoint), "--dataset", str(dataset)]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
