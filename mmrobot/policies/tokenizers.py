@@ -196,23 +196,29 @@ class ActionTokenizer:
             if len(how) != self.dim:
                 raise ValueError(f"give one decoding per action dim ({self.dim}), got {list(how)}")
             out = np.empty(lg.shape[:-1], np.float32)
-            for d, h in enumerate(how):
-                out[..., d] = self._decode_dims(lg, h)[..., d]
+            for h in dict.fromkeys(how):  # each decoding once, on its own dimensions
+                dims = [d for d, hd in enumerate(how) if hd == h]
+                out[..., dims] = self._decode_dims(lg[..., dims, :], h, self.centers[dims])
             return out
-        return self._decode_dims(lg, how)
+        return self._decode_dims(lg, how, self.centers)
 
-    def _decode_dims(self, lg: np.ndarray, how: str) -> np.ndarray:
-        """Every dimension of ``lg`` (..., D, bins) decoded one way."""
+    @staticmethod
+    def _decode_dims(lg: np.ndarray, how: str, centers: np.ndarray) -> np.ndarray:
+        """Logits (..., k, bins) decoded one way at ``centers`` (k, bins)."""
         if how == "argmax":
-            return self.decode(lg.argmax(-1))
-        p = np.exp(lg - lg.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
-        if how == "mean":
-            return (p * self.centers).sum(-1).astype(np.float32)
-        if how == "median":
-            below = (np.cumsum(p, axis=-1) < 0.5).sum(-1)
-            return self.decode(np.minimum(below, self.bins - 1))
-        raise ValueError(f"unknown action decoding {how!r}; use 'argmax', 'median' or 'mean'")
+            idx = lg.argmax(-1)
+        else:
+            p = np.exp(lg - lg.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            if how == "mean":
+                return (p * centers).sum(-1).astype(np.float32)
+            if how != "median":
+                raise ValueError(
+                    f"unknown action decoding {how!r}; use 'argmax', 'median' or 'mean'"
+                )
+            idx = np.minimum((np.cumsum(p, axis=-1) < 0.5).sum(-1), lg.shape[-1] - 1)
+        table = np.broadcast_to(centers, (*idx.shape, centers.shape[-1]))
+        return np.take_along_axis(table, idx[..., None], axis=-1)[..., 0].astype(np.float32)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """Tokens (..., D) int -> actions (..., D) float32 at the bin centres."""
