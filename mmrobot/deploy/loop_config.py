@@ -167,7 +167,6 @@ class LoopStats:
 
     def summary(self) -> dict[str, float | int | str]:
         """Percentiles in ms, counts, and the stop reason."""
-        pct = _pct_ms
         out: dict[str, float | int | str] = {
             "ticks": self.ticks,
             "deadline_misses": self.deadline_misses,
@@ -180,20 +179,22 @@ class LoopStats:
             "replaced_requests": self.replaced_requests,
             "policy_restarts": self.policy_restarts,
             "scheduling": self.scheduling,
-            "jitter_p50_ms": pct(self.jitter_ns, 50),
-            "jitter_p99_ms": pct(self.jitter_ns, 99),
-            "tick_compute_p50_ms": pct(self.tick_compute_ns, 50),
-            "tick_compute_p99_ms": pct(self.tick_compute_ns, 99),
-            "policy_latency_p50_ms": pct(self.policy_latency_ns, 50),
-            "policy_latency_p99_ms": pct(self.policy_latency_ns, 99),
-            "policy_age_p50_ms": pct(self.policy_age_ns, 50),
-            "policy_age_p99_ms": pct(self.policy_age_ns, 99),
         }
+        out.update(
+            _p50_p99(
+                {
+                    "jitter": self.jitter_ns,
+                    "tick_compute": self.tick_compute_ns,
+                    "policy_latency": self.policy_latency_ns,
+                    "policy_age": self.policy_age_ns,
+                }
+            )
+        )
         out.update(self.breakdown())
         for reason, n in sorted(self.hold_reasons.items()):
             out[f"holds_{reason}"] = n
         for name, ages in self.ages_ns.items():
-            out[f"age_{name}_p50_ms"] = pct(ages, 50)
+            out[f"age_{name}_p50_ms"] = _pct_ms(ages, 50)
         return out
 
     def breakdown(self) -> dict[str, float | int]:
@@ -208,12 +209,15 @@ class LoopStats:
         columns = {"tick_cpu": cpu}
         columns.update({f"tick_{name}": parts[:, i] for i, name in enumerate(TICK_PARTS)})
         columns.update(send_lock_wait=bus[:, 0], send_write=written[:, 1])
-        for name, values in columns.items():
-            out[f"{name}_p50_ms"] = _pct_ms(values, 50)
-            out[f"{name}_p99_ms"] = _pct_ms(values, 99)
+        out.update(_p50_p99(columns))
         out["sends_timed"] = len(bus)
         out["sends_deferred"] = len(bus) - len(written)
         return out
+
+
+def _p50_p99(columns: dict[str, list[int] | np.ndarray]) -> dict[str, float]:
+    """``<name>_p50_ms`` and ``<name>_p99_ms`` of each column (ns)."""
+    return {f"{n}_p{q}_ms": _pct_ms(v, q) for n, v in columns.items() for q in (50, 99)}
 
 
 def _pct_ms(values: list[int] | np.ndarray, q: float) -> float:
