@@ -182,6 +182,9 @@ class TrainConfig:
         label_sigma: soft action targets: each target token becomes a Gaussian over the
             bins, this many bins wide (standard deviation), so that a prediction a few bins
             off costs less than one far off (0: one-hot targets; docs/policy.md).
+        color_swap: the share of samples trained on with the blocks' colours permuted, in
+            the camera images and in the instruction's colour words alike
+            (:mod:`mmrobot.train.color_swap`; 0: off). Not together with ``stack_swap``.
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
         log: the ``[log]`` table (:class:`LogConfig`).
@@ -213,6 +216,7 @@ class TrainConfig:
     compile: bool = True
     stack_swap: float = 0.0
     label_sigma: float = 0.0
+    color_swap: float = 0.0
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -280,6 +284,16 @@ class TrainConfig:
             isinstance(self.label_sigma, (int, float)) and 0 <= self.label_sigma <= 64,
             "a number of bins in [0, 64] (0: one-hot targets)",
         )
+        check(
+            "color_swap",
+            isinstance(self.color_swap, (int, float)) and 0 <= self.color_swap <= 1,
+            "a number in [0, 1] (0: off)",
+        )
+        if self.color_swap and self.stack_swap:
+            raise ConfigError(
+                "color_swap and stack_swap cannot be combined yet (the swapped stack "
+                "instruction would keep the old colours); set one of them to 0"
+            )
 
     @property
     def total_steps(self) -> int:

@@ -42,6 +42,7 @@ from mmrobot.policies import (
 from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
 from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
 from mmrobot.policies.model import batch_to_torch
+from mmrobot.train.color_swap import ColorSwap
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples, fit_policy_config
 from mmrobot.train.plot import read_metrics
@@ -135,6 +136,7 @@ class Trainer:
         self._log = log
         self.run_dir = Path(config.out)
         self._mirror: TensorBoardMirror | None = None
+        self._color_swap: ColorSwap | None = None  # made at the first batch (needs max_len)
         if config.threads:
             torch.set_num_threads(config.threads)
         want_cuda = config.device == "cuda" or (
@@ -174,6 +176,17 @@ class Trainer:
         )
         idx = global_idx[self.rank * c.batch_size : (self.rank + 1) * c.batch_size]
         batch, _ = samples.batch(idx)
+        if c.color_swap:
+            if self._color_swap is None:
+                self._color_swap = ColorSwap(c.color_swap, config.language.max_len)
+            self._color_swap.apply(
+                batch,
+                [stream_keys(s.name)[0] for s in config.streams if s.modality == "camera"],
+                [samples.instructions[e] for e in samples.episode_of[idx]],
+                INSTRUCTION_TOKENS,
+                INSTRUCTION_MASK,
+                _rng(c.seed, step, 3),
+            )
         if c.augment:
             aug = _rng(c.seed, step, 1)
             for s in config.streams:

@@ -78,9 +78,15 @@ STACK = "stack color=red size=small base_color=blue base_size=large"
 
 
 def write_dataset(
-    path: Path, episodes: int = 3, steps: int = 12, aux: bool = False, task: str = "reach color=red"
+    path: Path,
+    episodes: int = 3,
+    steps: int = 12,
+    aux: bool = False,
+    task: str = "reach color=red",
+    instructions: tuple[str, str] = ("go left", "go right"),
 ) -> Path:
-    """Synthetic episodes of ``task`` where the action depends on the instruction: learnable.
+    """Synthetic episodes of ``task`` where the action depends on the instruction (the first
+    of ``instructions`` on even episodes, the second on odd ones): learnable.
     With ``aux``, random privileged targets (what camera heads need)."""
     rng = np.random.default_rng(0)
     with DatasetWriter(path, STREAMS, np.array(LOW), np.array(HIGH), control_hz=20.0) as w:
@@ -100,7 +106,7 @@ def write_dataset(
             w.append(
                 EpisodeRecord(
                     task=task,
-                    instruction="go left" if sign > 0 else "go right",
+                    instruction=instructions[e % 2],
                     seed=e,
                     success=True,
                     split="train",
@@ -305,6 +311,24 @@ def test_soft_action_targets_train_and_change_the_run(files, tmp_path):
     assert len(soft_loss) == 3 and all(np.isfinite(soft_loss))
     # the same batches and initial weights: the soft targets alone change the first loss
     assert soft_loss[0] != plain_loss[0]
+
+
+def test_color_swap_trains_and_changes_the_run(tmp_path):
+    from mmrobot.train import train
+
+    named = write_dataset(
+        tmp_path / "named.h5", instructions=("reach the red block", "reach the blue block")
+    )
+    files = (write_policy_toml(tmp_path / "policy.toml"), named, tmp_path)
+    plain = train(config(files, tmp_path / "plain", steps=3), progress=False)
+    swapped = train(config(files, tmp_path / "swap", steps=3, color_swap=1.0), progress=False)
+    assert len(losses(swapped.run_dir)) == 3 and all(np.isfinite(losses(swapped.run_dir)))
+    # same batches and initial weights: the recoloured images and renamed blocks alone
+    assert losses(swapped.run_dir)[0] != losses(plain.run_dir)[0]
+    with pytest.raises(ConfigError, match="color_swap"):
+        config(files, tmp_path, color_swap=1.5)
+    with pytest.raises(ConfigError, match="color_swap and stack_swap cannot be combined"):
+        config(files, tmp_path, color_swap=0.5, stack_swap=0.5)
 
 
 def _rounds():
