@@ -22,9 +22,13 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
   their neighbours cannot say which of the two is moved;
 - ``swap``: as ``language`` (layers 0 and 1), and half of the stack samples have the two
   blocks' roles swapped in the instruction, with the base block's position as the target: the
-  same image, two instructions, two answers, so only word order tells them apart.
+  same image, two instructions, two answers, so only word order tells them apart;
+- ``color``: the default stem without and with the training's ``color_swap`` augmentation on
+  half the samples (:mod:`mmrobot.train.color_swap`: the blocks recoloured by a random
+  permutation of the colours, the instruction's colour words permuted alike; the target
+  stays). Every layout then comes with other names for its blocks.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|swap]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|swap|color]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
@@ -40,31 +44,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
 #: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks,
-#: swapped stack instructions)
+#: swapped stack instructions, colour-swapped samples)
 VARIANTS = {
     "stem": [
-        ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0, False),
-        ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0, 0, False),
-        ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0, 0, False),
-        ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0, 0, False),
+        ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0, False, False),
+        ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0, 0, False, False),
+        ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0, 0, False, False),
+        ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0, 0, False, False),
     ],
     "language": [
-        ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0, False),
-        ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1, False),
-        ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2, False),
+        ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0, False, False),
+        ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1, False, False),
+        ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2, False, False),
     ],
     "swap": [
-        ("layers = 0, swapped stack instructions", (16, 32, 64), True, 10.0, 0, True),
-        ("layers = 1, swapped stack instructions", (16, 32, 64), True, 10.0, 1, True),
+        ("layers = 0, swapped stack instructions", (16, 32, 64), True, 10.0, 0, True, False),
+        ("layers = 1, swapped stack instructions", (16, 32, 64), True, 10.0, 1, True, False),
+    ],
+    "color": [
+        ("layers = 0 (v6)", (16, 32, 64), True, 10.0, 0, False, False),
+        (
+            "layers = 0, colours swapped in half the samples",
+            (16, 32, 64),
+            True,
+            10.0,
+            0,
+            False,
+            True,
+        ),
     ],
 }
 
 
 def load(path: str, episodes: range, every: int = 3):
     """(images uint8, instruction ids, masks, block position in cm, task names, whether it is
-    the episode's first step, and the ids, masks and target of the instruction with a stack's
-    two blocks swapped: the base block's position; other tasks' samples unchanged) of every
-    ``every``-th step."""
+    the episode's first step, the ids, masks and target of the instruction with a stack's
+    two blocks swapped: the base block's position; other tasks' samples unchanged; and the
+    instruction texts) of every ``every``-th step."""
     import numpy as np
     import torch
 
@@ -75,7 +91,7 @@ def load(path: str, episodes: range, every: int = 3):
     from mmrobot.envs.instructions import make_instruction
     from mmrobot.envs.tasks import TaskSpec
 
-    ims, ids, masks, ys, tasks, first = [], [], [], [], [], []
+    ims, ids, masks, ys, tasks, first, texts = [], [], [], [], [], [], []
     swap_ids, swap_masks, swap_ys = [], [], []
     rng = np.random.default_rng(0)
     for e in episodes:
@@ -89,6 +105,7 @@ def load(path: str, episodes: range, every: int = 3):
         ys.append((rel + ee[:, :3]) * 100.0)  # block = (block - TCP) + TCP, in cm
         ids += [i] * len(im)
         masks += [m] * len(im)
+        texts += [info.instruction] * len(im)
         # a stack's roles swapped: "stack the blue cube on the red one" names the other block
         spec = TaskSpec.parse(info.task)
         if spec.task == "stack":
@@ -114,6 +131,7 @@ def load(path: str, episodes: range, every: int = 3):
         torch.from_numpy(np.stack(swap_ids)),
         torch.from_numpy(np.stack(swap_masks)),
         torch.from_numpy(np.concatenate(swap_ys)).float(),
+        texts,
     )
 
 
@@ -125,16 +143,19 @@ def probe(
     temperature: float,
     layers: int,
     swap: bool,
+    color_swap: bool,
     steps: int,
     lr: float,
     seed: int = 0,
 ):
     """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32."""
+    import numpy as np
     import torch
     from torch import nn
 
     from mmrobot.policies.encoders import ImageEncoder, InstructionEncoder
     from mmrobot.policies.model import Block
+    from mmrobot.train.color_swap import ColorSwap
 
     torch.manual_seed(seed)
     width = 128
@@ -163,15 +184,22 @@ def probe(
     mu, sd = train[3].mean(0), train[3].std(0)
     gen = torch.Generator().manual_seed(seed)
     swap_gen = torch.Generator().manual_seed(seed + 1)  # the batches stay those of the others
+    recolor = ColorSwap(0.5, 64) if color_swap else None
+    color_rng = np.random.default_rng(seed + 2)
     for _ in range(steps):
         idx = torch.randint(0, len(train[0]), (32,), generator=gen)
-        ids, mask, y = train[1][idx], train[2][idx], train[3][idx]
+        images, ids, mask, y = train[0][idx], train[1][idx], train[2][idx], train[3][idx]
+        if recolor is not None:  # half the samples recoloured and renamed; same target
+            batch = {"im": images.numpy(), "ids": ids.numpy(), "mask": mask.numpy()}
+            texts = [train[9][i] for i in idx.tolist()]
+            recolor.apply(batch, ["im"], texts, "ids", "mask", color_rng)
+            images, ids, mask = (torch.from_numpy(batch[k]) for k in ("im", "ids", "mask"))
         if swap:  # half the samples with the roles swapped (other tasks: no change)
             sw = (torch.rand(32, generator=swap_gen) < 0.5)[:, None]
             ids = torch.where(sw, train[6][idx], ids)
             mask = torch.where(sw, train[7][idx], mask)
             y = torch.where(sw, train[8][idx], y)
-        pred = model(train[0][idx], ids, mask)
+        pred = model(images, ids, mask)
         loss = ((pred - (y - mu) / sd) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -232,9 +260,9 @@ def main() -> None:
 
     mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
-    for label, stem, film, temperature, layers, swap in VARIANTS[args.set]:
+    for label, stem, film, temperature, layers, swap, color_swap in VARIANTS[args.set]:
         t0 = time.perf_counter()
-        pred = probe(train, val, stem, film, temperature, layers, swap, steps, args.lr)
+        pred = probe(train, val, stem, film, temperature, layers, swap, color_swap, steps, args.lr)
         sec = time.perf_counter() - t0
         cells, doc = row(label, pred, f"{sec:.0f}")
         rows.append(cells)
@@ -246,6 +274,7 @@ def main() -> None:
                 "keypoint_temperature": temperature,
                 "language_layers": layers,
                 "swapped_stack_instructions": swap,
+                "color_swap": color_swap,
                 **doc,
                 "seconds": sec,
             }
