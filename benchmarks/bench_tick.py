@@ -10,7 +10,10 @@ is several times faster) and times each component of each tick on its own:
 
 - ``observe``: ``Synchronizer.observe`` over the buffers of ``drivers/emulated_rig.toml``
   (two 96x96 cameras at 30 Hz, lidar at 10 Hz, F/T at 100 Hz and joints at 200 Hz with
-  histories of 10), filled with synthetic samples before each tick.
+  histories of 10), filled with synthetic samples before each tick (a policy tick's read).
+- ``observe, between policy calls``: what the other ticks read, ``observe_latest`` of the
+  joints (their newest sample; every stream's age and validity), as ``RobotSession``'s loop
+  does; the full ``observe`` in a design without it.
 - ``ik``: ``CartesianController.command`` (what ``RobotSession._to_command`` calls: the
   measured angles into the arm model, then ``Scene.command_delta_pose``, 5 damped-least-squares
   iterations) for a TCP circling 5 cm around the home pose, seeded as on a rig.
@@ -56,7 +59,8 @@ from _common import print_table, write_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: The tick's code before issue 14's optimizations.
 BEFORE_COMMIT = "3500d606ebc93759d7ac6dc61a174d31935c776e"
-COMPONENTS = ("observe", "ik", "safety", "safety, on a box face", "send")
+BETWEEN = "observe, between policy calls"
+COMPONENTS = ("observe", BETWEEN, "ik", "safety", "safety, on a box face", "send")
 #: one tick's own work: the components of the usual tick, summed per tick
 TICK = "tick (observe + ik + safety + send)"
 TICK_PARTS = ("observe", "ik", "safety", "send")
@@ -213,6 +217,13 @@ def worker(quick: bool, rate_hz: float) -> dict[str, Any]:
     face_ctrl = CartesianController(face_scene, RATE_HZ)
     face = _safety_layer(face_scene, face_ctrl, workspace_low_m=(-0.2, -0.7, 0.23))
     rig_buffers = _RigBuffers()
+    sync = rig_buffers.sync
+    if hasattr(sync, "observe_latest"):  # after issue 14: the joints' newest sample only
+
+        def observe_between(t_ns: int) -> Any:
+            return sync.observe_latest(t_ns, ("joints",))
+    else:  # before: every tick observed every stream
+        observe_between = sync.observe
     samples = {c: _Samples() for c in COMPONENTS}
     valid = {"joints": True, "ft": True, "lidar": True, "scene_cam": True, "wrist_cam": True}
     with tempfile.TemporaryDirectory() as d:
@@ -245,6 +256,7 @@ def worker(quick: bool, rate_hz: float) -> dict[str, Any]:
                     t_ns += 10_000_000
                     rig_buffers.fill(t_ns - 1_000_000)  # arrived a little before the tick
                     samples["observe"].call(rig_buffers.sync.observe, t_ns)
+                    samples[BETWEEN].call(observe_between, t_ns)
                     joints = samples["ik"].call(ctrl.command, action, q_meas, q_last)
                     command = np.concatenate([joints, [action[6]]])
                     safe = samples["safety"].call(layer.filter, t_ns, command, valid, None)

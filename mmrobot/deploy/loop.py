@@ -2,7 +2,8 @@
 
 Each tick at ``rate_hz`` on the loop's clock:
 
-1. ``Synchronizer.observe(now)``.
+1. ``Synchronizer.observe(now)`` (with ``control_streams``, on a tick that calls no
+   policy: ``observe_latest``, the newest sample of the streams the command needs).
 2. When a new chunk is due (every ``1 / policy_rate_hz``): ``policy.act(obs, instruction)``,
    inline (``policy_worker = "inline"``: simulation time, where a tick may take as long as
    it likes), in a :class:`~mmrobot.deploy.workers.PolicyWorker` thread (``"thread"``: real
@@ -47,7 +48,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -98,6 +99,10 @@ class ControlLoop:
         clock: the loop's clock (``MonotonicClock`` on hardware).
         policy_factory: with ``config.policy_worker = "process"``, builds the policy in the
             worker process; must pickle (see :class:`~mmrobot.deploy.workers.PolicyProcess`).
+        control_streams: the streams whose values ``to_command`` and ``grip_force`` read.
+            Given, a tick that calls no policy observes only these (their newest sample,
+            :meth:`Synchronizer.observe_latest`) and every stream's age and validity; a
+            policy tick observes everything. None: every tick observes everything.
 
     A worker (thread or process) is started by :meth:`warm_up`, the first worker tick or
     :meth:`run`, and stopped by :meth:`close`. As a context manager (``with ControlLoop(...)
@@ -120,8 +125,17 @@ class ControlLoop:
         config: LoopConfig | None = None,
         clock: Clock | None = None,
         policy_factory: Callable[[], PolicyLike] | None = None,
+        control_streams: Sequence[str] | None = None,
     ) -> None:
         self.sync = sync
+        if control_streams is not None:
+            have = [s.name for s in sync.specs]
+            unknown = sorted(set(control_streams) - set(have))
+            if unknown:
+                raise ConfigError(
+                    f"loop: control_streams {unknown} are not streams; streams: {have}"
+                )
+        self.control_streams = None if control_streams is None else frozenset(control_streams)
         self.policy = policy
         self.actuator = actuator
         self.safety = safety
@@ -184,12 +198,16 @@ class ControlLoop:
             raise RuntimeError("ControlLoop.tick() before start(instruction)")
         clock = time.perf_counter_ns  # the parts' wall times: LoopStats.tick_parts_ns
         t0 = clock()
-        obs = self.sync.observe(t_ns)
+        policy_tick = self._tick_index % self.config.ticks_per_policy == 0
+        if policy_tick or self.control_streams is None:
+            obs = self.sync.observe(t_ns)
+        else:  # between policy calls only the command's own streams are read
+            obs = self.sync.observe_latest(t_ns, self.control_streams)
         for name, age in obs.ages_ns.items():
             self.stats.ages_ns.setdefault(name, []).append(age)
         t1 = clock()
         chunk = None
-        if self._tick_index % self.config.ticks_per_policy == 0:
+        if policy_tick:
             if self.config.policy_worker != "inline":
                 worker = self._ensure_worker()
                 if worker.submit(self._generation, obs, self.instruction):

@@ -118,6 +118,10 @@ class _TimedSync:
         self.last_observe_ns = self.clock.now_ns()
         return self.sync.observe(t_ns)
 
+    def observe_latest(self, t_ns: int, streams: Any) -> Observation:
+        self.last_observe_ns = self.clock.now_ns()
+        return self.sync.observe_latest(t_ns, streams)
+
 
 class CartesianController:
     """End-effector delta actions -> joint targets, on a MuJoCo model of the arm.
@@ -335,6 +339,7 @@ class RobotSession:
             config=loop_cfg,
             clock=self.clock,
             policy_factory=self._policy_factory(),
+            control_streams=(self.joints_stream,),  # _to_command's only input
         )
         self.ft_feed = self._ft_feed()
 

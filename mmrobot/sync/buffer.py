@@ -255,6 +255,30 @@ class StreamBuffer:
                 value = self._data[slot].copy()
         return value, age, abs(age) <= spec.max_age_ns
 
+    def newest_at(self, t_ns: int, copy: bool = True) -> tuple[np.ndarray | None, int, bool]:
+        """The newest sample at or before ``t_ns``: ``(value, age_ns, valid)``.
+
+        One sample of ``spec.shape`` (no history window, no interpolation), so it costs a
+        fraction of :meth:`value_at`; its age and validity are those :meth:`value_at` gives
+        whenever the sample it reads is at or before t (every policy but ``nearest``). The
+        value is a copy, or None with ``copy=False`` (age and validity only) or when no
+        sample is at or before t (then ``valid`` is False).
+        """
+        with self._lock:
+            count = self._count
+            if count == 0:
+                return None, 0, False
+            if self._last_t <= t_ns:  # the real-time case
+                i = count - 1
+            else:
+                i = self._search(t_ns, left=False) - 1
+                if i < max(0, count - self.capacity):
+                    return None, 0, False
+            slot = i % self._n_slots
+            age = t_ns - int(self._t[slot])
+            value = self._data[slot].copy() if copy else None
+        return value, age, age <= self.spec.max_age_ns
+
     def _history_at(self, t_ns: int) -> tuple[np.ndarray, int, bool]:
         # called every control tick for the joint and force histories: numpy's methods and
         # ufuncs rather than its module-level wrappers, and the query offsets made once

@@ -265,6 +265,12 @@ class SharedStreamBuffer(StreamBuffer):
         except TimeoutError:  # never stall a control tick: the stream is invalid this time
             return self.spec.zeros(), 0, False
 
+    def newest_at(self, t_ns: int, copy: bool = True) -> tuple[np.ndarray | None, int, bool]:
+        try:
+            return self._consistent(lambda: StreamBuffer.newest_at(self, t_ns, copy))
+        except TimeoutError:  # as value_at: the stream is invalid this time
+            return None, 0, False
+
     # ------------------------------------------------------------------ lifecycle
     def _require_open(self) -> None:
         if self._closed:

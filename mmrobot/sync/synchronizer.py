@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,29 @@ class Synchronizer:
         for buf in self.buffers:
             name = buf.spec.name
             values[name], ages[name], valid[name] = buf.value_at(t_ns)
+        return Observation(t_ns=t_ns, values=values, ages_ns=ages, valid=valid)
+
+    def observe_latest(self, t_ns: int, streams: Collection[str]) -> Observation:
+        """A control tick's observation: cheaper than :meth:`observe` when only a few
+        streams' values are needed between policy calls.
+
+        ``values`` holds only ``streams``, each its newest sample at or before ``t_ns`` (one
+        sample of the stream's ``shape``: no history window, no interpolation; zeros when
+        there is none); ``ages_ns`` and ``valid`` hold every stream, as :meth:`observe`
+        gives them (:meth:`StreamBuffer.newest_at`).
+        """
+        t_ns = operator.index(t_ns)
+        values: dict[str, np.ndarray] = {}
+        ages: dict[str, int] = {}
+        valid: dict[str, bool] = {}
+        for buf in self.buffers:
+            name = buf.spec.name
+            wanted = name in streams
+            value, ages[name], valid[name] = buf.newest_at(t_ns, copy=wanted)
+            if wanted:
+                values[name] = (
+                    value if value is not None else np.zeros(buf.spec.shape, buf.spec.dtype)
+                )
         return Observation(t_ns=t_ns, values=values, ages_ns=ages, valid=valid)
 
 

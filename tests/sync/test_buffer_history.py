@@ -74,3 +74,35 @@ def test_history_matches_the_reference(policy, dtype):
     assert checked == 1200
     # before every held sample: zeros, invalid
     assert buf.value_at(0)[2] is False
+
+
+@pytest.mark.parametrize("policy", ["interp", "causal"])
+def test_newest_at_is_the_last_row_of_the_history_and_its_age(policy):
+    """A control tick's cheap read: the newest sample at or before t, with value_at's age and
+    validity; nothing before the first held sample."""
+    spec = StreamSpec(
+        name="j", modality="joints", shape=(2,), dtype="float32", rate_hz=100.0,
+        policy=policy, max_age_ns=25 * MS, history=5,
+    )  # fmt: skip
+    buf = StreamBuffer(spec, 8)
+    assert buf.newest_at(0) == (None, 0, False)
+    rng = np.random.default_rng(1)
+    t = 1_000 * MS
+    times = []
+    for _ in range(20):  # wraps the ring
+        t += int(rng.integers(4 * MS, 16 * MS))
+        buf.push(t, rng.normal(size=2).astype(np.float32))
+        times.append(t)
+    held = times[-8:]
+    for q in [held[0] - 1, *held, held[3] + 2 * MS, t + 1, t + 40 * MS]:
+        value, age, valid = buf.newest_at(q)
+        if q < held[0]:
+            assert (value, age, valid) == (None, 0, False)
+            continue
+        window, full_age, full_valid = buf.value_at(q)
+        newest = max(x for x in held if x <= q)
+        assert age == q - newest == full_age and valid == full_valid == (age <= 25 * MS)
+        np.testing.assert_array_equal(value, buf.window(newest, newest)[1][0])
+        if q >= t:  # past the newest sample the history's last row holds it
+            np.testing.assert_array_equal(value, window[-1])
+        assert buf.newest_at(q, copy=False)[0] is None

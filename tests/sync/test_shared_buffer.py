@@ -57,6 +57,11 @@ def test_reads_equal_a_plain_stream_buffer(policy, history):
             assert a[1:] == b[1:]
         ra, pa = reader.latest(), plain.latest()
         assert ra[0] == pa[0] and np.array_equal(ra[1], pa[1])
+        for q in (t - 200_000_000, t - 55_000_000, t - 1, t, t + 20_000_000):
+            a, b = reader.newest_at(q), plain.newest_at(q)
+            assert (a[0] is None) == (b[0] is None) and a[1:] == b[1:]
+            if a[0] is not None:
+                np.testing.assert_array_equal(a[0], b[0])
         for got, want in zip(reader.window(t - 80_000_000, t), plain.window(t - 80_000_000, t)):
             np.testing.assert_array_equal(got, want)
         for got, want in zip(reader.read_since(20), plain.read_since(20)):

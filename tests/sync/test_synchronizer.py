@@ -92,3 +92,22 @@ def test_match_sets_pairs_within_slop_and_uses_each_sample_once():
         (30, 26),
         (40, 41),
     ]
+
+
+def test_observe_latest_gives_the_named_values_and_every_age():
+    ms = 1_000_000
+    joints = StreamSpec("joints", "joints", (2,), "float32", 100.0, "interp", 30 * ms, history=4)
+    cam = StreamSpec("cam", "camera", (2, 2, 3), "uint8", 20.0, "causal", 60 * ms)
+    empty = StreamSpec("ft", "force", (6,), "float32", 100.0, "interp", 30 * ms)
+    bufs = [StreamBuffer(joints, 16), StreamBuffer(cam, 8), StreamBuffer(empty, 8)]
+    for k in range(10):
+        bufs[0].push(k * 10 * ms, np.full(2, k, np.float32))
+    bufs[1].push(5 * ms, np.ones((2, 2, 3), np.uint8))
+    sync = Synchronizer(bufs)
+    t = 96 * ms
+    light, full = sync.observe_latest(t, {"joints", "ft"}), sync.observe(t)
+    assert set(light.values) == {"joints", "ft"}
+    np.testing.assert_array_equal(light.values["joints"], [9, 9])  # one sample, no window
+    np.testing.assert_array_equal(light.values["ft"], np.zeros(6))  # nothing pushed yet
+    assert light.ages_ns == full.ages_ns == {"joints": 6 * ms, "cam": 91 * ms, "ft": 0}
+    assert light.valid == full.valid == {"joints": True, "cam": False, "ft": False}
