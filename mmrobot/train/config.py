@@ -185,6 +185,10 @@ class TrainConfig:
         color_swap: the share of samples trained on with the blocks' colours permuted, in
             the camera images and in the instruction's colour words alike
             (:mod:`mmrobot.train.color_swap`; 0: off). Not together with ``stack_swap``.
+        task_relabel: the share of pick, place and stack samples taken before the grasp
+            that are trained on with another task's instruction naming the same block (the
+            grasp is the same; :mod:`mmrobot.train.relabel`; 0: off). Not together with
+            ``stack_swap``.
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
         log: the ``[log]`` table (:class:`LogConfig`).
@@ -217,6 +221,7 @@ class TrainConfig:
     stack_swap: float = 0.0
     label_sigma: float = 0.0
     color_swap: float = 0.0
+    task_relabel: float = 0.0
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -289,6 +294,16 @@ class TrainConfig:
             isinstance(self.color_swap, (int, float)) and 0 <= self.color_swap <= 1,
             "a number in [0, 1] (0: off)",
         )
+        check(
+            "task_relabel",
+            isinstance(self.task_relabel, (int, float)) and 0 <= self.task_relabel <= 1,
+            "a number in [0, 1] (0: off)",
+        )
+        if self.task_relabel and self.stack_swap:
+            raise ConfigError(
+                "task_relabel and stack_swap cannot be combined yet (a relabelled stack sample "
+                "would still train the swapped stack instruction); set one of them to 0"
+            )
         if self.color_swap and self.stack_swap:
             raise ConfigError(
                 "color_swap and stack_swap cannot be combined yet (the swapped stack "

@@ -140,7 +140,7 @@ class ChunkSamples:
         ages: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         aux_parts: dict[str, list[np.ndarray]] = {name: [] for name in aux}
         chunks, actions, ep_of, steps, ids, masks, tasks = [], [], [], [], [], [], []
-        coherent = []
+        coherent, pregrasp, block_start, tcp = [], [], [], []
         for k, (ds, e) in enumerate(self.episodes):
             try:  # every array is read here, once: a damaged chunk fails now, named
                 info = ds.info(e)
@@ -165,6 +165,10 @@ class ChunkSamples:
                     )
                 for n in aux:
                     aux_parts[n].append(np.asarray(have_aux[n]))
+            grasp = _grasp_facts(ds.aux(e) if not aux else have_aux, len(a), horizon)
+            pregrasp.append(grasp[0])
+            block_start.append(np.broadcast_to(grasp[1], (len(a), 3)))
+            tcp.append(grasp[2])
             actions.append(a)
             chunks.append(action_chunks(a, horizon))
             coherent.append(coherent_positions(off, horizon))
@@ -201,6 +205,13 @@ class ChunkSamples:
         self.swap_ids = np.stack(swap_ids)
         self.swap_mask = np.stack(swap_masks)
         self.swappable = np.array(swappable, dtype=bool)
+        #: (N,) chunk positions of each sample before its episode's first held step (the
+        #: whole horizon when never held; 0 without a ``held`` target)
+        self.pregrasp = np.concatenate(pregrasp)
+        #: (N, 3) the named block's position at its episode's start (NaN where unknown)
+        self.block_start = np.concatenate(block_start)
+        #: (N, 3) the TCP position of each sample (NaN where unknown)
+        self.tcp = np.concatenate(tcp)
 
     def _check_streams(self, ds: DemoDataset) -> None:
         have = {s.name: s for s in ds.specs}
@@ -261,6 +272,23 @@ class ChunkSamples:
     def stream_values(self, name: str, max_samples: int = 20000) -> np.ndarray:
         """Valid values of one stream (up to ``max_samples`` steps; for normalization)."""
         return self.values[name][self.valid[name]][:max_samples]
+
+
+def _grasp_facts(
+    aux: dict[str, np.ndarray], n: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pregrasp (n,), block start (3,), tcp (n, 3)) of an episode from its privileged
+    targets (see :attr:`ChunkSamples.pregrasp`)."""
+    nan = np.full(3, np.nan)
+    if "held" not in aux:
+        return np.zeros(n, np.int64), nan, np.full((n, 3), np.nan)
+    held = np.flatnonzero(np.asarray(aux["held"], bool))
+    first = int(held[0]) if len(held) else n + horizon
+    pregrasp = np.clip(first - np.arange(n), 0, horizon).astype(np.int64)
+    if "tcp" not in aux or "block_rel" not in aux:
+        return pregrasp, nan, np.full((n, 3), np.nan)
+    tcp = np.asarray(aux["tcp"], np.float64)
+    return pregrasp, np.asarray(aux["block_rel"][0], np.float64) + tcp[0], tcp
 
 
 def fit_policy_config(

@@ -47,6 +47,7 @@ from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples, fit_policy_config
 from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
+from mmrobot.train.relabel import TaskRelabel
 from mmrobot.train.run_dir import METRICS, STATE_JSON, check_run_dir, clear_run_dir
 from mmrobot.train.step import (
     IGNORE_TOKEN,
@@ -137,6 +138,7 @@ class Trainer:
         self.run_dir = Path(config.out)
         self._mirror: TensorBoardMirror | None = None
         self._color_swap: ColorSwap | None = None  # made at the first batch (needs max_len)
+        self._relabel: TaskRelabel | None = None
         if config.threads:
             torch.set_num_threads(config.threads)
         want_cuda = config.device == "cuda" or (
@@ -176,13 +178,32 @@ class Trainer:
         )
         idx = global_idx[self.rank * c.batch_size : (self.rank + 1) * c.batch_size]
         batch, _ = samples.batch(idx)
+        aux_np = {n: np.ascontiguousarray(v[idx]) for n, v in samples.aux.items()}
+        tokens_np = targets[idx]  # a copy: relabelling may ignore some positions
+        texts = [samples.instructions[e] for e in samples.episode_of[idx]]
+        if c.task_relabel:
+            if self._relabel is None:
+                self._relabel = TaskRelabel(c.task_relabel, config.language.max_len)
+            new = self._relabel.apply(
+                [samples.tasks[e] for e in samples.episode_of[idx]],
+                samples.pregrasp[idx],
+                samples.block_start[idx],
+                batch[INSTRUCTION_TOKENS],
+                batch[INSTRUCTION_MASK],
+                tokens_np,
+                aux_np,
+                samples.tcp[idx],
+                _rng(c.seed, step, 4),
+                IGNORE_TOKEN,
+            )
+            texts = [t if n is None else n for t, n in zip(texts, new)]
         if c.color_swap:
             if self._color_swap is None:
                 self._color_swap = ColorSwap(c.color_swap, config.language.max_len)
             self._color_swap.apply(
                 batch,
                 [stream_keys(s.name)[0] for s in config.streams if s.modality == "camera"],
-                [samples.instructions[e] for e in samples.episode_of[idx]],
+                texts,
                 INSTRUCTION_TOKENS,
                 INSTRUCTION_MASK,
                 _rng(c.seed, step, 3),
@@ -193,11 +214,8 @@ class Trainer:
                 if s.modality == "camera":
                     key = stream_keys(s.name)[0]
                     batch[key] = augment_images(batch[key], aug, c.shift_px, c.color_jitter)
-        aux = {
-            n: torch.from_numpy(np.ascontiguousarray(v[idx])).to(self.device)
-            for n, v in samples.aux.items()
-        }
-        tokens = torch.from_numpy(targets[idx]).to(self.device)
+        aux = {n: torch.from_numpy(v).to(self.device) for n, v in aux_np.items()}
+        tokens = torch.from_numpy(tokens_np).to(self.device)
         return batch_to_torch(batch, self.device), tokens, aux, idx
 
     def _swap_losses(

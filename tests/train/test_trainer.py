@@ -84,10 +84,12 @@ def write_dataset(
     aux: bool = False,
     task: str = "reach color=red",
     instructions: tuple[str, str] = ("go left", "go right"),
+    held_from: int | None = None,
 ) -> Path:
     """Synthetic episodes of ``task`` where the action depends on the instruction (the first
     of ``instructions`` on even episodes, the second on odd ones): learnable.
-    With ``aux``, random privileged targets (what camera heads need)."""
+    With ``aux``, random privileged targets (what camera heads need); ``held`` is random too,
+    or, with ``held_from``, True from that step on."""
     rng = np.random.default_rng(0)
     with DatasetWriter(path, STREAMS, np.array(LOW), np.array(HIGH), control_hz=20.0) as w:
         for e in range(episodes):
@@ -121,7 +123,9 @@ def write_dataset(
                         "block_rel": rng.normal(0, 0.1, (steps, 3)).astype(np.float32),
                         "goal_rel": rng.normal(0, 0.1, (steps, 3)).astype(np.float32),
                         "tcp": rng.normal(0.4, 0.1, (steps, 3)).astype(np.float32),
-                        "held": rng.random(steps) < 0.5,
+                        "held": rng.random(steps) < 0.5
+                        if held_from is None
+                        else np.arange(steps) >= held_from,
                     }
                     if aux
                     else {},
@@ -329,6 +333,40 @@ def test_color_swap_trains_and_changes_the_run(tmp_path):
         config(files, tmp_path, color_swap=1.5)
     with pytest.raises(ConfigError, match="color_swap and stack_swap cannot be combined"):
         config(files, tmp_path, color_swap=0.5, stack_swap=0.5)
+
+
+def test_task_relabel_knows_the_grasp_and_trains(tmp_path):
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.train import train
+    from mmrobot.train.data import ChunkSamples
+
+    named = write_dataset(
+        tmp_path / "pick.h5",
+        aux=True,
+        task="pick color=red size=small",
+        instructions=("pick up the small red block", "lift the small red cube"),
+        held_from=8,
+    )
+    samples = ChunkSamples(DemoDataset(named), STREAMS, 4, 64, aux=("held",))
+    ds = DemoDataset(named)
+    for e in range(len(ds)):
+        held = np.asarray(ds.aux(e)["held"], bool)
+        first = int(np.flatnonzero(held)[0]) if held.any() else 10**6
+        rows = samples.episode_of == e
+        want = np.clip(first - np.arange(rows.sum()), 0, 4)
+        np.testing.assert_array_equal(samples.pregrasp[rows], want)
+        aux = ds.aux(e)
+        np.testing.assert_allclose(
+            samples.block_start[rows][0], aux["block_rel"][0] + aux["tcp"][0], rtol=1e-6
+        )
+    policy = write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, goal=True)
+    files = (policy, named, tmp_path)
+    plain = train(config(files, tmp_path / "plain", steps=3), progress=False)
+    relabel = train(config(files, tmp_path / "relabel", steps=3, task_relabel=1.0), progress=False)
+    assert all(np.isfinite(losses(relabel.run_dir))) and len(losses(relabel.run_dir)) == 3
+    assert losses(relabel.run_dir)[0] != losses(plain.run_dir)[0]
+    with pytest.raises(ConfigError, match="task_relabel and stack_swap"):
+        config(files, tmp_path, task_relabel=0.5, stack_swap=0.5)
 
 
 def _rounds():
