@@ -10,6 +10,14 @@ checkpoint is evaluated with the safety layer on the training phrasings (``--epi
 task, the same seeds for every variant). Reported per variant: successes per task and in
 all (95 % Wilson interval), training wall time, median samples/s and the final token loss.
 
+At a few thousand steps closed-loop success is low and noisy (10 episodes per task give
+intervals of about +-25 points), so ``--probe-dataset`` (recorded episodes the variants were
+not trained on, e.g. seeds 40,000 on) also scores each checkpoint offline on two measures of
+what the policy gets wrong, per task, with every recorded step as a sample:
+``grounding_probe.py``'s camera-head x-y error at the episodes' first step (does the camera
+find the named block; needs camera heads) and ``task_probe.py``'s pre-grasp x-y step error
+under the episode's own instruction (pick, place and stack).
+
 Each variant's result is kept in ``OUT/NAME/result.json``; a rerun with the same ``--out``
 skips the variants that have one (``--fresh`` retrains them), so a long ablation survives
 an interruption.
@@ -18,7 +26,8 @@ Usage:
     python benchmarks/recipe_ablation.py --dataset runs/release/demos.h5 --out runs/ablation
         --variant base --variant color color_swap=0.5 --variant relabel task_relabel=0.5
         [--config policies/train_default.toml] [--steps 6000] [--set KEY=VALUE ...]
-        [--episodes 10] [--tasks pick place stack] [--workers 2] [--json PATH] [--quick]
+        [--episodes 10] [--tasks pick place stack] [--workers 2] [--probe-dataset PROBE.h5]
+        [--json PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+PROBE_KEYS = ("camera_first_step_cm", "pregrasp_mm")
 
 
 def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -90,8 +100,35 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
         "final_loss": run.final_loss,
         "eval_s": ev.seconds,
     }
+    if args.probe_dataset:
+        result["probes"] = probes(run.checkpoint, args.probe_dataset, args.quick)
     kept.write_text(json.dumps(result, indent=2))
     return result
+
+
+def probes(checkpoint: Path, dataset: str, quick: bool) -> dict[str, dict[str, float]]:
+    """Per task: the camera heads' first-step x-y error (cm; grounding_probe) and the
+    pre-grasp step error under the episode's own words (mm; task_probe)."""
+    import numpy as np
+    from _common import episodes_by_task
+    from grounding_probe import task_errors
+    from task_probe import GRASPING, pregrasp_errors
+
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.policies.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint).eval()
+    demos = DemoDataset(dataset)
+    out: dict[str, dict[str, float]] = {}
+    for task, episodes in sorted(episodes_by_task(demos, 2 if quick else 20).items()):
+        row: dict[str, float] = {}
+        if model.camera_aux_heads:
+            err, first = task_errors(model, demos, episodes)
+            row["camera_first_step_cm"] = float(np.median(err[first]))
+        if task in GRASPING:
+            row["pregrasp_mm"] = pregrasp_errors(model, demos, episodes, task)["xy_error_mm"]
+        out[task] = row
+    return out
 
 
 def main() -> None:
@@ -107,6 +144,7 @@ def main() -> None:
     p.add_argument("--tasks", nargs="*", help="tasks to evaluate (default: all five)")
     p.add_argument("--seed", type=int, default=0, help="first evaluation episode seed")
     p.add_argument("--workers", type=int, default=2, help="evaluation processes")
+    p.add_argument("--probe-dataset", help="held-out episodes for the offline probes")
     p.add_argument("--fresh", action="store_true", help="retrain variants that have a result")
     p.add_argument("--quick", action="store_true", help="20 steps, 1 episode per task")
     p.add_argument("--json", metavar="PATH")
@@ -133,12 +171,25 @@ def main() -> None:
                 f"{r['final_loss']:.3f}",
             ]
         )
+    probed = [r for r in results if r.get("probes")]
+    probe_rows = [
+        [r["variant"], task, *(f"{v[k]:.2f}" if k in v else "-" for k in PROBE_KEYS)]
+        for r in probed
+        for task, v in r["probes"].items()
+    ]
     print_table(
         f"recipe ablation: {results[0]['steps']} steps from {args.config} on {args.dataset}; "
         f"load {load_before:.2f} -> {load_after:.2f}",
         ["variant", "overrides", *tasks, "all", "train min", "samples/s", "final loss"],
         rows,
     )
+    if probe_rows:
+        print_table(
+            f"offline probes on {args.probe_dataset} (median first-step camera error, mean "
+            "pre-grasp step error under the episode's own words)",
+            ["variant", "task", "camera first step (cm)", "pre-grasp step (mm)"],
+            probe_rows,
+        )
     write_json(
         args.json,
         {

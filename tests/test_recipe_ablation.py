@@ -18,7 +18,8 @@ def test_variants_train_evaluate_and_are_kept(tmp_path):
     out, report = tmp_path / "abl", tmp_path / "abl.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "recipe_ablation.py"), "--dataset",
            str(data), "--out", str(out), "--variant", "base", "--variant", "relabel",
-           "task_relabel=1.0", "--tasks", "pick", "--quick", "--json", str(report)]  # fmt: skip
+           "task_relabel=1.0", "--tasks", "pick", "--quick", "--probe-dataset", str(data),
+           "--json", str(report)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(report.read_text())["results"]
@@ -27,6 +28,8 @@ def test_variants_train_evaluate_and_are_kept(tmp_path):
     for r in results:
         assert r["per_task"] == {"pick": [r["success"][0], 1]} and r["steps"] == 20
         assert (out / r["variant"] / "checkpoint").is_dir()
+        probe = r["probes"]["pick"]  # the default config has camera heads
+        assert probe["camera_first_step_cm"] >= 0 and probe["pregrasp_mm"] >= 0
     # a rerun keeps what it has: nothing is trained again
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 0 and "training" not in again.stdout
