@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from mmrobot.core.types import ActionChunk, Observation
 
@@ -30,6 +31,19 @@ class Policy(ABC):
         Returns:
             An :class:`ActionChunk` of (H, D) float32 actions starting at ``observation.t_ns``.
         """
+
+    def act_batch(
+        self, observations: Sequence[Observation], instructions: Sequence[str]
+    ) -> list[ActionChunk]:
+        """One chunk per (observation, instruction) pair, as :meth:`act` gives it. A policy
+        that runs a batch in one call (the torch and the ONNX policy) overrides this; the
+        others are called once per pair. Only for policies without per-episode state."""
+        if len(observations) != len(instructions):
+            raise ValueError(
+                f"act_batch: {len(observations)} observations but {len(instructions)} "
+                "instructions; give one instruction per observation"
+            )
+        return [self.act(o, i) for o, i in zip(observations, instructions)]
 
     def reset(self) -> None:  # noqa: B027 - a no-op hook, overridden by stateful policies
         """Forget any per-episode state (called at the start of an episode)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,27 +46,42 @@ class TorchPolicy(Policy):
         With ``explain``, the chunk's ``attribution`` says which inputs its action tokens
         attended to (:mod:`mmrobot.policies.attribution`); the actions are the same.
         """
-        batch = collate([observation], [instruction], self.config.streams, self.model.tokenizer)
-        attribution = None
-        with torch.inference_mode():
-            tb = batch_to_torch(batch, self.device)
-            if explain:
-                from mmrobot.policies.attribution import explain_generate
+        if not explain:
+            return self.act_batch([observation], [instruction])[0]
+        from mmrobot.policies.attribution import explain_generate
 
-                tokens, logits, (attribution,) = explain_generate(self.model, tb)
-            else:
-                tokens, logits = self.model.generate(tb)
-        tok = tokens[0].cpu().numpy().astype(np.int64)
-        probs = torch.softmax(logits[0], dim=-1).amax(-1)
+        batch = collate([observation], [instruction], self.config.streams, self.model.tokenizer)
+        with torch.inference_mode():
+            tokens, logits, (attribution,) = explain_generate(
+                self.model, batch_to_torch(batch, self.device)
+            )
+        return self._chunk(observation.t_ns, tokens[0], logits[0], attribution)
+
+    def act_batch(
+        self, observations: Sequence[Observation], instructions: Sequence[str]
+    ) -> list[ActionChunk]:
+        """One chunk per observation, in one forward pass of the batch."""
+        if len(observations) != len(instructions):
+            return super().act_batch(observations, instructions)  # its error
+        batch = collate(observations, instructions, self.config.streams, self.model.tokenizer)
+        with torch.inference_mode():
+            tokens, logits = self.model.generate(batch_to_torch(batch, self.device))
+        return [self._chunk(o.t_ns, tokens[k], logits[k], None) for k, o in enumerate(observations)]
+
+    def _chunk(
+        self, t_ns: int, tokens: torch.Tensor, logits: torch.Tensor, attribution: object
+    ) -> ActionChunk:
+        """The chunk of one row of a batch: (H, D) tokens and (H, D, bins) logits."""
+        probs = torch.softmax(logits, dim=-1).amax(-1)
         return ActionChunk(
-            t_ns=observation.t_ns,
+            t_ns=t_ns,
             actions=self.action_tokenizer.decode_logits(
-                logits[0].float().cpu().numpy(), self.config.action.decode
+                logits.float().cpu().numpy(), self.config.action.decode
             ),
             period_ns=self.config.action.period_ns,
-            tokens=tok,
+            tokens=tokens.cpu().numpy().astype(np.int64),
             info={"mean_token_prob": float(probs.mean())},
-            attribution=attribution,
+            attribution=attribution,  # type: ignore[arg-type]
         )
 
     def reset(self) -> None:

@@ -82,6 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed SEED+k")
     p.add_argument("--max-steps", type=int, default=None, help="episode length limit")
     p.add_argument("--workers", type=int, default=1, help="worker processes (0: in-process)")
+    p.add_argument(
+        "--lockstep",
+        type=int,
+        default=1,
+        help="episodes each worker runs side by side, their policy calls batched (a "
+        "checkpoint or ONNX model; no videos, no --explain; default 1)",
+    )
     p.add_argument("--start-method", default="spawn", choices=("spawn", "forkserver"))
     p.add_argument(
         "--replan-every",
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         replan_every=args.replan_every,
         ensemble_decay=args.ensemble_decay,
         workers=args.workers,
+        lockstep=args.lockstep,
         start_method=args.start_method,
         video_dir=args.video,
         video_format=args.video_format,

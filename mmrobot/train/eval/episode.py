@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmrobot.core.errors import ConfigError
-from mmrobot.core.types import Attribution, Observation
+from mmrobot.core.types import ActionChunk, Attribution, Observation
 from mmrobot.deploy.safety import SafetyConfig
 from mmrobot.policies.base import Policy
 from mmrobot.train.eval.settings import SWAP_SPLIT
@@ -18,7 +18,14 @@ from mmrobot.train.eval.settings import SWAP_SPLIT
 if TYPE_CHECKING:
     from mmrobot.deploy.safety import SimSafety
 
-__all__ = ["AttributionTrace", "EpisodeResult", "run_episode", "swap_instruction_target"]
+__all__ = [
+    "AttributionTrace",
+    "EpisodeResult",
+    "episode_steps",
+    "run_episode",
+    "run_lockstep",
+    "swap_instruction_target",
+]
 
 _ACTION_DIM = 7  # [dx, dy, dz, droll, dpitch, dyaw, gripper]
 
@@ -223,6 +230,96 @@ def run_episode(
     Returns:
         The :class:`EpisodeResult` (``error`` is None; exceptions propagate).
     """
+    steps = episode_steps(
+        env,
+        policy,
+        task=task,
+        instruction=instruction,
+        seed=seed,
+        replan_every=replan_every,
+        ensemble_decay=ensemble_decay,
+        max_steps=max_steps,
+        video=video,
+        on_step=on_step,
+        split=split,
+        key=key,
+        safety=safety,
+        swap_instruction=swap_instruction,
+        explain=explain,
+    )
+    try:
+        request = next(steps)
+        while True:
+            obs, text = request
+            chunk = policy.act(obs, text, explain=True) if explain else policy.act(obs, text)
+            request = steps.send(chunk)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def run_lockstep(
+    episodes: Sequence[Generator[tuple[Observation, str], ActionChunk, EpisodeResult]],
+    policy: Policy,
+) -> list[EpisodeResult | Exception]:
+    """Run episodes side by side, one batched policy call per round (:meth:`Policy.act_batch`).
+
+    Args:
+        episodes: :func:`episode_steps` generators, each on an env of its own.
+        policy: a policy without per-episode state (a torch or ONNX policy), shared by all.
+
+    Returns:
+        per episode, its result or the exception that ended it (the others run on).
+    """
+    out: list[EpisodeResult | Exception | None] = [None] * len(episodes)
+    pending: dict[int, tuple[Observation, str]] = {}
+
+    def advance(k: int, chunk: ActionChunk | None) -> None:
+        try:
+            pending[k] = next(episodes[k]) if chunk is None else episodes[k].send(chunk)
+        except StopIteration as done:
+            pending.pop(k, None)
+            out[k] = done.value
+        except Exception as e:  # one failed episode must not end the others
+            pending.pop(k, None)
+            out[k] = e
+
+    for k in range(len(episodes)):
+        advance(k, None)
+    while pending:
+        keys = list(pending)
+        try:
+            chunks = policy.act_batch([pending[k][0] for k in keys], [pending[k][1] for k in keys])
+        except Exception as e:  # the batch failed: so did each of its episodes
+            for k in keys:
+                pending.pop(k)
+                out[k] = e
+            break
+        for k, chunk in zip(keys, chunks):
+            advance(k, chunk)
+    return out  # type: ignore[return-value]
+
+
+def episode_steps(
+    env: Any,
+    policy: Policy,
+    *,
+    task: str | None = None,
+    instruction: str | None = None,
+    seed: int | None = None,
+    replan_every: int = 1,
+    ensemble_decay: float | None = 0.1,
+    max_steps: int | None = None,
+    video: Any = None,
+    on_step: Callable[[Observation, np.ndarray], None] | None = None,
+    split: str = "",
+    key: str = "",
+    safety: SimSafety | SafetyConfig | None = None,
+    swap_instruction: bool = False,
+    explain: bool = False,
+) -> Generator[tuple[Observation, str], ActionChunk, EpisodeResult]:
+    """:func:`run_episode` as a generator: it yields ``(observation, instruction)`` whenever
+    it needs a chunk, takes the chunk by ``send``, and returns the result (``StopIteration``'s
+    value). ``policy`` is only reset here (and says whether it explains); the caller acts."""
     from mmrobot.deploy.loop import TemporalEnsembler
     from mmrobot.deploy.safety import SimSafety
 
@@ -272,7 +369,7 @@ def run_episode(
         obs: Observation = base.observation
         action = ensembler.action_at(obs.t_ns)
         if steps % replan_every == 0 or action is None:
-            chunk = policy.act(obs, text, explain=True) if explain else policy.act(obs, text)
+            chunk = yield obs, text
             calls += 1
             if trace is not None and chunk.attribution is not None:
                 trace.add(steps, chunk.attribution)

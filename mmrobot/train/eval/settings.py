@@ -58,6 +58,11 @@ class EvalSettings:
         explain: record which inputs each decision attended to (a torch policy's
             ``act(..., explain=True)``) into each episode's ``attribution``, and draw it on
             the videos.
+        lockstep: episodes each worker runs side by side, their policy calls batched into
+            one (:func:`~mmrobot.train.eval.episode.run_lockstep`; a policy loaded from a
+            path, no videos, no ``explain``; 1: one episode at a time). A batched forward
+            may differ from a single one in the last bits, so an episode can end otherwise
+            than with ``lockstep = 1``; the episodes themselves (tasks, seeds) are the same.
     """
 
     episodes: int = 10
@@ -76,6 +81,7 @@ class EvalSettings:
     safety: bool = True
     safety_limits: SafetyConfig = SafetyConfig()
     explain: bool = False
+    lockstep: int = 1
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -97,6 +103,8 @@ class EvalSettings:
             raise ConfigError(f"ensemble_decay must be >= 0 or None, got {self.ensemble_decay}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.lockstep < 1:
+            raise ConfigError(f"lockstep must be >= 1, got {self.lockstep}")
         if self.start_method not in ("spawn", "forkserver"):
             raise ConfigError(
                 f"start_method must be 'spawn' or 'forkserver' (a GL context does not survive "
