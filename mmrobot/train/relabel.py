@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,10 @@ from mmrobot.envs import names
 from mmrobot.envs.instructions import make_instruction
 from mmrobot.envs.tasks import PICK_LIFT_M, TaskSpec
 
-__all__ = ["RELABELLED_TASKS", "TaskRelabel", "bin_position"]
+if TYPE_CHECKING:
+    from mmrobot.train.data import ChunkSamples
+
+__all__ = ["RELABELLED_TASKS", "SampleLevers", "TaskRelabel", "bin_position"]
 
 #: tasks whose pre-grasp samples are relabelled, and the tasks they may become
 RELABELLED_TASKS: dict[str, tuple[str, ...]] = {
@@ -121,3 +125,52 @@ class TaskRelabel:
                 aux["goal_rel"][r] = goal - tcp[r]
             out[r] = instruction
         return out
+
+
+class SampleLevers:
+    """The training levers that rewrite a batch's samples, in their order: task relabelling
+    (``task_relabel``), then the colour swap (``color_swap``, which reads the relabelled
+    instructions)."""
+
+    def __init__(self, task_relabel: float, color_swap: float, max_len: int) -> None:
+        from mmrobot.train.color_swap import ColorSwap
+
+        self.relabel = TaskRelabel(task_relabel, max_len) if task_relabel else None
+        self.color = ColorSwap(color_swap, max_len) if color_swap else None
+
+    def apply(
+        self,
+        samples: ChunkSamples,
+        idx: np.ndarray,
+        batch: dict[str, np.ndarray],
+        tokens: np.ndarray,
+        aux: dict[str, np.ndarray],
+        image_keys: Sequence[str],
+        relabel_rng: np.random.Generator,
+        color_rng: np.random.Generator,
+    ) -> None:
+        """Rewrite the batch of samples ``idx`` in place: its inputs ``batch``, (B, H, D)
+        target ``tokens`` and privileged targets ``aux``."""
+        from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS
+        from mmrobot.train.step import IGNORE_TOKEN
+
+        episodes = samples.episode_of[idx]
+        texts = [samples.instructions[e] for e in episodes]
+        if self.relabel is not None:
+            new = self.relabel.apply(
+                [samples.tasks[e] for e in episodes],
+                samples.pregrasp[idx],
+                samples.block_start[idx],
+                batch[INSTRUCTION_TOKENS],
+                batch[INSTRUCTION_MASK],
+                tokens,
+                aux,
+                samples.tcp[idx],
+                relabel_rng,
+                IGNORE_TOKEN,
+            )
+            texts = [t if n is None else n for t, n in zip(texts, new)]
+        if self.color is not None:
+            self.color.apply(
+                batch, image_keys, texts, INSTRUCTION_TOKENS, INSTRUCTION_MASK, color_rng
+            )

@@ -42,12 +42,11 @@ from mmrobot.policies import (
 from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
 from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
 from mmrobot.policies.model import batch_to_torch
-from mmrobot.train.color_swap import ColorSwap
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples, fit_policy_config
 from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
-from mmrobot.train.relabel import TaskRelabel
+from mmrobot.train.relabel import SampleLevers
 from mmrobot.train.run_dir import METRICS, STATE_JSON, check_run_dir, clear_run_dir
 from mmrobot.train.step import (
     IGNORE_TOKEN,
@@ -137,8 +136,7 @@ class Trainer:
         self._log = log
         self.run_dir = Path(config.out)
         self._mirror: TensorBoardMirror | None = None
-        self._color_swap: ColorSwap | None = None  # made at the first batch (needs max_len)
-        self._relabel: TaskRelabel | None = None
+        self._levers: SampleLevers | None = None  # made at the first batch (needs max_len)
         if config.threads:
             torch.set_num_threads(config.threads)
         want_cuda = config.device == "cuda" or (
@@ -180,33 +178,18 @@ class Trainer:
         batch, _ = samples.batch(idx)
         aux_np = {n: np.ascontiguousarray(v[idx]) for n, v in samples.aux.items()}
         tokens_np = targets[idx]  # a copy: relabelling may ignore some positions
-        texts = [samples.instructions[e] for e in samples.episode_of[idx]]
-        if c.task_relabel:
-            if self._relabel is None:
-                self._relabel = TaskRelabel(c.task_relabel, config.language.max_len)
-            new = self._relabel.apply(
-                [samples.tasks[e] for e in samples.episode_of[idx]],
-                samples.pregrasp[idx],
-                samples.block_start[idx],
-                batch[INSTRUCTION_TOKENS],
-                batch[INSTRUCTION_MASK],
+        if c.task_relabel or c.color_swap:
+            if self._levers is None:
+                self._levers = SampleLevers(c.task_relabel, c.color_swap, config.language.max_len)
+            self._levers.apply(
+                samples,
+                idx,
+                batch,
                 tokens_np,
                 aux_np,
-                samples.tcp[idx],
-                _rng(c.seed, step, 4),
-                IGNORE_TOKEN,
-            )
-            texts = [t if n is None else n for t, n in zip(texts, new)]
-        if c.color_swap:
-            if self._color_swap is None:
-                self._color_swap = ColorSwap(c.color_swap, config.language.max_len)
-            self._color_swap.apply(
-                batch,
                 [stream_keys(s.name)[0] for s in config.streams if s.modality == "camera"],
-                texts,
-                INSTRUCTION_TOKENS,
-                INSTRUCTION_MASK,
-                _rng(c.seed, step, 3),
+                relabel_rng=_rng(c.seed, step, 4),
+                color_rng=_rng(c.seed, step, 3),
             )
         if c.augment:
             aug = _rng(c.seed, step, 1)
