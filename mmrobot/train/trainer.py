@@ -335,7 +335,9 @@ class Trainer:
 
         e = self.config.eval
         t0 = time.perf_counter()
-        rates = quick_success(checkpoint, tasks, e.episodes, seed=e.seed, workers=e.workers)
+        rates = quick_success(
+            checkpoint, tasks, e.episodes, seed=e.seed, workers=e.workers, lockstep=e.lockstep
+        )
         row = {
             "kind": "eval",
             "step": step,
