@@ -82,6 +82,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
         tasks=tuple(args.tasks) if args.tasks else None,
         workers=0 if args.quick else args.workers,
         seed=args.seed,
+        max_steps=10 if args.quick else None,
     )
     per_task = {}
     for key in ev.keys:
@@ -146,7 +147,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="evaluation processes")
     p.add_argument("--probe-dataset", help="held-out episodes for the offline probes")
     p.add_argument("--fresh", action="store_true", help="retrain variants that have a result")
-    p.add_argument("--quick", action="store_true", help="20 steps, 1 episode per task")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="20 steps, 1 episode of 10 ticks per task (a smoke run)",
+    )
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args()
     names = [v[0] for v in args.variant]
