@@ -88,6 +88,20 @@ def probe_parser(description: str, checkpoint_help: str = "checkpoint folder") -
     return parser
 
 
+def write_probe_json(args: Any, bench: str, load_avg: float, results: Any) -> None:
+    """``--json``'s file of an offline probe (:func:`probe_parser`'s arguments)."""
+    write_json(
+        args.json,
+        {
+            "bench": bench,
+            "checkpoint": args.checkpoint,
+            "dataset": args.dataset,
+            "load_avg": load_avg,
+            "results": results,
+        },
+    )
+
+
 def episodes_by_task(demos: Any, per_task: int) -> dict[str, list[int]]:
     """The first ``per_task`` successful episodes of each task of a ``DemoDataset`` (tasks
     without one are left out); exits with a message when there are none at all."""

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import episodes_by_task, print_table, probe_parser, write_json  # noqa: E402
+from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
 
 DECODINGS = ("argmax", "median", "mean")
 FINE_M = (0.0005, 0.019)  # expert deltas between these are "fine" (not at rest, not clipped)
@@ -91,16 +91,7 @@ def main() -> None:
         ["task", "decode", "first step (mm)", "all steps (mm)", "fine first steps (share)"],
         rows,
     )
-    write_json(
-        args.json,
-        {
-            "bench": "decode_probe",
-            "checkpoint": args.checkpoint,
-            "dataset": args.dataset,
-            "load_avg": load_before,
-            "results": results,
-        },
-    )
+    write_probe_json(args, "decode_probe", load_before, results)
 
 
 if __name__ == "__main__":

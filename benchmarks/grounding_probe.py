@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import episodes_by_task, print_table, probe_parser, write_json  # noqa: E402
+from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
 
 
 def task_errors(model, demos, episodes: list[int]):
@@ -101,16 +101,7 @@ def main() -> None:
         ["task", "episodes", "all steps, median (cm)", "first step, median", "first step, p90"],
         rows,
     )
-    write_json(
-        args.json,
-        {
-            "bench": "grounding_probe",
-            "checkpoint": args.checkpoint,
-            "dataset": args.dataset,
-            "load_avg": load_before,
-            "results": results,
-        },
-    )
+    write_probe_json(args, "grounding_probe", load_before, results)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import episodes_by_task, print_table, probe_parser, write_json  # noqa: E402
+from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
 
 GRASPING = ("pick", "place", "stack")
 
@@ -101,16 +101,7 @@ def main() -> None:
         ["episodes", "instruction", "samples", "x-y error (mm)", "toward the bin (mm)"],
         rows,
     )
-    write_json(
-        args.json,
-        {
-            "bench": "task_probe",
-            "checkpoint": args.checkpoint,
-            "dataset": args.dataset,
-            "load_avg": load_before,
-            "results": results,
-        },
-    )
+    write_probe_json(args, "task_probe", load_before, results)
 
 
 if __name__ == "__main__":

@@ -178,75 +178,17 @@ def swap_instruction_target(env: Any, seed: int | None, split: str = "train") ->
 
 
 def run_episode(
-    env: Any,
-    policy: Policy,
-    *,
-    task: str | None = None,
-    instruction: str | None = None,
-    seed: int | None = None,
-    replan_every: int = 1,
-    ensemble_decay: float | None = 0.1,
-    max_steps: int | None = None,
-    video: Any = None,
-    on_step: Callable[[Observation, np.ndarray], None] | None = None,
-    split: str = "",
-    key: str = "",
-    safety: SimSafety | SafetyConfig | None = None,
-    swap_instruction: bool = False,
-    explain: bool = False,
+    env: Any, policy: Policy, *, explain: bool = False, **options: Any
 ) -> EpisodeResult:
-    """Run ``policy`` closed-loop for one episode of a tabletop env.
+    """Run ``policy`` closed-loop for one episode of a tabletop env, one call at a time.
 
-    The env's action mode chooses the path to the arm: an env that takes joint targets (the
-    default of :func:`env_config_for_policy`) gets each action through ``mmrobot run``'s
-    Cartesian controller and safety layer (:class:`~mmrobot.deploy.safety.SimSafety`); an
-    ``ee_delta`` env applies the actions itself, with no safety layer.
-
-    Args:
-        env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a Gymnasium wrapper of one).
-        policy: any :class:`Policy`; ``policy.reset()`` is called first.
-        task: task spec text for ``reset`` (None: the env's default or a random task).
-        instruction: the instruction (None: generated from the env's phrasing split).
-        seed: reset seed.
-        replan_every: request a new chunk every this many control ticks (>= 1).
-        ensemble_decay: :class:`~mmrobot.deploy.loop.TemporalEnsembler` decay (None: newest
-            chunk only).
-        max_steps: stop after this many ticks (default: the env's own time limit).
-        video: a :class:`~mmrobot.train.video.VideoRecorder`-like object with
-            ``add(frame, step, status)`` fed ``env.render()`` frames, or None.
-        on_step: called each tick with (the observation the policy saw, the (7,)
-            end-effector action the tick executed; zero motion and the last gripper command
-            on a tick that no action covers).
-        split, key: copied into the result.
-        safety: for a joint-target env, the path to reuse (a ``SimSafety`` of this env) or
-            the limits to build one with (default: ``SafetyConfig()``); must be None for an
-            ``ee_delta`` env.
-        swap_instruction: reset with ``task``'s scene, then name another block on the table
-            in the instruction and count success against it (:func:`swap_instruction_target`).
-        explain: ask the policy to explain each call (``act(..., explain=True)``, a policy
-            whose ``explains`` is True); the result's ``attribution`` holds the shares, and
-            the video draws them beside each frame with the camera heatmaps.
+    ``options`` (``task``, ``seed``, ``max_steps``, ``safety``, ...) and ``explain`` are
+    :func:`episode_steps`'s, which says how an episode runs.
 
     Returns:
         The :class:`EpisodeResult` (``error`` is None; exceptions propagate).
     """
-    steps = episode_steps(
-        env,
-        policy,
-        task=task,
-        instruction=instruction,
-        seed=seed,
-        replan_every=replan_every,
-        ensemble_decay=ensemble_decay,
-        max_steps=max_steps,
-        video=video,
-        on_step=on_step,
-        split=split,
-        key=key,
-        safety=safety,
-        swap_instruction=swap_instruction,
-        explain=explain,
-    )
+    steps = episode_steps(env, policy, explain=explain, **options)
     try:
         request = next(steps)
         while True:
@@ -317,9 +259,42 @@ def episode_steps(
     swap_instruction: bool = False,
     explain: bool = False,
 ) -> Generator[tuple[Observation, str], ActionChunk, EpisodeResult]:
-    """:func:`run_episode` as a generator: it yields ``(observation, instruction)`` whenever
-    it needs a chunk, takes the chunk by ``send``, and returns the result (``StopIteration``'s
-    value). ``policy`` is only reset here (and says whether it explains); the caller acts."""
+    """One episode as a generator: it yields ``(observation, instruction)`` whenever it needs
+    a chunk, takes the chunk by ``send``, and returns the :class:`EpisodeResult`
+    (``StopIteration``'s value). ``policy`` is only reset here (and says whether it
+    explains); the caller acts (:func:`run_episode`, :func:`run_lockstep`).
+
+    The env's action mode chooses the path to the arm: an env that takes joint targets (the
+    default of :func:`env_config_for_policy`) gets each action through ``mmrobot run``'s
+    Cartesian controller and safety layer (:class:`~mmrobot.deploy.safety.SimSafety`); an
+    ``ee_delta`` env applies the actions itself, with no safety layer.
+
+    Args:
+        env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a Gymnasium wrapper of one).
+        policy: any :class:`Policy`; ``policy.reset()`` is called first.
+        task: task spec text for ``reset`` (None: the env's default or a random task).
+        instruction: the instruction (None: generated from the env's phrasing split).
+        seed: reset seed.
+        replan_every: request a new chunk every this many control ticks (>= 1).
+        ensemble_decay: :class:`~mmrobot.deploy.loop.TemporalEnsembler` decay (None: newest
+            chunk only).
+        max_steps: stop after this many ticks (default: the env's own time limit).
+        video: a :class:`~mmrobot.train.video.VideoRecorder`-like object with
+            ``add(frame, step, status)`` fed ``env.render()`` frames, or None.
+        on_step: called each tick with (the observation the policy saw, the (7,)
+            end-effector action the tick executed; zero motion and the last gripper command
+            on a tick that no action covers).
+        split, key: copied into the result.
+        safety: for a joint-target env, the path to reuse (a ``SimSafety`` of this env) or
+            the limits to build one with (default: ``SafetyConfig()``); must be None for an
+            ``ee_delta`` env.
+        swap_instruction: reset with ``task``'s scene, then name another block on the table
+            in the instruction and count success against it (:func:`swap_instruction_target`).
+        explain: ask the policy to explain each call (``act(..., explain=True)``, a policy
+            whose ``explains`` is True); the result's ``attribution`` holds the shares, and
+            the video draws them beside each frame with the camera heatmaps.
+
+    """
     from mmrobot.deploy.loop import TemporalEnsembler
     from mmrobot.deploy.safety import SimSafety
 
