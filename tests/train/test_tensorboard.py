@@ -74,7 +74,7 @@ def test_a_tiny_run_writes_the_metrics_rows_as_tensorboard_scalars(files, tmp_pa
 
     calls = []
 
-    def fake_success(checkpoint, tasks, episodes, seed, workers, lockstep=1):
+    def fake_success(checkpoint, tasks, episodes, seed, workers):
         # the closed-loop rollouts are tests/train/test_evaluate's; here only the row matters
         calls.append(tasks)
         rate = 0.25 * len(calls)
