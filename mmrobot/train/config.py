@@ -101,8 +101,7 @@ class EvalConfig:
     Every ``every`` steps (and at the end) the checkpoint runs ``episodes`` episodes per
     task of ``tasks`` in simulation, through the same path as ``mmrobot eval`` (safety layer
     on); the success rates go to ``metrics.jsonl`` (``kind = "eval"``) and the checkpoint
-    with the best mean success is kept in ``<out>/best``. ``lockstep`` is
-    :attr:`~mmrobot.train.eval.EvalSettings.lockstep` (episodes per worker side by side).
+    with the best mean success is kept in ``<out>/best``.
     """
 
     every: int = 0
@@ -110,17 +109,10 @@ class EvalConfig:
     tasks: tuple[str, ...] = ()
     workers: int = 2
     seed: int = 500_000
-    lockstep: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        for name, lo in (
-            ("every", 0),
-            ("episodes", 1),
-            ("workers", 0),
-            ("seed", 0),
-            ("lockstep", 1),
-        ):
+        for name, lo in (("every", 0), ("episodes", 1), ("workers", 0), ("seed", 0)):
             _check("eval.", self, name, _is_int(getattr(self, name), lo), f"an int >= {lo}")
         _check(
             "eval.",

@@ -393,7 +393,6 @@ class _ReleaseRun:
             splits=tuple(splits),
             tasks=self.config.eval_tasks,
             workers=e.workers,
-            lockstep=e.lockstep,
         )
 
     def _run_eval(self, source: Path, splits: Sequence[str], path: Path) -> dict[str, Any]:

@@ -220,8 +220,6 @@ class EvaluateSection:
             ``fp16``; empty: none).
         onnx_splits: the splits the exports are evaluated on.
         reliance_samples: samples of the held-out slice for the modality-reliance table.
-        lockstep: episodes each worker runs side by side, their policy calls batched
-            (:attr:`~mmrobot.train.eval.EvalSettings.lockstep`; 1: one at a time).
     """
 
     episodes: int = 20
@@ -233,7 +231,6 @@ class EvaluateSection:
     onnx: tuple[str, ...] = ("fp32", "int8")
     onnx_splits: tuple[str, ...] = ("train",)
     reliance_samples: int = 192
-    lockstep: int = 1
 
     def __post_init__(self) -> None:
         for name in ("splits", "tasks", "onnx", "onnx_splits"):
@@ -242,14 +239,7 @@ class EvaluateSection:
         _check_ints(
             "evaluate",
             self,
-            {
-                "episodes": 1,
-                "workers": 0,
-                "seed": 0,
-                "max_steps": 0,
-                "reliance_samples": 1,
-                "lockstep": 1,
-            },
+            {"episodes": 1, "workers": 0, "seed": 0, "max_steps": 0, "reliance_samples": 1},
         )
         for name in ("splits", "onnx_splits"):
             v = getattr(self, name)

@@ -335,9 +335,7 @@ class Trainer:
 
         e = self.config.eval
         t0 = time.perf_counter()
-        rates = quick_success(
-            checkpoint, tasks, e.episodes, seed=e.seed, workers=e.workers, lockstep=e.lockstep
-        )
+        rates = quick_success(checkpoint, tasks, e.episodes, seed=e.seed, workers=e.workers)
         row = {
             "kind": "eval",
             "step": step,
