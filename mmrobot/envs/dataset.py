@@ -364,17 +364,19 @@ class DemoDataset:
         """(observation, (7,) action) at one step."""
         return self.observation(episode, step), self._group(episode)["actions"][step]
 
-    def aux(self, episode: int) -> dict[str, np.ndarray]:
+    def aux(self, episode: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Privileged auxiliary targets of an episode: name -> (T, ...) array.
 
         Names, shapes and dtypes are :data:`~mmrobot.envs.privileged.AUX_TARGETS`
         (``block_rel`` (T, 3), ``goal_rel`` (T, 3), ``held`` (T,), ``phase`` (T,) indexing
-        :attr:`phases`); empty when the episode has none. Training only.
+        :attr:`phases`); empty when the episode has none. ``names``: read only these (those
+        the episode has); None: all. Training only.
         """
         g = self._group(episode)
         if "aux" not in g:
             return {}
-        return {name: g["aux"][name][()] for name in g["aux"]}
+        wanted = g["aux"] if names is None else [n for n in dict.fromkeys(names) if n in g["aux"]]
+        return {name: g["aux"][name][()] for name in wanted}
 
     def rewards(self, episode: int) -> np.ndarray:
         """(T,) float32 rewards of an episode."""

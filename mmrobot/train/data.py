@@ -154,8 +154,8 @@ class ChunkSamples:
                 off = ds.perturbed(e)
             except (OSError, KeyError) as err:
                 raise ds.unreadable(e, err) from None
+            have_aux = ds.aux(e, (*aux, *_GRASP_TARGETS))
             if aux:
-                have_aux = ds.aux(e)
                 missing = [n for n in aux if n not in have_aux]
                 if missing:
                     raise ConfigError(
@@ -165,7 +165,7 @@ class ChunkSamples:
                     )
                 for n in aux:
                     aux_parts[n].append(np.asarray(have_aux[n]))
-            grasp = _grasp_facts(ds.aux(e) if not aux else have_aux, len(a), horizon)
+            grasp = _grasp_facts(have_aux, len(a), horizon)
             pregrasp.append(grasp[0])
             block_start.append(np.broadcast_to(grasp[1], (len(a), 3)))
             tcp.append(grasp[2])
@@ -272,6 +272,10 @@ class ChunkSamples:
     def stream_values(self, name: str, max_samples: int = 20000) -> np.ndarray:
         """Valid values of one stream (up to ``max_samples`` steps; for normalization)."""
         return self.values[name][self.valid[name]][:max_samples]
+
+
+#: the privileged targets :func:`_grasp_facts` reads
+_GRASP_TARGETS = ("held", "tcp", "block_rel")
 
 
 def _grasp_facts(

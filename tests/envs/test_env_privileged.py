@@ -96,6 +96,9 @@ def test_dataset_v2_carries_aux_and_settle_steps(tmp_path):
     assert set(aux) == set(AUX_TARGETS)
     assert aux["block_rel"].shape == (info.n_steps, 3) and aux["phase"].shape == (info.n_steps,)
     assert ds.phases == PHASES
+    # a subset reads only those (an unknown name is skipped, a repeated one read once)
+    some = ds.aux(0, ("held", "nope", "held", "tcp"))
+    assert list(some) == ["held", "tcp"] and np.array_equal(some["held"], aux["held"])
     assert ds.stream(0, "ee_pose").shape == (info.n_steps, 10, 9)
     with h5py.File(out) as f:
         assert f.attrs["format_version"] == DATASET_FORMAT_VERSION == 2
