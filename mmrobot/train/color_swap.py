@@ -21,6 +21,7 @@ import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,7 @@ __all__ = [
     "Palette",
     "block_palette",
     "recolor",
+    "render_permuted",
     "swap_color_words",
     "ColorSwap",
 ]
@@ -110,13 +112,16 @@ def recolor(images: np.ndarray, perms: np.ndarray, palette: Palette | None = Non
             f"{images.shape} and {perms.shape}"
         )
     out = images.copy()
-    x = images.astype(np.float32) / 255.0
-    mx, mn = x.max(-1), x.min(-1)
-    block = (mx >= VALUE_MIN) & (mx - mn >= SATURATION_MIN * mx)
+    # the block mask in integers (a float copy of every pixel costs more than the rest)
+    # (elementwise over the channels: numpy reduces a 3-long last axis slowly)
+    r, g, b = images[..., 0], images[..., 1], images[..., 2]
+    mx = np.maximum(np.maximum(r, g), b).astype(np.int16)
+    mn = np.minimum(np.minimum(r, g), b).astype(np.int16)
+    block = (mx >= VALUE_MIN * 255.0) & (mx - mn >= SATURATION_MIN * mx)
     b_idx, y_idx, x_idx = np.nonzero(block)
     if not len(b_idx):
         return out
-    hsv = rgb_to_hsv(x[b_idx, y_idx, x_idx].astype(np.float64))
+    hsv = rgb_to_hsv(images[b_idx, y_idx, x_idx].astype(np.float64) / 255.0)
     dist = np.abs(hsv[:, :1] - pal.hsv[None, :, 0])
     src = np.minimum(dist, 1.0 - dist).argmin(axis=1)  # nearest hue, on the circle
     dst = perms[b_idx, src]
@@ -124,6 +129,31 @@ def recolor(images: np.ndarray, perms: np.ndarray, palette: Palette | None = Non
     hsv[:, 1:] = np.clip(hsv[:, 1:] * pal.hsv[dst, 1:] / pal.hsv[src, 1:], 0.0, 1.0)
     out[b_idx, y_idx, x_idx] = np.round(hsv_to_rgb(hsv) * 255.0).astype(np.uint8)
     return out
+
+
+def render_permuted(scene: Any, cameras: Sequence[Any], perm: Sequence[int]) -> np.ndarray:
+    """What the ``cameras`` see of ``scene`` with the blocks' colours permuted in the model
+    itself (block colour ``c`` drawn as colour ``perm[c]``, every size alike): the real render
+    that :func:`recolor` imitates. The model's colours are restored afterwards.
+
+    Returns: (n_cameras, H, W, 3) uint8.
+    """
+    import mujoco
+
+    def geoms(color: str) -> list[int]:
+        return [
+            mujoco.mj_name2id(scene.model, mujoco.mjtObj.mjOBJ_GEOM, names.block_geom(color, s))
+            for s in names.SIZES
+        ]
+
+    nominal = scene.model.geom_rgba.copy()
+    try:
+        for i, color in enumerate(names.COLORS):
+            for g, g_new in zip(geoms(color), geoms(names.COLORS[perm[i]])):
+                scene.model.geom_rgba[g, :3] = nominal[g_new, :3]
+        return np.stack([c.measure(scene) for c in cameras])
+    finally:
+        scene.model.geom_rgba[:] = nominal
 
 
 def swap_color_words(text: str, mapping: dict[str, str]) -> str:
