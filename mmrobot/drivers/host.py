@@ -37,7 +37,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from mmrobot.core.clock import MonotonicClock
-from mmrobot.core.errors import DeviceNotConnectedError, LifecycleError
+from mmrobot.core.errors import ConfigError, DeviceNotConnectedError, LifecycleError
 from mmrobot.core.types import StreamSpec
 from mmrobot.drivers.base import Driver, DriverConfig, get_driver_class
 from mmrobot.drivers.health import DriverStats, Health
@@ -138,17 +138,27 @@ class DriverHost:
         rig: the validated rig.
         names: the driver entries to run there (see :func:`hostable_drivers`).
         start_timeout_s: how long :meth:`start` waits for every driver to open.
+        cpu_affinity: CPUs the child (and every reader thread it starts) is pinned to, e.g.
+            the policy worker's core so the loop's core stays free; empty: any. CPUs this
+            machine does not allow fail :meth:`start` with a :class:`ConfigError`.
 
     Use ``with DriverHost(rig, names) as host:`` or :meth:`start` / :meth:`close`.
     :attr:`drivers` are :class:`HostedDriver` views, in ``names`` order.
     """
 
-    def __init__(self, rig: Rig, names: Sequence[str], start_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        rig: Rig,
+        names: Sequence[str],
+        start_timeout_s: float = 60.0,
+        cpu_affinity: Sequence[int] = (),
+    ) -> None:
         from mmrobot.sync import SharedStreamBuffer
 
         self.rig = rig
         self.names = list(names)
         self.start_timeout_s = start_timeout_s
+        self.cpu_affinity = tuple(cpu_affinity)
         self._buffers: list[Any] = []
 
         def shared(spec: StreamSpec, capacity: int) -> Any:
@@ -223,7 +233,7 @@ class DriverHost:
         self._conn, child_conn = ctx.Pipe()
         self._process = ctx.Process(
             target=_serve,
-            args=(child_conn, self.rig, self.names, self._handles),
+            args=(child_conn, self.rig, self.names, self._handles, self.cpu_affinity),
             name="mmrobot-drivers",
             daemon=True,
         )
@@ -354,7 +364,33 @@ def _unpickle_error(data: bytes) -> BaseException:
     return error if isinstance(error, BaseException) else DeviceNotConnectedError(str(error))
 
 
-def _serve(conn: Any, rig: Rig, names: list[str], handles: Mapping[str, Any]) -> None:
+def _pin_process(cpus: Sequence[int]) -> None:
+    """Pin every thread of this process to ``cpus`` (Linux affinity is per thread: those
+    started by imports already, and this one, whose later threads inherit it)."""
+    if not cpus:
+        return
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    try:
+        os.sched_setaffinity(0, set(cpus))
+        tasks = "/proc/self/task"
+        for tid in os.listdir(tasks) if os.path.isdir(tasks) else ():
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(tid), set(cpus))
+    except (AttributeError, OSError, ValueError) as e:
+        raise ConfigError(
+            f"driver_cpu_affinity {list(cpus)}: cannot pin the driver process ({e}); this "
+            f"machine allows CPUs {allowed or 'none (no sched_setaffinity here)'}: choose "
+            "among them, or leave it empty"
+        ) from None
+
+
+def _serve(
+    conn: Any,
+    rig: Rig,
+    names: list[str],
+    handles: Mapping[str, Any],
+    cpu_affinity: Sequence[int] = (),
+) -> None:
     """The child's main loop. Out: ``("ready", pid)`` or ``("error", name, pickled error)``
     once; then ``("health", {name: (health, stats)})`` per ``("health",)`` in. ``("stop",)``
     in, or the parent's end closing, closes the drivers and exits."""
@@ -370,6 +406,9 @@ def _serve(conn: Any, rig: Rig, names: list[str], handles: Mapping[str, Any]) ->
     current = "(building)"
     try:
         try:
+            current = "(pinning the process)"
+            _pin_process(cpu_affinity)
+            current = "(building)"
             drivers = rig.build_drivers(clock=MonotonicClock(), names=names, buffer_factory=writer)
             for d in drivers:
                 current = d.name

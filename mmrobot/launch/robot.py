@@ -365,7 +365,9 @@ class RobotSession:
         if not hosted:
             return rig.build_drivers(clock=self.clock)
         local = rig.build_drivers(clock=self.clock, names=list(self.drivers_here))
-        self.driver_host = DriverHost(rig, hosted)
+        self.driver_host = DriverHost(
+            rig, hosted, cpu_affinity=self.launch.loop.driver_cpu_affinity
+        )
         self._hosted_names = frozenset(hosted)
         by_name = {d.name: d for d in (*local, *self.driver_host.drivers)}
         return [by_name[e.name] for e in rig.drivers if e.enabled]
@@ -380,8 +382,9 @@ class RobotSession:
         here = "; ".join(f"{n} here ({why})" for n, why in self.drivers_here.items())
         return (
             f"drivers: {', '.join(sorted(self._hosted_names))} in their own process"
-            f"{f' (pid {pid})' if pid else ''}, streams in shared memory"
-            + (f"; {here}" if here else "")
+            f"{f' (pid {pid})' if pid else ''}"
+            f"{f' on CPUs {list(cpus)}' if (cpus := self.driver_host.cpu_affinity) else ''}"
+            ", streams in shared memory" + (f"; {here}" if here else "")
         )
 
     def _ft_feed(self) -> FtOrientationFeed | None:

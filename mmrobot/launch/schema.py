@@ -109,6 +109,9 @@ class LoopSection(_Section):
     # and write shared memory, so their reader threads never hold the loop's GIL; the joint
     # reader stays here, on the actuator's bus (mmrobot.drivers.host.hostable_drivers).
     driver_worker: Literal["thread", "process"] = "thread"
+    # With driver_worker = "process": CPUs that process and its reader threads are pinned to
+    # (e.g. the policy's, so the loop's CPU stays free); empty: any.
+    driver_cpu_affinity: list[int] = []
 
     def loop_config(self, simulated: bool = False) -> LoopConfig:
         """The :class:`LoopConfig` this section describes; ``simulated``: in simulated time,
@@ -139,6 +142,12 @@ class LoopSection(_Section):
         problem = watchdog_problem(self.rate_hz, self.watchdog_periods)
         if problem:
             raise ValueError(problem)
+        if self.driver_cpu_affinity and self.driver_worker != "process":
+            raise ValueError(
+                "loop.driver_cpu_affinity pins the driver process; it needs "
+                'loop.driver_worker = "process" (the default "thread" runs the drivers in '
+                "the loop's process, pinned with it by loop.cpu_affinity)"
+            )
         return self
 
 

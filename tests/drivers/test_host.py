@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmrobot.core.errors import DeviceNotConnectedError
+from mmrobot.core.errors import ConfigError, DeviceNotConnectedError
 from mmrobot.drivers import parse_rig
 from mmrobot.drivers.emulators import FT300Emulator
 from mmrobot.drivers.health import Health
@@ -103,6 +103,34 @@ def test_the_child_streams_into_shared_memory_on_this_process_clock(tmp_path):
                 buf.push(t + 1, np.zeros(6))
         assert not host.alive and host.exitcode == 0
     assert segments() == before
+
+
+def thread_cpus(pid: int) -> list[str]:
+    """The CPUs each thread of ``pid`` may run on (from /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                out.append(line.split(":", 1)[1].strip())
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux CPU affinity")
+def test_the_child_and_its_reader_threads_run_on_the_cpus_asked_for(tmp_path):
+    cpu = max(os.sched_getaffinity(0))
+    with FT300Emulator(WRENCH, link=tmp_path / "ft") as emu:
+        with DriverHost(ft_rig(emu.port), ["wrist_ft"], cpu_affinity=[cpu]) as host:
+            assert os.sched_getaffinity(host.pid) == {cpu}
+            threads = thread_cpus(host.pid)
+            assert len(threads) >= 2, threads  # the main thread and the F/T reader at least
+            assert set(threads) == {str(cpu)}, threads
+        # a CPU the machine does not have: a clear error at start, nothing left behind
+        before = segments()
+        host = DriverHost(ft_rig(emu.port), ["wrist_ft"], cpu_affinity=[4096])
+        with pytest.raises(ConfigError, match=r"driver_cpu_affinity \[4096\].*allows CPUs"):
+            host.start()
+        host.close()
+        assert segments() == before
 
 
 def test_a_missing_port_raises_the_drivers_own_error_here(tmp_path):

@@ -101,6 +101,12 @@ def test_driver_worker_is_validated(sim, robot):
         load_launch(ROOT / "launch" / "hil.toml", ["loop.driver_worker=forked"], check_files=False)
     with pytest.raises(ConfigError, match=r"a \[sim\] run's sensors are the simulation's"):
         load_launch(sim, ['loop.driver_worker="process"'])
+    with pytest.raises(ConfigError, match='needs loop.driver_worker = "process"'):
+        load_launch(
+            ROOT / "launch" / "hil.toml",
+            ['loop.driver_worker="thread"', "loop.driver_cpu_affinity=[0]"],
+            check_files=False,
+        )
     for name in ("hil.toml", "robot_example.toml"):  # the shipped rig launch files use it
         assert load_launch(ROOT / "launch" / name, check_files=False).loop.driver_worker == (
             "process"
