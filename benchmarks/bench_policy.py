@@ -9,7 +9,8 @@ Measures, for a policy config (default ``policies/default.toml``: 2 cameras at 9
   (same sizes, one token at a time with a KV cache) and the end-to-end ``TorchPolicy.act``
   (collation + decoding + detokenization) — the ratios are against parallel decoding
   measured in the same run;
-* training throughput (forward + backward + AdamW step) in samples/s at batch 64.
+* training throughput (forward + backward + AdamW step) in samples/s at batch 64, in fp32
+  and under bf16 autocast (the trainer's ``precision = "bf16"``), in alternating rounds.
 
 Usage::
 
@@ -138,17 +139,26 @@ def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step() -> None:
-        loss, _ = model.loss(batch, targets)
+    def step(bf16: bool = False) -> None:
+        # bf16 as the trainer's precision = "bf16": autocast, the loss in fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model.loss(batch, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    steps = 3 if quick else 15
-    train_ms = _times_ms(step, 1, steps)
+    # fp32 and bf16 autocast in alternating rounds, so a change of load hits both alike
+    rounds, per_round = (1, 3) if quick else (5, 4)
+    train_ms: list[float] = []
+    bf16_ms: list[float] = []
+    for _ in range(rounds):
+        train_ms += _times_ms(step, 1, per_round)
+        bf16_ms += _times_ms(lambda: step(bf16=True), 1, per_round)
     results["train_batch"] = bs
     results["train_step"] = _summary(train_ms)
     results["train_samples_per_s"] = bs / (statistics.median(train_ms) / 1e3)
+    results["train_step_bf16"] = _summary(bf16_ms)
+    results["train_samples_per_s_bf16"] = bs / (statistics.median(bf16_ms) / 1e3)
     return results
 
 
@@ -177,6 +187,11 @@ def print_table(r: dict[str, object]) -> None:
             f"training, batch {r['train_batch']} (fwd+bwd+AdamW)",
             f"{r['train_samples_per_s']:.0f} samples/s",
             f"{r['train_step']['median_ms']:.0f} ms/step (best {r['train_step']['min_ms']:.0f})",  # type: ignore[index]
+        ),
+        (
+            f'training, batch {r["train_batch"]}, bf16 autocast (precision = "bf16")',
+            f"{r['train_samples_per_s_bf16']:.0f} samples/s",
+            f"{r['train_samples_per_s_bf16'] / r['train_samples_per_s']:.2f}x fp32",  # type: ignore[operator]
         ),
     ]
     title = f"bench_policy: {r['config']}, {r['threads']} threads" + (
