@@ -14,7 +14,8 @@ its own thread (``loop.policy_worker = "thread"``), then the thread with a CPU-l
 neighbour process spinning on a core, then the policy in a process of its own
 (``"process"``: no share of the loop's GIL), alone and with the neighbour. The loop thread
 asks for SCHED_FIFO as hil.toml says; the table says what it was granted. ``--pin`` puts the
-loop thread alone on the last CPU and the rig and the policy worker on the others.
+loop thread alone on the last CPU and the rig, the policy worker and the driver process
+(``loop.driver_cpu_affinity``) on the others.
 ``--drivers thread process`` runs every condition with the rig's sensor drivers in the
 loop's process and in their own (``loop.driver_worker``; default: hil.toml's "process").
 
@@ -149,7 +150,8 @@ def main() -> int:
     )  # fmt: skip
     ap.add_argument(
         "--pin", action="store_true",
-        help="pin the loop thread to the last CPU, the policy worker and the rig to the others",
+        help="pin the loop thread to the last CPU; the policy worker, the driver process and "
+        "the rig to the others",
     )  # fmt: skip
     ap.add_argument("--json", default=None, metavar="PATH")
     args = ap.parse_args()
@@ -200,6 +202,9 @@ def main() -> int:
                     if drivers is not None:
                         extra.append(f'loop.driver_worker="{drivers}"')
                     launch = load_launch(ROOT / "launch" / "hil.toml", [*overrides, *extra])
+                    if args.pin and launch.loop.driver_worker == "process":  # with the policy
+                        extra.append(f"loop.driver_cpu_affinity={others}")
+                        launch = load_launch(ROOT / "launch" / "hil.toml", [*overrides, *extra])
                     session = RobotSession(launch)
                     try:
                         for name in conditions:
