@@ -378,14 +378,13 @@ class RobotSession:
             moved = self.launch.loop.driver_worker == "process"
             why = "none may move" if moved else 'loop.driver_worker = "thread"'
             return f"drivers: all in the loop's process ({why})"
-        pid = self.driver_host.pid
-        here = "; ".join(f"{n} here ({why})" for n, why in self.drivers_here.items())
-        return (
-            f"drivers: {', '.join(sorted(self._hosted_names))} in their own process"
-            f"{f' (pid {pid})' if pid else ''}"
-            f"{f' on CPUs {list(cpus)}' if (cpus := self.driver_host.cpu_affinity) else ''}"
-            ", streams in shared memory" + (f"; {here}" if here else "")
+        host = self.driver_host
+        where = (f" (pid {host.pid})" if host.pid else "") + (
+            f" on CPUs {list(host.cpu_affinity)}" if host.cpu_affinity else ""
         )
+        here = "".join(f"; {n} here ({why})" for n, why in self.drivers_here.items())
+        hosted = ", ".join(sorted(self._hosted_names))
+        return f"drivers: {hosted} in their own process{where}, streams in shared memory{here}"
 
     def _ft_feed(self) -> FtOrientationFeed | None:
         """The orientation feed of the F/T drivers that compensate gravity (``payload``)."""
