@@ -145,8 +145,8 @@ class LoopSection(_Section):
         if self.driver_cpu_affinity and self.driver_worker != "process":
             raise ValueError(
                 "loop.driver_cpu_affinity pins the driver process; it needs "
-                'loop.driver_worker = "process" (the default "thread" runs the drivers in '
-                "the loop's process, pinned with it by loop.cpu_affinity)"
+                'loop.driver_worker = "process" (with the default "thread" the drivers\' '
+                "reader threads run in the loop's process, on any CPU)"
             )
         return self
 
