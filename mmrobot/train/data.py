@@ -31,6 +31,7 @@ __all__ = [
     "action_chunk",
     "action_chunks",
     "coherent_positions",
+    "draw_indices",
     "fit_policy_config",
 ]
 
@@ -326,3 +327,15 @@ def fit_policy_config(
             edges=tuple(tuple(r) for r in tok.edges),
         )
     return base.replace(normalization=norm, action=action)
+
+
+def draw_indices(
+    rng: np.random.Generator, n: int, n_demo: int, size: int, dagger_weight: float = 0.0
+) -> np.ndarray:
+    """``size`` sample indices out of ``n``, of which the first ``n_demo`` are demonstrations
+    and the rest DAgger states: uniform, or with ``dagger_weight`` > 0 (and DAgger states
+    present) each index a DAgger state with that probability."""
+    if not dagger_weight or n == n_demo:
+        return rng.integers(0, n, size)
+    from_rounds = rng.random(size) < dagger_weight
+    return np.where(from_rounds, rng.integers(n_demo, n, size), rng.integers(0, n_demo, size))

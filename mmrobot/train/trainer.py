@@ -43,7 +43,7 @@ from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
 from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
-from mmrobot.train.data import ChunkSamples, fit_policy_config
+from mmrobot.train.data import ChunkSamples, draw_indices, fit_policy_config
 from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
 from mmrobot.train.relabel import SampleLevers
@@ -92,18 +92,6 @@ def chunk_targets(action_tokenizer: ActionTokenizer, samples: ChunkSamples) -> n
     return tokens
 
 
-def draw_indices(
-    rng: np.random.Generator, n: int, n_demo: int, size: int, dagger_weight: float = 0.0
-) -> np.ndarray:
-    """``size`` sample indices out of ``n``, of which the first ``n_demo`` are demonstrations
-    and the rest DAgger states: uniform, or with ``dagger_weight`` > 0 (and DAgger states
-    present) each index a DAgger state with that probability."""
-    if not dagger_weight or n == n_demo:
-        return rng.integers(0, n, size)
-    from_rounds = rng.random(size) < dagger_weight
-    return np.where(from_rounds, rng.integers(n_demo, n, size), rng.integers(0, n_demo, size))
-
-
 def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
     """An independent generator per (seed, step, purpose): stateless, so resumable."""
     return np.random.default_rng([seed, step, stream])
@@ -144,10 +132,12 @@ class Trainer:
         )
         if config.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train config: device = 'cuda' but torch sees no CUDA device")
+        self.owns_group = self.world > 1  # a process group this trainer makes, it ends
         if self.world > 1:
             import torch.distributed as dist
 
-            if not dist.is_initialized():
+            self.owns_group = not dist.is_initialized()
+            if self.owns_group:
                 dist.init_process_group("nccl" if want_cuda else "gloo")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         self.device = torch.device(f"cuda:{local}" if want_cuda else "cpu")
@@ -593,4 +583,10 @@ def train(
 ) -> TrainResult:
     """Train a policy from ``config`` (see :class:`Trainer` and :meth:`Trainer.run`)."""
     trainer = Trainer(config, progress=progress, policy_config=policy_config)
-    return trainer.run(resume=resume, overwrite=overwrite)
+    try:
+        return trainer.run(resume=resume, overwrite=overwrite)
+    finally:  # left to interpreter exit, gloo's threads aborted a rank once (SIGABRT)
+        if trainer.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()

@@ -252,8 +252,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_own_config(files, tmp_path):
 
 def test_dagger_weight_sets_the_rounds_share_of_each_batch(files, tmp_path):
     from mmrobot.envs.dataset import DemoDataset
-    from mmrobot.train.data import ChunkSamples
-    from mmrobot.train.trainer import draw_indices
+    from mmrobot.train.data import ChunkSamples, draw_indices
 
     demos = DemoDataset(files[1])
     rounds = DemoDataset(write_dataset(tmp_path / "round.h5", episodes=1, steps=5))
