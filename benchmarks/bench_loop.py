@@ -203,8 +203,8 @@ def main() -> int:
                         extra.append(f'loop.driver_worker="{drivers}"')
                     launch = load_launch(ROOT / "launch" / "hil.toml", [*overrides, *extra])
                     if args.pin and launch.loop.driver_worker == "process":  # with the policy
-                        extra.append(f"loop.driver_cpu_affinity={others}")
-                        launch = load_launch(ROOT / "launch" / "hil.toml", [*overrides, *extra])
+                        loop = launch.loop.model_copy(update={"driver_cpu_affinity": others})
+                        launch = launch.model_copy(update={"loop": loop})
                     session = RobotSession(launch)
                     try:
                         for name in conditions:

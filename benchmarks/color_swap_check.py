@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,34 +28,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median_time_per_call, print_table, write_json  # noqa: E402
 
 
-def check_scene(seed: int, image_size: int) -> dict[str, float]:
+def check_scene(env: Any, seed: int) -> tuple[dict[str, float], np.ndarray]:
+    """One fresh stack scene: the comparison's figures, and the cameras' frames as they are."""
     from mmrobot.envs import names
-    from mmrobot.envs.collect import _make_env
     from mmrobot.envs.sensors import CameraDriver
     from mmrobot.train.color_swap import recolor, render_permuted
 
-    env = _make_env(image_size, "train", False).unwrapped
-    try:
-        env.reset(seed=seed, options={"task": "stack"})
-        cameras = [d for d in env.drivers if type(d) is CameraDriver]
-        perm = np.random.default_rng(seed).permutation(len(names.COLORS))
-        if np.array_equal(perm, np.arange(len(perm))):
-            perm = np.roll(perm, 1)
-        before = np.stack([c.measure(env.scene) for c in cameras])
-        real = render_permuted(env.scene, cameras, perm)
-    finally:
-        env.close()
+    env.reset(seed=seed, options={"task": "stack"})
+    cameras = [d for d in env.drivers if type(d) is CameraDriver]
+    perm = np.random.default_rng(seed).permutation(len(names.COLORS))
+    if np.array_equal(perm, np.arange(len(perm))):
+        perm = np.roll(perm, 1)
+    before = np.stack([c.measure(env.scene) for c in cameras])
+    real = render_permuted(env.scene, cameras, perm)
     ours = recolor(before, np.tile(perm, (len(before), 1)))
     diff = np.abs(real.astype(int) - before.astype(int)).sum(-1)
     moved = diff > 30
     unchanged = diff == 0
-    return {
+    figures = {
         "seed": seed,
         "moved_px": int(moved.sum()),
         "recoloured_err": float(np.abs(ours.astype(int) - real.astype(int))[moved].mean()),
         "unchanged_err": float(np.abs(before.astype(int) - real.astype(int))[moved].mean()),
         "off_block_px_altered": int((ours[unchanged] != before[unchanged]).any(-1).sum()),
     }
+    return figures, before
 
 
 def main() -> None:
@@ -67,42 +65,25 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from mmrobot.train.color_swap import block_palette, recolor
-
-    scenes = [check_scene(args.seed + i, args.image_size) for i in range(args.scenes)]
-    print_table(
-        "recolour against a real render with the blocks' colours permuted (levels of 255)",
-        [
-            "seed",
-            "pixels changed",
-            "recoloured, mean error",
-            "unchanged, mean error",
-            "off-block pixels altered",
-        ],
-        [
-            [
-                s["seed"],
-                s["moved_px"],
-                f"{s['recoloured_err']:.1f}",
-                f"{s['unchanged_err']:.1f}",
-                s["off_block_px_altered"],
-            ]
-            for s in scenes
-        ],
-    )
-    # timing on real renders: tile the scenes' first frames up to a batch
-    env_frames = []
     from mmrobot.envs.collect import _make_env
-    from mmrobot.envs.sensors import CameraDriver
+    from mmrobot.train.color_swap import block_palette, recolor
 
     env = _make_env(args.image_size, "train", False).unwrapped
     try:
-        for i in range(4):
-            env.reset(seed=args.seed + i, options={"task": "stack"})
-            env_frames += [d.measure(env.scene) for d in env.drivers if type(d) is CameraDriver]
+        checked = [check_scene(env, args.seed + i) for i in range(args.scenes)]
     finally:
         env.close()
-    frames = np.stack([env_frames[i % len(env_frames)] for i in range(args.batch)])
+    scenes = [figures for figures, _ in checked]
+    print_table(
+        "recolour against a real render with the blocks' colours permuted (levels of 255)",
+        ["seed", "pixels changed", "recoloured, mean error", "unchanged, mean error",
+         "off-block pixels altered"],
+        [[s["seed"], s["moved_px"], f"{s['recoloured_err']:.1f}", f"{s['unchanged_err']:.1f}",
+          s["off_block_px_altered"]] for s in scenes],
+    )  # fmt: skip
+    # the timing batch: the scenes' own frames, repeated up to --batch
+    rendered = np.concatenate([frames for _, frames in checked])
+    frames = rendered[np.arange(args.batch) % len(rendered)]
     k = len(block_palette().colors)
     perms = np.stack([np.random.default_rng(i).permutation(k) for i in range(args.batch)])
     recolor(frames, perms)  # warm-up

@@ -370,12 +370,12 @@ def _pin_process(cpus: Sequence[int]) -> None:
     if not cpus:
         return
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    tasks = "/proc/self/task"
+    tids = [int(t) for t in os.listdir(tasks)] if os.path.isdir(tasks) else [0]
     try:
-        os.sched_setaffinity(0, set(cpus))
-        tasks = "/proc/self/task"
-        for tid in os.listdir(tasks) if os.path.isdir(tasks) else ():
+        for tid in tids:  # this thread (0, or its own id) among them
             with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-                os.sched_setaffinity(int(tid), set(cpus))
+                os.sched_setaffinity(tid, set(cpus))
     except (AttributeError, OSError, ValueError) as e:
         raise ConfigError(
             f"driver_cpu_affinity {list(cpus)}: cannot pin the driver process ({e}); this "

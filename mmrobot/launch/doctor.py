@@ -240,7 +240,7 @@ def check_realtime() -> Check:
     if len(cpus) >= 2:  # the split that met the loop's targets on 2 cores (docs/hil.md)
         found += (
             f"; to keep a CPU for the loop alone: loop.cpu_affinity = [{cpus[-1]}], "
-            f"loop.policy_cpu_affinity = loop.driver_cpu_affinity = {cpus[:-1]}"
+            f"loop.policy_cpu_affinity = {cpus[:-1]}, loop.driver_cpu_affinity = {cpus[:-1]}"
         )
     fixes = [] if ok else [
         "loop.realtime_priority needs root or CAP_SYS_NICE: sudo setcap cap_sys_nice+ep "

@@ -132,13 +132,13 @@ class Trainer:
         )
         if config.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train config: device = 'cuda' but torch sees no CUDA device")
-        self.owns_group = self.world > 1  # a process group this trainer makes, it ends
+        self.owns_group = False  # a process group made here; train() ends it
         if self.world > 1:
             import torch.distributed as dist
 
-            self.owns_group = not dist.is_initialized()
-            if self.owns_group:
+            if not dist.is_initialized():
                 dist.init_process_group("nccl" if want_cuda else "gloo")
+                self.owns_group = True
         local = int(os.environ.get("LOCAL_RANK", "0"))
         self.device = torch.device(f"cuda:{local}" if want_cuda else "cpu")
 

@@ -293,7 +293,6 @@ def episode_steps(
         explain: ask the policy to explain each call (``act(..., explain=True)``, a policy
             whose ``explains`` is True); the result's ``attribution`` holds the shares, and
             the video draws them beside each frame with the camera heatmaps.
-
     """
     from mmrobot.deploy.loop import TemporalEnsembler
     from mmrobot.deploy.safety import SimSafety
