@@ -29,7 +29,9 @@ alone, so every number in the card is one those files hold. :func:`check_model_c
 renders it again and checks ``eval.json``'s tables against its own episode list.
 
 With ``resume`` a stage whose output is complete is skipped (its recorded time is kept);
-once a stage runs, every later one runs too. ``toy`` is the end-to-end smoke test (two
+once a stage runs, every later one runs too. A resumed run may change the ``[evaluate]``
+settings (more episodes, another split): the trained checkpoint is then evaluated again,
+and collection and training are kept. ``toy`` is the end-to-end smoke test (two
 episodes per task, a few steps, one DAgger round, a tiny network); it writes to a temporary
 folder unless told otherwise.
 """
@@ -138,7 +140,14 @@ class _ReleaseRun:
         self.image_size = int(cams[0].shape[0]) if cams else 96
         config_doc = {"release": config.to_dict(), "toy": toy, "image_size": self.image_size}
         defaults = {"release": ReleaseConfig().to_dict()}
-        self.state = load_state(self.state_path, config_doc, defaults) if resume else None
+        self.state, changed = (
+            load_state(self.state_path, config_doc, defaults) if resume else (None, [])
+        )
+        if changed:
+            self.console.print(
+                f"evaluation settings changed ({', '.join(changed)}): the checkpoint is "
+                "evaluated again, collection and training are kept"
+            )
         if resume and self.state is None:
             self.console.print(f"no release state in {self.work}; starting from the beginning")
         if self.state is None:

@@ -48,6 +48,7 @@ _SPLITS = (
     "train",
     "heldout",
     "instruction_swap",
+    "randomized",
     "no_camera",
     "no_lidar",
     "no_force",

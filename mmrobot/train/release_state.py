@@ -48,34 +48,48 @@ def new_state(config_doc: dict[str, Any], command: str) -> dict[str, Any]:
     }
 
 
+#: Keys of the release config that only the evaluation and the stages after it read: a
+#: resumed run whose config differs only in these keeps collection and training and
+#: evaluates again.
+EVALUATION_KEYS = "release.evaluate."
+#: The first stage that reads them; every later stage runs again after it.
+EVALUATION_STAGE = "evaluate"
+
+
 def load_state(
     path: Path, config_doc: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """The state in ``path`` (None: there is none); a run of another config is refused,
-    naming the keys that differ. A key the state does not know (added to the release
-    config since it was written) is no difference when it has its default value in
-    ``defaults`` (the same shape as ``config_doc``): the older run behaved as that default."""
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The state in ``path`` (None: there is none) and the config keys that changed since.
+
+    A run of another config is refused, naming the keys that differ, unless they are all
+    evaluation settings (:data:`EVALUATION_KEYS`): then the evaluation stage's record is
+    dropped, so the evaluation and every later stage run again on the trained checkpoint.
+    A key the state does not know (added to the release config since it was written) is no
+    difference when it has its default value in ``defaults`` (the same shape as
+    ``config_doc``): the older run behaved as that default."""
     if not path.is_file():
-        return None
+        return None, []
     state = json.loads(path.read_text(encoding="utf-8"))
-    if state.get("config_digest") != state_digest(config_doc):
-        old, new = _flat(state.get("config", {})), _flat(config_doc)
-        known = _flat(defaults or {})
-        diff = [
-            f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-            for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)
-            and not (k not in old and k in known and new.get(k) == known[k])
-        ]
-        if not diff:
-            state["config"], state["config_digest"] = dict(config_doc), state_digest(config_doc)
-            return state
+    if state.get("config_digest") == state_digest(config_doc):
+        return state, []
+    old, new = _flat(state.get("config", {})), _flat(config_doc)
+    known = _flat(defaults or {})
+    changed = [
+        k
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not (k not in old and k in known and new.get(k) == known[k])
+    ]
+    blocking = [k for k in changed if not k.startswith(EVALUATION_KEYS)]
+    if blocking:
         raise ConfigError(
             f"--resume: {path.parent} holds a release run of another config ("
-            + "; ".join(diff[:6])
+            + "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in blocking[:6])
             + "); run without --resume to start over, or with that config"
         )
-    return state
+    if changed:
+        state["stages"].pop(EVALUATION_STAGE, None)
+    state["config"], state["config_digest"] = dict(config_doc), state_digest(config_doc)
+    return state, changed
 
 
 def release_record(

@@ -303,6 +303,26 @@ def test_heldout_split_uses_heldout_phrasings(tiny_env_config):
         assert res.instruction in all_instructions(TaskSpec.parse(res.task), split)
 
 
+def test_randomized_split_perturbs_the_scene_and_train_does_not(tiny_env_config):
+    seen = {}
+    for split in ("train", "randomized"):
+        env = make_eval_env(split_env_config(tiny_env_config, split))
+        try:
+            policy = Recorder()
+            run_episode(env, policy, task="pick", seed=7, max_steps=1)
+            scene = env.unwrapped.scene
+            blocks = list(scene.ids.block_geom.values())
+            moved = np.abs(scene.model.geom_rgba[blocks] - scene.nominal["geom_rgba"][blocks])
+            seen[split] = (env.unwrapped.randomization_info, moved.max(), policy.seen[0])
+        finally:
+            env.close()
+    assert seen["train"][0] == {} and seen["train"][1] == 0
+    assert seen["randomized"][0] and seen["randomized"][1] > 0
+    # same seed, same task: the camera sees another scene (light, colours, camera pose)
+    a, b = seen["train"][2].values["scene_cam"], seen["randomized"][2].values["scene_cam"]
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 1
+
+
 def test_instruction_swap_keeps_the_scene_and_names_another_block(tiny_env_config):
     from mmrobot.envs.instructions import all_instructions
     from mmrobot.envs.tasks import TaskSpec

@@ -135,6 +135,20 @@ def test_resume_skips_completed_stages(toy, tmp_path, capsys):
     # a resumed run of another config would mix two runs' outputs: refused, naming the key
     assert main(["release", str(CONFIG), *extra, "collect.episodes_per_task=3", *flags]) == 2
     assert "collect.episodes_per_task" in capsys.readouterr().err
+    # another evaluation of the same checkpoint: training kept, evaluation and later run again
+    before = json.loads((d / RECORD_FILE).read_text())
+    trained = {s["name"]: s for s in before["stages"]}
+    splits = 'evaluate.splits=["train", "randomized"]'
+    assert main(["release", str(CONFIG), *extra, splits, *flags]) == 0
+    out = capsys.readouterr().out
+    assert "evaluated again" in out and "release.evaluate.splits" in out
+    rec = json.loads((d / RECORD_FILE).read_text())
+    stages = {s["name"]: s for s in rec["stages"]}
+    for name in ("collect", "heldout", "train", "checkpoint"):
+        assert stages[name] == trained[name]
+    assert stages["evaluate"]["invocation"] > trained["evaluate"]["invocation"]
+    assert json.loads((d / EVAL_FILE).read_text())["splits"] == ["train", "randomized"]
+    check_model_card(d)
 
 
 # --------------------------------------------------------------------------- config

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import StreamSpec
-from mmrobot.train.eval.settings import MODALITY_SPLITS, SPLIT_NAMES
+from mmrobot.train.eval.settings import MODALITY_SPLITS, RANDOMIZED_SPLIT, SPLIT_NAMES
 
 if TYPE_CHECKING:
     from mmrobot.envs.tabletop import EnvConfig
@@ -76,8 +76,9 @@ def env_config_for_policy(
 
 
 def split_env_config(base: EnvConfig, split: str) -> EnvConfig:
-    """``base`` adjusted for an evaluation split (phrasing set, or a modality removed;
-    ``instruction_swap`` changes the episode, not the env: see :func:`run_episode`).
+    """``base`` adjusted for an evaluation split (phrasing set, domain randomization on, or a
+    modality removed; ``instruction_swap`` changes the episode, not the env: see
+    :func:`run_episode`).
 
     Removing a modality sets ``dropout=1`` on every stream of that modality: the sim sensor
     delivers nothing, the buffer stays empty, the synchronizer marks the stream invalid.
@@ -87,6 +88,10 @@ def split_env_config(base: EnvConfig, split: str) -> EnvConfig:
     if split == "heldout":
         return replace(base, instruction_split="heldout")
     cfg = replace(base, instruction_split="train")
+    if split == RANDOMIZED_SPLIT:
+        from mmrobot.envs.randomization import Randomization
+
+        return replace(cfg, randomization=Randomization())
     modality = MODALITY_SPLITS.get(split)
     if modality is None:
         return cfg

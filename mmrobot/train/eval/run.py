@@ -29,6 +29,7 @@ from mmrobot.train.eval.settings import (
     DEFAULT_SPLITS,
     INSTRUCTIONS_SPLIT,
     MODALITY_SPLITS,
+    RANDOMIZED_SPLIT,
     SWAP_SPLIT,
     EvalSettings,
 )
@@ -84,7 +85,8 @@ def evaluate(
         if bad:
             raise ConfigError(
                 f"with an instructions file the phrasing comes from the file; splits {bad} do "
-                f"not apply (use {INSTRUCTIONS_SPLIT!r} and any of {list(MODALITY_SPLITS)})"
+                f"not apply (use {INSTRUCTIONS_SPLIT!r} and any of "
+                f"{[RANDOMIZED_SPLIT, *MODALITY_SPLITS]})"
             )
         keys = tuple(dict.fromkeys(ln.task.split()[0] for ln in lines))
     else:

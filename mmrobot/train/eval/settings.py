@@ -14,6 +14,7 @@ __all__ = [
     "EVAL_FORMAT_VERSION",
     "INSTRUCTIONS_SPLIT",
     "MODALITY_SPLITS",
+    "RANDOMIZED_SPLIT",
     "SPLIT_NAMES",
     "SWAP_SPLIT",
     "EvalSettings",
@@ -30,7 +31,16 @@ MODALITY_SPLITS: dict[str, str] = {
 INSTRUCTIONS_SPLIT = "instructions"
 #: The grounding split: the task's scene, an instruction naming another block on the table.
 SWAP_SPLIT = "instruction_swap"
-DEFAULT_SPLITS: tuple[str, ...] = ("train", "heldout", SWAP_SPLIT, *MODALITY_SPLITS)
+#: Training phrasings in a scene with domain randomization on (colours, sizes, light, camera
+#: poses, friction, masses, latency: :class:`~mmrobot.envs.randomization.Randomization`).
+RANDOMIZED_SPLIT = "randomized"
+DEFAULT_SPLITS: tuple[str, ...] = (
+    "train",
+    "heldout",
+    SWAP_SPLIT,
+    RANDOMIZED_SPLIT,
+    *MODALITY_SPLITS,
+)
 SPLIT_NAMES: tuple[str, ...] = (*DEFAULT_SPLITS, INSTRUCTIONS_SPLIT)
 
 
