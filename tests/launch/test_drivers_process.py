@@ -62,7 +62,12 @@ def test_sensor_drivers_in_their_own_process_stream_the_same_spec(hil_rig, check
     from mmrobot.launch.robot import RobotSession
 
     before = segments()
-    session = RobotSession(launch_for(hil_rig, checkpoint), policy=HoldPolicy())
+    launch = launch_for(hil_rig, checkpoint)
+    cpu = max(os.sched_getaffinity(0))  # the driver process pinned to one allowed CPU
+    launch = launch.model_copy(
+        update={"loop": launch.loop.model_copy(update={"driver_cpu_affinity": [cpu]})}
+    )
+    session = RobotSession(launch, policy=HoldPolicy())
     try:
         host = session.driver_host
         assert host is not None and host.alive
@@ -78,6 +83,8 @@ def test_sensor_drivers_in_their_own_process_stream_the_same_spec(hil_rig, check
         assert all(n > 0 for n in grew.values()), grew
         assert out.reason == "completed" and out.steps >= 20
         assert "in their own process" in out.loop["drivers"]
+        assert f"(pid {host.pid}) on CPUs [{cpu}]" in out.loop["drivers"]
+        assert os.sched_getaffinity(host.pid) == {cpu}
         assert "arm here (on the actuator's bus)" in out.loop["drivers"]
         health = {d.name: d.health.value for d in session.drivers}
         assert set(health.values()) <= {"ok", "stale"}, health
@@ -86,6 +93,7 @@ def test_sensor_drivers_in_their_own_process_stream_the_same_spec(hil_rig, check
         wait_until(lambda: not host.alive)
         out = session.execute("hold on", max_seconds=1.0)
         assert out.reason == "completed" and out.loop["driver_restarts"] == 1
+        assert os.sched_getaffinity(session.driver_host.pid) == {cpu}  # pinned again
         assert all(session.sync.observe(time.monotonic_ns()).valid.values())
     finally:
         session.close()
