@@ -145,8 +145,8 @@ class _ReleaseRun:
         )
         if changed:
             self.console.print(
-                f"evaluation settings changed ({', '.join(changed)}): the checkpoint is "
-                "evaluated again, collection and training are kept"
+                f"evaluation settings changed ({', '.join(changed)}): the stages from the "
+                "evaluation on run again, collection and training are kept"
             )
         if resume and self.state is None:
             self.console.print(f"no release state in {self.work}; starting from the beginning")

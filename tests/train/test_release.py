@@ -141,7 +141,7 @@ def test_resume_skips_completed_stages(toy, tmp_path, capsys):
     splits = 'evaluate.splits=["train", "randomized"]'
     assert main(["release", str(CONFIG), *extra, splits, *flags]) == 0
     out = capsys.readouterr().out
-    assert "evaluated again" in out and "release.evaluate.splits" in out
+    assert "from the evaluation on run again" in out and "release.evaluate.splits" in out
     rec = json.loads((d / RECORD_FILE).read_text())
     stages = {s["name"]: s for s in rec["stages"]}
     for name in ("collect", "heldout", "train", "checkpoint"):
