@@ -585,8 +585,13 @@ def train(
     trainer = Trainer(config, progress=progress, policy_config=policy_config)
     try:
         return trainer.run(resume=resume, overwrite=overwrite)
-    finally:  # left to interpreter exit, gloo's threads aborted a rank once (SIGABRT)
+    finally:  # left to interpreter exit, gloo's threads aborted a rank now and then (SIGABRT)
         if trainer.owns_group:
+            import gc
+
             import torch.distributed as dist
 
+            # the DDP wrapper (its reducer holds the group's pending work) sits in reference
+            # cycles: free it while the group still exists, then end the group
+            gc.collect()
             dist.destroy_process_group()
