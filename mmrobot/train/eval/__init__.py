@@ -17,13 +17,16 @@ targets. A tick that no accepted chunk covers holds. Every episode reports its s
 per reason and its held ticks. With ``safety=False`` (``--no-safety``, for comparison) the
 env applies the end-effector action itself and there is no layer.
 
-Splits (the same seeds, hence the same initial layouts, in every split):
+Splits (the same seeds in every split; the same initial layouts except where noted):
 
 * ``train``: instructions generated from the training phrasings, all sensors on;
-* ``heldout``: instructions from the held-out phrasings, all sensors on;
+* ``heldout``: instructions from the held-out phrasings, all sensors on (drawn from the same
+  random stream before the layout, so the layouts can differ from ``train``'s);
 * ``instruction_swap``: the scene of the task's episode (same seed, same blocks in the same
   places), but the instruction (training phrasings) names another block on the table, and
   success is counted against that block: does the instruction, not habit, choose the block?
+* ``randomized``: training phrasings, with domain randomization on (the perturbations are
+  drawn before the layout, so the layouts differ from ``train``'s);
 * ``no_camera``, ``no_lidar``, ``no_force``, ``no_joints``: training phrasings, and every
   stream of that modality configured to drop all its samples (``SensorConfig.dropout = 1``),
   so its buffer stays empty and the synchronizer marks it invalid, as with a dead sensor on
