@@ -65,6 +65,7 @@ from mmrobot.train.release_config import (
     toy_policy_config,
 )
 from mmrobot.train.release_state import (
+    EVALUATION_STAGE,
     load_state,
     new_state,
     release_record,
@@ -190,7 +191,7 @@ class _ReleaseRun:
                 lambda: (o / "config.json").is_file() and (o / "model.safetensors").is_file(),
             ),
             _Stage(
-                "evaluate",
+                EVALUATION_STAGE,  # a resume after [evaluate] changes runs again from here
                 "evaluate the checkpoint",
                 self._evaluate,
                 lambda: (w / "eval_torch.json").is_file(),

@@ -15,6 +15,7 @@ from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
 from mmrobot.train.config import TrainConfig, load_train_config
+from mmrobot.train.eval.settings import DEFAULT_SPLITS
 
 __all__ = [
     "CARD_FILE",
@@ -44,16 +45,6 @@ CARD_FILE = "MODEL_CARD.md"
 CURVES_FILE = "curves.png"
 METRICS_FILE = "metrics.jsonl"
 ONNX_PRECISIONS = ("fp32", "int8", "fp16")
-_SPLITS = (
-    "train",
-    "heldout",
-    "instruction_swap",
-    "randomized",
-    "no_camera",
-    "no_lidar",
-    "no_force",
-    "no_joints",
-)  # eval.DEFAULT_SPLITS, without importing the evaluation package to read a config
 
 #: What ``--toy`` changes (applied before the command line's own overrides): two episodes
 #: per task of two short tasks, a few training steps, one DAgger round of two episodes, one
@@ -224,7 +215,7 @@ class EvaluateSection:
     """
 
     episodes: int = 20
-    splits: tuple[str, ...] = _SPLITS
+    splits: tuple[str, ...] = DEFAULT_SPLITS
     tasks: tuple[str, ...] = ()
     workers: int = 2
     seed: int = 0
@@ -244,9 +235,9 @@ class EvaluateSection:
         )
         for name in ("splits", "onnx_splits"):
             v = getattr(self, name)
-            bad = [s for s in v if s not in _SPLITS]
+            bad = [s for s in v if s not in DEFAULT_SPLITS]
             if bad or len(set(v)) != len(v) or (name == "splits" and not v):
-                _fail("evaluate", name, list(v), f"distinct splits from {list(_SPLITS)}")
+                _fail("evaluate", name, list(v), f"distinct splits from {list(DEFAULT_SPLITS)}")
         bad = [p for p in self.onnx if p not in ONNX_PRECISIONS]
         if bad or len(set(self.onnx)) != len(self.onnx):
             _fail("evaluate", "onnx", list(self.onnx), f"distinct items of {list(ONNX_PRECISIONS)}")
