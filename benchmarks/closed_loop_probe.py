@@ -11,7 +11,11 @@ expert phase it reports:
   never visits ``lift`` never held its block);
 - how far the policy's ``block_rel`` head (through fusion) and its camera head (cameras and
   instruction only) place the named block in x-y, against the simulator's truth;
-- how far the executed x-y step is from the expert's, and both z steps.
+- how far the executed x-y step is from the expert's, and both z steps;
+- whether the policy believes it holds the block (its ``held`` head, a probability) against
+  the simulator's truth, and its gripper command against the expert's (1 open, 0 closed): a
+  policy that closed beside the block and carries nothing shows a high belief where the
+  truth is 0.
 
 It also reports the two heads' block error at the first tick of fresh episodes (every task
 starts from the same arm pose, so a task whose error is larger there has a perception
@@ -37,8 +41,9 @@ from _common import print_table, write_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _heads(model, env, obs, instruction: str) -> tuple[float, float]:
-    """x-y error (m) of the fused and the camera block heads in the env's current state."""
+def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, float]:
+    """x-y error (m) of the fused and the camera block heads in the env's current state, the
+    ``held`` head's probability and the truth (1 held, 0 not)."""
     import torch
 
     from mmrobot.envs.privileged import privileged_state
@@ -56,7 +61,8 @@ def _heads(model, env, obs, instruction: str) -> tuple[float, float]:
     if "camera/block_rel" in aux:  # in the base frame
         cam = aux["camera/block_rel"][0, :2].numpy() / 100 - ps.tcp[:2]
         camera = float(np.linalg.norm(cam - ps.block_rel[:2]))
-    return fused, camera
+    belief = float(torch.sigmoid(aux["held"][0].reshape(-1)[0])) if "held" in aux else nan
+    return fused, camera, belief, float(ps.held)
 
 
 def main() -> None:
@@ -97,7 +103,7 @@ def main() -> None:
         errs = []
         for seed in range(args.starts):
             _, info = env.reset(seed=seed, options={"task": task})
-            errs.append(_heads(model, base, base.observation, str(info["instruction"])))
+            errs.append(_heads(model, base, base.observation, str(info["instruction"]))[:2])
         fused, camera = np.nanmedian(np.array(errs), axis=0) * 100
         starts[task] = {"fused_xy_cm": float(fused), "camera_xy_cm": float(camera)}
         start_rows.append([task, args.starts, f"{fused:.2f}", f"{camera:.2f}"])
@@ -115,9 +121,11 @@ def main() -> None:
         def on_step(obs, action, per_phase=per_phase, visited=visited):
             plan = expert_plan(base)
             expert = plan_action(base.scene, plan)
-            fused, camera = _heads(model, base, obs, base.instruction)
+            fused, camera, belief, held = _heads(model, base, obs, base.instruction)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
-            per_phase[plan.phase].append((fused, camera, step_err, action[2], expert[2]))
+            per_phase[plan.phase].append(
+                (fused, camera, step_err, action[2], expert[2], belief, held, action[6], expert[6])
+            )
             visited.add(plan.phase)
 
         wins = 0
@@ -131,7 +139,9 @@ def main() -> None:
         reached[task] = dict(episodes_in)
         phases[task] = {}
         for phase, values in per_phase.items():
-            fused, camera, step_err, dz, expert_dz = np.nanmedian(np.array(values), axis=0) * 100
+            v = np.array(values)
+            fused, camera, step_err, dz, expert_dz = np.nanmedian(v[:, :5], axis=0) * 100
+            belief, held, grip, expert_grip = np.nanmean(v[:, 5:], axis=0)  # shares: means
             phases[task][phase] = {
                 "ticks": len(values),
                 "fused_xy_cm": float(fused),
@@ -139,6 +149,10 @@ def main() -> None:
                 "step_xy_err_cm": float(step_err),
                 "policy_dz_cm": float(dz),
                 "expert_dz_cm": float(expert_dz),
+                "held_belief": float(belief),
+                "held_true": float(held),
+                "gripper_policy": float(grip),
+                "gripper_expert": float(expert_grip),
             }
             rows.append(
                 [
@@ -150,10 +164,13 @@ def main() -> None:
                     f"{camera:.2f}",
                     f"{step_err:.2f}",
                     f"{dz:+.2f} / {expert_dz:+.2f}",
+                    f"{belief:.2f} / {held:.2f}",
+                    f"{grip:.2f} / {expert_grip:.2f}",
                 ]
             )
     print_table(
-        f"closed loop by the expert's phase of each visited state (medians, cm; "
+        f"closed loop by the expert's phase of each visited state (medians, cm; held and "
+        f"gripper: means; "
         f"load {os.getloadavg()[0]:.2f})",
         [
             "task (successes)",
@@ -164,6 +181,8 @@ def main() -> None:
             "camera x-y err",
             "x-y step vs expert",
             "dz policy / expert",
+            "held: belief / true",
+            "gripper policy / expert",
         ],
         rows,
     )
