@@ -129,9 +129,9 @@ def run_expert_episode(
     (its label). The expert drives, unless ``executor`` is given: then the action executed
     at each tick is ``executor(observation, instruction, label)`` (the expert labels any
     state, whoever drove there), and the label is still what is recorded; with
-    ``flag_executed`` (perturbed demonstrations), also a flag per step where the executed
-    action differed (``perturbed``: training drops the chunk positions past it). DAgger
-    rollouts do not flag: the policy drives every step there. After a success
+    ``flag_executed`` (perturbed demonstrations and DAgger rollouts), also a flag per step
+    where the executed action differed (``perturbed``: training drops the chunk positions
+    past it). After a success
     the episode goes on for ``settle_steps`` more recorded steps (the expert's label there
     is to hold at the goal); ``success`` stays what the env reported at the success.
 

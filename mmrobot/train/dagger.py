@@ -13,7 +13,11 @@ is the expert's label with probability ``beta`` and the policy's otherwise (the 
 policy of the paper). The expert's label, never the executed action, is what is recorded,
 with the observation and the privileged auxiliary targets, into one HDF5 dataset of the
 demonstration format (written to a temporary name, then renamed: a file that exists is
-complete, so ``--resume`` can rely on it).
+complete, so ``--resume`` can rely on it). Each step is flagged ``perturbed`` where the
+executed action was not the label, as in perturbed demonstrations: the expert's labels of
+the states after a step the policy drove are not the expert's plan from the state before,
+so training keeps chunk position 0 (the state's own label) and drops the positions past it
+(:func:`mmrobot.train.data.coherent_positions`).
 """
 
 from __future__ import annotations
@@ -97,7 +101,9 @@ def _run(args: tuple[Job, float, int]) -> EpisodeRecord | str:
     mixer = PolicyMixer(_WORKER["policy"], beta, np.random.default_rng([job.seed, 7]))
     mixer.reset()
     try:
-        return run_expert_episode(_WORKER["env"], job, settle_steps=settle_steps, executor=mixer)
+        return run_expert_episode(
+            _WORKER["env"], job, settle_steps=settle_steps, executor=mixer, flag_executed=True
+        )
     except Exception as e:  # a crashed rollout must not end the round
         return f"{job.task} seed {job.seed}: {type(e).__name__}: {e}"
 

@@ -29,9 +29,10 @@ alone, so every number in the card is one those files hold. :func:`check_model_c
 renders it again and checks ``eval.json``'s tables against its own episode list.
 
 With ``resume`` a stage whose output is complete is skipped (its recorded time is kept);
-once a stage runs, every later one runs too. A resumed run may change the ``[evaluate]``
-settings (more episodes, another split): the trained checkpoint is then evaluated again,
-and collection and training are kept. ``toy`` is the end-to-end smoke test (two
+once a stage runs, every later one runs too. A resumed run may change the ``[train]``
+settings (the demonstrations are kept and training starts over) or the ``[evaluate]`` ones
+(more episodes, another split: the trained checkpoint is evaluated again);
+:data:`~mmrobot.train.release_state.RERUN_FROM` says which stage each reruns from. ``toy`` is the end-to-end smoke test (two
 episodes per task, a few steps, one DAgger round, a tiny network); it writes to a temporary
 folder unless told otherwise.
 """
@@ -65,7 +66,6 @@ from mmrobot.train.release_config import (
     toy_policy_config,
 )
 from mmrobot.train.release_state import (
-    EVALUATION_STAGE,
     load_state,
     new_state,
     release_record,
@@ -141,13 +141,13 @@ class _ReleaseRun:
         self.image_size = int(cams[0].shape[0]) if cams else 96
         config_doc = {"release": config.to_dict(), "toy": toy, "image_size": self.image_size}
         defaults = {"release": ReleaseConfig().to_dict()}
-        self.state, changed = (
-            load_state(self.state_path, config_doc, defaults) if resume else (None, [])
+        self.state, changed, self.rerun_from = (
+            load_state(self.state_path, config_doc, defaults) if resume else (None, [], None)
         )
         if changed:
             self.console.print(
-                f"evaluation settings changed ({', '.join(changed)}): the stages from the "
-                "evaluation on run again, collection and training are kept"
+                f"settings changed ({', '.join(changed)}): the stages from {self.rerun_from!r} "
+                "on run again, the earlier ones are kept"
             )
         if resume and self.state is None:
             self.console.print(f"no release state in {self.work}; starting from the beginning")
@@ -191,7 +191,7 @@ class _ReleaseRun:
                 lambda: (o / "config.json").is_file() and (o / "model.safetensors").is_file(),
             ),
             _Stage(
-                EVALUATION_STAGE,  # a resume after [evaluate] changes runs again from here
+                "evaluate",
                 "evaluate the checkpoint",
                 self._evaluate,
                 lambda: (w / "eval_torch.json").is_file(),
@@ -325,8 +325,8 @@ class _ReleaseRun:
         from mmrobot.train.trainer import train
 
         tc = self.train_config
-        # The trainer resumes its own run only when the data it trained on is unchanged.
-        resume = self.resume and not self._ran
+        # The trainer resumes its own run only when its data and its config are unchanged.
+        resume = self.resume and not self._ran and self.rerun_from != "train"
         if not resume:
             shutil.rmtree(tc.out, ignore_errors=True)  # the release's own run folder
         result = train(tc, resume=resume, progress=self.progress, policy_config=self.policy_config)

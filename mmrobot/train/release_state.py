@@ -48,30 +48,32 @@ def new_state(config_doc: dict[str, Any], command: str) -> dict[str, Any]:
     }
 
 
-#: Keys of the release config that only the evaluation and the stages after it read: a
-#: resumed run whose config differs only in these keeps collection and training and
-#: evaluates again.
-EVALUATION_KEYS = "release.evaluate."
-#: The first stage that reads them; every later stage runs again after it.
-EVALUATION_STAGE = "evaluate"
+#: The config keys a resumed run may change, each with the first stage that reads them: that
+#: stage and every later one run again, the earlier ones are kept (a longer training reuses
+#: the demonstrations; another evaluation reuses the trained checkpoint). In stage order.
+RERUN_FROM: tuple[tuple[str, str], ...] = (
+    ("release.train.", "train"),
+    ("release.evaluate.", "evaluate"),
+)
 
 
 def load_state(
     path: Path, config_doc: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """The state in ``path`` (None: there is none) and the config keys that changed since.
+) -> tuple[dict[str, Any] | None, list[str], str | None]:
+    """The state in ``path`` (None: there is none), the config keys that changed since, and
+    the first stage that must run again because of them (None: no change).
 
-    A run of another config is refused, naming the keys that differ, unless they are all
-    evaluation settings (:data:`EVALUATION_KEYS`): then the evaluation stage's record is
-    dropped, so the evaluation and every later stage run again on the trained checkpoint.
-    A key the state does not know (added to the release config since it was written) is no
-    difference when it has its default value in ``defaults`` (the same shape as
-    ``config_doc``): the older run behaved as that default."""
+    A run of another config is refused, naming the keys that differ, unless every one of them
+    is a key of :data:`RERUN_FROM`: then the record of the first stage that reads them is
+    dropped, so that stage and every later one run again. A key the state does not know
+    (added to the release config since it was written) is no difference when it has its
+    default value in ``defaults`` (the same shape as ``config_doc``): the older run behaved
+    as that default."""
     if not path.is_file():
-        return None, []
+        return None, [], None
     state = json.loads(path.read_text(encoding="utf-8"))
     if state.get("config_digest") == state_digest(config_doc):
-        return state, []
+        return state, [], None
     old, new = _flat(state.get("config", {})), _flat(config_doc)
     known = _flat(defaults or {})
     changed = [
@@ -79,17 +81,18 @@ def load_state(
         for k in sorted(set(old) | set(new))
         if old.get(k) != new.get(k) and not (k not in old and k in known and new.get(k) == known[k])
     ]
-    blocking = [k for k in changed if not k.startswith(EVALUATION_KEYS)]
+    blocking = [k for k in changed if not any(k.startswith(p) for p, _ in RERUN_FROM)]
     if blocking:
         raise ConfigError(
             f"--resume: {path.parent} holds a release run of another config ("
             + "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in blocking[:6])
             + "); run without --resume to start over, or with that config"
         )
-    if changed:
-        state["stages"].pop(EVALUATION_STAGE, None)
+    stage = next((st for p, st in RERUN_FROM if any(k.startswith(p) for k in changed)), None)
+    if stage is not None:
+        state["stages"].pop(stage, None)
     state["config"], state["config_digest"] = dict(config_doc), state_digest(config_doc)
-    return state, changed
+    return state, changed, stage
 
 
 def release_record(

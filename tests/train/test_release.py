@@ -118,6 +118,14 @@ def test_toy_release_ran_a_dagger_round(toy):
     dagger = [r for r in rows if r.get("kind") == "dagger"]
     assert [r["round"] for r in dagger] == [1]
     assert "<!-- table: dagger -->" in (toy / CARD_FILE).read_text()
+    # the steps the policy drove are flagged, so training keeps only their own labels there
+    from mmrobot.envs.dataset import DemoDataset
+
+    (path,) = toy.rglob("round_01.h5")
+    ds = DemoDataset(path)
+    flags = [ds.perturbed(e) for e in range(len(ds))]
+    assert all(f.shape == (ds.info(e).n_steps,) for e, f in enumerate(flags))
+    assert any(f.any() for f in flags)  # the expert acts on only 30 % of the ticks
 
 
 def test_resume_skips_completed_stages(toy, tmp_path, capsys):
@@ -141,13 +149,25 @@ def test_resume_skips_completed_stages(toy, tmp_path, capsys):
     splits = 'evaluate.splits=["train", "randomized"]'
     assert main(["release", str(CONFIG), *extra, splits, *flags]) == 0
     out = capsys.readouterr().out
-    assert "from the evaluation on run again" in out and "release.evaluate.splits" in out
+    assert "from 'evaluate' on run again" in out and "release.evaluate.splits" in out
     rec = json.loads((d / RECORD_FILE).read_text())
     stages = {s["name"]: s for s in rec["stages"]}
     for name in ("collect", "heldout", "train", "checkpoint"):
         assert stages[name] == trained[name]
     assert stages["evaluate"]["invocation"] > trained["evaluate"]["invocation"]
     assert json.loads((d / EVAL_FILE).read_text())["splits"] == ["train", "randomized"]
+    check_model_card(d)
+    # a longer training: the demonstrations are kept, training starts over (not resumed)
+    steps = rec["training"]["steps"]  # behaviour cloning and DAgger
+    longer = f"train.steps={rec['train_config']['steps'] + 2}"
+    assert main(["release", str(CONFIG), *extra, splits, longer, *flags]) == 0
+    assert "from 'train' on run again" in capsys.readouterr().out
+    rec = json.loads((d / RECORD_FILE).read_text())
+    stages = {s["name"]: s for s in rec["stages"]}
+    for name in ("collect", "heldout"):
+        assert stages[name] == trained[name]
+    assert stages["train"]["invocation"] > trained["train"]["invocation"]
+    assert rec["training"]["steps"] == steps + 2
     check_model_card(d)
 
 
