@@ -32,9 +32,9 @@ With ``resume`` a stage whose output is complete is skipped (its recorded time i
 once a stage runs, every later one runs too. A resumed run may change the ``[train]``
 settings (the demonstrations are kept and training starts over) or the ``[evaluate]`` ones
 (more episodes, another split: the trained checkpoint is evaluated again);
-:data:`~mmrobot.train.release_state.RERUN_FROM` says which stage each reruns from. ``toy`` is the end-to-end smoke test (two
-episodes per task, a few steps, one DAgger round, a tiny network); it writes to a temporary
-folder unless told otherwise.
+:data:`~mmrobot.train.release_state.RERUN_FROM` says which stage each reruns from.
+``toy`` is the end-to-end smoke test (two episodes per task, a few steps, one DAgger round,
+a tiny network); it writes to a temporary folder unless told otherwise.
 """
 
 from __future__ import annotations
