@@ -465,7 +465,7 @@ class _ReleaseRun:
     def _finish(self, order: list[str]) -> Path:
         from rich.table import Table
 
-        record = release_record(self.config, self.state, order, self.toy)
+        record = release_record(self.config, self.state, order, self.toy, self.out)
         stages = record["stages"]
         write_json(self.out / RECORD_FILE, record)
         (self.out / CARD_FILE).write_text(render_model_card(self.out), encoding="utf-8")

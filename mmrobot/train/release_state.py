@@ -96,10 +96,11 @@ def load_state(
 
 
 def release_record(
-    config: ReleaseConfig, state: Mapping[str, Any], order: list[str], toy: bool
+    config: ReleaseConfig, state: Mapping[str, Any], order: list[str], toy: bool, out: Path
 ) -> dict[str, Any]:
     """``release.json``: the data, the training, every stage's wall time in ``order``,
-    load averages, the machine and the source commit."""
+    load averages, the machine and the source commit (changes inside ``out``, the release
+    folder being written, do not count as uncommitted)."""
     stages = [{"name": n, **state["stages"][n]} for n in order]
     return {
         "format_version": RELEASE_FORMAT_VERSION,
@@ -109,7 +110,7 @@ def release_record(
         "config": state["config"],
         "train_config": state["train_config"],
         "mmrobot_version": _mmrobot_version(),
-        "source": _source(),
+        "source": _source(out),
         "started": state["started"],
         "finished": utc_now(),
         "machine": machine(),
@@ -135,22 +136,29 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _source() -> dict[str, Any]:
-    """The git commit of the working directory and whether it had uncommitted changes."""
+def _source(written: Path | None = None) -> dict[str, Any]:
+    """The git commit of the working directory and whether it had uncommitted changes to
+    tracked files outside ``written`` (the release's own output folder, which the run has
+    just rewritten itself)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
+        git = ["git", "rev-parse", "HEAD", "--show-toplevel"]
+        commit, top = subprocess.run(
+            git, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.splitlines()
+        status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             check=True,
             timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError, ValueError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(dirty)}
+    # porcelain v1: "XY path" or "XY old -> new", paths relative to the top level
+    changed = [Path(top, line[3:].split(" -> ")[-1]).resolve() for line in status]
+    inside = Path(written).resolve() if written is not None else None
+    dirty = any(inside is None or not p.is_relative_to(inside) for p in changed)
+    return {"commit": commit, "dirty": dirty}
 
 
 def _mmrobot_version() -> str:

@@ -252,3 +252,28 @@ def test_toy_release_reads_unseen_words_through_a_wordnet_lexicon(toy):
     assert len(language.vocabulary) == lex["vocabulary"]
     assert len(language.lexicon) == lex["entries"]
     assert "WordNet lexicon" in (toy / CARD_FILE).read_text()
+
+
+def test_source_ignores_the_release_folder_it_writes(tmp_path, monkeypatch):
+    """release.json's source is "dirty" for a changed tracked file anywhere but the release
+    folder, which the release itself has just rewritten."""
+    import subprocess
+
+    from mmrobot.train.release_state import _source
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "card.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    assert _source(tmp_path / "out")["dirty"] is False
+    (tmp_path / "out" / "card.md").write_text("new\n")
+    assert _source(tmp_path / "out")["dirty"] is False
+    assert _source()["dirty"] is True
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _source(tmp_path / "out")["dirty"] is True
