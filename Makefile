@@ -57,7 +57,7 @@ system-deps:
 demo: setup
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(BIN)/mmrobot run launch/sim_demo.toml
 
-# The released policy, from scratch: collect, train with DAgger, evaluate (and the ONNX
+# The released policy, from scratch: collect, train, evaluate (and the ONNX
 # exports), then eval.json, curves.png and MODEL_CARD.md in policies/release/. Resumable:
 # make release RELEASE_ARGS=--resume. At most 150 minutes on a 2-core machine.
 RELEASE_ARGS ?=
