@@ -299,8 +299,11 @@ def render_model_card(release_dir: str | Path) -> str:
         f"Total {_minutes(rec['total_s'])} min, {'within' if within else 'over'} the budget of "
         f"{rec['budget_min']:g} min (the sum of the stages, each timed with "
         f"`time.perf_counter`). Of the training stage, "
-        + (f"DAgger collection took {dag_s:.0f} s and " if dagger_rows else "")
-        + f"evaluation during training {'' if dagger_rows else 'took '}{ev_s:.0f} s. "
+        + (
+            f"DAgger collection took {dag_s:.0f} s and evaluation during training {ev_s:.0f} s. "
+            if dagger_rows
+            else f"evaluation during training took {ev_s:.0f} s. "
+        )
         + (
             f"The stages ran in {runs} invocations (`--resume`); the total is the sum of their "
             "times. "
