@@ -19,7 +19,11 @@ expert phase it reports:
 
 It also reports the two heads' block error at the first tick of fresh episodes (every task
 starts from the same arm pose, so a task whose error is larger there has a perception
-problem, not a closed-loop one).
+problem, not a closed-loop one), and, for the grasping tasks, each episode's first closing
+of the gripper (the first tick whose executed command goes from open to closed): when, where
+the TCP is against the expert's grasp point (x-y distance, height above it), how far the tool
+is turned from the block's faces, and whether the block is held 5 ticks later. A grasp that
+misses high and beside the block with the tool turned is a finger landing on its top.
 
 Usage: python benchmarks/closed_loop_probe.py --checkpoint policies/release
            [--tasks reach pick place stack] [--episodes 3] [--starts 24] [--json PATH]
@@ -63,6 +67,42 @@ def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, floa
         camera = float(np.linalg.norm(cam - ps.block_rel[:2]))
     belief = float(torch.sigmoid(aux["held"][0].reshape(-1)[0])) if "held" in aux else nan
     return fused, camera, belief, float(ps.held)
+
+
+def _grasp_offset(env) -> tuple[float, float, float, float]:
+    """(x-y distance (m), height (m) of the TCP from the expert's grasp point, the tool's
+    yaw from the named block's faces (rad, folded to +-pi/4), 1 held / 0 not) now."""
+    from mmrobot.envs.experts import grasp_point, tool_yaw_to_block
+    from mmrobot.envs.tasks import is_held
+
+    sc = env.scene
+    block = env.task.block
+    tcp = sc.tcp_pose()[0]
+    d = tcp - grasp_point(sc, block)
+    return (
+        float(np.linalg.norm(d[:2])),
+        float(d[2]),
+        tool_yaw_to_block(sc, block),
+        float(is_held(sc, block)),
+    )
+
+
+def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
+    """The first open -> closed tick of an episode's (gripper command, x-y, dz, yaw, held)
+    records, with whether the block is held within the 5 ticks after it; None if it never
+    closes."""
+    for i in range(1, len(ticks)):
+        if ticks[i - 1][0] >= 0.5 > ticks[i][0]:
+            _, xy, dz, yaw, _ = ticks[i]
+            held = any(t[4] for t in ticks[i + 1 : i + 6])
+            return {
+                "tick": i,
+                "xy_cm": 100 * xy,
+                "dz_cm": 100 * dz,
+                "yaw_deg": np.degrees(abs(yaw)),
+                "held": held,
+            }
+    return None
 
 
 def main() -> None:
@@ -114,11 +154,18 @@ def main() -> None:
     )
 
     rows, phases, successes, reached = [], {}, {}, {}
+    closings: dict[str, list[dict]] = {}  # task -> first closing of each episode
+    grasping = {"pick", "place", "stack"}
     for task in args.tasks:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         visited: set[str] = set()
+        ticks: list[tuple[float, ...]] = []  # this episode's (gripper, x-y, dz, yaw, held)
 
-        def on_step(obs, action, per_phase=per_phase, visited=visited):
+        grasps = task.split()[0] in grasping
+
+        def on_step(obs, action, per_phase=per_phase, visited=visited, ticks=ticks, grasps=grasps):
+            if grasps:
+                ticks.append((float(action[6]), *_grasp_offset(base)))
             plan = expert_plan(base)
             expert = plan_action(base.scene, plan)
             fused, camera, belief, held = _heads(model, base, obs, base.instruction)
@@ -132,9 +179,14 @@ def main() -> None:
         episodes_in: dict[str, int] = defaultdict(int)  # phase -> episodes that visited it
         for seed in range(args.episodes):
             visited.clear()
-            wins += run_episode(env, policy, task=task, seed=seed, on_step=on_step).success
+            ticks.clear()
+            success = run_episode(env, policy, task=task, seed=seed, on_step=on_step).success
+            wins += success
             for phase in visited:
                 episodes_in[phase] += 1
+            first = _first_closing(ticks)
+            if first is not None:
+                closings.setdefault(task, []).append({"seed": seed, "success": success, **first})
         successes[task] = wins
         reached[task] = dict(episodes_in)
         phases[task] = {}
@@ -186,6 +238,40 @@ def main() -> None:
         ],
         rows,
     )
+    grasp_rows = []
+    for task, eps in closings.items():
+        for held in (True, False):
+            sel = [e for e in eps if e["held"] == held]
+            if sel:
+                med = {
+                    k: float(np.median([e[k] for e in sel]))
+                    for k in ("tick", "xy_cm", "dz_cm", "yaw_deg")
+                }
+                grasp_rows.append(
+                    [
+                        task,
+                        "holds the block" if held else "misses",
+                        len(sel),
+                        f"{med['tick']:.0f}",
+                        f"{med['xy_cm']:.2f}",
+                        f"{med['dz_cm']:+.2f}",
+                        f"{med['yaw_deg']:.1f}",
+                    ]
+                )
+    if grasp_rows:
+        print_table(
+            "first closing of the gripper per episode, against the expert's grasp point (medians)",
+            [
+                "task",
+                "5 ticks later",
+                "episodes",
+                "tick",
+                "x-y (cm)",
+                "height (cm)",
+                "tool yaw off (deg)",
+            ],
+            grasp_rows,
+        )
     write_json(
         args.json,
         {
@@ -197,6 +283,7 @@ def main() -> None:
             "successes": successes,
             "episodes_in_phase": reached,
             "phases": phases,
+            "first_closing": closings,
         },
     )
 

@@ -60,9 +60,11 @@ __all__ = [
     "ExpertPlan",
     "ScriptedExpert",
     "expert_plan",
+    "grasp_point",
     "phase_index",
     "plan_action",
     "reference_pose",
+    "tool_yaw_to_block",
 ]
 
 #: The expert's phases, in a fixed order (the ``phase`` auxiliary target is the index).
@@ -211,6 +213,17 @@ def _grasp_yaw(sc: Scene, block: tuple[str, str], current: float) -> float:
     return _nearest_yaw(_block_yaw(sc.block_mat(*block)), np.pi / 2, current)
 
 
+def grasp_point(sc: Scene, block: tuple[str, str]) -> np.ndarray:
+    """(3,) where the expert closes the gripper on ``block``: just over its centre."""
+    return sc.block_pos(*block) + np.array([0.0, 0.0, _GRASP_DZ_M])
+
+
+def tool_yaw_to_block(sc: Scene, block: tuple[str, str]) -> float:
+    """How far the tool is turned from ``block``'s faces (rad, in [-pi/4, pi/4)): 0 when the
+    fingers close square on two faces."""
+    return _wrap(_block_yaw(sc.block_mat(*block)) - _tool_yaw(sc.tcp_pose()[1]), np.pi / 2)
+
+
 def _plan_reach(sc: Scene, task: TaskSpec) -> ExpertPlan:
     tcp, mat = sc.tcp_pose()
     target = reach_target(sc, task.block)
@@ -274,7 +287,7 @@ def _plan_pick_and(sc: Scene, task: TaskSpec, block_start: np.ndarray) -> Expert
     pos = sc.block_pos(*b)
     half = sc.block_half_m(*b)
     opening = sc.gripper_opening_m
-    grasp = pos + np.array([0.0, 0.0, _GRASP_DZ_M])
+    grasp = grasp_point(sc, b)
     then = task.task
     if then == "place":
         dest_xy = sc.ids.bin_pos[:2]
