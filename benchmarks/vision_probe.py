@@ -23,12 +23,15 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
 - ``swap``: as ``language`` (layers 0 and 1), and half of the stack samples have the two
   blocks' roles swapped in the instruction, with the base block's position as the target: the
   same image, two instructions, two answers, so only word order tells them apart;
+- ``pool``: the default stem with FiLM, its condition the token mean or 4 learned-query
+  attention pools over the instruction tokens, which could pick out the words that name the
+  block (measured on v11's demonstrations: no better than the mean, docs/policy.md);
 - ``color``: the default stem without and with the training's ``color_swap`` augmentation on
   half the samples (:mod:`mmrobot.train.color_swap`: the blocks recoloured by a random
   permutation of the colours, the instruction's colour words permuted alike; the target
   stays). Every layout then comes with other names for its blocks.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|swap|color]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|pool|swap|color]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
@@ -44,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
 #: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks,
-#: swapped stack instructions, colour-swapped samples)
+#: swapped stack instructions, colour-swapped samples[, attention-pool queries (0: the mean)])
 VARIANTS = {
     "stem": [
         ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0, False, False),
@@ -56,6 +59,10 @@ VARIANTS = {
         ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0, False, False),
         ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1, False, False),
         ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2, False, False),
+    ],
+    "pool": [
+        ("FiLM on the token mean (v11)", (16, 32, 64), True, 10.0, 0, False, False),
+        ("FiLM on 4 learned-query attention pools", (16, 32, 64), True, 10.0, 0, False, False, 4),
     ],
     "swap": [
         ("layers = 0, swapped stack instructions", (16, 32, 64), True, 10.0, 0, True, False),
@@ -147,6 +154,7 @@ def probe(
     steps: int,
     lr: float,
     seed: int = 0,
+    pool: int = 0,
 ):
     """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32."""
     import numpy as np
@@ -160,6 +168,23 @@ def probe(
     torch.manual_seed(seed)
     width = 128
 
+    class InstructionPool(nn.Module):
+        """Instruction tokens (B, T, width) -> (B, width): ``pool`` learned queries attend over
+        the valid tokens, their pooled values projected back to ``width`` (a mean weighs the
+        words that name the block like every other word)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.query = nn.Parameter(torch.randn(pool, width) * width**-0.5)
+            self.key = nn.Linear(width, width, bias=False)
+            self.out = nn.Linear(pool * width, width)
+
+        def forward(self, tokens, valid):
+            scores = torch.einsum("btw,qw->bqt", self.key(tokens), self.query)
+            scores = scores.masked_fill(~valid[:, None, :], -1e9)
+            pooled = torch.einsum("bqt,btw->bqw", scores.softmax(-1), tokens)
+            return self.out(pooled.flatten(1))
+
     class Probe(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -167,6 +192,7 @@ def probe(
             self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(layers))
             self.image = ImageEncoder((96, 96, 3), stem, 4, width, True, film, temperature)
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
+            self.pool = InstructionPool() if pool else None
 
         def forward(self, images, ids, mask):
             text, valid = self.text(ids, mask)
@@ -176,7 +202,8 @@ def probe(
                 for blk in self.blocks:
                     text, _ = blk(text, bias.expand(-1, 1, text.shape[1], -1))
                 text = text * v
-            x = self.image(images, (text * v).sum(1) / v.sum(1))
+            cond = self.pool(text, valid) if self.pool else (text * v).sum(1) / v.sum(1)
+            x = self.image(images, cond)
             return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1))
 
     model = Probe()
@@ -260,9 +287,23 @@ def main() -> None:
 
     mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
-    for label, stem, film, temperature, layers, swap, color_swap in VARIANTS[args.set]:
+    for label, stem, film, temperature, layers, swap, color_swap, *pool in VARIANTS[args.set]:
         t0 = time.perf_counter()
-        pred = probe(train, val, stem, film, temperature, layers, swap, color_swap, steps, args.lr)
+        queries = pool[0] if pool else 0
+        pred = probe(
+            train,
+            val,
+            stem,
+            film,
+            temperature,
+            layers,
+            swap,
+            color_swap,
+            steps,
+            args.lr,
+            0,
+            queries,
+        )
         sec = time.perf_counter() - t0
         cells, doc = row(label, pred, f"{sec:.0f}")
         rows.append(cells)
@@ -275,6 +316,7 @@ def main() -> None:
                 "language_layers": layers,
                 "swapped_stack_instructions": swap,
                 "color_swap": color_swap,
+                "pool_queries": queries,
                 **doc,
                 "seconds": sec,
             }
