@@ -22,8 +22,9 @@ starts from the same arm pose, so a task whose error is larger there has a perce
 problem, not a closed-loop one), and, for the grasping tasks, each episode's first closing
 of the gripper (the first tick whose executed command goes from open to closed): when, where
 the TCP is against the expert's grasp point (x-y distance, height above it), how far the tool
-is turned from the block's faces, and whether the block is held 5 ticks later. A grasp that
-misses high and beside the block with the tool turned is a finger landing on its top.
+is turned from the block's faces, how far the fused ``block_rel`` head places the block
+then, whether the block is held 5 ticks later and whether the episode succeeds (for v11, no
+episode whose first closing missed succeeded: docs/policy.md).
 
 Usage: python benchmarks/closed_loop_probe.py --checkpoint policies/release
            [--tasks reach pick place stack] [--episodes 3] [--starts 24] [--json PATH]
@@ -88,18 +89,19 @@ def _grasp_offset(env) -> tuple[float, float, float, float]:
 
 
 def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
-    """The first open -> closed tick of an episode's (gripper command, x-y, dz, yaw, held)
-    records, with whether the block is held within the 5 ticks after it; None if it never
-    closes."""
+    """The first open -> closed tick of an episode's (gripper command, x-y, dz, yaw, held,
+    fused block head's x-y error) records, with whether the block is held within the 5 ticks
+    after it; None if it never closes."""
     for i in range(1, len(ticks)):
         if ticks[i - 1][0] >= 0.5 > ticks[i][0]:
-            _, xy, dz, yaw, _ = ticks[i]
+            _, xy, dz, yaw, _, head = ticks[i]
             held = any(t[4] for t in ticks[i + 1 : i + 6])
             return {
                 "tick": i,
                 "xy_cm": 100 * xy,
                 "dz_cm": 100 * dz,
                 "yaw_deg": np.degrees(abs(yaw)),
+                "head_xy_cm": 100 * head,
                 "held": held,
             }
     return None
@@ -159,16 +161,16 @@ def main() -> None:
     for task in args.tasks:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         visited: set[str] = set()
-        ticks: list[tuple[float, ...]] = []  # this episode's (gripper, x-y, dz, yaw, held)
+        ticks: list[tuple[float, ...]] = []  # (gripper, x-y, dz, yaw, held, head error)
 
         grasps = task.split()[0] in grasping
 
         def on_step(obs, action, per_phase=per_phase, visited=visited, ticks=ticks, grasps=grasps):
+            fused, camera, belief, held = _heads(model, base, obs, base.instruction)
             if grasps:
-                ticks.append((float(action[6]), *_grasp_offset(base)))
+                ticks.append((float(action[6]), *_grasp_offset(base), fused))
             plan = expert_plan(base)
             expert = plan_action(base.scene, plan)
-            fused, camera, belief, held = _heads(model, base, obs, base.instruction)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
             per_phase[plan.phase].append(
                 (fused, camera, step_err, action[2], expert[2], belief, held, action[6], expert[6])
@@ -245,17 +247,19 @@ def main() -> None:
             if sel:
                 med = {
                     k: float(np.median([e[k] for e in sel]))
-                    for k in ("tick", "xy_cm", "dz_cm", "yaw_deg")
+                    for k in ("tick", "xy_cm", "dz_cm", "yaw_deg", "head_xy_cm")
                 }
                 grasp_rows.append(
                     [
                         task,
                         "holds the block" if held else "misses",
                         len(sel),
+                        sum(e["success"] for e in sel),
                         f"{med['tick']:.0f}",
                         f"{med['xy_cm']:.2f}",
                         f"{med['dz_cm']:+.2f}",
                         f"{med['yaw_deg']:.1f}",
+                        f"{med['head_xy_cm']:.2f}",
                     ]
                 )
     if grasp_rows:
@@ -265,10 +269,12 @@ def main() -> None:
                 "task",
                 "5 ticks later",
                 "episodes",
+                "of them succeed",
                 "tick",
                 "x-y (cm)",
                 "height (cm)",
                 "tool yaw off (deg)",
+                "fused head x-y err (cm)",
             ],
             grasp_rows,
         )
