@@ -145,17 +145,27 @@ def _source(written: Path | None = None) -> dict[str, Any]:
         commit, top = subprocess.run(
             git, capture_output=True, text=True, check=True, timeout=10
         ).stdout.splitlines()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        fields = subprocess.run(
+            ["git", "status", "--porcelain", "-z", "--untracked-files=no"],
             capture_output=True,
             text=True,
             check=True,
             timeout=30,
-        ).stdout.splitlines()
+        ).stdout.split("\0")
     except (OSError, subprocess.SubprocessError, ValueError):
         return {"commit": None, "dirty": None}
-    # porcelain v1: "XY path" or "XY old -> new", paths relative to the top level
-    changed = [Path(top, line[3:].split(" -> ")[-1]).resolve() for line in status]
+    # porcelain v1 with -z: "XY path" per NUL-terminated entry, paths unquoted and relative to
+    # the top level; a rename or copy is followed by one more field, its origin (a renamed
+    # file's origin changed too)
+    changed, i = [], 0
+    while i < len(fields) and fields[i]:
+        kind, path = fields[i][0], fields[i][3:]
+        changed.append(Path(top, path).resolve())
+        if kind in "RC":
+            i += 1
+            if kind == "R":
+                changed.append(Path(top, fields[i]).resolve())
+        i += 1
     inside = Path(written).resolve() if written is not None else None
     dirty = any(inside is None or not p.is_relative_to(inside) for p in changed)
     return {"commit": commit, "dirty": dirty}

@@ -277,3 +277,29 @@ def test_source_ignores_the_release_folder_it_writes(tmp_path, monkeypatch):
     assert _source()["dirty"] is True
     (tmp_path / "code.py").write_text("x = 2\n")
     assert _source(tmp_path / "out")["dirty"] is True
+
+
+def test_source_reads_paths_git_would_quote_and_renames(tmp_path, monkeypatch):
+    """A release folder whose name has a space (porcelain quotes it without -z) and a rename
+    inside it (two paths in one entry) are still the release's own changes."""
+    import subprocess
+
+    from mmrobot.train.release_state import _source
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    out = tmp_path / "my release"
+    out.mkdir()
+    (out / "card.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    (out / "card.md").write_text("new\n")
+    git("mv", "my release/card.md", "my release/MODEL CARD.md")
+    assert _source(out)["dirty"] is False
+    assert _source(tmp_path / "other")["dirty"] is True
+    git("mv", "code.py", "my release/code.py")  # a rename out of the tree counts
+    assert _source(out)["dirty"] is True
