@@ -23,6 +23,8 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
 - ``swap``: as ``language`` (layers 0 and 1), and half of the stack samples have the two
   blocks' roles swapped in the instruction, with the base block's position as the target: the
   same image, two instructions, two answers, so only word order tells them apart;
+- ``default``: the policy's stem alone (compare datasets, e.g. camera resolutions: the
+  encoder takes the dataset's image size);
 - ``pool``: the default stem with FiLM, its condition the token mean or 4 learned-query
   attention pools over the instruction tokens, which could pick out the words that name the
   block (measured on v11's demonstrations: no better than the mean, docs/policy.md);
@@ -31,7 +33,7 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
   permutation of the colours, the instruction's colour words permuted alike; the target
   stays). Every layout then comes with other names for its blocks.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|pool|swap|color]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|pool|swap|color]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
@@ -59,6 +61,17 @@ VARIANTS = {
         ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0, False, False),
         ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1, False, False),
         ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2, False, False),
+    ],
+    "default": [
+        (
+            "the policy's stem: 3 layers, FiLM on the token mean",
+            (16, 32, 64),
+            True,
+            10.0,
+            0,
+            False,
+            False,
+        )
     ],
     "pool": [
         ("FiLM on the token mean (v11)", (16, 32, 64), True, 10.0, 0, False, False),
@@ -190,7 +203,9 @@ def probe(
             super().__init__()
             self.text = InstructionEncoder(259, 64, 4, width)
             self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(layers))
-            self.image = ImageEncoder((96, 96, 3), stem, 4, width, True, film, temperature)
+            self.image = ImageEncoder(
+                tuple(train[0].shape[1:]), stem, 4, width, True, film, temperature
+            )
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
             self.pool = InstructionPool() if pool else None
 
