@@ -43,7 +43,6 @@ import dataclasses
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +65,9 @@ from mmrobot.train.release_config import (
     toy_policy_config,
 )
 from mmrobot.train.release_state import (
+    RUNNING_FILE,
+    StageClock,
+    interrupted_seconds,
     load_state,
     new_state,
     release_record,
@@ -97,6 +99,8 @@ class _Stage:
     title: str
     run: Callable[[], dict[str, Any]]
     done: Callable[[], bool]
+    # whether running it now continues an interrupted attempt (whose time then counts)
+    continues: Callable[[], bool] = lambda: False
 
 
 class _ReleaseRun:
@@ -183,6 +187,7 @@ class _ReleaseRun:
                 "train (behaviour cloning, DAgger, evaluation during training)",
                 self._train,
                 lambda: Path(st.get("training", {}).get("checkpoint", "/nonexistent")).is_dir(),
+                continues=self._train_resumes,
             ),
             _Stage(
                 "checkpoint",
@@ -240,9 +245,14 @@ class _ReleaseRun:
                 continue
             rerun = True
             self.state["stages"].pop(stage.name, None)
-            load0, started, t0 = load_average(), utc_now(), time.perf_counter()
-            record = stage.run()
-            seconds = time.perf_counter() - t0
+            running = self.work / RUNNING_FILE
+            carried = interrupted_seconds(running, stage.name) if stage.continues() else 0.0
+            if carried:
+                self.console.print(f"continues an interrupted attempt that ran {carried:.1f} s")
+            load0, started = load_average(), utc_now()
+            with StageClock(running, stage.name, self.state["invocations"], carried) as clock:
+                record = stage.run()
+            seconds = clock.seconds
             self.state.update(record)
             self.state["stages"][stage.name] = {
                 "seconds": seconds,
@@ -250,6 +260,7 @@ class _ReleaseRun:
                 "load_average_start": load0,
                 "load_average_end": load_average(),
                 "invocation": self.state["invocations"],
+                **({"interrupted_s": carried} if carried else {}),
             }
             self._save_state()
             self._ran.append(stage.name)
@@ -320,13 +331,16 @@ class _ReleaseRun:
         c = self.config.collect
         return {"heldout": self._collect_into("heldout.h5", c.heldout_episodes, c.heldout_seed)}
 
+    def _train_resumes(self) -> bool:
+        """The trainer resumes its own run only when its data and its config are unchanged."""
+        return self.resume and not self._ran and self.rerun_from != "train"
+
     def _train(self) -> dict[str, Any]:
         from mmrobot.policies.checkpoint import read_checkpoint_config
         from mmrobot.train.trainer import train
 
         tc = self.train_config
-        # The trainer resumes its own run only when its data and its config are unchanged.
-        resume = self.resume and not self._ran and self.rerun_from != "train"
+        resume = self._train_resumes()
         if not resume:
             shutil.rmtree(tc.out, ignore_errors=True)  # the release's own run folder
         result = train(tc, resume=resume, progress=self.progress, policy_config=self.policy_config)

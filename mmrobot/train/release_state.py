@@ -8,6 +8,8 @@ import datetime
 import hashlib
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,21 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.core.machine import machine
 from mmrobot.train.release_config import RELEASE_FORMAT_VERSION, ReleaseConfig
 
-__all__ = ["load_state", "new_state", "release_record", "state_digest", "utc_now", "write_json"]
+__all__ = [
+    "RUNNING_FILE",
+    "StageClock",
+    "interrupted_seconds",
+    "load_state",
+    "new_state",
+    "release_record",
+    "state_digest",
+    "utc_now",
+    "write_json",
+]
+
+#: In the work folder while a stage runs: the stage and how long it has run, rewritten every
+#: few seconds, so that the time of a killed run survives for ``--resume``.
+RUNNING_FILE = "release_running.json"
 
 
 def utc_now() -> str:
@@ -29,6 +45,63 @@ def write_json(path: Path, doc: object) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     tmp.replace(path)
+
+
+class StageClock:
+    """Times one stage and keeps its time on disk while it runs.
+
+    A daemon thread rewrites ``path`` (``{"stage", "invocation", "seconds", "updated"}``)
+    every ``every`` seconds; ``seconds`` counts from ``carried``, the time of an interrupted
+    earlier attempt that this one continues (a resumed training run). When the stage
+    completes the file is removed; when it raises (Ctrl-C) the file keeps its time; when the
+    process is killed it keeps the time of the last beat.
+    """
+
+    def __init__(
+        self, path: Path, stage: str, invocation: int, carried: float = 0.0, every: float = 15.0
+    ) -> None:
+        self.path, self.stage, self.invocation = path, stage, invocation
+        self.carried, self.every = carried, every
+        self._t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="release-clock", daemon=True)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of this stage so far, the carried ones included."""
+        return self.carried + time.perf_counter() - self._t0
+
+    def _write(self) -> None:
+        doc = {"stage": self.stage, "invocation": self.invocation, "seconds": self.seconds}
+        write_json(self.path, {**doc, "updated": utc_now()})
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self._write()
+
+    def __enter__(self) -> StageClock:
+        self._t0 = time.perf_counter()
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            self._write()
+
+
+def interrupted_seconds(path: Path, stage: str) -> float:
+    """How long an interrupted earlier attempt at ``stage`` ran (``path``: a
+    :class:`StageClock`'s file), or 0 when the file is absent or about another stage."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0.0
+    return float(doc.get("seconds", 0.0)) if doc.get("stage") == stage else 0.0
 
 
 def state_digest(config_doc: Mapping[str, Any]) -> str:

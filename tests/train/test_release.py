@@ -171,6 +171,61 @@ def test_resume_skips_completed_stages(toy, tmp_path, capsys):
     check_model_card(d)
 
 
+def test_stage_clock_keeps_the_time_of_an_interrupted_stage(tmp_path):
+    import time
+
+    from mmrobot.train.release_state import StageClock, interrupted_seconds
+
+    path = tmp_path / "running.json"
+    with StageClock(path, "train", 1, carried=5.0, every=0.02):
+        time.sleep(0.1)
+        on_disk = interrupted_seconds(path, "train")
+        assert 5.02 <= on_disk < 6.0  # beats while the stage runs, from the carried time
+        assert interrupted_seconds(path, "evaluate") == 0.0  # another stage's file
+    assert not path.exists()  # completed: nothing to carry
+    with pytest.raises(KeyboardInterrupt), StageClock(path, "train", 2, every=60.0):
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+    assert 0.05 <= interrupted_seconds(path, "train") < 1.0  # Ctrl-C: written on the way out
+
+
+def test_resumed_training_counts_the_interrupted_attempts_time(toy, tmp_path, capsys):
+    """A run killed during training leaves the stage's time so far on disk (the stage clock's
+    file); --resume continues the trainer's run and adds that time to the stage, unless the
+    training starts over (another train config), whose earlier attempt is not part of it."""
+    from mmrobot.train.release_config import STATE_FILE
+    from mmrobot.train.release_state import RUNNING_FILE
+
+    d = tmp_path / "release"
+    shutil.copytree(toy, d)
+    extra = [] if HAVE_DAGGER else ["train.dagger.rounds=0"]
+    extra += [] if HAVE_ONNX else ["evaluate.onnx=[]"]
+    flags = ["--toy", "--out", str(d), "--resume", "--no-progress"]
+
+    def kill_during_training(seconds: float) -> None:
+        state_path = d / "work" / STATE_FILE
+        state = json.loads(state_path.read_text())
+        del state["stages"]["train"]  # the train stage never completed
+        state_path.write_text(json.dumps(state))
+        clock = {"stage": "train", "invocation": 1, "seconds": seconds}
+        (d / "work" / RUNNING_FILE).write_text(json.dumps(clock))
+
+    kill_during_training(1000.0)
+    assert main(["release", str(CONFIG), *extra, *flags]) == 0
+    assert "continues an interrupted attempt that ran 1000.0 s" in capsys.readouterr().out
+    stages = {s["name"]: s for s in json.loads((d / RECORD_FILE).read_text())["stages"]}
+    assert stages["train"]["interrupted_s"] == 1000.0
+    assert stages["train"]["seconds"] > 1000.0
+    assert not (d / "work" / RUNNING_FILE).exists()  # removed when the stage completed
+    check_model_card(d)
+
+    kill_during_training(1000.0)
+    longer = f"train.steps={json.loads((d / RECORD_FILE).read_text())['train_config']['steps'] + 1}"
+    assert main(["release", str(CONFIG), *extra, longer, *flags]) == 0
+    stages = {s["name"]: s for s in json.loads((d / RECORD_FILE).read_text())["stages"]}
+    assert "interrupted_s" not in stages["train"] and stages["train"]["seconds"] < 1000.0
+
+
 # --------------------------------------------------------------------------- config
 
 
