@@ -25,6 +25,9 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
   same image, two instructions, two answers, so only word order tells them apart;
 - ``default``: the policy's stem alone (compare datasets, e.g. camera resolutions: the
   encoder takes the dataset's image size);
+- ``far``: the default stem trained on every step or only on steps whose gripper is 8 cm or
+  more from the named block (x-y): near it, the scene offers "the block by the gripper" as
+  a cue that does not need the words;
 - ``pool``: the default stem with FiLM, its condition the token mean or 4 learned-query
   attention pools over the instruction tokens, which could pick out the words that name the
   block (measured on v11's demonstrations: no better than the mean, docs/policy.md);
@@ -33,7 +36,7 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
   permutation of the colours, the instruction's colour words permuted alike; the target
   stays). Every layout then comes with other names for its blocks.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|pool|swap|color]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|far|pool|swap|color]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
@@ -49,7 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
 #: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks,
-#: swapped stack instructions, colour-swapped samples[, attention-pool queries (0: the mean)])
+#: swapped stack instructions, colour-swapped samples[, attention-pool queries (0: the mean)[,
+#: train only on steps with the gripper this far from the block, cm]])
 VARIANTS = {
     "stem": [
         ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0, False, False),
@@ -72,6 +76,20 @@ VARIANTS = {
             False,
             False,
         )
+    ],
+    "far": [
+        ("all steps (v11)", (16, 32, 64), True, 10.0, 0, False, False, 0, 0.0),
+        (
+            "only steps with the gripper 8 cm or more from the block",
+            (16, 32, 64),
+            True,
+            10.0,
+            0,
+            False,
+            False,
+            0,
+            8.0,
+        ),
     ],
     "pool": [
         ("FiLM on the token mean (v11)", (16, 32, 64), True, 10.0, 0, False, False),
@@ -99,8 +117,9 @@ VARIANTS = {
 def load(path: str, episodes: range, every: int = 3):
     """(images uint8, instruction ids, masks, block position in cm, task names, whether it is
     the episode's first step, the ids, masks and target of the instruction with a stack's
-    two blocks swapped: the base block's position; other tasks' samples unchanged; and the
-    instruction texts) of every ``every``-th step."""
+    two blocks swapped: the base block's position; other tasks' samples unchanged; the
+    instruction texts; and the gripper's x-y distance from the named block, cm) of every
+    ``every``-th step."""
     import numpy as np
     import torch
 
@@ -111,7 +130,7 @@ def load(path: str, episodes: range, every: int = 3):
     from mmrobot.envs.instructions import make_instruction
     from mmrobot.envs.tasks import TaskSpec
 
-    ims, ids, masks, ys, tasks, first, texts = [], [], [], [], [], [], []
+    ims, ids, masks, ys, tasks, first, texts, near = [], [], [], [], [], [], [], []
     swap_ids, swap_masks, swap_ys = [], [], []
     rng = np.random.default_rng(0)
     for e in episodes:
@@ -123,6 +142,7 @@ def load(path: str, episodes: range, every: int = 3):
         i, m = tok.encode(info.instruction)
         ims.append(im)
         ys.append((rel + ee[:, :3]) * 100.0)  # block = (block - TCP) + TCP, in cm
+        near.append(np.linalg.norm(rel[:, :2], axis=1) * 100.0)
         ids += [i] * len(im)
         masks += [m] * len(im)
         texts += [info.instruction] * len(im)
@@ -152,6 +172,7 @@ def load(path: str, episodes: range, every: int = 3):
         torch.from_numpy(np.stack(swap_masks)),
         torch.from_numpy(np.concatenate(swap_ys)).float(),
         texts,
+        np.concatenate(near),
     )
 
 
@@ -168,6 +189,7 @@ def probe(
     lr: float,
     seed: int = 0,
     pool: int = 0,
+    far_cm: float = 0.0,
 ):
     """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32."""
     import numpy as np
@@ -228,8 +250,11 @@ def probe(
     swap_gen = torch.Generator().manual_seed(seed + 1)  # the batches stay those of the others
     recolor = ColorSwap(0.5, 64) if color_swap else None
     color_rng = np.random.default_rng(seed + 2)
+    # far_cm: train only on steps whose gripper is at least that far (x-y) from the named
+    # block, where "the block by the gripper" is no cue and only the words say which one
+    usable = torch.from_numpy(np.flatnonzero(train[10] >= far_cm))
     for _ in range(steps):
-        idx = torch.randint(0, len(train[0]), (32,), generator=gen)
+        idx = usable[torch.randint(0, len(usable), (32,), generator=gen)]
         images, ids, mask, y = train[0][idx], train[1][idx], train[2][idx], train[3][idx]
         if recolor is not None:  # half the samples recoloured and renamed; same target
             batch = {"im": images.numpy(), "ids": ids.numpy(), "mask": mask.numpy()}
@@ -302,9 +327,9 @@ def main() -> None:
 
     mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
-    for label, stem, film, temperature, layers, swap, color_swap, *pool in VARIANTS[args.set]:
+    for label, stem, film, temperature, layers, swap, color_swap, *tail in VARIANTS[args.set]:
         t0 = time.perf_counter()
-        queries = pool[0] if pool else 0
+        queries, far_cm = (*tail, 0, 0.0)[:2]
         pred = probe(
             train,
             val,
@@ -318,6 +343,7 @@ def main() -> None:
             args.lr,
             0,
             queries,
+            far_cm,
         )
         sec = time.perf_counter() - t0
         cells, doc = row(label, pred, f"{sec:.0f}")
@@ -332,6 +358,7 @@ def main() -> None:
                 "swapped_stack_instructions": swap,
                 "color_swap": color_swap,
                 "pool_queries": queries,
+                "train_far_cm": far_cm,
                 **doc,
                 "seconds": sec,
             }

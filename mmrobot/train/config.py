@@ -189,6 +189,10 @@ class TrainConfig:
             that are trained on with another task's instruction naming the same block (the
             grasp is the same; :mod:`mmrobot.train.relabel`; 0: off). Not together with
             ``stack_swap``.
+        camera_far_m: the camera heads (``training.encoder_aux``) learn only from samples
+            whose gripper is at least this far (x-y, metres) from the named block; nearer,
+            "the block by the gripper" finds it without the words (0: every sample;
+            docs/policy.md, "After v11").
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
         log: the ``[log]`` table (:class:`LogConfig`).
@@ -222,6 +226,7 @@ class TrainConfig:
     label_sigma: float = 0.0
     color_swap: float = 0.0
     task_relabel: float = 0.0
+    camera_far_m: float = 0.0
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -298,6 +303,11 @@ class TrainConfig:
             "task_relabel",
             isinstance(self.task_relabel, (int, float)) and 0 <= self.task_relabel <= 1,
             "a number in [0, 1] (0: off)",
+        )
+        check(
+            "camera_far_m",
+            isinstance(self.camera_far_m, (int, float)) and 0 <= self.camera_far_m <= 1,
+            "a distance in metres in [0, 1] (0: every sample)",
         )
         if self.task_relabel and self.stack_swap:
             raise ConfigError(

@@ -396,6 +396,13 @@ class Trainer:
             )
         if c.stack_swap and self.world > 1:
             raise ConfigError("stack_swap is not supported under torchrun yet; set stack_swap = 0")
+        if c.camera_far_m and "block_rel" not in model.camera_aux_heads:
+            raise ConfigError(
+                f"camera_far_m = {c.camera_far_m} selects the samples of the camera heads by "
+                "the named block's distance, but the policy has no block_rel camera head: set "
+                "training.encoder_aux = true with an aux_weights entry for block_rel in the "
+                "policy config, or camera_far_m = 0"
+            )
         if c.perception_steps and not model.camera_aux_heads:
             raise ConfigError(
                 f"perception_steps = {c.perception_steps} trains the camera heads alone, but the "
@@ -500,6 +507,7 @@ class Trainer:
                         config.training.aux_weights,
                         camera_only=step < c.perception_steps,
                         label_sigma=c.label_sigma,
+                        camera_far_m=c.camera_far_m,
                     )
                     if c.stack_swap:
                         swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)

@@ -170,6 +170,26 @@ def test_camera_heads_read_only_the_cameras_and_the_instruction():
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_camera_far_m_leaves_out_the_samples_near_the_block():
+    """camera_far_m: a camera head's error counts only where the gripper is that far (x-y)
+    from the named block; the fused heads keep every sample."""
+    from mmrobot.train.step import aux_loss
+
+    rel = torch.tensor([[0.2, 0.0, -0.1], [0.01, 0.02, -0.1]])  # 20 cm and 2.2 cm away
+    tcp = torch.zeros(2, 3)
+    truth = 100.0 * (rel + tcp)
+    off = torch.tensor([[1.0, 0.0, 0.0], [5.0, 0.0, 0.0]])  # cm
+    pred = {"camera/block_rel": truth + off, "block_rel": 100.0 * rel + off}
+    targets = {"block_rel": rel, "tcp": tcp}
+    every = aux_loss(pred, targets)
+    far = aux_loss(pred, targets, camera_far_m=0.08)
+    assert every["camera/block_rel"].item() == pytest.approx((1 + 25) / 6)
+    assert far["camera/block_rel"].item() == pytest.approx(1 / 3)  # the far sample alone
+    assert far["block_rel"].item() == pytest.approx(every["block_rel"].item())
+    none_far = aux_loss(pred, targets, camera_far_m=0.5)["camera/block_rel"]
+    assert none_far.item() == 0.0  # no sample far enough: no camera loss, not NaN
+
+
 def test_perception_steps_train_only_what_the_camera_heads_read():
     from mmrobot.train.step import training_loss
 

@@ -412,12 +412,13 @@ def test_config_errors_name_the_key(tmp_path, files):
     assert (c.steps, c.lr, c.device) == (9, 1e-3, "cpu")
 
 
-def test_perception_steps_need_camera_heads(files, tmp_path):
+@pytest.mark.parametrize("key", [{"perception_steps": 1}, {"camera_far_m": 0.08}])
+def test_camera_head_settings_need_camera_heads(files, tmp_path, key):
     from mmrobot.train import train
 
     # the test policy has no camera heads (training.encoder_aux is off)
     with pytest.raises(ConfigError, match="encoder_aux"):
-        train(config(files, tmp_path / "p", steps=2, perception_steps=1), progress=False)
+        train(config(files, tmp_path / "p", steps=2, **key), progress=False)
 
 
 def test_plot_draws_the_curves(files, tmp_path):
