@@ -325,6 +325,36 @@ class TrainConfig:
         """Behaviour-cloning steps plus the steps after every DAgger round."""
         return self.steps + self.dagger.rounds * self.dagger.steps
 
+    def check_camera_heads(self, heads: set[str], world: int = 1) -> None:
+        """Refuse settings that need camera heads (``training.encoder_aux``) the policy lacks.
+
+        Args:
+            heads: the policy's camera heads (``FusionPolicyModel.camera_aux_heads``).
+            world: training processes (``stack_swap`` runs in one only).
+        """
+        if self.stack_swap and not {"block_rel", "goal_rel"} <= heads:
+            raise ConfigError(
+                f"stack_swap = {self.stack_swap} trains the camera heads of block_rel and "
+                f"goal_rel on swapped stack instructions, but the policy has "
+                f"{sorted(heads) or 'no camera heads'}: set training.encoder_aux = true with "
+                "aux_weights for block_rel and goal_rel, or stack_swap = 0"
+            )
+        if self.stack_swap and world > 1:
+            raise ConfigError("stack_swap is not supported under torchrun yet; set stack_swap = 0")
+        if self.camera_far_m and "block_rel" not in heads:
+            raise ConfigError(
+                f"camera_far_m = {self.camera_far_m} selects the samples of the camera heads by "
+                "the named block's distance, but the policy has no block_rel camera head: set "
+                "training.encoder_aux = true with an aux_weights entry for block_rel in the "
+                "policy config, or camera_far_m = 0"
+            )
+        if self.perception_steps and not heads:
+            raise ConfigError(
+                f"perception_steps = {self.perception_steps} trains the camera heads alone, but "
+                "the policy has none: set training.encoder_aux = true (with aux_weights for "
+                "block_rel or goal_rel) in the policy config, or perception_steps = 0"
+            )
+
     def path(self, name: str) -> Path:
         """``policy``, ``dataset`` or ``init`` resolved against the config file's folder."""
         p = Path(getattr(self, name))

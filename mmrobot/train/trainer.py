@@ -386,29 +386,7 @@ class Trainer:
             config = fit_policy_config(samples, base, c.action_binning)
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
-        if c.stack_swap and not {"block_rel", "goal_rel"} <= set(model.camera_aux_heads):
-            raise ConfigError(
-                f"stack_swap = {c.stack_swap} trains the camera heads of block_rel and goal_rel "
-                "on swapped stack instructions, but the policy has "
-                f"{sorted(model.camera_aux_heads) or 'no camera heads'}: set "
-                "training.encoder_aux = true with aux_weights for block_rel and goal_rel, or "
-                "stack_swap = 0"
-            )
-        if c.stack_swap and self.world > 1:
-            raise ConfigError("stack_swap is not supported under torchrun yet; set stack_swap = 0")
-        if c.camera_far_m and "block_rel" not in model.camera_aux_heads:
-            raise ConfigError(
-                f"camera_far_m = {c.camera_far_m} selects the samples of the camera heads by "
-                "the named block's distance, but the policy has no block_rel camera head: set "
-                "training.encoder_aux = true with an aux_weights entry for block_rel in the "
-                "policy config, or camera_far_m = 0"
-            )
-        if c.perception_steps and not model.camera_aux_heads:
-            raise ConfigError(
-                f"perception_steps = {c.perception_steps} trains the camera heads alone, but the "
-                "policy has none: set training.encoder_aux = true (with aux_weights for "
-                "block_rel or goal_rel) in the policy config, or perception_steps = 0"
-            )
+        c.check_camera_heads(set(model.camera_aux_heads), self.world)
         if init is not None:
             model.load_state_dict(init.state_dict())  # resuming overwrites it below
         else:
