@@ -80,7 +80,6 @@ class StageClock:
             self._write()
 
     def __enter__(self) -> StageClock:
-        self._t0 = time.perf_counter()
         self._write()
         self._thread.start()
         return self
