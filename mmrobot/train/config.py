@@ -189,10 +189,12 @@ class TrainConfig:
             that are trained on with another task's instruction naming the same block (the
             grasp is the same; :mod:`mmrobot.train.relabel`; 0: off). Not together with
             ``stack_swap``.
-        camera_far_m: the camera heads (``training.encoder_aux``) learn only from samples
-            whose gripper is at least this far (x-y, metres) from the named block; nearer,
-            "the block by the gripper" finds it without the words (0: every sample;
-            docs/policy.md, "After v11").
+        camera_far_m: the camera heads (``training.encoder_aux``) weigh the samples whose
+            gripper is nearer than this (x-y, metres) to the named block by
+            ``camera_near_weight``: nearer, "the block by the gripper" finds it without the
+            words (0: every sample weighs 1; docs/policy.md, "After v11").
+        camera_near_weight: the weight of those near samples against 1 for the far ones
+            (0: left out).
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).
         eval: the ``[eval]`` table (:class:`EvalConfig`).
         log: the ``[log]`` table (:class:`LogConfig`).
@@ -227,6 +229,7 @@ class TrainConfig:
     color_swap: float = 0.0
     task_relabel: float = 0.0
     camera_far_m: float = 0.0
+    camera_near_weight: float = 0.0
     dagger: DaggerConfig = dataclasses.field(default_factory=DaggerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -308,6 +311,11 @@ class TrainConfig:
             "camera_far_m",
             isinstance(self.camera_far_m, (int, float)) and 0 <= self.camera_far_m <= 1,
             "a distance in metres in [0, 1] (0: every sample)",
+        )
+        check(
+            "camera_near_weight",
+            isinstance(self.camera_near_weight, (int, float)) and 0 <= self.camera_near_weight <= 1,
+            "a weight in [0, 1] (0: the near samples are left out)",
         )
         if self.task_relabel and self.stack_swap:
             raise ConfigError(

@@ -95,24 +95,27 @@ def aux_loss(
     predictions: dict[str, torch.Tensor],
     targets: dict[str, torch.Tensor],
     camera_far_m: float = 0.0,
+    camera_near_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Loss of each auxiliary head (see :data:`~mmrobot.policies.config.AUX_TARGETS`).
 
     A ``camera/<name>`` prediction (``training.encoder_aux``) is compared with ``<name>`` plus
     ``targets["tcp"]``, the position in the base frame.
 
-    With ``camera_far_m`` > 0 a camera head's error is averaged only over the samples whose
-    gripper is at least that far (x-y) from the named block (``block_rel``): nearer, the
-    image shows "the block by the gripper", a cue that does not need the instruction's words.
+    With ``camera_far_m`` > 0 a camera head's error is a weighted mean: a sample whose
+    gripper is at least that far (x-y) from the named block (``block_rel``) weighs 1, a
+    nearer one ``camera_near_weight`` (0: left out). Nearer, the image shows "the block by
+    the gripper", a cue that does not need the instruction's words.
 
     ``vector`` targets: mean squared error in centimetres (the targets are metres, so that a
     weight of 1 is about as strong as the token cross-entropy); ``binary``: binary
     cross-entropy; ``class``: cross-entropy over the phase index.
     """
     out = {}
-    far = None
+    weight = None
     if camera_far_m > 0:
-        far = torch.linalg.vector_norm(targets["block_rel"][:, :2].float(), dim=1) >= camera_far_m
+        dist = torch.linalg.vector_norm(targets["block_rel"][:, :2].float(), dim=1)
+        weight = torch.where(dist >= camera_far_m, 1.0, camera_near_weight)
     for name, pred in predictions.items():
         target_name = name.removeprefix("camera/")
         kind = AUX_TARGETS[target_name][0]
@@ -121,9 +124,9 @@ def aux_loss(
         if camera:  # a camera head: the same position in the base frame
             target = target + targets["tcp"]
         pred = pred.float()
-        if kind == "vector" and camera and far is not None:
+        if kind == "vector" and camera and weight is not None:
             err = (pred - 100.0 * target.float().reshape(pred.shape)) ** 2
-            out[name] = (err.mean(1) * far).sum() / far.sum().clamp(min=1)
+            out[name] = (err.mean(1) * weight).sum() / weight.sum().clamp(min=1e-6)
         elif kind == "vector":
             out[name] = nn.functional.mse_loss(pred, 100.0 * target.float().reshape(pred.shape))
         elif kind == "binary":
@@ -181,16 +184,17 @@ def training_loss(
     camera_only: bool = False,
     label_sigma: float = 0.0,
     camera_far_m: float = 0.0,
+    camera_near_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(total loss, token loss, token accuracy, auxiliary losses) of one training step.
 
     The total is the token loss plus each auxiliary loss times its weight (a ``camera/``
     head takes its target's weight); with ``camera_only`` (the trainer's
-    ``perception_steps``) it is the camera heads' losses alone. ``camera_far_m``: see
-    :func:`aux_loss`.
+    ``perception_steps``) it is the camera heads' losses alone. ``camera_far_m`` and
+    ``camera_near_weight``: see :func:`aux_loss`.
     """
     loss, acc = token_loss(logits, targets, label_sigma)
-    aux = aux_loss(aux_pred, aux_targets, camera_far_m)
+    aux = aux_loss(aux_pred, aux_targets, camera_far_m, camera_near_weight)
     if camera_only:
         total = sum(v for n, v in aux.items() if n.startswith("camera/"))
     else:

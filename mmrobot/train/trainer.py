@@ -486,6 +486,7 @@ class Trainer:
                         camera_only=step < c.perception_steps,
                         label_sigma=c.label_sigma,
                         camera_far_m=c.camera_far_m,
+                        camera_near_weight=c.camera_near_weight,
                     )
                     if c.stack_swap:
                         swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)

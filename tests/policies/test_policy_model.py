@@ -186,6 +186,9 @@ def test_camera_far_m_leaves_out_the_samples_near_the_block():
     assert every["camera/block_rel"].item() == pytest.approx((1 + 25) / 6)
     assert far["camera/block_rel"].item() == pytest.approx(1 / 3)  # the far sample alone
     assert far["block_rel"].item() == pytest.approx(every["block_rel"].item())
+    # camera_near_weight: the near sample counts, at a fifth of the far one's weight
+    weighted = aux_loss(pred, targets, camera_far_m=0.08, camera_near_weight=0.2)
+    assert weighted["camera/block_rel"].item() == pytest.approx((1 / 3 + 0.2 * 25 / 3) / 1.2)
     none_far = aux_loss(pred, targets, camera_far_m=0.5)["camera/block_rel"]
     assert none_far.item() == 0.0  # no sample far enough: no camera loss, not NaN
 
