@@ -43,6 +43,7 @@ Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -51,65 +52,52 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
 
-#: (label, stem channels, FiLM, keypoint temperature, instruction self-attention blocks,
-#: swapped stack instructions, colour-swapped samples[, attention-pool queries (0: the mean)[,
-#: train only on steps with the gripper this far from the block, cm]])
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One probe: the stem, its conditioning and what it trains on."""
+
+    label: str
+    stem: tuple[int, ...] = (16, 32, 64)  # channels per layer
+    film: bool = True  # FiLM conditioning on the instruction
+    temperature: float = 10.0  # keypoint softmax temperature
+    layers: int = 0  # instruction self-attention blocks before the condition
+    swap: bool = False  # half the stack samples with the blocks' roles swapped
+    color_swap: bool = False  # half the samples recoloured and renamed
+    pool: int = 0  # learned-query attention pools as the condition (0: the token mean)
+    far_cm: float = 0.0  # steps with the gripper nearer (x-y) to the block than this ...
+    near_weight: float = 0.0  # ... weigh this much (0: never drawn)
+
+
 VARIANTS = {
     "stem": [
-        ("2-layer stem, keypoint temperature 10", (16, 32), False, 10.0, 0, False, False),
-        ("2-layer stem + FiLM, keypoint temperature 1", (16, 32), True, 1.0, 0, False, False),
-        ("2-layer stem + FiLM, keypoint temperature 10", (16, 32), True, 10.0, 0, False, False),
-        ("3-layer stem + FiLM, keypoint temperature 10", (16, 32, 64), True, 10.0, 0, False, False),
+        Variant("2-layer stem, keypoint temperature 10", (16, 32), film=False),
+        Variant("2-layer stem + FiLM, keypoint temperature 1", (16, 32), temperature=1.0),
+        Variant("2-layer stem + FiLM, keypoint temperature 10", (16, 32)),
+        Variant("3-layer stem + FiLM, keypoint temperature 10"),
     ],
     "language": [
-        ("FiLM on the token mean (language.layers = 0)", (16, 32, 64), True, 10.0, 0, False, False),
-        ("1 self-attention block first (layers = 1)", (16, 32, 64), True, 10.0, 1, False, False),
-        ("2 self-attention blocks first (layers = 2)", (16, 32, 64), True, 10.0, 2, False, False),
+        Variant("FiLM on the token mean (language.layers = 0)"),
+        Variant("1 self-attention block first (layers = 1)", layers=1),
+        Variant("2 self-attention blocks first (layers = 2)", layers=2),
     ],
-    "default": [
-        (
-            "the policy's stem: 3 layers, FiLM on the token mean",
-            (16, 32, 64),
-            True,
-            10.0,
-            0,
-            False,
-            False,
-        )
-    ],
+    "default": [Variant("the policy's stem: 3 layers, FiLM on the token mean")],
     "far": [
-        ("all steps (v11)", (16, 32, 64), True, 10.0, 0, False, False, 0, 0.0),
-        (
-            "only steps with the gripper 8 cm or more from the block",
-            (16, 32, 64),
-            True,
-            10.0,
-            0,
-            False,
-            False,
-            0,
-            8.0,
-        ),
+        Variant("all steps (v11)"),
+        Variant("only steps with the gripper 8 cm or more from the block", far_cm=8.0),
+        Variant("steps nearer than 8 cm weigh 0.2 (v13)", far_cm=8.0, near_weight=0.2),
     ],
     "pool": [
-        ("FiLM on the token mean (v11)", (16, 32, 64), True, 10.0, 0, False, False),
-        ("FiLM on 4 learned-query attention pools", (16, 32, 64), True, 10.0, 0, False, False, 4),
+        Variant("FiLM on the token mean (v11)"),
+        Variant("FiLM on 4 learned-query attention pools", pool=4),
     ],
     "swap": [
-        ("layers = 0, swapped stack instructions", (16, 32, 64), True, 10.0, 0, True, False),
-        ("layers = 1, swapped stack instructions", (16, 32, 64), True, 10.0, 1, True, False),
+        Variant("layers = 0, swapped stack instructions", swap=True),
+        Variant("layers = 1, swapped stack instructions", layers=1, swap=True),
     ],
     "color": [
-        ("layers = 0 (v6)", (16, 32, 64), True, 10.0, 0, False, False),
-        (
-            "layers = 0, colours swapped in half the samples",
-            (16, 32, 64),
-            True,
-            10.0,
-            0,
-            False,
-            True,
-        ),
+        Variant("layers = 0 (v6)"),
+        Variant("layers = 0, colours swapped in half the samples", color_swap=True),
     ],
 }
 
@@ -176,21 +164,7 @@ def load(path: str, episodes: range, every: int = 3):
     )
 
 
-def probe(
-    train,
-    val,
-    stem: tuple[int, ...],
-    film: bool,
-    temperature: float,
-    layers: int,
-    swap: bool,
-    color_swap: bool,
-    steps: int,
-    lr: float,
-    seed: int = 0,
-    pool: int = 0,
-    far_cm: float = 0.0,
-):
+def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
     """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32."""
     import numpy as np
     import torch
@@ -210,9 +184,9 @@ def probe(
 
         def __init__(self) -> None:
             super().__init__()
-            self.query = nn.Parameter(torch.randn(pool, width) * width**-0.5)
+            self.query = nn.Parameter(torch.randn(v.pool, width) * width**-0.5)
             self.key = nn.Linear(width, width, bias=False)
-            self.out = nn.Linear(pool * width, width)
+            self.out = nn.Linear(v.pool * width, width)
 
         def forward(self, tokens, valid):
             scores = torch.einsum("btw,qw->bqt", self.key(tokens), self.query)
@@ -224,22 +198,22 @@ def probe(
         def __init__(self) -> None:
             super().__init__()
             self.text = InstructionEncoder(259, 64, 4, width)
-            self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(layers))
+            self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(v.layers))
             self.image = ImageEncoder(
-                tuple(train[0].shape[1:]), stem, 4, width, True, film, temperature
+                tuple(train[0].shape[1:]), v.stem, 4, width, True, v.film, v.temperature
             )
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
-            self.pool = InstructionPool() if pool else None
+            self.pool = InstructionPool() if v.pool else None
 
         def forward(self, images, ids, mask):
             text, valid = self.text(ids, mask)
-            v = valid.float().unsqueeze(-1)
+            w = valid.float().unsqueeze(-1)
             if len(self.blocks):  # as FusionPolicyModel: padding tokens are masked keys
                 bias = torch.where(valid, 0.0, -1e9)[:, None, None, :]
                 for blk in self.blocks:
                     text, _ = blk(text, bias.expand(-1, 1, text.shape[1], -1))
-                text = text * v
-            cond = self.pool(text, valid) if self.pool else (text * v).sum(1) / v.sum(1)
+                text = text * w
+            cond = self.pool(text, valid) if self.pool else (text * w).sum(1) / w.sum(1)
             x = self.image(images, cond)
             return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1))
 
@@ -248,11 +222,14 @@ def probe(
     mu, sd = train[3].mean(0), train[3].std(0)
     gen = torch.Generator().manual_seed(seed)
     swap_gen = torch.Generator().manual_seed(seed + 1)  # the batches stay those of the others
-    recolor = ColorSwap(0.5, 64) if color_swap else None
+    recolor = ColorSwap(0.5, 64) if v.color_swap else None
     color_rng = np.random.default_rng(seed + 2)
-    # far_cm: train only on steps whose gripper is at least that far (x-y) from the named
-    # block, where "the block by the gripper" is no cue and only the words say which one
-    usable = torch.from_numpy(np.flatnonzero(train[10] >= far_cm))
+    # far_cm: steps whose gripper is nearer (x-y) to the named block than that, where "the
+    # block by the gripper" is a cue that does not need the words, are never drawn
+    # (near_weight 0) or weigh near_weight in the loss (as the trainer's camera_near_weight)
+    far = torch.from_numpy(train[10] >= v.far_cm)
+    usable = torch.arange(len(far)) if v.near_weight else torch.from_numpy(np.flatnonzero(far))
+    weight = torch.where(far, 1.0, v.near_weight)
     for _ in range(steps):
         idx = usable[torch.randint(0, len(usable), (32,), generator=gen)]
         images, ids, mask, y = train[0][idx], train[1][idx], train[2][idx], train[3][idx]
@@ -261,13 +238,14 @@ def probe(
             texts = [train[9][i] for i in idx.tolist()]
             recolor.apply(batch, ["im"], texts, "ids", "mask", color_rng)
             images, ids, mask = (torch.from_numpy(batch[k]) for k in ("im", "ids", "mask"))
-        if swap:  # half the samples with the roles swapped (other tasks: no change)
+        if v.swap:  # half the samples with the roles swapped (other tasks: no change)
             sw = (torch.rand(32, generator=swap_gen) < 0.5)[:, None]
             ids = torch.where(sw, train[6][idx], ids)
             mask = torch.where(sw, train[7][idx], mask)
             y = torch.where(sw, train[8][idx], y)
         pred = model(images, ids, mask)
-        loss = ((pred - (y - mu) / sd) ** 2).mean()
+        w = weight[idx]
+        loss = (((pred - (y - mu) / sd) ** 2).mean(1) * w).sum() / w.sum().clamp(min=1e-6)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -327,38 +305,24 @@ def main() -> None:
 
     mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
-    for label, stem, film, temperature, layers, swap, color_swap, *tail in VARIANTS[args.set]:
+    for v in VARIANTS[args.set]:
         t0 = time.perf_counter()
-        queries, far_cm = (*tail, 0, 0.0)[:2]
-        pred = probe(
-            train,
-            val,
-            stem,
-            film,
-            temperature,
-            layers,
-            swap,
-            color_swap,
-            steps,
-            args.lr,
-            0,
-            queries,
-            far_cm,
-        )
+        pred = probe(train, val, v, steps, args.lr)
         sec = time.perf_counter() - t0
-        cells, doc = row(label, pred, f"{sec:.0f}")
+        cells, doc = row(v.label, pred, f"{sec:.0f}")
         rows.append(cells)
         results.append(
             {
-                "variant": label,
-                "stem_channels": list(stem),
-                "film": film,
-                "keypoint_temperature": temperature,
-                "language_layers": layers,
-                "swapped_stack_instructions": swap,
-                "color_swap": color_swap,
-                "pool_queries": queries,
-                "train_far_cm": far_cm,
+                "variant": v.label,
+                "stem_channels": list(v.stem),
+                "film": v.film,
+                "keypoint_temperature": v.temperature,
+                "language_layers": v.layers,
+                "swapped_stack_instructions": v.swap,
+                "color_swap": v.color_swap,
+                "pool_queries": v.pool,
+                "train_far_cm": v.far_cm,
+                "near_weight": v.near_weight,
                 **doc,
                 "seconds": sec,
             }
