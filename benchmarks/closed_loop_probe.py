@@ -70,31 +70,39 @@ def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, floa
     return fused, camera, belief, float(ps.held)
 
 
-def _grasp_offset(env) -> tuple[float, float, float, float]:
-    """(x-y distance (m), height (m) of the TCP from the expert's grasp point, the tool's
-    yaw from the named block's faces (rad, folded to +-pi/4), 1 held / 0 not) now."""
+def _grasp_offset(env) -> tuple[float, ...]:
+    """Now: the TCP's x-y distance (m) and height (m) from the expert's grasp point, the
+    tool's yaw from the named block's faces (rad, folded to +-pi/4), 1 held / 0 not, the
+    x-y offset along the fingers' closing axis (m) and how far off that axis the open
+    fingers clear the block (m: the pads' half opening less the block's half size; along
+    the axis by more, a pad comes down on the block's top)."""
     from mmrobot.envs.experts import grasp_point, tool_yaw_to_block
+    from mmrobot.envs.names import GRIPPER_MAX_OPENING_M
     from mmrobot.envs.tasks import is_held
 
     sc = env.scene
     block = env.task.block
-    tcp = sc.tcp_pose()[0]
+    tcp, mat = sc.tcp_pose()
     d = tcp - grasp_point(sc, block)
+    # the finger joints slide along the hand's y axis; the TCP frame is the hand's
+    along = float(abs(d[:2] @ mat[:2, 1]) / max(np.linalg.norm(mat[:2, 1]), 1e-9))
     return (
         float(np.linalg.norm(d[:2])),
         float(d[2]),
         tool_yaw_to_block(sc, block),
         float(is_held(sc, block)),
+        along,
+        GRIPPER_MAX_OPENING_M / 2 - sc.block_half_m(*block),
     )
 
 
 def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
-    """The first open -> closed tick of an episode's (gripper command, x-y, dz, yaw, held,
-    fused block head's x-y error) records, with whether the block is held within the 5 ticks
-    after it; None if it never closes."""
+    """The first open -> closed tick of an episode's (gripper command, then
+    :func:`_grasp_offset`'s values, then the fused block head's x-y error) records, with
+    whether the block is held within the 5 ticks after it; None if it never closes."""
     for i in range(1, len(ticks)):
         if ticks[i - 1][0] >= 0.5 > ticks[i][0]:
-            _, xy, dz, yaw, _, head = ticks[i]
+            _, xy, dz, yaw, _, along, clearance, head = ticks[i]
             held = any(t[4] for t in ticks[i + 1 : i + 6])
             return {
                 "tick": i,
@@ -102,6 +110,8 @@ def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
                 "dz_cm": 100 * dz,
                 "yaw_deg": np.degrees(abs(yaw)),
                 "head_xy_cm": 100 * head,
+                "along_fingers_cm": 100 * along,
+                "clearance_cm": 100 * clearance,
                 "held": held,
             }
     return None
@@ -249,6 +259,7 @@ def main() -> None:
                     k: float(np.median([e[k] for e in sel]))
                     for k in ("tick", "xy_cm", "dz_cm", "yaw_deg", "head_xy_cm")
                 }
+                past = sum(e["along_fingers_cm"] > e["clearance_cm"] for e in sel)
                 grasp_rows.append(
                     [
                         task,
@@ -260,6 +271,7 @@ def main() -> None:
                         f"{med['dz_cm']:+.2f}",
                         f"{med['yaw_deg']:.1f}",
                         f"{med['head_xy_cm']:.2f}",
+                        past,
                     ]
                 )
     if grasp_rows:
@@ -275,6 +287,7 @@ def main() -> None:
                 "height (cm)",
                 "tool yaw off (deg)",
                 "fused head x-y err (cm)",
+                "along the fingers' axis by more than the open pads clear",
             ],
             grasp_rows,
         )
