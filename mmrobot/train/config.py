@@ -317,6 +317,12 @@ class TrainConfig:
             isinstance(self.camera_near_weight, (int, float)) and 0 <= self.camera_near_weight <= 1,
             "a weight in [0, 1] (0: the near samples are left out)",
         )
+        if self.camera_near_weight and not self.camera_far_m:
+            raise ConfigError(
+                f"camera_near_weight = {self.camera_near_weight} weighs the samples nearer than "
+                "camera_far_m, but camera_far_m is 0 (every sample weighs 1): set camera_far_m "
+                "(e.g. 0.08) or camera_near_weight = 0"
+            )
         if self.task_relabel and self.stack_swap:
             raise ConfigError(
                 "task_relabel and stack_swap cannot be combined yet (a relabelled stack sample "

@@ -408,6 +408,8 @@ def test_config_errors_name_the_key(tmp_path, files):
         config(files, tmp_path).with_overrides(["stpes=3"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         config(files, tmp_path).with_overrides(["steps"])
+    with pytest.raises(ConfigError, match="camera_far_m is 0"):
+        config(files, tmp_path, camera_near_weight=0.2)
     c = config(files, tmp_path).with_overrides(["steps=9", "lr=1e-3", "device=cpu"])
     assert (c.steps, c.lr, c.device) == (9, 1e-3, "cpu")
 
