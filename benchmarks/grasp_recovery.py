@@ -6,7 +6,8 @@ open pads clear the block: a pad comes down on the block's top and the gripper c
 expert that recovers from exactly those states. Per task and seed this probe lets the expert
 run until its first ``descend``, then drives that descent ``--offset`` metres off along the
 fingers' axis and closes the gripper there (6 ticks), as the policy does, and hands the
-episode back to the expert (a pure function of the state: :func:`mmrobot.envs.experts.expert_plan`).
+episode back to the expert (:class:`mmrobot.envs.perturb.OffAxisGrasp`; the expert is a pure
+function of the state: :func:`mmrobot.envs.experts.expert_plan`).
 It reports how many forced closings miss the block, how high they closed, and how many of
 those episodes the expert then completes.
 
@@ -17,7 +18,6 @@ Usage: python benchmarks/grasp_recovery.py [--tasks pick place stack] [--seeds 1
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -26,49 +26,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table, write_json  # noqa: E402
-
-CLOSE_TICKS = 6  # ticks the forced closing lasts before the expert takes over
-DESCENT_TICKS = 12  # the forced descent closes after this many ticks even if still high
-
-
-class OffAxisGrasp:
-    """An executor for :func:`mmrobot.envs.collect.run_expert_episode`: the expert's labels,
-    except from its first ``descend`` on, where it descends ``offset`` m off along the
-    fingers' axis and closes there; then the expert again."""
-
-    def __init__(self, env, offset: float) -> None:
-        self.env, self.offset = env.unwrapped, offset
-        self.plan = None  # the expert's first descend plan, once seen
-        self.ticks = self.closing = 0
-        self.outcome: dict[str, float] | None = None  # set when the closing ends
-
-    def __call__(self, observation, instruction, label):
-        from mmrobot.envs.experts import expert_plan, grasp_point, plan_action
-        from mmrobot.envs.tasks import is_held
-
-        if self.outcome is not None:
-            return label
-        if self.plan is None:
-            plan = expert_plan(self.env)
-            if plan.phase != "descend":
-                return label
-            self.plan = plan
-        sc, block = self.env.scene, self.env.task.block
-        tcp, mat = sc.tcp_pose()
-        axis = np.array([mat[0, 1], mat[1, 1], 0.0])  # the finger joints slide along hand y
-        target = grasp_point(sc, block) + self.offset * axis / np.linalg.norm(axis)
-        self.ticks += 1
-        if self.closing or tcp[2] - target[2] < 0.012 or self.ticks > DESCENT_TICKS:
-            self.closing += 1
-            if self.closing == CLOSE_TICKS:
-                self.outcome = {
-                    "held": bool(is_held(sc, block)),
-                    "dz_cm": 100 * float(tcp[2] - grasp_point(sc, block)[2]),
-                }
-            grip = 0.0
-        else:
-            grip = 1.0
-        return plan_action(sc, dataclasses.replace(self.plan, target_m=target, grip=grip))
 
 
 def main() -> None:
@@ -84,6 +41,7 @@ def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import mmrobot.envs  # noqa: F401 - picks a headless GL backend before mujoco is imported
     from mmrobot.envs.collect import Job, run_expert_episode
+    from mmrobot.envs.perturb import OffAxisGrasp
     from mmrobot.envs.tabletop import TabletopEnv
 
     load_before = os.getloadavg()[0]

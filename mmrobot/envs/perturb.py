@@ -19,6 +19,7 @@ first demonstrations.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation
 
-__all__ = ["Perturbation", "Perturber"]
+__all__ = ["OffAxisGrasp", "Perturbation", "Perturber"]
 
 #: The env's per-tick translation limit (``ACTION_HIGH`` of the tabletop env, metres).
 _MAX_STEP_M = 0.02
@@ -92,3 +93,50 @@ class Perturber:
         action[:3] = self.direction * c.step_m
         action[3:6] = 0.0  # no rotation; the gripper keeps the expert's command
         return action
+
+
+_CLOSE_TICKS = 6  # ticks the forced closing lasts before the expert takes over
+_DESCENT_TICKS = 12  # the forced descent closes after this many ticks even if still high
+
+
+class OffAxisGrasp:
+    """An executor for :func:`~mmrobot.envs.collect.run_expert_episode`: a learner's typical
+    missed grasp. The expert's labels, except from its first ``descend`` on, where the arm
+    descends ``offset`` m off along the fingers' closing axis and closes there (a pad comes
+    down on the block's top, docs/policy.md "Why a miss misses"); then the expert again.
+    ``outcome`` says whether that closing held the block and how high it closed
+    (``benchmarks/grasp_recovery.py``)."""
+
+    def __init__(self, env, offset: float) -> None:
+        self.env, self.offset = env.unwrapped, offset
+        self.plan = None  # the expert's first descend plan, once seen
+        self.ticks = self.closing = 0
+        self.outcome: dict[str, float] | None = None  # set when the closing ends
+
+    def __call__(self, observation: Observation, instruction: str, label: np.ndarray) -> np.ndarray:
+        from mmrobot.envs.experts import expert_plan, grasp_point, plan_action
+        from mmrobot.envs.tasks import is_held
+
+        if self.outcome is not None:
+            return label
+        if self.plan is None:
+            plan = expert_plan(self.env)
+            if plan.phase != "descend":
+                return label
+            self.plan = plan
+        sc, block = self.env.scene, self.env.task.block
+        tcp, mat = sc.tcp_pose()
+        axis = np.array([mat[0, 1], mat[1, 1], 0.0])  # the finger joints slide along hand y
+        target = grasp_point(sc, block) + self.offset * axis / np.linalg.norm(axis)
+        self.ticks += 1
+        if self.closing or tcp[2] - target[2] < 0.012 or self.ticks > _DESCENT_TICKS:
+            self.closing += 1
+            if self.closing == _CLOSE_TICKS:
+                self.outcome = {
+                    "held": bool(is_held(sc, block)),
+                    "dz_cm": 100 * float(tcp[2] - grasp_point(sc, block)[2]),
+                }
+            grip = 0.0
+        else:
+            grip = 1.0
+        return plan_action(sc, dataclasses.replace(self.plan, target_m=target, grip=grip))
