@@ -73,26 +73,21 @@ def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, floa
 def _grasp_offset(env) -> tuple[float, ...]:
     """Now: the TCP's x-y distance (m) and height (m) from the expert's grasp point, the
     tool's yaw from the named block's faces (rad, folded to +-pi/4), 1 held / 0 not, the
-    x-y offset along the fingers' closing axis (m) and how far off that axis the open
-    fingers clear the block (m: the pads' half opening less the block's half size; along
-    the axis by more, a pad comes down on the block's top)."""
-    from mmrobot.envs.experts import grasp_point, tool_yaw_to_block
-    from mmrobot.envs.names import GRIPPER_MAX_OPENING_M
+    x-y offset along the fingers' closing axis (m) and how far along it the open pads clear
+    the block (m; off by more, a pad comes down on the block's top)."""
+    from mmrobot.envs.experts import finger_axis, finger_clearance, grasp_point, tool_yaw_to_block
     from mmrobot.envs.tasks import is_held
 
     sc = env.scene
     block = env.task.block
-    tcp, mat = sc.tcp_pose()
-    d = tcp - grasp_point(sc, block)
-    # the finger joints slide along the hand's y axis; the TCP frame is the hand's
-    along = float(abs(d[:2] @ mat[:2, 1]) / max(np.linalg.norm(mat[:2, 1]), 1e-9))
+    d = sc.tcp_pose()[0] - grasp_point(sc, block)
     return (
         float(np.linalg.norm(d[:2])),
         float(d[2]),
         tool_yaw_to_block(sc, block),
         float(is_held(sc, block)),
-        along,
-        GRIPPER_MAX_OPENING_M / 2 - sc.block_half_m(*block),
+        float(abs(d @ finger_axis(sc))),
+        finger_clearance(sc, block),
     )
 
 
@@ -257,7 +252,7 @@ def main() -> None:
             if sel:
                 med = {
                     k: float(np.median([e[k] for e in sel]))
-                    for k in ("tick", "xy_cm", "dz_cm", "yaw_deg", "head_xy_cm")
+                    for k in ("tick", "xy_cm", "dz_cm", "yaw_deg", "head_xy_cm", "along_fingers_cm")
                 }
                 past = sum(e["along_fingers_cm"] > e["clearance_cm"] for e in sel)
                 grasp_rows.append(
@@ -271,6 +266,7 @@ def main() -> None:
                         f"{med['dz_cm']:+.2f}",
                         f"{med['yaw_deg']:.1f}",
                         f"{med['head_xy_cm']:.2f}",
+                        f"{med['along_fingers_cm']:.2f}",
                         past,
                     ]
                 )
@@ -287,7 +283,8 @@ def main() -> None:
                 "height (cm)",
                 "tool yaw off (deg)",
                 "fused head x-y err (cm)",
-                "along the fingers' axis by more than the open pads clear",
+                "along the fingers' axis (cm)",
+                "that by more than the open pads clear",
             ],
             grasp_rows,
         )

@@ -118,7 +118,7 @@ def load(path: str, episodes: range, every: int = 3):
     from mmrobot.envs.instructions import make_instruction
     from mmrobot.envs.tasks import TaskSpec
 
-    ims, ids, masks, ys, tasks, first, texts, near = [], [], [], [], [], [], [], []
+    ims, ids, masks, ys, tasks, first, texts, dist = [], [], [], [], [], [], [], []
     swap_ids, swap_masks, swap_ys = [], [], []
     rng = np.random.default_rng(0)
     for e in episodes:
@@ -130,7 +130,7 @@ def load(path: str, episodes: range, every: int = 3):
         i, m = tok.encode(info.instruction)
         ims.append(im)
         ys.append((rel + ee[:, :3]) * 100.0)  # block = (block - TCP) + TCP, in cm
-        near.append(np.linalg.norm(rel[:, :2], axis=1) * 100.0)
+        dist.append(np.linalg.norm(rel[:, :2], axis=1) * 100.0)
         ids += [i] * len(im)
         masks += [m] * len(im)
         texts += [info.instruction] * len(im)
@@ -160,7 +160,7 @@ def load(path: str, episodes: range, every: int = 3):
         torch.from_numpy(np.stack(swap_masks)),
         torch.from_numpy(np.concatenate(swap_ys)).float(),
         texts,
-        np.concatenate(near),
+        np.concatenate(dist),
     )
 
 

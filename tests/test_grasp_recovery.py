@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "grasp_recovery.py"
 
 
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
@@ -21,9 +21,7 @@ def test_an_off_axis_closing_misses_high_and_an_on_axis_one_holds(tmp_path):
     results = {}
     for offset in ("0", "0.035"):
         out = tmp_path / f"r{offset}.json"
-        proc = run(
-            tmp_path, "--tasks", "pick", "--seeds", "2", "--offset", offset, "--json", str(out)
-        )
+        proc = run("--tasks", "pick", "--seeds", "2", "--offset", offset, "--json", str(out))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         results[offset] = json.loads(out.read_text())["results"]["pick"]
     # at the expert's own grasp point the forced closing is the expert's grasp: it holds
@@ -37,7 +35,7 @@ def test_an_off_axis_closing_misses_high_and_an_on_axis_one_holds(tmp_path):
     assert 0 <= off["recovered"] <= off["misses"]
 
 
-def test_tasks_without_a_grasp_are_refused(tmp_path):
-    proc = run(tmp_path, "--tasks", "reach")
+def test_tasks_without_a_grasp_are_refused():
+    proc = run("--tasks", "reach")
     assert proc.returncode != 0
     assert "only pick, place and stack grasp a block" in proc.stderr

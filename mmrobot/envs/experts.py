@@ -218,6 +218,20 @@ def grasp_point(sc: Scene, block: tuple[str, str]) -> np.ndarray:
     return sc.block_pos(*block) + np.array([0.0, 0.0, _GRASP_DZ_M])
 
 
+def finger_axis(sc: Scene) -> np.ndarray:
+    """(3,) unit x-y direction the fingers close along (the finger joints slide along the
+    hand's y axis; the TCP frame is the hand's)."""
+    y = sc.tcp_pose()[1][:, 1]
+    axis = np.array([y[0], y[1], 0.0])
+    return axis / max(float(np.linalg.norm(axis)), 1e-9)
+
+
+def finger_clearance(sc: Scene, block: tuple[str, str]) -> float:
+    """How far (m) the TCP may be off ``block``'s centre along :func:`finger_axis` before an
+    open pad comes down on its top: the pads' half opening less the block's half size."""
+    return names.GRIPPER_MAX_OPENING_M / 2 - sc.block_half_m(*block)
+
+
 def tool_yaw_to_block(sc: Scene, block: tuple[str, str]) -> float:
     """How far the tool is turned from ``block``'s faces (rad, in [-pi/4, pi/4)): 0 when the
     fingers close square on two faces."""

@@ -19,8 +19,7 @@ first demonstrations.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -97,6 +96,7 @@ class Perturber:
 
 _CLOSE_TICKS = 6  # ticks the forced closing lasts before the expert takes over
 _DESCENT_TICKS = 12  # the forced descent closes after this many ticks even if still high
+_CLOSE_DZ_M = 0.012  # within this of the grasp height it closes (the expert's own tolerance)
 
 
 class OffAxisGrasp:
@@ -105,7 +105,12 @@ class OffAxisGrasp:
     descends ``offset`` m off along the fingers' closing axis and closes there (a pad comes
     down on the block's top, docs/policy.md "Why a miss misses"); then the expert again.
     ``outcome`` says whether that closing held the block and how high it closed
-    (``benchmarks/grasp_recovery.py``)."""
+    (``benchmarks/grasp_recovery.py``).
+
+    Args:
+        env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a wrapper of one).
+        offset: metres along :func:`~mmrobot.envs.experts.finger_axis`.
+    """
 
     def __init__(self, env, offset: float) -> None:
         self.env, self.offset = env.unwrapped, offset
@@ -114,7 +119,7 @@ class OffAxisGrasp:
         self.outcome: dict[str, float] | None = None  # set when the closing ends
 
     def __call__(self, observation: Observation, instruction: str, label: np.ndarray) -> np.ndarray:
-        from mmrobot.envs.experts import expert_plan, grasp_point, plan_action
+        from mmrobot.envs.experts import expert_plan, finger_axis, grasp_point, plan_action
         from mmrobot.envs.tasks import is_held
 
         if self.outcome is not None:
@@ -125,18 +130,15 @@ class OffAxisGrasp:
                 return label
             self.plan = plan
         sc, block = self.env.scene, self.env.task.block
-        tcp, mat = sc.tcp_pose()
-        axis = np.array([mat[0, 1], mat[1, 1], 0.0])  # the finger joints slide along hand y
-        target = grasp_point(sc, block) + self.offset * axis / np.linalg.norm(axis)
+        grasp = grasp_point(sc, block)
+        target = grasp + self.offset * finger_axis(sc)
+        dz = float(sc.tcp_pose()[0][2] - grasp[2])
         self.ticks += 1
-        if self.closing or tcp[2] - target[2] < 0.012 or self.ticks > _DESCENT_TICKS:
+        if self.closing or dz < _CLOSE_DZ_M or self.ticks > _DESCENT_TICKS:
             self.closing += 1
             if self.closing == _CLOSE_TICKS:
-                self.outcome = {
-                    "held": bool(is_held(sc, block)),
-                    "dz_cm": 100 * float(tcp[2] - grasp_point(sc, block)[2]),
-                }
+                self.outcome = {"held": bool(is_held(sc, block)), "dz_cm": 100 * dz}
             grip = 0.0
         else:
             grip = 1.0
-        return plan_action(sc, dataclasses.replace(self.plan, target_m=target, grip=grip))
+        return plan_action(sc, replace(self.plan, target_m=target, grip=grip))

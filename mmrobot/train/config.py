@@ -287,35 +287,20 @@ class TrainConfig:
         check("precision", self.precision in ("auto", "fp32", "bf16"), "'auto', 'fp32' or 'bf16'")
         check("augment", isinstance(self.augment, bool), "true or false")
         check("compile", isinstance(self.compile, bool), "true or false")
-        check(
-            "stack_swap",
-            isinstance(self.stack_swap, (int, float)) and 0 <= self.stack_swap <= 1,
-            "a number in [0, 1] (0: off)",
-        )
+        in_unit = {  # numbers in [0, 1]
+            "stack_swap": "a number in [0, 1] (0: off)",
+            "color_swap": "a number in [0, 1] (0: off)",
+            "task_relabel": "a number in [0, 1] (0: off)",
+            "camera_far_m": "a distance in metres in [0, 1] (0: every sample)",
+            "camera_near_weight": "a weight in [0, 1] (0: the near samples are left out)",
+        }
+        for name, what in in_unit.items():
+            value = getattr(self, name)
+            check(name, isinstance(value, (int, float)) and 0 <= value <= 1, what)
         check(
             "label_sigma",
             isinstance(self.label_sigma, (int, float)) and 0 <= self.label_sigma <= 64,
             "a number of bins in [0, 64] (0: one-hot targets)",
-        )
-        check(
-            "color_swap",
-            isinstance(self.color_swap, (int, float)) and 0 <= self.color_swap <= 1,
-            "a number in [0, 1] (0: off)",
-        )
-        check(
-            "task_relabel",
-            isinstance(self.task_relabel, (int, float)) and 0 <= self.task_relabel <= 1,
-            "a number in [0, 1] (0: off)",
-        )
-        check(
-            "camera_far_m",
-            isinstance(self.camera_far_m, (int, float)) and 0 <= self.camera_far_m <= 1,
-            "a distance in metres in [0, 1] (0: every sample)",
-        )
-        check(
-            "camera_near_weight",
-            isinstance(self.camera_near_weight, (int, float)) and 0 <= self.camera_near_weight <= 1,
-            "a weight in [0, 1] (0: the near samples are left out)",
         )
         if self.camera_near_weight and not self.camera_far_m:
             raise ConfigError(

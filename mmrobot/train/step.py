@@ -124,11 +124,12 @@ def aux_loss(
         if camera:  # a camera head: the same position in the base frame
             target = target + targets["tcp"]
         pred = pred.float()
-        if kind == "vector" and camera and weight is not None:
+        if kind == "vector":
             err = (pred - 100.0 * target.float().reshape(pred.shape)) ** 2
-            out[name] = (err.mean(1) * weight).sum() / weight.sum().clamp(min=1e-6)
-        elif kind == "vector":
-            out[name] = nn.functional.mse_loss(pred, 100.0 * target.float().reshape(pred.shape))
+            if camera and weight is not None:
+                out[name] = (err.mean(1) * weight).sum() / weight.sum().clamp(min=1e-6)
+            else:
+                out[name] = err.mean()
         elif kind == "binary":
             out[name] = nn.functional.binary_cross_entropy_with_logits(
                 pred, target.float().reshape(pred.shape)
