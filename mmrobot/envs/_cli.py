@@ -57,6 +57,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--perturb-steps", type=int, default=4, metavar="N", help="ticks per excursion (default 4)"
     )
+    p.add_argument(
+        "--grasp-miss",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the pick, place and stack episodes whose first grasp is forced 1-3.5 cm "
+        "off along the fingers' axis, the expert then recovering (default 0: off)",
+    )
     p.add_argument("--start-method", default="spawn", choices=("spawn", "forkserver"))
     p.add_argument(
         "--report",
@@ -82,7 +90,9 @@ def _run(args: argparse.Namespace) -> int:
     tasks = tuple(args.tasks or TASKS)
     for t in tasks:
         TaskSpec.parse(t)
-    perturbation = Perturbation(rate=args.perturb, steps=args.perturb_steps)
+    perturbation = Perturbation(
+        rate=args.perturb, steps=args.perturb_steps, grasp_miss=args.grasp_miss
+    )
     if args.report:
         from mmrobot.envs.collect import expert_success
 

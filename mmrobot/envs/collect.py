@@ -19,7 +19,7 @@ import numpy as np
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation
 from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
-from mmrobot.envs.perturb import Perturbation, Perturber
+from mmrobot.envs.perturb import Perturbation, episode_executor
 from mmrobot.envs.tasks import TaskSpec
 
 __all__ = ["CollectConfig", "Executor", "Job", "collect", "expert_success", "run_expert_episode"]
@@ -54,8 +54,9 @@ class CollectConfig:
         overwrite: replace an existing output file.
         settle_steps: steps recorded after the task succeeds, with the expert holding at the
             goal (so the data shows arriving and then staying, not only arriving).
-        perturbation: random excursions executed in place of the expert's action, which it
-            then recovers from (:mod:`mmrobot.envs.perturb`); off by default.
+        perturbation: random excursions, or forced off-axis first grasps, executed in place
+            of the expert's action, which it then recovers from (:mod:`mmrobot.envs.perturb`);
+            off by default.
     """
 
     tasks: tuple[str, ...]
@@ -216,7 +217,8 @@ def _worker_run(
         env = _WORKER_ENV[key] = _make_env(image_size, job.split, randomize)
     executor = None
     if perturbation.enabled:  # its own stream, from the episode's seed: reproducible
-        executor = Perturber(perturbation, np.random.default_rng([job.seed, 0x9E7]))
+        rng = np.random.default_rng([job.seed, 0x9E7])
+        executor = episode_executor(perturbation, env, job.task, rng)
     try:
         ep = run_expert_episode(
             env,
@@ -224,7 +226,7 @@ def _worker_run(
             record=record,
             settle_steps=settle_steps,
             executor=executor,
-            flag_executed=executor is not None,
+            flag_executed=perturbation.enabled,  # every episode flagged: one dataset layout
         )
     except Exception as e:  # a crashed episode must not end the collection run
         return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")

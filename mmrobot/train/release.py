@@ -285,7 +285,9 @@ class _ReleaseRun:
             image_size=self.image_size,
             randomize=c.randomize,
             settle_steps=c.settle_steps,
-            perturbation=Perturbation(c.perturb_rate if perturb else 0.0, c.perturb_steps),
+            perturbation=Perturbation(c.perturb_rate, c.perturb_steps, grasp_miss=c.grasp_miss)
+            if perturb
+            else Perturbation(),
             overwrite=True,
         )
         summary = collect(cfg, progress=self.progress)

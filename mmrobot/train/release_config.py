@@ -116,6 +116,9 @@ class CollectSection:
         settle_steps: steps recorded after each success, the expert holding at the goal.
         perturb_rate, perturb_steps: random excursions the expert recovers from
             (:mod:`mmrobot.envs.perturb`; rate 0: off), in the training demonstrations only.
+        grasp_miss: share of the grasping training demonstrations (pick, place, stack) whose
+            first grasp is forced off along the fingers' axis, the expert then recovering
+            (:class:`~mmrobot.envs.perturb.OffAxisGrasp`; 0: off).
         randomize: domain randomization on.
         heldout_episodes_per_task: episodes per task on other seeds, never trained on
             (modality reliance is measured on them).
@@ -129,6 +132,7 @@ class CollectSection:
     settle_steps: int = 10
     perturb_rate: float = 0.0
     perturb_steps: int = 4
+    grasp_miss: float = 0.0
     randomize: bool = False
     heldout_episodes_per_task: int = 4
     heldout_seed: int = 20_000
@@ -148,9 +152,10 @@ class CollectSection:
             _fail("collect", "tasks", [], 'a non-empty list of task specs, e.g. ["reach", "pick"]')
         if not isinstance(self.randomize, bool):
             _fail("collect", "randomize", self.randomize, "true or false")
-        rate = self.perturb_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            _fail("collect", "perturb_rate", rate, "a number in [0, 1] (0: off)")
+        for name in ("perturb_rate", "grasp_miss"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                _fail("collect", name, v, "a number in [0, 1] (0: off)")
         from mmrobot.envs.tasks import TaskSpec
 
         for t in self.tasks:
