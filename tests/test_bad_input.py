@@ -146,6 +146,17 @@ BAD_INPUT = [
         r"perturb_rate.*a number in \[0, 1\]",
     ),
     (
+        "release-grasp-miss-above-one",
+        [
+            "release",
+            str(ROOT / "policies" / "release.toml"),
+            "collect.grasp_miss=1.5",
+            "--out",
+            "{d}/rel",
+        ],
+        r"grasp_miss.*a number in \[0, 1\]",
+    ),
+    (
         "run-file-not-utf8",
         ["run", SIM_DEMO, "--file", "{d}/latin1.txt"],
         r"latin1\.txt' is not UTF-8 text: byte 0xfc on line 2 \(invalid start byte\)",

@@ -9,7 +9,7 @@ import pytest
 from mmrobot.core.errors import ConfigError
 from mmrobot.envs.collect import Job, run_expert_episode
 from mmrobot.envs.experts import PHASES
-from mmrobot.envs.perturb import Perturbation, Perturber
+from mmrobot.envs.perturb import OffAxisGrasp, Perturbation, Perturber, episode_executor
 
 LABEL = np.array([0.01, -0.02, 0.0, 0.05, 0.0, -0.05, 0.0], dtype=np.float32)
 
@@ -38,6 +38,7 @@ def test_rate_zero_executes_the_label():
         ({"rate": 1.5}, "rate must be in [0, 1]"),
         ({"step_m": 0.05}, "the env's step limit"),
         ({"steps": 0}, "steps must be >= 1"),
+        ({"grasp_miss": -0.1}, "grasp_miss must be a share in [0, 1]"),
     ],
 )
 def test_bad_perturbation_is_a_config_error(kwargs, words):
@@ -81,3 +82,44 @@ def test_perturbed_demonstrations_hold_recovery_states(fast_env):
         differs = np.abs(executed - labels).max(axis=1) > 0
         np.testing.assert_array_equal(ep.perturbed, differs[: len(ep.actions)])
     assert all(ep.perturbed is not None and not ep.perturbed.any() for ep, *_ in plain)
+
+
+def test_grasp_miss_forces_that_share_of_grasping_episodes(fast_env):
+    """A ``grasp_miss`` share of the pick/place/stack episodes get an off-axis first grasp
+    (1-3.5 cm either side); reach and push never do; the choice follows the episode's rng."""
+    cfg = Perturbation(grasp_miss=0.25)
+    chosen = [
+        episode_executor(cfg, fast_env, "place", np.random.default_rng(s)) for s in range(400)
+    ]
+    forced = [e for e in chosen if e is not None]
+    assert all(isinstance(e, OffAxisGrasp) for e in forced)
+    assert 0.19 < len(forced) / 400 < 0.31  # binomial(400, 0.25): sd 2.2 points
+    offsets = np.array([e.offset for e in forced])
+    assert np.all((np.abs(offsets) >= 0.01) & (np.abs(offsets) <= 0.035))
+    assert (offsets > 0).any() and (offsets < 0).any()
+    for task in ("reach", "push"):
+        assert (
+            episode_executor(Perturbation(grasp_miss=1.0), fast_env, task, np.random.default_rng(0))
+            is None
+        )
+    # grasp_miss with excursions: the episodes not forced get the random excursions
+    mixed = Perturbation(rate=0.1, grasp_miss=1.0)
+    assert isinstance(
+        episode_executor(mixed, fast_env, "reach", np.random.default_rng(0)), Perturber
+    )
+    assert Perturbation(grasp_miss=0.5).enabled and not Perturbation().enabled
+
+
+def test_forced_misses_are_recorded_with_the_experts_recovery(fast_env):
+    """Episodes whose first grasp is forced 3 cm off along the fingers' axis: the descent is
+    flagged, the labels are the expert's, and the expert still completes the task. (Seeds 0
+    and 1 miss at 3 cm: a pad on the block's top; others hold, the small block's clearance
+    being 2 cm.)"""
+    for task, seed in (("pick", 0), ("place", 1)):
+        grasp = OffAxisGrasp(fast_env, 0.03)
+        ep = run_expert_episode(fast_env, Job(task, seed), executor=grasp, flag_executed=True)
+        assert ep.success
+        assert grasp.outcome is not None and not grasp.outcome["held"]  # a real miss
+        assert ep.perturbed.sum() >= 6  # at least the forced closing's ticks
+        first = int(np.argmax(ep.perturbed))
+        assert ep.actions[first:, 6].max() == 1.0  # the expert reopens after the miss
