@@ -24,7 +24,10 @@ of the gripper (the first tick whose executed command goes from open to closed):
 the TCP is against the expert's grasp point (x-y distance, height above it), how far the tool
 is turned from the block's faces, how far the fused ``block_rel`` head places the block
 then, whether the block is held 5 ticks later and whether the episode succeeds (for v11, no
-episode whose first closing missed succeeded: docs/policy.md).
+episode whose first closing missed succeeded: docs/policy.md). For the episodes whose first
+closing held and that still failed, it reports where the block was lost: the expert's phase
+at the last tick it was held, whether the policy had opened the gripper (a release) or not (a
+slip), or that it was never lost (held to the time limit, or released where it does not count).
 
 Usage: python benchmarks/closed_loop_probe.py --checkpoint policies/release
            [--tasks reach pick place stack] [--episodes 3] [--starts 24] [--json PATH]
@@ -112,6 +115,21 @@ def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
     return None
 
 
+def _first_loss(ticks: list[tuple[float, ...]], phases: list[str], closing: int) -> dict:
+    """After a first closing at tick ``closing`` that held: the first tick the block is no
+    longer held, the expert's phase at the last held tick, and whether the policy's gripper
+    command was open there (a release) or closed (a slip); ``phase`` "never" if it stays
+    held to the end."""
+    held_ticks = [i for i in range(closing, len(ticks)) if ticks[i][4]]
+    if not held_ticks:
+        return {"phase": "never held", "how": "-", "tick": closing}
+    for i in range(held_ticks[0] + 1, len(ticks)):
+        if not ticks[i][4]:
+            opened = ticks[i - 1][0] >= 0.5 or ticks[i][0] >= 0.5
+            return {"phase": phases[i - 1], "how": "released" if opened else "slipped", "tick": i}
+    return {"phase": "never", "how": "-", "tick": len(ticks)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "policies" / "release"))
@@ -167,14 +185,24 @@ def main() -> None:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         visited: set[str] = set()
         ticks: list[tuple[float, ...]] = []  # (gripper, x-y, dz, yaw, held, head error)
+        tick_phases: list[str] = []  # the expert's phase at each tick of a grasping task
 
         grasps = task.split()[0] in grasping
 
-        def on_step(obs, action, per_phase=per_phase, visited=visited, ticks=ticks, grasps=grasps):
+        def on_step(
+            obs,
+            action,
+            per_phase=per_phase,
+            visited=visited,
+            ticks=ticks,
+            tick_phases=tick_phases,
+            grasps=grasps,
+        ):
             fused, camera, belief, held = _heads(model, base, obs, base.instruction)
+            plan = expert_plan(base)
             if grasps:
                 ticks.append((float(action[6]), *_grasp_offset(base), fused))
-            plan = expert_plan(base)
+                tick_phases.append(plan.phase)
             expert = plan_action(base.scene, plan)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
             per_phase[plan.phase].append(
@@ -187,12 +215,15 @@ def main() -> None:
         for seed in range(args.episodes):
             visited.clear()
             ticks.clear()
+            tick_phases.clear()
             success = run_episode(env, policy, task=task, seed=seed, on_step=on_step).success
             wins += success
             for phase in visited:
                 episodes_in[phase] += 1
             first = _first_closing(ticks)
             if first is not None:
+                if first["held"] and not success:
+                    first["lost"] = _first_loss(ticks, tick_phases, first["tick"])
                 closings.setdefault(task, []).append({"seed": seed, "success": success, **first})
         successes[task] = wins
         reached[task] = dict(episodes_in)
@@ -287,6 +318,18 @@ def main() -> None:
                 "that by more than the open pads clear",
             ],
             grasp_rows,
+        )
+    lost_rows = []
+    for task, eps in closings.items():
+        lost = [e["lost"] for e in eps if "lost" in e]
+        for key in sorted({(x["phase"], x["how"]) for x in lost}):
+            sel = [x for x in lost if (x["phase"], x["how"]) == key]
+            lost_rows.append([task, *key, len(sel), f"{np.median([x['tick'] for x in sel]):.0f}"])
+    if lost_rows:
+        print_table(
+            "first closing held, episode failed: where the block was lost",
+            ["task", "phase at the last held tick", "how", "episodes", "tick (median)"],
+            lost_rows,
         )
     write_json(
         args.json,

@@ -1,0 +1,51 @@
+"""benchmarks/closed_loop_probe.py: the first closing of an episode and where a held block is
+lost, on hand-built tick records (gripper command, x-y, dz, yaw, held, along, clearance,
+head error)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from closed_loop_probe import _first_closing, _first_loss  # noqa: E402
+
+
+def tick(grip: float, held: bool) -> tuple[float, ...]:
+    return (grip, 0.01, 0.0, 0.0, float(held), 0.005, 0.012, 0.01)
+
+
+def episode(*spec: tuple[float, bool, str]) -> tuple[list, list]:
+    return [tick(g, h) for g, h, _ in spec], [p for *_, p in spec]
+
+
+def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
+    ticks, phases = episode(
+        (1, False, "descend"),
+        (0, False, "close"),  # the first closing: tick 1
+        (0, True, "lift"),
+        (0, True, "carry"),
+        (0, False, "carry"),  # the gripper still closed: a slip
+        (0, False, "reach"),
+    )
+    first = _first_closing(ticks)
+    assert first["tick"] == 1 and first["held"]
+    assert _first_loss(ticks, phases, first["tick"]) == {
+        "phase": "carry",
+        "how": "slipped",
+        "tick": 4,
+    }
+
+
+def test_an_opened_gripper_is_a_release_and_a_block_held_to_the_end_is_never_lost():
+    ticks, phases = episode(
+        (1, False, "descend"),
+        (0, True, "close"),
+        (0, True, "lift"),
+        (1, True, "lower"),  # the policy opens above the goal
+        (1, False, "retreat"),
+    )
+    assert _first_loss(ticks, phases, 1) == {"phase": "lower", "how": "released", "tick": 4}
+    kept, kept_phases = episode((1, False, "descend"), (0, True, "close"), (0, True, "carry"))
+    assert _first_loss(kept, kept_phases, 1)["phase"] == "never"
+    assert _first_closing([tick(1, False), tick(1, False)]) is None  # never closes
