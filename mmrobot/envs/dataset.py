@@ -18,7 +18,8 @@ Layout (format version 2)::
         aux/held            (T,) bool         mmrobot.envs.privileged)
         aux/phase           (T,) int64
         perturbed           (T,) bool        the executed action was not the label (only in
-                                             perturbed demonstrations: collect --perturb)
+                                             perturbed demonstrations: collect --perturb,
+                                             --grasp-miss)
 
 Step t is one control tick: the observation, the simulator state it was taken in (``aux``)
 and the action computed from it. A successful episode's last ``settle_steps`` steps come after
