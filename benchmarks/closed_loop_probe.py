@@ -119,7 +119,7 @@ def _first_loss(ticks: list[tuple[float, ...]], phases: list[str], closing: int)
     """After a first closing at tick ``closing`` that held: the first tick the block is no
     longer held, the expert's phase at the last held tick, and whether the policy's gripper
     command was open there (a release) or closed (a slip); ``phase`` "never" if it stays
-    held to the end."""
+    held to the end ("never held" if it is not held at or after ``closing``)."""
     held_ticks = [i for i in range(closing, len(ticks)) if ticks[i][4]]
     if not held_ticks:
         return {"phase": "never held", "how": "-", "tick": closing}
