@@ -27,7 +27,9 @@ then, whether the block is held 5 ticks later and whether the episode succeeds (
 episode whose first closing missed succeeded: docs/policy.md). For the episodes whose first
 closing held and that still failed, it reports where the block was lost: the expert's phase
 at the last tick it was held, whether the policy had opened the gripper (a release) or not (a
-slip), or that it was never lost (held to the time limit, or released where it does not count).
+slip), where the block then was against the task's goal (x-y distance; its bottom's height
+above the goal point: for stack the base block's top), or that it was never lost (held to the
+time limit, or released where it does not count).
 
 Usage: python benchmarks/closed_loop_probe.py --checkpoint policies/release
            [--tasks reach pick place stack] [--episodes 3] [--starts 24] [--json PATH]
@@ -115,19 +117,40 @@ def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
     return None
 
 
-def _first_loss(ticks: list[tuple[float, ...]], phases: list[str], closing: int) -> dict:
+def _first_loss(
+    ticks: list[tuple[float, ...]], phases: list[tuple[str, float, float]], closing: int
+) -> dict:
     """After a first closing at tick ``closing`` that held: the first tick the block is no
-    longer held, the expert's phase at the last held tick, and whether the policy's gripper
-    command was open there (a release) or closed (a slip); ``phase`` "never" if it stays
-    held to the end ("never held" if it is not held at or after ``closing``)."""
+    longer held, and at the last held tick the expert's phase, whether the policy's gripper
+    command was open (a release) or closed (a slip) and the block against the goal (``phases``
+    per tick: the phase, the block's x-y distance from the goal and its bottom's height above
+    the goal, metres); ``phase`` "never" if it stays held to the end ("never held" if it is
+    not held at or after ``closing``)."""
     held_ticks = [i for i in range(closing, len(ticks)) if ticks[i][4]]
     if not held_ticks:
         return {"phase": "never held", "how": "-", "tick": closing}
     for i in range(held_ticks[0] + 1, len(ticks)):
         if not ticks[i][4]:
             opened = ticks[i - 1][0] >= 0.5 or ticks[i][0] >= 0.5
-            return {"phase": phases[i - 1], "how": "released" if opened else "slipped", "tick": i}
+            phase, goal_xy, goal_dz = phases[i - 1]
+            return {
+                "phase": phase,
+                "how": "released" if opened else "slipped",
+                "tick": i,
+                "goal_xy_cm": 100 * goal_xy,
+                "goal_dz_cm": 100 * goal_dz,
+            }
     return {"phase": "never", "how": "-", "tick": len(ticks)}
+
+
+def _block_to_goal(env) -> tuple[float, float]:
+    """The named block's x-y distance (m) from the task's goal point and its bottom's height
+    above it (m; for stack the goal is the base block's top centre)."""
+    from mmrobot.envs.privileged import privileged_state
+
+    ps = privileged_state(env)
+    d = ps.block_rel - ps.goal_rel
+    return float(np.linalg.norm(d[:2])), float(d[2]) - env.scene.block_half_m(*env.task.block)
 
 
 def main() -> None:
@@ -185,7 +208,7 @@ def main() -> None:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         visited: set[str] = set()
         ticks: list[tuple[float, ...]] = []  # (gripper, x-y, dz, yaw, held, head error)
-        tick_phases: list[str] = []  # the expert's phase at each tick of a grasping task
+        tick_phases: list[tuple[str, float, float]] = []  # (phase, block to goal x-y, dz)
 
         grasps = task.split()[0] in grasping
 
@@ -202,7 +225,7 @@ def main() -> None:
             plan = expert_plan(base)
             if grasps:
                 ticks.append((float(action[6]), *_grasp_offset(base), fused))
-                tick_phases.append(plan.phase)
+                tick_phases.append((plan.phase, *_block_to_goal(base)))
             expert = plan_action(base.scene, plan)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
             per_phase[plan.phase].append(
@@ -324,11 +347,32 @@ def main() -> None:
         lost = [e["lost"] for e in eps if "lost" in e]
         for key in sorted({(x["phase"], x["how"]) for x in lost}):
             sel = [x for x in lost if (x["phase"], x["how"]) == key]
-            lost_rows.append([task, *key, len(sel), f"{np.median([x['tick'] for x in sel]):.0f}"])
+            med = {
+                k: np.median([x.get(k, np.nan) for x in sel])
+                for k in ("tick", "goal_xy_cm", "goal_dz_cm")
+            }
+            lost_rows.append(
+                [
+                    task,
+                    *key,
+                    len(sel),
+                    f"{med['tick']:.0f}",
+                    f"{med['goal_xy_cm']:.1f}",
+                    f"{med['goal_dz_cm']:+.1f}",
+                ]
+            )
     if lost_rows:
         print_table(
-            "first closing held, episode failed: where the block was lost",
-            ["task", "phase at the last held tick", "how", "episodes", "tick (median)"],
+            "first closing held, episode failed: where the block was lost (medians)",
+            [
+                "task",
+                "phase at the last held tick",
+                "how",
+                "episodes",
+                "tick",
+                "block to goal x-y (cm)",
+                "block bottom above goal (cm)",
+            ],
             lost_rows,
         )
     write_json(

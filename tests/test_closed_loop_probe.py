@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from closed_loop_probe import _first_closing, _first_loss  # noqa: E402
 
@@ -16,7 +18,11 @@ def tick(grip: float, held: bool) -> tuple[float, ...]:
 
 
 def episode(*spec: tuple[float, bool, str]) -> tuple[list, list]:
-    return [tick(g, h) for g, h, _ in spec], [p for *_, p in spec]
+    """Tick records and, per tick, (phase, block-to-goal x-y, height): the block 1 cm nearer
+    the goal each tick, 2 cm above it."""
+    return [tick(g, h) for g, h, _ in spec], [
+        (p, 0.1 - 0.01 * i, 0.02) for i, (*_, p) in enumerate(spec)
+    ]
 
 
 def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
@@ -30,11 +36,10 @@ def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
     )
     first = _first_closing(ticks)
     assert first["tick"] == 1 and first["held"]
-    assert _first_loss(ticks, phases, first["tick"]) == {
-        "phase": "carry",
-        "how": "slipped",
-        "tick": 4,
-    }
+    lost = _first_loss(ticks, phases, first["tick"])
+    assert (lost["phase"], lost["how"], lost["tick"]) == ("carry", "slipped", 4)
+    # at the last held tick (3): 10 - 3 cm from the goal in x-y, 2 cm above it
+    assert lost["goal_xy_cm"] == pytest.approx(7.0) and lost["goal_dz_cm"] == pytest.approx(2.0)
 
 
 def test_an_opened_gripper_is_a_release_and_a_block_held_to_the_end_is_never_lost():
@@ -45,7 +50,8 @@ def test_an_opened_gripper_is_a_release_and_a_block_held_to_the_end_is_never_los
         (1, True, "lower"),  # the policy opens above the goal
         (1, False, "retreat"),
     )
-    assert _first_loss(ticks, phases, 1) == {"phase": "lower", "how": "released", "tick": 4}
+    lost = _first_loss(ticks, phases, 1)
+    assert (lost["phase"], lost["how"], lost["tick"]) == ("lower", "released", 4)
     kept, kept_phases = episode((1, False, "descend"), (0, True, "close"), (0, True, "carry"))
     assert _first_loss(kept, kept_phases, 1)["phase"] == "never"
     assert _first_closing([tick(1, False), tick(1, False)]) is None  # never closes
