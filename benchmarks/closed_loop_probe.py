@@ -28,7 +28,8 @@ episode whose first closing missed succeeded: docs/policy.md). For the episodes 
 closing held and that still failed, it reports where the block was lost: the expert's phase
 at the last tick it was held, whether the policy had opened the gripper (a release) or not (a
 slip), where the block then was against the task's goal (x-y distance; its bottom's height
-above the goal point: for stack the base block's top), or that it was never lost (held to the
+above the goal point: for stack the base block's top) and how far the fused ``goal_rel``
+head placed that goal, or that it was never lost (held to the
 time limit, or released where it does not count).
 
 Usage: python benchmarks/closed_loop_probe.py --checkpoint policies/release
@@ -51,9 +52,10 @@ from _common import print_table, write_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, float]:
+def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, float, float]:
     """x-y error (m) of the fused and the camera block heads in the env's current state, the
-    ``held`` head's probability and the truth (1 held, 0 not)."""
+    ``held`` head's probability, the truth (1 held, 0 not) and the fused goal head's x-y
+    error (m)."""
     import torch
 
     from mmrobot.envs.privileged import privileged_state
@@ -65,14 +67,16 @@ def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, floa
     with torch.inference_mode():
         _, aux = model(batch_to_torch(batch), with_aux=True)
     nan = float("nan")
-    fused = camera = nan
+    fused = camera = goal = nan
+    if "goal_rel" in aux:
+        goal = float(np.linalg.norm(aux["goal_rel"][0, :2].numpy() / 100 - ps.goal_rel[:2]))
     if "block_rel" in aux:  # heads predict centimetres
         fused = float(np.linalg.norm(aux["block_rel"][0, :2].numpy() / 100 - ps.block_rel[:2]))
     if "camera/block_rel" in aux:  # in the base frame
         cam = aux["camera/block_rel"][0, :2].numpy() / 100 - ps.tcp[:2]
         camera = float(np.linalg.norm(cam - ps.block_rel[:2]))
     belief = float(torch.sigmoid(aux["held"][0].reshape(-1)[0])) if "held" in aux else nan
-    return fused, camera, belief, float(ps.held)
+    return fused, camera, belief, float(ps.held), goal
 
 
 def _grasp_offset(env) -> tuple[float, ...]:
@@ -118,13 +122,13 @@ def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
 
 
 def _first_loss(
-    ticks: list[tuple[float, ...]], phases: list[tuple[str, float, float]], closing: int
+    ticks: list[tuple[float, ...]], phases: list[tuple[str, float, float, float]], closing: int
 ) -> dict:
     """After a first closing at tick ``closing`` that held: the first tick the block is no
     longer held, and at the last held tick the expert's phase, whether the policy's gripper
     command was open (a release) or closed (a slip) and the block against the goal (``phases``
-    per tick: the phase, the block's x-y distance from the goal and its bottom's height above
-    the goal, metres); ``phase`` "never" if it stays held to the end ("never held" if it is
+    per tick: the phase, the block's x-y distance from the goal, its bottom's height above
+    the goal and the fused goal head's x-y error, metres); ``phase`` "never" if it stays held to the end ("never held" if it is
     not held at or after ``closing``)."""
     held_ticks = [i for i in range(closing, len(ticks)) if ticks[i][4]]
     if not held_ticks:
@@ -132,13 +136,14 @@ def _first_loss(
     for i in range(held_ticks[0] + 1, len(ticks)):
         if not ticks[i][4]:
             opened = ticks[i - 1][0] >= 0.5 or ticks[i][0] >= 0.5
-            phase, goal_xy, goal_dz = phases[i - 1]
+            phase, goal_xy, goal_dz, goal_head = phases[i - 1]
             return {
                 "phase": phase,
                 "how": "released" if opened else "slipped",
                 "tick": i,
                 "goal_xy_cm": 100 * goal_xy,
                 "goal_dz_cm": 100 * goal_dz,
+                "goal_head_xy_cm": 100 * goal_head,
             }
     return {"phase": "never", "how": "-", "tick": len(ticks)}
 
@@ -208,7 +213,8 @@ def main() -> None:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         visited: set[str] = set()
         ticks: list[tuple[float, ...]] = []  # (gripper, x-y, dz, yaw, held, head error)
-        tick_phases: list[tuple[str, float, float]] = []  # (phase, block to goal x-y, dz)
+        # (phase, block to goal x-y, dz, the goal head's x-y error) per tick
+        tick_phases: list[tuple[str, float, float, float]] = []
 
         grasps = task.split()[0] in grasping
 
@@ -221,11 +227,11 @@ def main() -> None:
             tick_phases=tick_phases,
             grasps=grasps,
         ):
-            fused, camera, belief, held = _heads(model, base, obs, base.instruction)
+            fused, camera, belief, held, goal = _heads(model, base, obs, base.instruction)
             plan = expert_plan(base)
             if grasps:
                 ticks.append((float(action[6]), *_grasp_offset(base), fused))
-                tick_phases.append((plan.phase, *_block_to_goal(base)))
+                tick_phases.append((plan.phase, *_block_to_goal(base), goal))
             expert = plan_action(base.scene, plan)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
             per_phase[plan.phase].append(
@@ -349,7 +355,7 @@ def main() -> None:
             sel = [x for x in lost if (x["phase"], x["how"]) == key]
             med = {
                 k: np.median([x.get(k, np.nan) for x in sel])
-                for k in ("tick", "goal_xy_cm", "goal_dz_cm")
+                for k in ("tick", "goal_xy_cm", "goal_dz_cm", "goal_head_xy_cm")
             }
             lost_rows.append(
                 [
@@ -359,6 +365,7 @@ def main() -> None:
                     f"{med['tick']:.0f}",
                     f"{med['goal_xy_cm']:.1f}",
                     f"{med['goal_dz_cm']:+.1f}",
+                    f"{med['goal_head_xy_cm']:.1f}",
                 ]
             )
     if lost_rows:
@@ -372,6 +379,7 @@ def main() -> None:
                 "tick",
                 "block to goal x-y (cm)",
                 "block bottom above goal (cm)",
+                "goal head x-y err (cm)",
             ],
             lost_rows,
         )

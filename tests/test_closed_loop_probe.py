@@ -19,9 +19,9 @@ def tick(grip: float, held: bool) -> tuple[float, ...]:
 
 def episode(*spec: tuple[float, bool, str]) -> tuple[list, list]:
     """Tick records and, per tick, (phase, block-to-goal x-y, height): the block 1 cm nearer
-    the goal each tick, 2 cm above it."""
+    the goal each tick, 2 cm above it, the goal head 3 cm off."""
     return [tick(g, h) for g, h, _ in spec], [
-        (p, 0.1 - 0.01 * i, 0.02) for i, (*_, p) in enumerate(spec)
+        (p, 0.1 - 0.01 * i, 0.02, 0.03) for i, (*_, p) in enumerate(spec)
     ]
 
 
@@ -40,6 +40,7 @@ def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
     assert (lost["phase"], lost["how"], lost["tick"]) == ("carry", "slipped", 4)
     # at the last held tick (3): 10 - 3 cm from the goal in x-y, 2 cm above it
     assert lost["goal_xy_cm"] == pytest.approx(7.0) and lost["goal_dz_cm"] == pytest.approx(2.0)
+    assert lost["goal_head_xy_cm"] == pytest.approx(3.0)
 
 
 def test_an_opened_gripper_is_a_release_and_a_block_held_to_the_end_is_never_lost():
