@@ -29,8 +29,8 @@ closing held and that still failed, it reports where the block was lost: the exp
 at the last tick it was held, whether the policy had opened the gripper (a release) or not (a
 slip), where the block then was against the task's goal (x-y distance; its bottom's height
 above the goal point: for stack the base block's top) and how far the fused ``goal_rel``
-head placed that goal, or that it was never lost (held to the
-time limit, or released where it does not count).
+head placed that goal, or that it was never lost (held to the time limit, or released
+where it does not count).
 
 Usage: python benchmarks/closed_loop_probe.py --checkpoint policies/release
            [--tasks reach pick place stack] [--episodes 3] [--starts 24] [--json PATH]
@@ -43,6 +43,7 @@ import os
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,110 +53,110 @@ from _common import print_table, write_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _heads(model, env, obs, instruction: str) -> tuple[float, float, float, float, float]:
-    """x-y error (m) of the fused and the camera block heads in the env's current state, the
-    ``held`` head's probability, the truth (1 held, 0 not) and the fused goal head's x-y
-    error (m)."""
+class _Tick(NamedTuple):
+    """One tick of a grasping episode (lengths in metres)."""
+
+    grip: float  # the executed gripper command (1 open, 0 closed)
+    xy: float  # the TCP's x-y distance from the expert's grasp point
+    dz: float  # its height above the grasp point
+    yaw: float  # the tool's yaw from the named block's faces (rad, folded to +-pi/4)
+    held: bool  # the block is held
+    along: float  # the x-y offset along the fingers' closing axis
+    clearance: float  # how far along that axis the open pads clear the block
+    head: float  # the fused block head's x-y error
+    phase: str  # the expert's phase of this state
+    goal_xy: float  # the block's x-y distance from the task's goal point
+    goal_dz: float  # the block bottom's height above the goal (stack: the base's top)
+    goal_head: float  # the fused goal head's x-y error
+
+
+def _heads(model, ps, obs, instruction: str) -> tuple[float, float, float, float]:
+    """x-y error (m) of the fused and the camera block heads against the privileged state
+    ``ps`` of the observed state, the ``held`` head's probability and the fused goal head's
+    x-y error (m)."""
     import torch
 
-    from mmrobot.envs.privileged import privileged_state
     from mmrobot.policies.collate import collate
     from mmrobot.policies.model import batch_to_torch
 
-    ps = privileged_state(env)
     batch = collate([obs], [instruction], model.config.streams, model.tokenizer)
     with torch.inference_mode():
         _, aux = model(batch_to_torch(batch), with_aux=True)
     nan = float("nan")
     fused = camera = goal = nan
-    if "goal_rel" in aux:
+    if "goal_rel" in aux:  # heads predict centimetres
         goal = float(np.linalg.norm(aux["goal_rel"][0, :2].numpy() / 100 - ps.goal_rel[:2]))
-    if "block_rel" in aux:  # heads predict centimetres
+    if "block_rel" in aux:
         fused = float(np.linalg.norm(aux["block_rel"][0, :2].numpy() / 100 - ps.block_rel[:2]))
     if "camera/block_rel" in aux:  # in the base frame
         cam = aux["camera/block_rel"][0, :2].numpy() / 100 - ps.tcp[:2]
         camera = float(np.linalg.norm(cam - ps.block_rel[:2]))
     belief = float(torch.sigmoid(aux["held"][0].reshape(-1)[0])) if "held" in aux else nan
-    return fused, camera, belief, float(ps.held), goal
+    return fused, camera, belief, goal
 
 
-def _grasp_offset(env) -> tuple[float, ...]:
-    """Now: the TCP's x-y distance (m) and height (m) from the expert's grasp point, the
-    tool's yaw from the named block's faces (rad, folded to +-pi/4), 1 held / 0 not, the
-    x-y offset along the fingers' closing axis (m) and how far along it the open pads clear
-    the block (m; off by more, a pad comes down on the block's top)."""
+def _grasp_tick(env, ps, grip: float, phase: str, head: float, goal_head: float) -> _Tick:
+    """The :class:`_Tick` of the env's current state (``ps`` its privileged state)."""
     from mmrobot.envs.experts import finger_axis, finger_clearance, grasp_point, tool_yaw_to_block
-    from mmrobot.envs.tasks import is_held
 
     sc = env.scene
     block = env.task.block
     d = sc.tcp_pose()[0] - grasp_point(sc, block)
-    return (
-        float(np.linalg.norm(d[:2])),
-        float(d[2]),
-        tool_yaw_to_block(sc, block),
-        float(is_held(sc, block)),
-        float(abs(d @ finger_axis(sc))),
-        finger_clearance(sc, block),
+    to_goal = ps.block_rel - ps.goal_rel
+    return _Tick(
+        grip=grip,
+        xy=float(np.linalg.norm(d[:2])),
+        dz=float(d[2]),
+        yaw=tool_yaw_to_block(sc, block),
+        held=bool(ps.held),
+        along=float(abs(d @ finger_axis(sc))),
+        clearance=finger_clearance(sc, block),
+        head=head,
+        phase=phase,
+        goal_xy=float(np.linalg.norm(to_goal[:2])),
+        goal_dz=float(to_goal[2]) - sc.block_half_m(*block),
+        goal_head=goal_head,
     )
 
 
-def _first_closing(ticks: list[tuple[float, ...]]) -> dict[str, float] | None:
-    """The first open -> closed tick of an episode's (gripper command, then
-    :func:`_grasp_offset`'s values, then the fused block head's x-y error) records, with
-    whether the block is held within the 5 ticks after it; None if it never closes."""
+def _first_closing(ticks: list[_Tick]) -> dict[str, float] | None:
+    """The first open -> closed tick of an episode, with whether the block is held within
+    the 5 ticks after it; None if it never closes."""
     for i in range(1, len(ticks)):
-        if ticks[i - 1][0] >= 0.5 > ticks[i][0]:
-            _, xy, dz, yaw, _, along, clearance, head = ticks[i]
-            held = any(t[4] for t in ticks[i + 1 : i + 6])
+        if ticks[i - 1].grip >= 0.5 > ticks[i].grip:
+            t = ticks[i]
             return {
                 "tick": i,
-                "xy_cm": 100 * xy,
-                "dz_cm": 100 * dz,
-                "yaw_deg": np.degrees(abs(yaw)),
-                "head_xy_cm": 100 * head,
-                "along_fingers_cm": 100 * along,
-                "clearance_cm": 100 * clearance,
-                "held": held,
+                "xy_cm": 100 * t.xy,
+                "dz_cm": 100 * t.dz,
+                "yaw_deg": np.degrees(abs(t.yaw)),
+                "head_xy_cm": 100 * t.head,
+                "along_fingers_cm": 100 * t.along,
+                "clearance_cm": 100 * t.clearance,
+                "held": any(u.held for u in ticks[i + 1 : i + 6]),
             }
     return None
 
 
-def _first_loss(
-    ticks: list[tuple[float, ...]], phases: list[tuple[str, float, float, float]], closing: int
-) -> dict:
-    """After a first closing at tick ``closing`` that held: the first tick the block is no
-    longer held, and at the last held tick the expert's phase, whether the policy's gripper
-    command was open (a release) or closed (a slip) and the block against the goal (``phases``
-    per tick: the phase, the block's x-y distance from the goal, its bottom's height above
-    the goal and the fused goal head's x-y error, metres); ``phase`` "never" if it stays held to the end ("never held" if it is
-    not held at or after ``closing``)."""
-    held_ticks = [i for i in range(closing, len(ticks)) if ticks[i][4]]
-    if not held_ticks:
-        return {"phase": "never held", "how": "-", "tick": closing}
-    for i in range(held_ticks[0] + 1, len(ticks)):
-        if not ticks[i][4]:
-            opened = ticks[i - 1][0] >= 0.5 or ticks[i][0] >= 0.5
-            phase, goal_xy, goal_dz, goal_head = phases[i - 1]
+def _first_loss(ticks: list[_Tick], closing: int) -> dict:
+    """After a first closing at tick ``closing`` that held (within 5 ticks): the first tick
+    the block is no longer held, and at the last held tick the expert's phase, whether the
+    policy's gripper command was open (a release) or closed (a slip) and the block against
+    the goal; ``phase`` "never" if it stays held to the end."""
+    first_held = next(i for i in range(closing, len(ticks)) if ticks[i].held)
+    for i in range(first_held + 1, len(ticks)):
+        if not ticks[i].held:
+            last = ticks[i - 1]
+            opened = last.grip >= 0.5 or ticks[i].grip >= 0.5
             return {
-                "phase": phase,
+                "phase": last.phase,
                 "how": "released" if opened else "slipped",
                 "tick": i,
-                "goal_xy_cm": 100 * goal_xy,
-                "goal_dz_cm": 100 * goal_dz,
-                "goal_head_xy_cm": 100 * goal_head,
+                "goal_xy_cm": 100 * last.goal_xy,
+                "goal_dz_cm": 100 * last.goal_dz,
+                "goal_head_xy_cm": 100 * last.goal_head,
             }
     return {"phase": "never", "how": "-", "tick": len(ticks)}
-
-
-def _block_to_goal(env) -> tuple[float, float]:
-    """The named block's x-y distance (m) from the task's goal point and its bottom's height
-    above it (m; for stack the goal is the base block's top centre)."""
-    from mmrobot.envs.privileged import privileged_state
-
-    ps = privileged_state(env)
-    d = ps.block_rel - ps.goal_rel
-    return float(np.linalg.norm(d[:2])), float(d[2]) - env.scene.block_half_m(*env.task.block)
 
 
 def main() -> None:
@@ -172,6 +173,8 @@ def main() -> None:
 
     import mmrobot.envs  # noqa: F401 - picks a headless GL backend before mujoco is imported
     from mmrobot.envs.experts import expert_plan, plan_action
+    from mmrobot.envs.perturb import GRASP_TASKS
+    from mmrobot.envs.privileged import privileged_state
     from mmrobot.train.eval import (
         env_config_for_policy,
         load_policy,
@@ -196,7 +199,8 @@ def main() -> None:
         errs = []
         for seed in range(args.starts):
             _, info = env.reset(seed=seed, options={"task": task})
-            errs.append(_heads(model, base, base.observation, str(info["instruction"]))[:2])
+            ps = privileged_state(base)
+            errs.append(_heads(model, ps, base.observation, str(info["instruction"]))[:2])
         fused, camera = np.nanmedian(np.array(errs), axis=0) * 100
         starts[task] = {"fused_xy_cm": float(fused), "camera_xy_cm": float(camera)}
         start_rows.append([task, args.starts, f"{fused:.2f}", f"{camera:.2f}"])
@@ -208,30 +212,19 @@ def main() -> None:
 
     rows, phases, successes, reached = [], {}, {}, {}
     closings: dict[str, list[dict]] = {}  # task -> first closing of each episode
-    grasping = {"pick", "place", "stack"}
     for task in args.tasks:
         per_phase: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         visited: set[str] = set()
-        ticks: list[tuple[float, ...]] = []  # (gripper, x-y, dz, yaw, held, head error)
-        # (phase, block to goal x-y, dz, the goal head's x-y error) per tick
-        tick_phases: list[tuple[str, float, float, float]] = []
+        ticks: list[_Tick] = []  # of the running episode of a grasping task
+        grasps = task.split()[0] in GRASP_TASKS
 
-        grasps = task.split()[0] in grasping
-
-        def on_step(
-            obs,
-            action,
-            per_phase=per_phase,
-            visited=visited,
-            ticks=ticks,
-            tick_phases=tick_phases,
-            grasps=grasps,
-        ):
-            fused, camera, belief, held, goal = _heads(model, base, obs, base.instruction)
+        def on_step(obs, action, per_phase=per_phase, visited=visited, ticks=ticks, grasps=grasps):
+            ps = privileged_state(base)
+            fused, camera, belief, goal = _heads(model, ps, obs, base.instruction)
+            held = float(ps.held)
             plan = expert_plan(base)
             if grasps:
-                ticks.append((float(action[6]), *_grasp_offset(base), fused))
-                tick_phases.append((plan.phase, *_block_to_goal(base), goal))
+                ticks.append(_grasp_tick(base, ps, float(action[6]), plan.phase, fused, goal))
             expert = plan_action(base.scene, plan)
             step_err = float(np.linalg.norm(action[:2] - expert[:2]))
             per_phase[plan.phase].append(
@@ -244,7 +237,6 @@ def main() -> None:
         for seed in range(args.episodes):
             visited.clear()
             ticks.clear()
-            tick_phases.clear()
             success = run_episode(env, policy, task=task, seed=seed, on_step=on_step).success
             wins += success
             for phase in visited:
@@ -252,7 +244,7 @@ def main() -> None:
             first = _first_closing(ticks)
             if first is not None:
                 if first["held"] and not success:
-                    first["lost"] = _first_loss(ticks, tick_phases, first["tick"])
+                    first["lost"] = _first_loss(ticks, first["tick"])
                 closings.setdefault(task, []).append({"seed": seed, "success": success, **first})
         successes[task] = wins
         reached[task] = dict(episodes_in)

@@ -35,13 +35,14 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=0.035, help="metres along the fingers")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
-    if any(t.split()[0] not in ("pick", "place", "stack") for t in args.tasks):
-        parser.error("--tasks: only pick, place and stack grasp a block")
-
     os.environ.setdefault("MUJOCO_GL", "egl")
     import mmrobot.envs  # noqa: F401 - picks a headless GL backend before mujoco is imported
     from mmrobot.envs.collect import Job, run_expert_episode
-    from mmrobot.envs.perturb import OffAxisGrasp
+    from mmrobot.envs.perturb import GRASP_TASKS, OffAxisGrasp
+
+    if any(t.split()[0] not in GRASP_TASKS for t in args.tasks):
+        names = f"{', '.join(GRASP_TASKS[:-1])} and {GRASP_TASKS[-1]}"
+        parser.error(f"--tasks: only {names} grasp a block")
     from mmrobot.envs.tabletop import TabletopEnv
 
     load_before = os.getloadavg()[0]

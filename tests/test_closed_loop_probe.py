@@ -1,6 +1,5 @@
 """benchmarks/closed_loop_probe.py: the first closing of an episode and where a held block is
-lost, on hand-built tick records (gripper command, x-y, dz, yaw, held, along, clearance,
-head error)."""
+lost, on hand-built tick records."""
 
 from __future__ import annotations
 
@@ -10,23 +9,21 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from closed_loop_probe import _first_closing, _first_loss  # noqa: E402
+from closed_loop_probe import _first_closing, _first_loss, _Tick  # noqa: E402
 
 
-def tick(grip: float, held: bool) -> tuple[float, ...]:
-    return (grip, 0.01, 0.0, 0.0, float(held), 0.005, 0.012, 0.01)
+def tick(grip: float, held: bool, phase: str = "close", i: int = 0) -> _Tick:
+    """A tick near the grasp point; the block 10 - i cm from the goal, 2 cm above it, the
+    goal head 3 cm off."""
+    return _Tick(grip, 0.01, 0.0, 0.0, held, 0.005, 0.012, 0.01, phase, 0.1 - 0.01 * i, 0.02, 0.03)
 
 
-def episode(*spec: tuple[float, bool, str]) -> tuple[list, list]:
-    """Tick records and, per tick, (phase, block-to-goal x-y, height): the block 1 cm nearer
-    the goal each tick, 2 cm above it, the goal head 3 cm off."""
-    return [tick(g, h) for g, h, _ in spec], [
-        (p, 0.1 - 0.01 * i, 0.02, 0.03) for i, (*_, p) in enumerate(spec)
-    ]
+def episode(*spec: tuple[float, bool, str]) -> list[_Tick]:
+    return [tick(g, h, p, i) for i, (g, h, p) in enumerate(spec)]
 
 
 def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
-    ticks, phases = episode(
+    ticks = episode(
         (1, False, "descend"),
         (0, False, "close"),  # the first closing: tick 1
         (0, True, "lift"),
@@ -36,7 +33,7 @@ def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
     )
     first = _first_closing(ticks)
     assert first["tick"] == 1 and first["held"]
-    lost = _first_loss(ticks, phases, first["tick"])
+    lost = _first_loss(ticks, first["tick"])
     assert (lost["phase"], lost["how"], lost["tick"]) == ("carry", "slipped", 4)
     # at the last held tick (3): 10 - 3 cm from the goal in x-y, 2 cm above it
     assert lost["goal_xy_cm"] == pytest.approx(7.0) and lost["goal_dz_cm"] == pytest.approx(2.0)
@@ -44,15 +41,15 @@ def test_a_slip_while_carrying_is_found_at_the_last_held_tick():
 
 
 def test_an_opened_gripper_is_a_release_and_a_block_held_to_the_end_is_never_lost():
-    ticks, phases = episode(
+    ticks = episode(
         (1, False, "descend"),
         (0, True, "close"),
         (0, True, "lift"),
         (1, True, "lower"),  # the policy opens above the goal
         (1, False, "retreat"),
     )
-    lost = _first_loss(ticks, phases, 1)
+    lost = _first_loss(ticks, 1)
     assert (lost["phase"], lost["how"], lost["tick"]) == ("lower", "released", 4)
-    kept, kept_phases = episode((1, False, "descend"), (0, True, "close"), (0, True, "carry"))
-    assert _first_loss(kept, kept_phases, 1)["phase"] == "never"
+    kept = episode((1, False, "descend"), (0, True, "close"), (0, True, "carry"))
+    assert _first_loss(kept, 1)["phase"] == "never"
     assert _first_closing([tick(1, False), tick(1, False)]) is None  # never closes
