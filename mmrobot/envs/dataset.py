@@ -17,6 +17,9 @@ Layout (format version 2)::
         aux/goal_rel        (T, 3) float32   was taken in (training only; see
         aux/held            (T,) bool         mmrobot.envs.privileged)
         aux/phase           (T,) int64
+        aux/tcp             (T, 3) float32
+        aux/block_yaw       (T, 2) float32   (files written before it have none; a policy
+                                             that trains a block_yaw head asks to re-collect)
         perturbed           (T,) bool        the executed action was not the label (only in
                                              perturbed demonstrations: collect --perturb,
                                              --grasp-miss)

@@ -20,6 +20,14 @@ Targets (:data:`AUX_TARGETS`; all in the base frame, metres):
 ``phase`` () int64
     the scripted expert's phase in this state, an index into
     :data:`~mmrobot.envs.experts.PHASES`.
+``block_yaw`` (2,) float32
+    how far the tool must turn about the vertical to close square on the named block's
+    faces, ``phi`` (:func:`~mmrobot.envs.experts.tool_yaw_to_block`, in [-45, 45) degrees),
+    as ``(sin 4 phi, cos 4 phi)``: a square block looks the same every 90 degrees, so
+    ``4 phi`` is the angle with no jump where the two turns to the nearest faces meet
+    (``sin 4 phi`` has the sign of ``phi``, the direction the expert turns). The scripted
+    expert turns the tool by ``phi`` before it grasps; a policy that cannot see which way
+    the block is turned closes on it askew (docs/policy.md).
 ``tcp`` (3,) float32
     the TCP position (base frame). ``block_rel + tcp`` is the block's position in the base
     frame, which a camera fixed to the base sees without knowing where the arm is (the
@@ -35,13 +43,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmrobot.core.errors import LifecycleError
-from mmrobot.envs.experts import PHASES, expert_plan, phase_index
+from mmrobot.envs.experts import PHASES, expert_plan, phase_index, tool_yaw_to_block
 from mmrobot.envs.tasks import goal_position, is_held
 
 if TYPE_CHECKING:
     from mmrobot.envs.tabletop import TabletopEnv
 
-__all__ = ["AUX_TARGETS", "PHASES", "PrivilegedState", "privileged_state", "stack_privileged"]
+__all__ = [
+    "AUX_TARGETS",
+    "PHASES",
+    "PrivilegedState",
+    "privileged_state",
+    "stack_privileged",
+    "yaw_target",
+]
 
 #: Auxiliary target name -> (per-step shape, dtype), as stored in datasets.
 AUX_TARGETS: dict[str, tuple[tuple[int, ...], str]] = {
@@ -50,6 +65,7 @@ AUX_TARGETS: dict[str, tuple[tuple[int, ...], str]] = {
     "held": ((), "bool"),
     "phase": ((), "int64"),
     "tcp": ((3,), "float32"),
+    "block_yaw": ((2,), "float32"),
 }
 
 
@@ -63,6 +79,8 @@ class PrivilegedState:
         held: whether the gripper holds the block.
         phase: index into :data:`~mmrobot.envs.experts.PHASES`.
         tcp: (3,) float32 TCP position, base frame, metres.
+        block_yaw: (2,) float32 ``(sin 4 phi, cos 4 phi)`` of the tool's turn to the block's
+            faces (see the module docstring).
     """
 
     block_rel: np.ndarray
@@ -70,6 +88,7 @@ class PrivilegedState:
     held: bool
     phase: int
     tcp: np.ndarray
+    block_yaw: np.ndarray
 
     @property
     def phase_name(self) -> str:
@@ -83,6 +102,7 @@ class PrivilegedState:
             "held": np.asarray(self.held, dtype=bool),
             "phase": np.asarray(self.phase, dtype=np.int64),
             "tcp": np.asarray(self.tcp, dtype=np.float32),
+            "block_yaw": np.asarray(self.block_yaw, dtype=np.float32),
         }
 
 
@@ -113,7 +133,13 @@ def privileged_state(env: TabletopEnv) -> PrivilegedState:
         held=is_held(sc, task.block),
         phase=phase_index(expert_plan(env).phase),
         tcp=tcp.astype(np.float32),
+        block_yaw=yaw_target(tool_yaw_to_block(sc, task.block)),
     )
+
+
+def yaw_target(phi: float) -> np.ndarray:
+    """The ``block_yaw`` target of a tool turn ``phi`` (rad): ``(sin 4 phi, cos 4 phi)``."""
+    return np.array([np.sin(4.0 * phi), np.cos(4.0 * phi)], dtype=np.float32)
 
 
 def stack_privileged(states: Sequence[PrivilegedState]) -> dict[str, np.ndarray]:

@@ -319,12 +319,14 @@ class ActionConfig:
 #: dataset stores them per step (``mmrobot collect``); deployment never needs them.
 #: ``block_rel``/``goal_rel``: the named block's / the goal's position minus the gripper's
 #: (m); ``held``: the block is in the gripper (0/1); ``phase``: the scripted expert's phase
-#: index (classes; at most this many).
+#: index (classes; at most this many); ``block_yaw``: the tool's turn to the named block's
+#: faces as ``(sin 4 phi, cos 4 phi)`` (an angle on the unit circle).
 AUX_TARGETS: dict[str, tuple[str, int]] = {
     "block_rel": ("vector", 3),
     "goal_rel": ("vector", 3),
     "held": ("binary", 1),
     "phase": ("class", 16),
+    "block_yaw": ("angle", 2),
 }
 
 

@@ -108,8 +108,9 @@ def aux_loss(
     the gripper", a cue that does not need the instruction's words.
 
     ``vector`` targets: mean squared error in centimetres (the targets are metres, so that a
-    weight of 1 is about as strong as the token cross-entropy); ``binary``: binary
-    cross-entropy; ``class``: cross-entropy over the phase index.
+    weight of 1 is about as strong as the token cross-entropy); ``angle`` (a unit vector,
+    ``block_yaw``): mean squared error of its components; ``binary``: binary cross-entropy;
+    ``class``: cross-entropy over the phase index.
     """
     out = {}
     weight = None
@@ -130,6 +131,8 @@ def aux_loss(
                 out[name] = (err.mean(1) * weight).sum() / weight.sum().clamp(min=1e-6)
             else:
                 out[name] = err.mean()
+        elif kind == "angle":
+            out[name] = ((pred - target.float().reshape(pred.shape)) ** 2).mean()
         elif kind == "binary":
             out[name] = nn.functional.binary_cross_entropy_with_logits(
                 pred, target.float().reshape(pred.shape)

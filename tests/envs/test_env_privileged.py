@@ -37,6 +37,36 @@ def test_privileged_state_at_reset_describes_the_scene(fast_env):
     fresh.close()
 
 
+def test_block_yaw_is_the_turn_to_the_blocks_faces_with_its_90_degree_symmetry(fast_env):
+    from mmrobot.envs.experts import tool_yaw_to_block
+    from mmrobot.envs.privileged import yaw_target
+
+    fast_env.reset(seed=5, options={"task": "pick color=red size=small"})
+    sc = fast_env.scene
+    block = fast_env.task.block
+    pos = sc.block_pos(*block)
+    targets = {}
+    for deg in (-30.0, 20.0, 110.0):  # 110 is 20 turned by a quarter: the same faces
+        sc.set_block_pose(block, pos, np.radians(deg))
+        sc.mujoco.mj_forward(sc.model, sc.data)
+        phi = tool_yaw_to_block(sc, block)
+        targets[deg] = privileged_state(fast_env).block_yaw
+        np.testing.assert_allclose(targets[deg], [np.sin(4 * phi), np.cos(4 * phi)], atol=1e-6)
+    np.testing.assert_allclose(targets[20.0], targets[110.0], atol=1e-5)
+    # the sine has the sign of the turn the expert makes, and is 0 when square
+    assert targets[20.0][0] > 0.5 and targets[-30.0][0] < -0.5
+    np.testing.assert_allclose(yaw_target(0.0), [0.0, 1.0])  # square on the faces
+    np.testing.assert_allclose(yaw_target(np.radians(45)), yaw_target(np.radians(-45)), atol=1e-6)
+
+
+def test_the_expert_closes_square_on_the_block(fast_env):
+    ep = run_expert_episode(fast_env, Job("pick color=green size=large", 6), settle_steps=2)
+    closing = int(np.argmax(ep.actions[:, 6] < 0.5))  # the first closed gripper command
+    start, square = ep.aux["block_yaw"][0], ep.aux["block_yaw"][closing]
+    assert closing > 0 and square[1] > 0.98  # cos 4 phi near 1: phi within about 3 degrees
+    assert not np.allclose(start, square, atol=0.05)  # it had to turn
+
+
 @pytest.mark.parametrize("task,seed", [("reach", 0), ("pick", 2), ("place", 3), (STACK, 4)])
 def test_recorded_aux_targets_follow_the_episode(fast_env, task, seed):
     ep = run_expert_episode(fast_env, Job(task, seed), settle_steps=4)

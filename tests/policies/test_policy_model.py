@@ -170,6 +170,21 @@ def test_camera_heads_read_only_the_cameras_and_the_instruction():
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_block_yaw_head_is_fused_only_and_scored_on_the_unit_circle():
+    from mmrobot.train.step import aux_loss
+
+    training = {"aux_weights": {"block_rel": 1.0, "block_yaw": 1.0}, "encoder_aux": True}
+    model = FusionPolicyModel(tiny_config("mid", training=training)).eval()
+    _, aux = model(tiny_batch(model.config, 2), with_aux=True)
+    assert set(aux) == {"block_rel", "block_yaw", "camera/block_rel"}  # no camera yaw head
+    assert aux["block_yaw"].shape == (2, 2)
+    target = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    exact = aux_loss({"block_yaw": target.clone()}, {"block_yaw": target})["block_yaw"]
+    assert exact.item() == 0.0
+    opposite = aux_loss({"block_yaw": -target}, {"block_yaw": target})["block_yaw"]
+    assert opposite.item() == pytest.approx(2.0)  # (2^2 + 0) / 2 per sample
+
+
 def test_camera_far_m_leaves_out_the_samples_near_the_block():
     """camera_far_m: a camera head's error counts only where the gripper is that far (x-y)
     from the named block; the fused heads keep every sample."""
