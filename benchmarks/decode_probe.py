@@ -11,6 +11,12 @@ policy was not trained on), per task: the mean absolute error of the translation
 dz) at the chunk's first step, at every step, and at the first step where the expert's delta
 is a fine one (0.5 to 19 mm, neither at rest nor clipped: the final approach).
 
+A second table scores the tool's turn (dyaw) at the chunk's first step, at the steps where
+the expert turns (more than 0.05 rad): the share that turns its way (0.02 rad or more),
+not at all, or the other way, and the mean size of the decoded turn. The expert turns the
+tool square to the block's faces before it grasps (docs/policy.md, "the policy does not
+turn the tool").
+
 Usage: python benchmarks/decode_probe.py --checkpoint policies/release --dataset D.h5
            [--episodes 20] [--json PATH]
 """
@@ -26,6 +32,28 @@ from _common import episodes_by_task, print_table, probe_parser, write_probe_jso
 
 DECODINGS = ("argmax", "median", "mean")
 FINE_M = (0.0005, 0.019)  # expert deltas between these are "fine" (not at rest, not clipped)
+YAW = 5  # the dyaw dimension of an action
+TURN_RAD = 0.05  # the expert turns at a step where its |dyaw| is over this
+NO_TURN_RAD = 0.02  # a decoded |dyaw| under this is no turn
+
+
+def turn_shares(pred, label) -> dict[str, float]:
+    """Decoded first-step yaw deltas ``pred`` against the expert's ``label`` (rad, (N,)), at
+    the steps where the expert turns: shares that turn its way, not at all, the other way."""
+    import numpy as np
+
+    pred, label = np.asarray(pred, float), np.asarray(label, float)
+    turn = np.abs(label) > TURN_RAD
+    p, y = pred[turn], label[turn]
+    moves = np.abs(p) >= NO_TURN_RAD
+    n = max(int(turn.sum()), 1)
+    return {
+        "turn_steps": int(turn.sum()),
+        "turn_its_way": float((moves & (np.sign(p) == np.sign(y))).sum() / n),
+        "turn_none": float((~moves).sum() / n),
+        "turn_other_way": float((moves & (np.sign(p) != np.sign(y))).sum() / n),
+        "turn_size_rad": float(np.abs(p).mean()) if len(p) else float("nan"),
+    }
 
 
 def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, float]]:
@@ -43,14 +71,18 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
     samples = ChunkSamples(demos, cfg.streams, cfg.action.horizon, cfg.language.max_len,
                            episodes=episodes)  # fmt: skip
     decoded: dict[str, list[np.ndarray]] = {d: [] for d in DECODINGS}
-    labels = []
+    yaws: dict[str, list[np.ndarray]] = {d: [] for d in DECODINGS}
+    labels, yaw_labels = [], []
     with torch.no_grad():
         for a in range(0, len(samples), 128):
             batch, chunks = samples.batch(np.arange(a, min(a + 128, len(samples))))
             logits = model(batch_to_torch(batch)).float().numpy()
             for d in DECODINGS:
-                decoded[d].append(tok.decode_logits(logits, d)[..., :3])
+                actions = tok.decode_logits(logits, d)
+                decoded[d].append(actions[..., :3])
+                yaws[d].append(actions[:, 0, YAW])
             labels.append(chunks[..., :3])
+            yaw_labels.append(chunks[:, 0, YAW])
     y = np.concatenate(labels)
     fine = (np.abs(y[:, 0]) > FINE_M[0]) & (np.abs(y[:, 0]) < FINE_M[1])
     out = {}
@@ -62,6 +94,7 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
             "fine_first_step_mm": float(err_mm[:, 0][fine].mean()) if fine.any() else float("nan"),
             "fine_share": float(fine.mean()),
             "samples": len(y),
+            **turn_shares(np.concatenate(yaws[d]), np.concatenate(yaw_labels)),
         }
     return out
 
@@ -79,17 +112,25 @@ def main() -> None:
     demos = DemoDataset(args.dataset)
     by_task = episodes_by_task(demos, args.episodes)
     load_before = os.getloadavg()[0]
-    rows, results = [], {}
+    rows, turns, results = [], [], {}
     for task in sorted(by_task):
         results[task] = decode_errors(model, demos, by_task[task])
         for d, r in results[task].items():
             rows.append([task, d, f"{r['first_step_mm']:.2f}", f"{r['all_steps_mm']:.2f}",
                          f"{r['fine_first_step_mm']:.2f} ({100 * r['fine_share']:.0f} %)"])  # fmt: skip
+            turns.append([task, d, str(r["turn_steps"]), f"{100 * r['turn_its_way']:.0f} %",
+                          f"{100 * r['turn_none']:.0f} %", f"{100 * r['turn_other_way']:.0f} %",
+                          f"{r['turn_size_rad']:.3f}"])  # fmt: skip
     print_table(
         f"translation error against the expert by decoding: {args.checkpoint} on "
         f"{args.dataset}; load {load_before:.2f}",
         ["task", "decode", "first step (mm)", "all steps (mm)", "fine first steps (share)"],
         rows,
+    )
+    print_table(
+        f"the tool's turn (dyaw, first step) where the expert turns more than {TURN_RAD} rad",
+        ["task", "decode", "steps", "its way", "no turn", "the other way", "size (rad)"],
+        turns,
     )
     write_probe_json(args, "decode_probe", load_before, results)
 

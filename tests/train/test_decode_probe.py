@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
+import pytest
 from test_grounding_probe import run_probe
 from test_trainer import config, write_dataset, write_policy_toml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from decode_probe import turn_shares  # noqa: E402
 
 
 def test_probe_scores_every_decoding_per_task(tmp_path):
@@ -32,3 +38,17 @@ def test_probe_scores_every_decoding_per_task(tmp_path):
     # the decodings read one distribution three ways: they score differently on an untrained net
     assert len({round(r["all_steps_mm"], 6) for r in reach.values()}) > 1
     assert reach["argmax"]["samples"] == reach["mean"]["samples"] > 0
+    for r in reach.values():  # the turn table: shares of the expert's turning steps
+        parts = (r["turn_its_way"], r["turn_none"], r["turn_other_way"])
+        assert r["turn_steps"] == 0 or sum(parts) == pytest.approx(1.0)
+
+
+def test_turn_shares_split_the_experts_turns_by_what_the_policy_did():
+    label = [0.1, 0.1, -0.1, -0.1, 0.0, 0.03]  # the last two are not turns (0.05 rad or less)
+    pred = [0.08, 0.01, 0.1, -0.1, 0.1, -0.1]
+    r = turn_shares(pred, label)
+    assert r["turn_steps"] == 4
+    assert r["turn_its_way"] == 0.5  # 0.08 with 0.1, -0.1 with -0.1
+    assert r["turn_none"] == 0.25  # 0.01: under 0.02 rad
+    assert r["turn_other_way"] == 0.25  # 0.1 against -0.1
+    assert r["turn_size_rad"] == pytest.approx((0.08 + 0.01 + 0.1 + 0.1) / 4)
