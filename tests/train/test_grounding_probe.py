@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from test_trainer import config, write_dataset, write_policy_toml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def run_probe(checkpoint, dataset, *args: str, script: str = "grounding_probe.py"):
@@ -37,6 +39,38 @@ def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
     values = [reach[k] for k in ("median_cm", "first_step_median_cm", "first_step_p90_cm")]
     assert all(math.isfinite(v) and v >= 0 for v in values)
     assert reach["first_step_p90_cm"] >= reach["first_step_median_cm"]
+
+
+def test_probe_reports_the_turn_heads_first_step_error(tmp_path):
+    from mmrobot.train import train
+
+    files = (
+        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=True),
+        write_dataset(tmp_path / "demos.h5", aux=True),
+        tmp_path,
+    )
+    run = train(config(files, tmp_path / "run", steps=3, perception_steps=1), progress=False)
+    out = tmp_path / "probe.json"
+    proc = run_probe(run.checkpoint, files[1], "--episodes", "3", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "block_yaw head" in proc.stdout
+    reach = json.loads(out.read_text())["results"]["reach"]
+    assert 0.0 <= reach["first_step_turn_median_deg"] <= 45.0
+    assert 0.0 <= reach["first_step_turn_right_way"] <= 1.0
+
+
+def test_turn_errors_fold_the_quarter_turn_symmetry():
+    from grounding_probe import turn_errors
+
+    from mmrobot.envs.privileged import yaw_target
+
+    deg = np.radians
+    true = np.stack([yaw_target(deg(a)) for a in (10.0, -40.0, 30.0)])
+    pred = np.stack([yaw_target(deg(a)) for a in (14.0, 44.0, -30.0)])
+    err, right = turn_errors(pred, true)
+    # 44 and -40 are 6 degrees apart across the +-45 seam; 30 and -30 are 60 apart, folded 30
+    np.testing.assert_allclose(err, [4.0, 6.0, 30.0], atol=1e-3)
+    assert right.tolist() == [True, False, False]
 
 
 def test_probe_refuses_a_checkpoint_without_camera_heads(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from mmrobot.core import ConfigError, StreamSpec
 from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
+from mmrobot.envs.privileged import yaw_target
 from mmrobot.train.config import TrainConfig, load_train_config
 
 # One camera and a short history, unlike tests/policies/policy_testlib.TINY_STREAMS (two
@@ -48,10 +49,14 @@ def toml_value(v):
     return repr(v)
 
 
-def write_policy_toml(path: Path, encoder_aux: bool = False, goal: bool = False) -> Path:
+def write_policy_toml(
+    path: Path, encoder_aux: bool = False, goal: bool = False, turn: bool = False
+) -> Path:
     training = {"modality_dropout": {"camera": 0.2}}
     if encoder_aux:  # camera heads, trained alone in the perception steps
         weights = {"block_rel": 1.0, "held": 0.5, **({"goal_rel": 1.0} if goal else {})}
+        if turn:  # and a fused head for the tool's turn to the block
+            weights["block_yaw"] = 1.0
         training.update(aux_weights=weights, encoder_aux=True)
     doc = {
         "model": {"width": 32, "depth": 2, "heads": 2, "dropout": 0.1},
@@ -126,6 +131,9 @@ def write_dataset(
                         "held": rng.random(steps) < 0.5
                         if held_from is None
                         else np.arange(steps) >= held_from,
+                        "block_yaw": np.stack(
+                            [yaw_target(a) for a in rng.uniform(-np.pi / 4, np.pi / 4, steps)]
+                        ),
                     }
                     if aux
                     else {},
