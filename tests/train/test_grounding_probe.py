@@ -22,11 +22,13 @@ def run_probe(checkpoint, dataset, *args: str, script: str = "grounding_probe.py
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
-def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
+def probe_a_trained_run(tmp_path, turn: bool = False):
+    """Train 3 steps with camera heads (and a block_yaw head), probe the run: (process,
+    the JSON's per-task results)."""
     from mmrobot.train import train
 
     files = (
-        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True),
+        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=turn),
         write_dataset(tmp_path / "demos.h5", aux=True),
         tmp_path,
     )
@@ -34,27 +36,23 @@ def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
     out = tmp_path / "probe.json"
     proc = run_probe(run.checkpoint, files[1], "--episodes", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    reach = json.loads(out.read_text())["results"]["reach"]
+    return proc, json.loads(out.read_text())["results"]
+
+
+def test_probe_reports_first_step_and_all_step_errors_per_task(tmp_path):
+    proc, results = probe_a_trained_run(tmp_path)
+    reach = results["reach"]
     assert reach["episodes"] == 2  # the dataset has 3 episodes: --episodes caps them
     values = [reach[k] for k in ("median_cm", "first_step_median_cm", "first_step_p90_cm")]
     assert all(math.isfinite(v) and v >= 0 for v in values)
     assert reach["first_step_p90_cm"] >= reach["first_step_median_cm"]
+    assert "block_yaw head" not in proc.stdout  # no turn head: no turn table
 
 
 def test_probe_reports_the_turn_heads_first_step_error(tmp_path):
-    from mmrobot.train import train
-
-    files = (
-        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=True),
-        write_dataset(tmp_path / "demos.h5", aux=True),
-        tmp_path,
-    )
-    run = train(config(files, tmp_path / "run", steps=3, perception_steps=1), progress=False)
-    out = tmp_path / "probe.json"
-    proc = run_probe(run.checkpoint, files[1], "--episodes", "3", "--json", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc, results = probe_a_trained_run(tmp_path, turn=True)
     assert "block_yaw head" in proc.stdout
-    reach = json.loads(out.read_text())["results"]["reach"]
+    reach = results["reach"]
     assert 0.0 <= reach["first_step_turn_median_deg"] <= 45.0
     assert 0.0 <= reach["first_step_turn_right_way"] <= 1.0
 
