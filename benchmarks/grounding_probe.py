@@ -28,9 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
 
 
-def task_errors(model, demos, episodes: list[int]):
+def task_errors(model, demos, episodes: list[int], turn: bool = False):
     """(N,) x-y errors (cm) of the camera head's block estimate at every step of ``episodes``,
-    and (N,) whether each is an episode's first step."""
+    (N,) whether each is an episode's first step, and with ``turn`` (a ``block_yaw`` head
+    and target) :func:`turn_errors` at the first steps, from the same forward passes (else
+    None)."""
     import numpy as np
     import torch
 
@@ -44,9 +46,9 @@ def task_errors(model, demos, episodes: list[int]):
         cfg.action.horizon,
         cfg.language.max_len,
         episodes=episodes,
-        aux=["block_rel", "tcp"],
+        aux=["block_rel", "tcp", *(["block_yaw"] if turn else [])],
     )
-    errors = []
+    errors, turn_pred = [], []
     with torch.no_grad():
         for a in range(0, len(samples), 256):
             idx = np.arange(a, min(a + 256, len(samples)))
@@ -56,9 +58,14 @@ def task_errors(model, demos, episodes: list[int]):
             errors.append(
                 np.linalg.norm(aux["camera/block_rel"].numpy()[:, :2] - true_cm[:, :2], axis=1)
             )
+            if turn:
+                turn_pred.append(aux["block_yaw"].numpy())
     err = np.concatenate(errors)
     first = samples.step_of == 0
-    return err, first
+    turns = None
+    if turn:
+        turns = turn_errors(np.concatenate(turn_pred)[first], samples.aux["block_yaw"][first])
+    return err, first, turns
 
 
 def turn_errors(pred, true):
@@ -66,32 +73,10 @@ def turn_errors(pred, true):
     (N,) errors in degrees of turn (at most 45) and (N,) whether the direction agrees."""
     import numpy as np
 
-    def phi(v):
-        v = np.asarray(v, float)
-        return np.degrees(np.arctan2(v[:, 0], v[:, 1]) / 4.0)
+    from mmrobot.envs.privileged import turn_from_target
 
-    p, t = phi(pred), phi(true)
+    p, t = np.degrees(turn_from_target(pred)), np.degrees(turn_from_target(true))
     return np.abs((p - t + 45.0) % 90.0 - 45.0), np.sign(p) == np.sign(t)
-
-
-def first_step_turns(model, demos, episodes: list[int]):
-    """The ``block_yaw`` head's :func:`turn_errors` at the first step of each of ``episodes``."""
-    import numpy as np
-    import torch
-
-    from mmrobot.policies.model import batch_to_torch
-    from mmrobot.train.data import ChunkSamples
-
-    cfg = model.config
-    samples = ChunkSamples(
-        demos, cfg.streams, cfg.action.horizon, cfg.language.max_len, episodes=episodes,
-        aux=["block_yaw"],
-    )  # fmt: skip
-    idx = np.flatnonzero(samples.step_of == 0)
-    batch, _ = samples.batch(idx)
-    with torch.no_grad():
-        _, aux = model(batch_to_torch(batch), with_aux=True)
-    return turn_errors(aux["block_yaw"].numpy(), samples.aux["block_yaw"][idx])
 
 
 def main() -> None:
@@ -115,9 +100,11 @@ def main() -> None:
     demos = DemoDataset(args.dataset)
     by_task = episodes_by_task(demos, args.episodes)
     load_before = os.getloadavg()[0]
-    rows, results = [], {}
+    first_episode = by_task[min(by_task)][0]
+    turn = "block_yaw" in model.aux_heads and "block_yaw" in demos.aux(first_episode, ["block_yaw"])
+    rows, turn_rows, results = [], [], {}
     for task in sorted(by_task):
-        err, first = task_errors(model, demos, by_task[task])
+        err, first, turns = task_errors(model, demos, by_task[task], turn)
         doc = {
             "episodes": len(by_task[task]),
             "median_cm": float(np.median(err)),
@@ -134,26 +121,25 @@ def main() -> None:
                 f"{doc['first_step_p90_cm']:.2f}",
             ]
         )
+        if turns is not None:
+            t_err, right = turns
+            doc["first_step_turn_median_deg"] = float(np.median(t_err))
+            doc["first_step_turn_right_way"] = float(right.mean())
+            turn_rows.append(
+                [task, str(len(t_err)), f"{np.median(t_err):.1f}", f"{100 * right.mean():.0f} %"]
+            )
     print_table(
         f"camera head x-y error of the named block: {args.checkpoint} on {args.dataset}; "
         f"load {load_before:.2f}",
         ["task", "episodes", "all steps, median (cm)", "first step, median", "first step, p90"],
         rows,
     )
-    if "block_yaw" in model.aux_heads and "block_yaw" in demos.aux(by_task[min(by_task)][0]):
-        turns = []
-        for task in sorted(by_task):
-            err, right = first_step_turns(model, demos, by_task[task])
-            results[task]["first_step_turn_median_deg"] = float(np.median(err))
-            results[task]["first_step_turn_right_way"] = float(right.mean())
-            turns.append(
-                [task, str(len(err)), f"{np.median(err):.1f}", f"{100 * right.mean():.0f} %"]
-            )
+    if turn_rows:
         print_table(
             "the block_yaw head's turn to the named block's faces at the first step "
             "(a guess: 22.5 degrees, 50 %)",
             ["task", "episodes", "error, median (deg)", "direction right"],
-            turns,
+            turn_rows,
         )
     write_probe_json(args, "grounding_probe", load_before, results)
 

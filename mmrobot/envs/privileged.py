@@ -55,6 +55,7 @@ __all__ = [
     "PrivilegedState",
     "privileged_state",
     "stack_privileged",
+    "turn_from_target",
     "yaw_target",
 ]
 
@@ -140,6 +141,13 @@ def privileged_state(env: TabletopEnv) -> PrivilegedState:
 def yaw_target(phi: float) -> np.ndarray:
     """The ``block_yaw`` target of a tool turn ``phi`` (rad): ``(sin 4 phi, cos 4 phi)``."""
     return np.array([np.sin(4.0 * phi), np.cos(4.0 * phi)], dtype=np.float32)
+
+
+def turn_from_target(target: np.ndarray) -> np.ndarray:
+    """The tool turns phi (rad, in [-pi/4, pi/4]) of ``block_yaw`` targets or predictions
+    (..., 2): the inverse of :func:`yaw_target` (a prediction need not be a unit vector)."""
+    t = np.asarray(target, dtype=np.float64)
+    return np.arctan2(t[..., 0], t[..., 1]) / 4.0
 
 
 def stack_privileged(states: Sequence[PrivilegedState]) -> dict[str, np.ndarray]:

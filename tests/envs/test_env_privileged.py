@@ -39,7 +39,7 @@ def test_privileged_state_at_reset_describes_the_scene(fast_env):
 
 def test_block_yaw_is_the_turn_to_the_blocks_faces_with_its_90_degree_symmetry(fast_env):
     from mmrobot.envs.experts import tool_yaw_to_block
-    from mmrobot.envs.privileged import yaw_target
+    from mmrobot.envs.privileged import turn_from_target, yaw_target
 
     fast_env.reset(seed=5, options={"task": "pick color=red size=small"})
     sc = fast_env.scene
@@ -56,6 +56,9 @@ def test_block_yaw_is_the_turn_to_the_blocks_faces_with_its_90_degree_symmetry(f
     # the sine has the sign of the turn the expert makes, and is 0 when square
     assert targets[20.0][0] > 0.5 and targets[-30.0][0] < -0.5
     np.testing.assert_allclose(yaw_target(0.0), [0.0, 1.0])  # square on the faces
+    turns = np.radians([-44.0, -10.0, 0.0, 30.0])
+    back = turn_from_target(np.stack([yaw_target(a) for a in turns]))
+    np.testing.assert_allclose(back, turns, atol=1e-6)  # the inverse, within +-45 degrees
     np.testing.assert_allclose(yaw_target(np.radians(45)), yaw_target(np.radians(-45)), atol=1e-6)
 
 
