@@ -124,7 +124,7 @@ def probes(checkpoint: Path, dataset: str, quick: bool) -> dict[str, dict[str, f
     for task, episodes in sorted(episodes_by_task(demos, 2 if quick else 20).items()):
         row: dict[str, float] = {}
         if model.camera_aux_heads:
-            err, first = task_errors(model, demos, episodes)
+            err, first, _ = task_errors(model, demos, episodes)
             row["camera_first_step_cm"] = float(np.median(err[first]))
         if task in GRASPING:
             row["pregrasp_mm"] = pregrasp_errors(model, demos, episodes, task)["xy_error_mm"]
