@@ -65,6 +65,13 @@ def register(subparsers: Any) -> None:
         help="share of the pick, place and stack episodes whose first grasp is forced 1-3.5 cm "
         "off along the fingers' axis, the expert then recovering (default 0: off)",
     )
+    p.add_argument(
+        "--expert-turn",
+        default="start",
+        choices=("start", "over_block"),
+        help="when the expert turns the tool to the block's faces: from the first tick "
+        "(start, default) or once over the block, where the wrist camera shows its edges",
+    )
     p.add_argument("--start-method", default="spawn", choices=("spawn", "forkserver"))
     p.add_argument(
         "--report",
@@ -105,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
             start_method=args.start_method,
             randomize=args.randomize,
             perturbation=perturbation,
+            expert_turn=args.expert_turn,
         )
         print_success_table(res)
         summary: dict[str, Any] = {"expert_success": res, "seeds": args.seeds}
@@ -127,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             settle_steps=args.settle_steps,
             perturbation=perturbation,
+            expert_turn=args.expert_turn,
         )
         summary = collect(cfg, progress=not args.no_progress)
         print(

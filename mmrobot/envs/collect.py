@@ -57,6 +57,9 @@ class CollectConfig:
         perturbation: random excursions, or forced off-axis first grasps, executed in place
             of the expert's action, which it then recovers from (:mod:`mmrobot.envs.perturb`);
             off by default.
+        expert_turn: when the expert turns the tool to the block's faces
+            (:data:`~mmrobot.envs.experts.TURNS`); recorded in the dataset, so DAgger rounds
+            label with the same expert.
     """
 
     tasks: tuple[str, ...]
@@ -73,8 +76,12 @@ class CollectConfig:
     overwrite: bool = False
     settle_steps: int = 10
     perturbation: Perturbation = Perturbation()
+    expert_turn: str = "start"
 
     def __post_init__(self) -> None:
+        from mmrobot.envs.experts import check_turn
+
+        check_turn(self.expert_turn)
         if not self.tasks:
             raise ConfigError("collect needs at least one task, e.g. --tasks pick place")
         for t in self.tasks:
@@ -122,6 +129,7 @@ def run_expert_episode(
     settle_steps: int = 0,
     executor: Executor | None = None,
     flag_executed: bool = False,
+    expert_turn: str = "start",
 ) -> EpisodeRecord:
     """Run one episode of ``env`` (a TabletopEnv) labelled by the scripted expert.
 
@@ -135,6 +143,7 @@ def run_expert_episode(
     past it). After a success
     the episode goes on for ``settle_steps`` more recorded steps (the expert's label there
     is to hold at the goal); ``success`` stays what the env reported at the success.
+    ``expert_turn`` says when the expert turns the tool (:data:`~mmrobot.envs.experts.TURNS`).
 
     A physics blow-up ends the episode (``success=False``, ``reason`` says why); it never
     raises out of here.
@@ -144,7 +153,7 @@ def run_expert_episode(
 
     env = env.unwrapped
     _, info = env.reset(seed=job.seed, options={"task": job.task})
-    expert = ScriptedExpert(env)
+    expert = ScriptedExpert(env, expert_turn)
     expert.reset()
     specs = env.stream_specs
     obs_list, acts, rews, times, priv, off = [], [], [], [], [], []
@@ -208,9 +217,9 @@ def run_expert_episode(
 
 
 def _worker_run(
-    args: tuple[Job, int, bool, bool, int, Perturbation],
+    args: tuple[Job, int, bool, bool, int, Perturbation, str],
 ) -> EpisodeRecord | tuple[str, int, bool, int, str]:
-    job, image_size, randomize, record, settle_steps, perturbation = args
+    job, image_size, randomize, record, settle_steps, perturbation, turn = args
     key = f"{image_size}/{job.split}/{randomize}"
     env = _WORKER_ENV.get(key)
     if env is None:
@@ -227,6 +236,7 @@ def _worker_run(
             settle_steps=settle_steps,
             executor=executor,
             flag_executed=perturbation.enabled,  # every episode flagged: one dataset layout
+            expert_turn=turn,
         )
     except Exception as e:  # a crashed episode must not end the collection run
         return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")
@@ -271,13 +281,27 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     attempts = written = 0
     stream = _jobs(cfg.tasks, cfg.seed, cfg.split)
     items = (
-        (next(stream), cfg.image_size, cfg.randomize, True, cfg.settle_steps, cfg.perturbation)
+        (
+            next(stream),
+            cfg.image_size,
+            cfg.randomize,
+            True,
+            cfg.settle_steps,
+            cfg.perturbation,
+            cfg.expert_turn,
+        )
         for _ in range(limit)
     )
     bar = _Progress(cfg.episodes, enabled=progress)
     with (
         DatasetWriter(
-            cfg.out, specs, ACTION_LOW, ACTION_HIGH, EnvConfig().control_hz, overwrite=cfg.overwrite
+            cfg.out,
+            specs,
+            ACTION_LOW,
+            ACTION_HIGH,
+            EnvConfig().control_hz,
+            overwrite=cfg.overwrite,
+            expert_turn=cfg.expert_turn,
         ) as w,
         bar,
     ):
@@ -315,16 +339,18 @@ def expert_success(
     start_method: str = "spawn",
     randomize: bool = False,
     perturbation: Perturbation | None = None,
+    expert_turn: str = "start",
 ) -> dict[str, dict[str, float]]:
     """Success rate of the scripted expert per task over ``seeds`` seeded episodes each
-    (with ``perturbation``: while it recovers from random excursions).
+    (with ``perturbation``: while it recovers from random excursions; ``expert_turn``: when
+    it turns the tool, :data:`~mmrobot.envs.experts.TURNS`).
 
     Returns:
         task -> {"episodes", "success", "rate", "mean_steps", "blowups"}.
     """
     perturbation = perturbation or Perturbation()
     items = [
-        (Job(t, seed + k), 96, randomize, False, 0, perturbation)
+        (Job(t, seed + k), 96, randomize, False, 0, perturbation, expert_turn)
         for t in tasks
         for k in range(seeds)
     ]

@@ -49,6 +49,7 @@ import numpy as np
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError, OutputExistsError
 from mmrobot.core.types import Observation, StreamSpec
+from mmrobot.envs.experts import check_turn
 from mmrobot.envs.privileged import AUX_TARGETS, PHASES
 
 __all__ = ["DATASET_FORMAT_VERSION", "DatasetWriter", "DemoDataset", "EpisodeRecord", "EpisodeInfo"]
@@ -114,6 +115,8 @@ class DatasetWriter:
         specs: the stream specs of the observations.
         action_low, action_high: (7,) action bounds.
         control_hz: control rate of the episodes.
+        expert_turn: when the labelling expert turns the tool
+            (:data:`~mmrobot.envs.experts.TURNS`), so that DAgger labels the same way.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class DatasetWriter:
         action_high: np.ndarray,
         control_hz: float,
         overwrite: bool = False,
+        expert_turn: str = "start",
     ) -> None:
         h5py = require("h5py", "demonstration datasets")
         self.path = Path(path)
@@ -146,6 +150,7 @@ class DatasetWriter:
         a["control_hz"] = float(control_hz)
         a["n_episodes"] = 0
         a["aux_phases"] = json.dumps(list(PHASES))
+        a["expert_turn"] = check_turn(expert_turn)
         self._eps = self._f.create_group("episodes")
         self.n_episodes = 0
 
@@ -240,6 +245,8 @@ class DemoDataset:
             self.control_hz = float(f.attrs["control_hz"])
             #: names of the ``aux/phase`` indices
             self.phases: tuple[str, ...] = tuple(json.loads(f.attrs.get("aux_phases", "[]")))
+            #: when the labelling expert turns the tool (files before the option: "start")
+            self.expert_turn = str(f.attrs.get("expert_turn", "start"))
             self._keys = sorted(f["episodes"].keys())
             self._steps = np.array(
                 [int(f["episodes"][k].attrs["n_steps"]) for k in self._keys], dtype=np.int64

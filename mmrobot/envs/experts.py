@@ -58,7 +58,9 @@ if TYPE_CHECKING:
 __all__ = [
     "PHASES",
     "ExpertPlan",
+    "TURNS",
     "ScriptedExpert",
+    "check_turn",
     "expert_plan",
     "grasp_point",
     "phase_index",
@@ -104,6 +106,13 @@ _RETREAT_DZ_M = 0.06
 _GRIP_SETTLED_M_S = 0.01  # finger speed below which a closing grip has settled
 _ARM_SETTLED_RAD_S = 0.15  # arm joint speed (norm) below which the block may be released
 _PUSH_Z_M = 0.022
+#: When the expert turns the tool to the block's faces (pick, place, stack, reach):
+#: ``"start"`` from the first tick, wherever the block is (the default; releases v1-v15);
+#: ``"over_block"`` only once the TCP is within ``_TURN_OVER_M`` (x-y) of the block, where the
+#: wrist camera shows its edges (docs/policy.md: a policy trained on ``"start"`` demonstrations
+#: closes as if it never turned: the cameras barely show the block in the first ticks).
+TURNS: tuple[str, ...] = ("start", "over_block")
+_TURN_OVER_M = 0.015
 # the block this close to the zone centre (2 cm inside the zone): done, hold
 _PUSH_DONE_M = names.ZONE_RADIUS_M - 0.02
 _HOVER_Z_M = 0.1
@@ -188,28 +197,44 @@ def plan_action(scene: Scene, plan: ExpertPlan) -> np.ndarray:
     return np.concatenate([dp, dr, [plan.grip]]).astype(np.float32)
 
 
-def expert_plan(env: TabletopEnv) -> ExpertPlan:
+def check_turn(turn: str) -> str:
+    """``turn`` if it is one of :data:`TURNS`, else a :class:`ConfigError` naming them."""
+    if turn not in TURNS:
+        raise ConfigError(f"expert turn must be one of {list(TURNS)}, got {turn!r}")
+    return turn
+
+
+def expert_plan(env: TabletopEnv, turn: str = "start") -> ExpertPlan:
     """The expert's plan in ``env``'s current state: a pure function of that state.
 
     Args:
         env: a reset :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a wrapper of one).
+        turn: when the tool turns to the block's faces (:data:`TURNS`).
 
     Raises:
         LifecycleError: the environment was not reset.
+        ConfigError: an unknown ``turn``.
     """
+    check_turn(turn)
     env = env.unwrapped
     task = env.task
     if task is None:
         raise LifecycleError("the scripted expert needs env.reset() first")
     sc = env.scene
     if task.task == "reach":
-        return _plan_reach(sc, task)
+        return _plan_reach(sc, task, turn)
     if task.task == "push":
         return _plan_push(sc, task)
-    return _plan_pick_and(sc, task, np.asarray(env.block_start_pos))
+    return _plan_pick_and(sc, task, np.asarray(env.block_start_pos), turn)
 
 
-def _grasp_yaw(sc: Scene, block: tuple[str, str], current: float) -> float:
+def _grasp_yaw(sc: Scene, block: tuple[str, str], current: float, turn: str) -> float:
+    """The tool yaw to grasp ``block`` with: its faces' yaw nearest ``current``; with turn
+    ``"over_block"``, ``current`` until the TCP is over the block."""
+    if turn == "over_block":
+        xy_err = np.linalg.norm(sc.tcp_pose()[0][:2] - sc.block_pos(*block)[:2])
+        if xy_err >= _TURN_OVER_M:
+            return current
     return _nearest_yaw(_block_yaw(sc.block_mat(*block)), np.pi / 2, current)
 
 
@@ -238,10 +263,10 @@ def tool_yaw_to_block(sc: Scene, block: tuple[str, str]) -> float:
     return _wrap(_block_yaw(sc.block_mat(*block)) - _tool_yaw(sc.tcp_pose()[1]), np.pi / 2)
 
 
-def _plan_reach(sc: Scene, task: TaskSpec) -> ExpertPlan:
+def _plan_reach(sc: Scene, task: TaskSpec, turn: str) -> ExpertPlan:
     tcp, mat = sc.tcp_pose()
     target = reach_target(sc, task.block)
-    yaw = _grasp_yaw(sc, task.block, _tool_yaw(mat))
+    yaw = _grasp_yaw(sc, task.block, _tool_yaw(mat), turn)
     if np.linalg.norm(tcp - target) < _HOLD_TOL_M:
         return ExpertPlan("hold", target, _OPEN, yaw)
     if tcp[2] < target[2] - 0.01 and np.linalg.norm(tcp[:2] - target[:2]) > 0.03:
@@ -294,7 +319,9 @@ def _plan_push(sc: Scene, task: TaskSpec) -> ExpertPlan:
     return ExpertPlan("hover", np.array([*behind, _HOVER_Z_M]), _CLOSED, yaw)
 
 
-def _plan_pick_and(sc: Scene, task: TaskSpec, block_start: np.ndarray) -> ExpertPlan:
+def _plan_pick_and(
+    sc: Scene, task: TaskSpec, block_start: np.ndarray, turn: str
+) -> ExpertPlan:
     tcp, mat = sc.tcp_pose()
     tool_yaw = _tool_yaw(mat)
     b = task.block
@@ -356,7 +383,7 @@ def _plan_pick_and(sc: Scene, task: TaskSpec, block_start: np.ndarray) -> Expert
         return ExpertPlan(phase, up, _OPEN)
 
     # grasp the block
-    yaw = _grasp_yaw(sc, b, tool_yaw)
+    yaw = _grasp_yaw(sc, b, tool_yaw, turn)
     xy_err = float(np.linalg.norm(rel[:2]))
     above = np.array([pos[0], pos[1], pos[2] + half + _ABOVE_DZ_M])
     if xy_err < 0.012 and abs(tcp[2] - grasp[2]) < 0.012:
@@ -404,9 +431,11 @@ class ScriptedExpert:
     Args:
         env: a :class:`~mmrobot.envs.tabletop.TabletopEnv` (or a wrapper of one) in
             ``ee_delta`` action mode.
+        turn: when the tool turns to the block's faces (:data:`TURNS`).
     """
 
-    def __init__(self, env: TabletopEnv) -> None:
+    def __init__(self, env: TabletopEnv, turn: str = "start") -> None:
+        self.turn = check_turn(turn)
         self.env = env.unwrapped
         if self.env.config.action_mode != "ee_delta":
             raise ConfigError("the scripted experts act in 'ee_delta' action mode")
@@ -425,10 +454,10 @@ class ScriptedExpert:
 
     def plan(self) -> ExpertPlan:
         """The plan in the current state (see :func:`expert_plan`)."""
-        return expert_plan(self.env)
+        return expert_plan(self.env, self.turn)
 
     def act(self) -> np.ndarray:
         """The (7,) float32 action for the current state of the environment."""
-        plan = expert_plan(self.env)
+        plan = expert_plan(self.env, self.turn)
         self.phase = plan.phase
         return plan_action(self.env.scene, plan)

@@ -96,13 +96,18 @@ def _worker_init(checkpoint: str, threads: int) -> None:
     _WORKER["env"] = TabletopEnv(cfg, render_mode=None)
 
 
-def _run(args: tuple[Job, float, int]) -> EpisodeRecord | str:
-    job, beta, settle_steps = args
+def _run(args: tuple[Job, float, int, str]) -> EpisodeRecord | str:
+    job, beta, settle_steps, turn = args
     mixer = PolicyMixer(_WORKER["policy"], beta, np.random.default_rng([job.seed, 7]))
     mixer.reset()
     try:
         return run_expert_episode(
-            _WORKER["env"], job, settle_steps=settle_steps, executor=mixer, flag_executed=True
+            _WORKER["env"],
+            job,
+            settle_steps=settle_steps,
+            executor=mixer,
+            flag_executed=True,
+            expert_turn=turn,
         )
     except Exception as e:  # a crashed rollout must not end the round
         return f"{job.task} seed {job.seed}: {type(e).__name__}: {e}"
@@ -118,6 +123,7 @@ def collect_round(
     settle_steps: int = 10,
     progress: bool = True,
     start_method: str = "spawn",
+    expert_turn: str = "start",
 ) -> dict[str, Any]:
     """Roll ``checkpoint`` out for one DAgger round and write the expert-labelled episodes.
 
@@ -129,6 +135,8 @@ def collect_round(
         beta: probability of executing the expert's label at a tick.
         workers: worker processes (0: this process).
         settle_steps: ticks recorded after a success (the expert holding at the goal).
+        expert_turn: when the labelling expert turns the tool
+            (:data:`~mmrobot.envs.experts.TURNS`; the demonstrations' expert).
 
     Returns:
         ``{"episodes", "steps", "success_rate", "errors", "seconds"}``;
@@ -138,7 +146,10 @@ def collect_round(
 
     t0 = time.perf_counter()
     out = Path(out)
-    jobs = [(Job(tasks[k % len(tasks)], int(s)), beta, settle_steps) for k, s in enumerate(seeds)]
+    jobs = [
+        (Job(tasks[k % len(tasks)], int(s)), beta, settle_steps, expert_turn)
+        for k, s in enumerate(seeds)
+    ]
     tmp = out.with_name(out.name + ".tmp")
     tmp.unlink(missing_ok=True)
     episodes, errors = [], []
@@ -154,7 +165,9 @@ def collect_round(
     if not episodes:
         raise RuntimeError(f"DAgger round: every rollout failed: {errors[:3]}")
     specs = tuple(s for s in _episode_specs(checkpoint) if s.name in episodes[0].values)
-    with DatasetWriter(tmp, specs, ACTION_LOW, ACTION_HIGH, 20.0, overwrite=True) as w:
+    with DatasetWriter(
+        tmp, specs, ACTION_LOW, ACTION_HIGH, 20.0, overwrite=True, expert_turn=expert_turn
+    ) as w:
         for ep in episodes:
             w.append(ep)
     os.replace(tmp, out)

@@ -288,6 +288,7 @@ class _ReleaseRun:
             perturbation=Perturbation(c.perturb_rate, c.perturb_steps, grasp_miss=c.grasp_miss)
             if perturb
             else Perturbation(),
+            expert_turn=c.expert_turn,
             overwrite=True,
         )
         summary = collect(cfg, progress=self.progress)

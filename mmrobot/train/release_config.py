@@ -119,6 +119,8 @@ class CollectSection:
         grasp_miss: share of the grasping training demonstrations (pick, place, stack) whose
             first grasp is forced off along the fingers' axis, the expert then recovering
             (:class:`~mmrobot.envs.perturb.OffAxisGrasp`; 0: off).
+        expert_turn: when the expert turns the tool to the block's faces: ``"start"`` (from
+            the first tick) or ``"over_block"`` (:data:`~mmrobot.envs.experts.TURNS`).
         randomize: domain randomization on.
         heldout_episodes_per_task: episodes per task on other seeds, never trained on
             (modality reliance is measured on them).
@@ -133,6 +135,7 @@ class CollectSection:
     perturb_rate: float = 0.0
     perturb_steps: int = 4
     grasp_miss: float = 0.0
+    expert_turn: str = "start"
     randomize: bool = False
     heldout_episodes_per_task: int = 4
     heldout_seed: int = 20_000
@@ -152,6 +155,10 @@ class CollectSection:
             _fail("collect", "tasks", [], 'a non-empty list of task specs, e.g. ["reach", "pick"]')
         if not isinstance(self.randomize, bool):
             _fail("collect", "randomize", self.randomize, "true or false")
+        from mmrobot.envs.experts import TURNS
+
+        if self.expert_turn not in TURNS:
+            _fail("collect", "expert_turn", self.expert_turn, f"one of {list(TURNS)}")
         for name in ("perturb_rate", "grasp_miss"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:

@@ -297,8 +297,9 @@ class Trainer:
     def _round_files(self, r: int) -> list[Path]:
         return sorted((self.run_dir / "dagger").glob(f"round_{r:02d}*.h5"))
 
-    def _collect_round(self, r: int, checkpoint: Path, tasks: list[str]) -> None:
-        """Roll out ``checkpoint`` for round ``r``: each rank its share, into its own file."""
+    def _collect_round(self, r: int, checkpoint: Path, tasks: list[str], turn: str) -> None:
+        """Roll out ``checkpoint`` for round ``r``: each rank its share, into its own file,
+        labelled by the expert that labelled the demonstrations (``turn``)."""
         from mmrobot.train.dagger import collect_round
 
         d = self.config.dagger
@@ -309,7 +310,14 @@ class Trainer:
         out = self.run_dir / "dagger" / f"round_{r:02d}{suffix}.h5"
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = collect_round(
-            checkpoint, out, tasks, mine, beta=beta, workers=d.workers, progress=self.progress
+            checkpoint,
+            out,
+            tasks,
+            mine,
+            beta=beta,
+            workers=d.workers,
+            progress=self.progress,
+            expert_turn=turn,
         )
         self.log(
             f"DAgger round {r}: {summary['episodes']} episodes, {summary['steps']} labelled "
@@ -453,7 +461,9 @@ class Trainer:
                         if self.is_main:
                             self._save(model, ema, optimizer, step, {"loss": loss_v})
                         self._barrier()
-                        self._collect_round(r, self.run_dir / "checkpoint", dagger_tasks)
+                        self._collect_round(
+                            r, self.run_dir / "checkpoint", dagger_tasks, demos.expert_turn
+                        )
                         self._barrier()
                     rounds_loaded = due
                     samples = load_samples(rounds_loaded)
