@@ -319,9 +319,7 @@ def _plan_push(sc: Scene, task: TaskSpec) -> ExpertPlan:
     return ExpertPlan("hover", np.array([*behind, _HOVER_Z_M]), _CLOSED, yaw)
 
 
-def _plan_pick_and(
-    sc: Scene, task: TaskSpec, block_start: np.ndarray, turn: str
-) -> ExpertPlan:
+def _plan_pick_and(sc: Scene, task: TaskSpec, block_start: np.ndarray, turn: str) -> ExpertPlan:
     tcp, mat = sc.tcp_pose()
     tool_yaw = _tool_yaw(mat)
     b = task.block

@@ -70,6 +70,51 @@ def test_the_expert_closes_square_on_the_block(fast_env):
     assert not np.allclose(start, square, atol=0.05)  # it had to turn
 
 
+@pytest.mark.parametrize(
+    "task,seed", [("pick color=green size=large", 6), ("place", 3), (STACK, 4)]
+)
+def test_the_over_block_expert_turns_only_over_the_block_and_closes_square(fast_env, task, seed):
+    from mmrobot.envs.privileged import turn_from_target
+
+    def turns_far_and_closing(turn):
+        ep = run_expert_episode(fast_env, Job(task, seed), settle_steps=0, expert_turn=turn)
+        assert ep.success, (turn, ep.reason)
+        closing = int(np.argmax(ep.actions[:, 6] < 0.5))
+        phi = np.degrees(turn_from_target(ep.aux["block_yaw"][: closing + 1]))
+        far = np.linalg.norm(ep.aux["block_rel"][: closing + 1, :2], axis=1) > 0.02
+        assert far[0] and not far[-1]  # it starts away from the block and closes over it
+        return float(np.ptp(phi[far])), abs(float(phi[-1]))
+
+    start_turn, start_left = turns_far_and_closing("start")
+    late_turn, late_left = turns_far_and_closing("over_block")
+    assert start_turn > 3.0  # the default expert turns on the way (one tick turns 5.7 degrees)
+    assert late_turn < 1.0  # over_block keeps its yaw until it is over the block ...
+    assert start_left < 3.0 and late_left < 3.0  # ... and both close square on the faces
+
+
+def test_the_expert_turn_option_is_checked_and_recorded_in_the_dataset(tmp_path):
+    from mmrobot.envs.experts import ScriptedExpert, expert_plan
+
+    with pytest.raises(ConfigError, match=r"expert turn must be one of \['start', 'over_block'\]"):
+        CollectConfig(tasks=("pick",), episodes=1, out="x.h5", expert_turn="late")
+    env = TabletopEnv(render_mode=None)
+    env.reset(seed=0, options={"task": "pick"})
+    with pytest.raises(ConfigError, match="'sideways'"):
+        expert_plan(env, "sideways")
+    with pytest.raises(ConfigError, match="expert turn"):
+        ScriptedExpert(env, turn="")
+    env.close()
+    out = tmp_path / "late.h5"
+    cfg = CollectConfig(
+        tasks=("reach",), episodes=1, out=str(out), workers=0, expert_turn="over_block"
+    )
+    collect(cfg, progress=False)
+    assert DemoDataset(out).expert_turn == "over_block"
+    with h5py.File(out, "a") as f:  # a dataset from before the option: the default expert
+        del f.attrs["expert_turn"]
+    assert DemoDataset(out).expert_turn == "start"
+
+
 @pytest.mark.parametrize("task,seed", [("reach", 0), ("pick", 2), ("place", 3), (STACK, 4)])
 def test_recorded_aux_targets_follow_the_episode(fast_env, task, seed):
     ep = run_expert_episode(fast_env, Job(task, seed), settle_steps=4)
