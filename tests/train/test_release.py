@@ -30,6 +30,13 @@ CONFIG = ROOT / "policies" / "release.toml"
 TRAIN_CONFIG = ROOT / "policies" / "train_default.toml"
 HAVE_DAGGER = importlib.util.find_spec("mmrobot.train.dagger") is not None
 HAVE_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+# every toy run here (and its resumes): the late-turning expert, whose DAgger round must label
+# with it too (test_toy_release_ran_a_dagger_round)
+TOY_EXTRA = [
+    "collect.expert_turn=over_block",
+    *([] if HAVE_DAGGER else ["train.dagger.rounds=0"]),
+    *([] if HAVE_ONNX else ["evaluate.onnx=[]"]),
+]
 
 
 # --------------------------------------------------------------------------- the toy run
@@ -41,10 +48,8 @@ def toy(tmp_path_factory):
     pytest.importorskip("mujoco")
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("release")
-    extra = [] if HAVE_DAGGER else ["train.dagger.rounds=0"]
-    extra += [] if HAVE_ONNX else ["evaluate.onnx=[]"]
     # positionals (config, overrides) together: argparse takes them in one run
-    rc = main(["release", str(CONFIG), *extra, "--toy", "--out", str(out), "--no-progress"])
+    rc = main(["release", str(CONFIG), *TOY_EXTRA, "--toy", "--out", str(out), "--no-progress"])
     assert rc == 0
     return out
 
@@ -123,6 +128,7 @@ def test_toy_release_ran_a_dagger_round(toy):
 
     (path,) = toy.rglob("round_01.h5")
     ds = DemoDataset(path)
+    assert ds.expert_turn == "over_block"  # labelled by the demonstrations' expert
     flags = [ds.perturbed(e) for e in range(len(ds))]
     assert all(f.shape == (ds.info(e).n_steps,) for e, f in enumerate(flags))
     assert any(f.any() for f in flags)  # the expert acts on only 30 % of the ticks
@@ -131,23 +137,21 @@ def test_toy_release_ran_a_dagger_round(toy):
 def test_resume_skips_completed_stages(toy, tmp_path, capsys):
     d = tmp_path / "release"
     shutil.copytree(toy, d)
-    extra = [] if HAVE_DAGGER else ["train.dagger.rounds=0"]
-    extra += [] if HAVE_ONNX else ["evaluate.onnx=[]"]
     flags = ["--toy", "--out", str(d), "--resume", "--no-progress"]
-    assert main(["release", str(CONFIG), *extra, *flags]) == 0
+    assert main(["release", str(CONFIG), *TOY_EXTRA, *flags]) == 0
     out = capsys.readouterr().out
     assert out.count("skipped: done in an earlier run") == len(
         json.loads((toy / RECORD_FILE).read_text())["stages"]
     )
     check_model_card(d)
     # a resumed run of another config would mix two runs' outputs: refused, naming the key
-    assert main(["release", str(CONFIG), *extra, "collect.episodes_per_task=3", *flags]) == 2
+    assert main(["release", str(CONFIG), *TOY_EXTRA, "collect.episodes_per_task=3", *flags]) == 2
     assert "collect.episodes_per_task" in capsys.readouterr().err
     # another evaluation of the same checkpoint: training kept, evaluation and later run again
     before = json.loads((d / RECORD_FILE).read_text())
     trained = {s["name"]: s for s in before["stages"]}
     splits = 'evaluate.splits=["train", "randomized"]'
-    assert main(["release", str(CONFIG), *extra, splits, *flags]) == 0
+    assert main(["release", str(CONFIG), *TOY_EXTRA, splits, *flags]) == 0
     out = capsys.readouterr().out
     assert "from 'evaluate' on run again" in out and "release.evaluate.splits" in out
     rec = json.loads((d / RECORD_FILE).read_text())
@@ -160,7 +164,7 @@ def test_resume_skips_completed_stages(toy, tmp_path, capsys):
     # a longer training: the demonstrations are kept, training starts over (not resumed)
     steps = rec["training"]["steps"]  # behaviour cloning and DAgger
     longer = f"train.steps={rec['train_config']['steps'] + 2}"
-    assert main(["release", str(CONFIG), *extra, splits, longer, *flags]) == 0
+    assert main(["release", str(CONFIG), *TOY_EXTRA, splits, longer, *flags]) == 0
     assert "from 'train' on run again" in capsys.readouterr().out
     rec = json.loads((d / RECORD_FILE).read_text())
     stages = {s["name"]: s for s in rec["stages"]}
@@ -200,8 +204,6 @@ def test_resumed_training_counts_the_interrupted_attempts_time(toy, tmp_path, ca
 
     d = tmp_path / "release"
     shutil.copytree(toy, d)
-    extra = [] if HAVE_DAGGER else ["train.dagger.rounds=0"]
-    extra += [] if HAVE_ONNX else ["evaluate.onnx=[]"]
     flags = ["--toy", "--out", str(d), "--resume", "--no-progress"]
 
     def kill_during_training(seconds: float) -> None:
@@ -213,7 +215,7 @@ def test_resumed_training_counts_the_interrupted_attempts_time(toy, tmp_path, ca
         (d / "work" / RUNNING_FILE).write_text(json.dumps(clock))
 
     kill_during_training(1000.0)
-    assert main(["release", str(CONFIG), *extra, *flags]) == 0
+    assert main(["release", str(CONFIG), *TOY_EXTRA, *flags]) == 0
     assert "continues an interrupted attempt that ran 1000.0 s" in capsys.readouterr().out
     stages = {s["name"]: s for s in json.loads((d / RECORD_FILE).read_text())["stages"]}
     assert stages["train"]["interrupted_s"] == 1000.0
@@ -223,7 +225,7 @@ def test_resumed_training_counts_the_interrupted_attempts_time(toy, tmp_path, ca
 
     kill_during_training(1000.0)
     longer = f"train.steps={json.loads((d / RECORD_FILE).read_text())['train_config']['steps'] + 1}"
-    assert main(["release", str(CONFIG), *extra, longer, *flags]) == 0
+    assert main(["release", str(CONFIG), *TOY_EXTRA, longer, *flags]) == 0
     stages = {s["name"]: s for s in json.loads((d / RECORD_FILE).read_text())["stages"]}
     assert "interrupted_s" not in stages["train"] and stages["train"]["seconds"] < 1000.0
 
@@ -258,6 +260,7 @@ def test_shipped_config_loads_and_toy_overrides_apply():
         ("[evaluate]\nonnx = ['int4']\n", r"evaluate\.onnx"),
         ("[collect]\nepisodes_per_task = 0\n", r"collect\.episodes_per_task = 0"),
         ("[collect]\ntasks = ['fly']\n", r"collect\.tasks"),
+        ("[collect]\nexpert_turn = 'late'\n", r"collect\.expert_turn = 'late'; expected one of"),
         ("[evaluate]\ntasks = ['reach colour=red']\n", r"evaluate\.tasks"),
         ("[evaluate]\nsplits = ['train']\nonnx_splits = ['heldout']\n", r"onnx_splits"),
         ("[release]\nbudget_min = -1\n", r"release\.budget_min"),
