@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/expert_success.py [--seeds 200] [--workers 1] [--json PATH] [--quick]
+        [--expert-turn start|over_block]
 
 --quick runs 4 seeds per task (< 30 s); the full measurement runs 200 seeds per task.
 """
@@ -26,11 +27,22 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--randomize", action="store_true", help="domain randomization on")
+    ap.add_argument(
+        "--expert-turn",
+        default="start",
+        choices=("start", "over_block"),
+        help="when the expert turns the tool to the block's faces",
+    )
     args = ap.parse_args()
     seeds = 4 if args.quick else args.seeds
     t0 = time.perf_counter()
     res = expert_success(
-        args.tasks, seeds, workers=args.workers, progress=True, randomize=args.randomize
+        args.tasks,
+        seeds,
+        workers=args.workers,
+        progress=True,
+        randomize=args.randomize,
+        expert_turn=args.expert_turn,
     )
     elapsed = time.perf_counter() - t0
     print_success_table(res)
@@ -40,7 +52,13 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"seeds": seeds, "randomize": args.randomize, "seconds": elapsed, "results": res},
+                {
+                    "seeds": seeds,
+                    "randomize": args.randomize,
+                    "expert_turn": args.expert_turn,
+                    "seconds": elapsed,
+                    "results": res,
+                },
                 f,
                 indent=2,
             )

@@ -154,7 +154,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_success_table(res: dict[str, dict[str, float]]) -> None:
+def _deg(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} deg"
+
+
+def print_success_table(res: dict[str, dict[str, Any]]) -> None:
     """Print the expert success table (rich when available)."""
     rows = [
         (
@@ -164,10 +168,20 @@ def print_success_table(res: dict[str, dict[str, float]]) -> None:
             f"{100 * r['rate']:.1f}%",
             f"{r['mean_steps']:.1f}",
             int(r["blowups"]),
+            *(_deg(r.get(k)) for k in ("turned_away_deg", "closing_off_deg")),
         )
         for t, r in res.items()
     ]
-    head = ("task", "episodes", "successes", "rate", "mean steps", "blow-ups/errors")
+    head = (
+        "task",
+        "episodes",
+        "successes",
+        "rate",
+        "mean steps",
+        "blow-ups/errors",
+        "turn while away",
+        "off square at closing",
+    )
     try:
         from rich.console import Console
         from rich.table import Table

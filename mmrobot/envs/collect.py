@@ -216,18 +216,53 @@ def run_expert_episode(
     )
 
 
+#: the tasks whose expert grasps the named block (the turn meter measures them)
+_GRASPING = ("pick", "place", "stack")
+_AWAY_M = 0.02  # the turn meter's "away from the block": the TCP this far from it (x-y)
+
+
+class _TurnMeter:
+    """An executor that executes the expert's label and measures how it turns the tool to
+    the named block's faces up to its first closing: the turn made while the TCP is
+    ``_AWAY_M`` or more (x-y) from the block, and how far off square the tool closes
+    (degrees; ``None`` when the episode never closes)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env.unwrapped
+        self.away: list[float] = []
+        self.closing_off: float | None = None
+
+    def __call__(self, observation: Observation, instruction: str, label: np.ndarray) -> np.ndarray:
+        from mmrobot.envs.experts import tool_yaw_to_block
+
+        if self.closing_off is None:
+            sc, block = self.env.scene, self.env.task.block
+            phi = float(np.degrees(tool_yaw_to_block(sc, block)))
+            if label[6] < 0.5:
+                self.closing_off = abs(phi)
+            elif np.linalg.norm(sc.tcp_pose()[0][:2] - sc.block_pos(*block)[:2]) >= _AWAY_M:
+                self.away.append(phi)
+        return label
+
+    @property
+    def turned_away(self) -> float | None:
+        return float(np.ptp(self.away)) if self.away and self.closing_off is not None else None
+
+
 def _worker_run(
     args: tuple[Job, int, bool, bool, int, Perturbation, str],
-) -> EpisodeRecord | tuple[str, int, bool, int, str]:
+) -> EpisodeRecord | tuple[str, int, bool, int, str, float | None, float | None]:
     job, image_size, randomize, record, settle_steps, perturbation, turn = args
     key = f"{image_size}/{job.split}/{randomize}"
     env = _WORKER_ENV.get(key)
     if env is None:
         env = _WORKER_ENV[key] = _make_env(image_size, job.split, randomize)
-    executor = None
+    executor: Any = None
     if perturbation.enabled:  # its own stream, from the episode's seed: reproducible
         rng = np.random.default_rng([job.seed, 0x9E7])
         executor = episode_executor(perturbation, env, job.task, rng)
+    elif not record and job.task.split()[0] in _GRASPING:
+        executor = _TurnMeter(env)
     try:
         ep = run_expert_episode(
             env,
@@ -239,10 +274,12 @@ def _worker_run(
             expert_turn=turn,
         )
     except Exception as e:  # a crashed episode must not end the collection run
-        return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}")
+        return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}", None, None)
     if record:
         return ep
-    return (ep.task, ep.seed, ep.success, len(ep.rewards), ep.reason)
+    meter = executor if isinstance(executor, _TurnMeter) else None
+    turn_deg = (meter.turned_away, meter.closing_off) if meter else (None, None)
+    return (ep.task, ep.seed, ep.success, len(ep.rewards), ep.reason, *turn_deg)
 
 
 def _jobs(tasks: Sequence[str], seed: int, split: str) -> Iterator[Job]:
@@ -346,7 +383,11 @@ def expert_success(
     it turns the tool, :data:`~mmrobot.envs.experts.TURNS`).
 
     Returns:
-        task -> {"episodes", "success", "rate", "mean_steps", "blowups"}.
+        task -> {"episodes", "success", "rate", "mean_steps", "blowups", "turned_away_deg",
+        "closing_off_deg"}. The last two, for the grasping tasks without ``perturbation``
+        (else ``None``), are medians over the episodes: how far the expert turns the tool to
+        the block's faces while 2 cm or more away from it (x-y), and how far off square it
+        closes the gripper (degrees).
     """
     perturbation = perturbation or Perturbation()
     items = [
@@ -354,22 +395,32 @@ def expert_success(
         for t in tasks
         for k in range(seeds)
     ]
-    out: dict[str, dict[str, float]] = {
+    out: dict[str, dict[str, Any]] = {
         t.split()[0]: {"episodes": 0, "success": 0, "steps": 0, "blowups": 0} for t in tasks
     }
+    turns: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in out}
     bar = _Progress(len(items), enabled=progress)
     with bar:
-        for task, _, ok, steps, reason in _map(_worker_run, iter(items), workers, start_method):
-            r = out[task.split()[0]]
+        for task, _, ok, steps, reason, away, off in _map(
+            _worker_run, iter(items), workers, start_method
+        ):
+            name = task.split()[0]
+            r = out[name]
             r["episodes"] += 1
             r["success"] += int(ok)
             r["steps"] += steps
             r["blowups"] += int("blow-up" in reason or reason.startswith("error"))
+            if away is not None and off is not None:
+                turns[name][0].append(away)
+                turns[name][1].append(off)
             bar.advance()
-    for r in out.values():
+    for name, r in out.items():
         n = max(1, r["episodes"])
         r["rate"] = r["success"] / n
         r["mean_steps"] = r.pop("steps") / n
+        away, off = turns[name]
+        r["turned_away_deg"] = float(np.median(away)) if away else None
+        r["closing_off_deg"] = float(np.median(off)) if off else None
     return out
 
 

@@ -5,6 +5,8 @@ Only a few seeds here: the 200-seed success measurement is benchmarks/expert_suc
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -147,9 +149,22 @@ def test_collect_report_prints_the_success_table(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "reach" in out and "100.0%" in out
-    import json
+    reach = json.loads(js.read_text())["expert_success"]["reach"]
+    assert reach["episodes"] == 2 and reach["turned_away_deg"] is None  # reach never closes
 
-    assert json.loads(js.read_text())["expert_success"]["reach"]["episodes"] == 2
+
+@pytest.mark.parametrize("turn", ["start", "over_block"])
+def test_collect_report_measures_when_the_expert_turns(tmp_path, capsys, turn):
+    js = tmp_path / "r.json"
+    args = ["collect", "--report", "--tasks", "place", "--seeds", "3", "--workers", "0"]
+    rc = cli_main([*args, "--expert-turn", turn, "--no-progress", "--json", str(js)])
+    assert rc == 0 and " deg " in capsys.readouterr().out  # the turn columns (rich may wrap heads)
+    place = json.loads(js.read_text())["expert_success"]["place"]
+    assert place["success"] == 3 and place["closing_off_deg"] < 3.0  # both close square
+    if turn == "start":  # blocks start turned by up to 45 degrees: it turns on the way
+        assert place["turned_away_deg"] > 3.0
+    else:  # over_block: not until it is over the block
+        assert place["turned_away_deg"] < 1.0
 
 
 def test_randomized_light_block_push_stays_stable():
