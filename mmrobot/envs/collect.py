@@ -377,7 +377,7 @@ def expert_success(
     randomize: bool = False,
     perturbation: Perturbation | None = None,
     expert_turn: str = "start",
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Success rate of the scripted expert per task over ``seeds`` seeded episodes each
     (with ``perturbation``: while it recovers from random excursions; ``expert_turn``: when
     it turns the tool, :data:`~mmrobot.envs.experts.TURNS`).

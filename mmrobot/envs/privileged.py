@@ -132,6 +132,8 @@ def privileged_state(env: TabletopEnv) -> PrivilegedState:
         block_rel=(block - tcp).astype(np.float32),
         goal_rel=(goal - tcp).astype(np.float32),
         held=is_held(sc, task.block),
+        # either expert turn: the phase does not depend on when the tool turns (away from
+        # the block only the yaw differs; over it both turn before descending)
         phase=phase_index(expert_plan(env).phase),
         tcp=tcp.astype(np.float32),
         block_yaw=yaw_target(tool_yaw_to_block(sc, task.block)),

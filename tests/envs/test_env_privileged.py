@@ -92,6 +92,25 @@ def test_the_over_block_expert_turns_only_over_the_block_and_closes_square(fast_
     assert start_left < 3.0 and late_left < 3.0  # ... and both close square on the faces
 
 
+def test_the_recorded_phase_is_the_over_block_experts_phase_too(fast_env):
+    # privileged_state labels the phase with the default expert; an over_block episode's
+    # phases must be the same (the turn only changes the yaw away from the block)
+    from mmrobot.envs.experts import ScriptedExpert, expert_plan
+
+    steps = 0
+    for task, seed in [("reach", 1), ("pick", 2), ("place", 3), (STACK, 4)]:
+        fast_env.reset(seed=seed, options={"task": task})
+        expert = ScriptedExpert(fast_env, turn="over_block")
+        for _ in range(fast_env.task.max_steps):
+            action = expert.act()
+            assert expert_plan(fast_env).phase == expert.phase, (task, steps)
+            steps += 1
+            _, _, terminated, truncated, _ = fast_env.step(action)
+            if terminated or truncated:
+                break
+    assert steps > 100
+
+
 def test_the_expert_turn_option_is_checked_and_recorded_in_the_dataset(tmp_path):
     from mmrobot.envs.experts import ScriptedExpert, expert_plan
 
