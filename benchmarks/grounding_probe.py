@@ -10,9 +10,11 @@ failure, not a precision one (a stack instruction names two blocks).
 
 A checkpoint with a fused ``block_yaw`` head (the tool's turn to the named block's faces,
 ``training.aux_weights``) on a dataset that records that target gets a second table: the
-head's turn error at each episode's first step, where the block is turned as the scene put
-it and the expert has not turned yet (a guess is 22.5 degrees off in the median), and the
-share whose direction is right.
+head's turn error, and the share whose direction is right, at two moments of each episode:
+its first step, where the block is turned as the scene put it and the expert has not turned
+yet (a guess is 22.5 degrees off in the median), and its first step over the block (the TCP
+within 1.5 cm of it, x-y), where the wrist camera shows the block's edges and an expert with
+``--expert-turn over_block`` has not turned yet either.
 
 Usage: python benchmarks/grounding_probe.py --checkpoint policies/release --dataset D.h5
            [--episodes 20] [--json PATH]
@@ -27,12 +29,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
 
+OVER_BLOCK_M = 0.015  # "over the block": the TCP this near it (x-y), as the expert's turn
+#: the steps of each episode where the turn head is read: JSON key prefix -> table label
+TURN_MOMENTS = {"first_step": "first step", "over_block": "first over the block"}
+
 
 def task_errors(model, demos, episodes: list[int], turn: bool = False):
     """(N,) x-y errors (cm) of the camera head's block estimate at every step of ``episodes``,
     (N,) whether each is an episode's first step, and with ``turn`` (a ``block_yaw`` head
-    and target) :func:`turn_errors` at the first steps, from the same forward passes (else
-    None)."""
+    and target) :func:`turn_errors` at the :data:`TURN_MOMENTS` of each episode (a dict),
+    from the same forward passes (else None)."""
     import numpy as np
     import torch
 
@@ -64,8 +70,26 @@ def task_errors(model, demos, episodes: list[int], turn: bool = False):
     first = samples.step_of == 0
     turns = None
     if turn:
-        turns = turn_errors(np.concatenate(turn_pred)[first], samples.aux["block_yaw"][first])
+        pred, true = np.concatenate(turn_pred), samples.aux["block_yaw"]
+        over = first_over_block(samples.aux["block_rel"], samples.episode_of)
+        at = {"first_step": first, "over_block": over}
+        turns = {m: turn_errors(pred[at[m]], true[at[m]]) for m in TURN_MOMENTS}
     return err, first, turns
+
+
+def first_over_block(block_rel, episode_of):
+    """(N,) bool: each episode's first step with the TCP within ``OVER_BLOCK_M`` (x-y) of the
+    block, from (N, 3) ``block_rel`` targets and (N,) episode indices (episodes that never
+    get there have none)."""
+    import numpy as np
+
+    near = np.linalg.norm(block_rel[:, :2], axis=1) < OVER_BLOCK_M
+    at = np.zeros(len(near), dtype=bool)
+    for e in np.unique(episode_of):
+        steps = np.flatnonzero((episode_of == e) & near)
+        if steps.size:
+            at[steps[0]] = True
+    return at
 
 
 def turn_errors(pred, true):
@@ -121,12 +145,20 @@ def main() -> None:
                 f"{doc['first_step_p90_cm']:.2f}",
             ]
         )
-        if turns is not None:
-            t_err, right = turns
-            doc["first_step_turn_median_deg"] = float(np.median(t_err))
-            doc["first_step_turn_right_way"] = float(right.mean())
+        for moment, (t_err, right) in (turns or {}).items():
+            if not len(t_err):
+                continue
+            doc[f"{moment}_turn_median_deg"] = float(np.median(t_err))
+            doc[f"{moment}_turn_right_way"] = float(right.mean())
+            doc[f"{moment}_turn_episodes"] = len(t_err)
             turn_rows.append(
-                [task, str(len(t_err)), f"{np.median(t_err):.1f}", f"{100 * right.mean():.0f} %"]
+                [
+                    task,
+                    TURN_MOMENTS[moment],
+                    str(len(t_err)),
+                    f"{np.median(t_err):.1f}",
+                    f"{100 * right.mean():.0f} %",
+                ]
             )
     print_table(
         f"camera head x-y error of the named block: {args.checkpoint} on {args.dataset}; "
@@ -136,9 +168,8 @@ def main() -> None:
     )
     if turn_rows:
         print_table(
-            "the block_yaw head's turn to the named block's faces at the first step "
-            "(a guess: 22.5 degrees, 50 %)",
-            ["task", "episodes", "error, median (deg)", "direction right"],
+            "the block_yaw head's turn to the named block's faces (a guess: 22.5 degrees, 50 %)",
+            ["task", "step", "episodes", "error, median (deg)", "direction right"],
             turn_rows,
         )
     write_probe_json(args, "grounding_probe", load_before, results)

@@ -71,6 +71,19 @@ def test_turn_errors_fold_the_quarter_turn_symmetry():
     assert right.tolist() == [True, False, False]
 
 
+def test_first_over_block_marks_each_episodes_arrival_over_the_block():
+    from grounding_probe import first_over_block
+
+    # x-y distance to the block per step: episode 0 arrives at its 3rd step and stays,
+    # episode 1 never gets within 1.5 cm, episode 2 arrives at its 2nd and leaves again
+    dist = [0.10, 0.05, 0.010, 0.005, 0.20, 0.016, 0.03, 0.014, 0.05, 0.001]
+    episode_of = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    block_rel = np.zeros((len(dist), 3))
+    block_rel[:, 0] = dist
+    at = first_over_block(block_rel, episode_of)
+    assert np.flatnonzero(at).tolist() == [2, 7]
+
+
 def test_probe_refuses_a_checkpoint_without_camera_heads(tmp_path):
     from mmrobot.train import train
 
