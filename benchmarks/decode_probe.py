@@ -13,9 +13,10 @@ is a fine one (0.5 to 19 mm, neither at rest nor clipped: the final approach).
 
 A second table scores the tool's turn (dyaw) at the chunk's first step, at the steps where
 the expert turns (more than 0.05 rad): the share that turns its way (0.02 rad or more),
-not at all, or the other way, and the mean size of the decoded turn. The expert turns the
-tool square to the block's faces before it grasps (docs/policy.md, "the policy does not
-turn the tool").
+not at all, or the other way, and the mean size of the decoded turn; and the same at the
+first step of each of the expert's turns only (its onset), where nothing in the tool's own
+motion says yet which way to turn. The expert turns the tool square to the block's faces
+before it grasps (docs/policy.md, "the policy does not turn the tool").
 
 Usage: python benchmarks/decode_probe.py --checkpoint policies/release --dataset D.h5
            [--episodes 20] [--json PATH]
@@ -56,6 +57,17 @@ def turn_shares(pred, label) -> dict[str, float]:
     }
 
 
+def turn_onsets(label, episode_of):
+    """(N,) bool: the steps where the expert turns (``|label| > TURN_RAD``) and did not at the
+    same episode's previous step; ``label`` (N,) dyaw labels in episode and step order."""
+    import numpy as np
+
+    turn = np.abs(np.asarray(label)) > TURN_RAD
+    episode_of = np.asarray(episode_of)
+    before = np.concatenate([[False], turn[:-1] & (episode_of[1:] == episode_of[:-1])])
+    return turn & ~before
+
+
 def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, float]]:
     """Per decoding: translation MAE (mm) at the first chunk step, at every step, and at the
     first step where the expert's delta is fine, over every sample of ``episodes``."""
@@ -84,6 +96,8 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
             labels.append(chunks[..., :3])
             yaw_labels.append(chunks[:, 0, YAW])
     y = np.concatenate(labels)
+    yaw_y = np.concatenate(yaw_labels)
+    onset = turn_onsets(yaw_y, samples.episode_of)
     fine = (np.abs(y[:, 0]) > FINE_M[0]) & (np.abs(y[:, 0]) < FINE_M[1])
     out = {}
     for d in DECODINGS:
@@ -94,7 +108,11 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
             "fine_first_step_mm": float(err_mm[:, 0][fine].mean()) if fine.any() else float("nan"),
             "fine_share": float(fine.mean()),
             "samples": len(y),
-            **turn_shares(np.concatenate(yaws[d]), np.concatenate(yaw_labels)),
+            **turn_shares(np.concatenate(yaws[d]), yaw_y),
+            **{
+                f"onset_{k}": v
+                for k, v in turn_shares(np.concatenate(yaws[d])[onset], yaw_y[onset]).items()
+            },
         }
     return out
 
@@ -112,7 +130,7 @@ def main() -> None:
     demos = DemoDataset(args.dataset)
     by_task = episodes_by_task(demos, args.episodes)
     load_before = os.getloadavg()[0]
-    rows, turns, results = [], [], {}
+    rows, turns, onsets, results = [], [], [], {}
     for task in sorted(by_task):
         results[task] = decode_errors(model, demos, by_task[task])
         for d, r in results[task].items():
@@ -121,6 +139,8 @@ def main() -> None:
             turns.append([task, d, str(r["turn_steps"]), f"{100 * r['turn_its_way']:.0f} %",
                           f"{100 * r['turn_none']:.0f} %", f"{100 * r['turn_other_way']:.0f} %",
                           f"{r['turn_size_rad']:.3f}"])  # fmt: skip
+            onsets.append([task, d, str(r["onset_turn_steps"]),
+                           *(f"{100 * r[f'onset_turn_{k}']:.0f} %" for k in ("its_way", "none", "other_way"))])  # fmt: skip
     print_table(
         f"translation error against the expert by decoding: {args.checkpoint} on "
         f"{args.dataset}; load {load_before:.2f}",
@@ -131,6 +151,12 @@ def main() -> None:
         f"the tool's turn (dyaw, first step) where the expert turns more than {TURN_RAD} rad",
         ["task", "decode", "steps", "its way", "no turn", "the other way", "size (rad)"],
         turns,
+    )
+    print_table(
+        "the same at the first step of each of the expert's turns (nothing in the tool's motion "
+        "says its direction yet)",
+        ["task", "decode", "steps", "its way", "no turn", "the other way"],
+        onsets,
     )
     write_probe_json(args, "decode_probe", load_before, results)
 

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_grounding_probe import run_probe
 from test_trainer import config, write_dataset, write_policy_toml
@@ -35,6 +36,7 @@ def test_probe_scores_every_decoding_per_task(tmp_path):
         assert math.isfinite(r["first_step_mm"]) and r["first_step_mm"] >= 0
         assert math.isfinite(r["all_steps_mm"]) and r["all_steps_mm"] >= 0
         assert 0.0 <= r["fine_share"] <= 1.0
+        assert r["onset_turn_steps"] <= r["turn_steps"]  # onsets are some of the turning steps
     # the decodings read one distribution three ways: they score differently on an untrained net
     assert len({round(r["all_steps_mm"], 6) for r in reach.values()}) > 1
     assert reach["argmax"]["samples"] == reach["mean"]["samples"] > 0
@@ -42,6 +44,14 @@ def test_probe_scores_every_decoding_per_task(tmp_path):
         assert r["turn_steps"] == r["samples"]
         parts = (r["turn_its_way"], r["turn_none"], r["turn_other_way"])
         assert sum(parts) == pytest.approx(1.0)
+
+
+def test_turn_onsets_are_the_first_step_of_each_turn_per_episode():
+    from decode_probe import turn_onsets
+
+    label = [0.0, 0.1, 0.1, 0.0, -0.1, -0.1, 0.1, 0.1]
+    episode_of = [0, 0, 0, 0, 0, 1, 1, 2]  # episode 1 starts turning; so does episode 2
+    assert np.flatnonzero(turn_onsets(label, episode_of)).tolist() == [1, 4, 5, 7]
 
 
 def test_turn_shares_split_the_experts_turns_by_what_the_policy_did():
