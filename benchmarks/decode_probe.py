@@ -102,17 +102,15 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
     out = {}
     for d in DECODINGS:
         err_mm = 1e3 * np.abs(np.concatenate(decoded[d]) - y)
+        yaw_d = np.concatenate(yaws[d])
         out[d] = {
             "first_step_mm": float(err_mm[:, 0].mean()),
             "all_steps_mm": float(err_mm.mean()),
             "fine_first_step_mm": float(err_mm[:, 0][fine].mean()) if fine.any() else float("nan"),
             "fine_share": float(fine.mean()),
             "samples": len(y),
-            **turn_shares(np.concatenate(yaws[d]), yaw_y),
-            **{
-                f"onset_{k}": v
-                for k, v in turn_shares(np.concatenate(yaws[d])[onset], yaw_y[onset]).items()
-            },
+            **turn_shares(yaw_d, yaw_y),
+            **{f"onset_{k}": v for k, v in turn_shares(yaw_d[onset], yaw_y[onset]).items()},
         }
     return out
 

@@ -16,6 +16,7 @@ import time
 
 from mmrobot.envs._cli import print_success_table
 from mmrobot.envs.collect import expert_success
+from mmrobot.envs.experts import TURNS
 from mmrobot.envs.tasks import TASKS
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument(
         "--expert-turn",
         default="start",
-        choices=("start", "over_block"),
+        choices=TURNS,
         help="when the expert turns the tool to the block's faces",
     )
     args = ap.parse_args()

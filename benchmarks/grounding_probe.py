@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
 
-OVER_BLOCK_M = 0.015  # "over the block": the TCP this near it (x-y), as the expert's turn
 #: the steps of each episode where the turn head is read: JSON key prefix -> table label
 TURN_MOMENTS = {"first_step": "first step", "over_block": "first over the block"}
 
@@ -78,12 +77,14 @@ def task_errors(model, demos, episodes: list[int], turn: bool = False):
 
 
 def first_over_block(block_rel, episode_of):
-    """(N,) bool: each episode's first step with the TCP within ``OVER_BLOCK_M`` (x-y) of the
-    block, from (N, 3) ``block_rel`` targets and (N,) episode indices (episodes that never
+    """(N,) bool: each episode's first step with the TCP within the over_block expert's
+    turning radius (``TURN_OVER_M``, x-y) of the block, from (N, 3) ``block_rel`` targets and (N,) episode indices (episodes that never
     get there have none)."""
     import numpy as np
 
-    near = np.linalg.norm(block_rel[:, :2], axis=1) < OVER_BLOCK_M
+    from mmrobot.envs.experts import TURN_OVER_M
+
+    near = np.linalg.norm(block_rel[:, :2], axis=1) < TURN_OVER_M
     at = np.zeros(len(near), dtype=bool)
     for e in np.unique(episode_of):
         steps = np.flatnonzero((episode_of == e) & near)

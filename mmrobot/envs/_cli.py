@@ -8,6 +8,7 @@ from typing import Any
 
 from mmrobot.core.errors import ConfigError
 from mmrobot.envs._cli_dataset import register as register_dataset
+from mmrobot.envs.experts import TURNS
 
 __all__ = ["register"]
 
@@ -68,7 +69,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--expert-turn",
         default="start",
-        choices=("start", "over_block"),
+        choices=TURNS,
         help="when the expert turns the tool to the block's faces: from the first tick "
         "(start, default) or once over the block, where the wrist camera shows its edges",
     )

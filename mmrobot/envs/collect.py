@@ -19,7 +19,7 @@ import numpy as np
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.types import Observation
 from mmrobot.envs.dataset import DatasetWriter, EpisodeRecord
-from mmrobot.envs.perturb import Perturbation, episode_executor
+from mmrobot.envs.perturb import GRASP_TASKS, Perturbation, episode_executor
 from mmrobot.envs.tasks import TaskSpec
 
 __all__ = ["CollectConfig", "Executor", "Job", "collect", "expert_success", "run_expert_episode"]
@@ -216,9 +216,9 @@ def run_expert_episode(
     )
 
 
-#: the tasks whose expert grasps the named block (the turn meter measures them)
-_GRASPING = ("pick", "place", "stack")
-_AWAY_M = 0.02  # the turn meter's "away from the block": the TCP this far from it (x-y)
+# the turn meter's "away from the block": the TCP this far from it (x-y), beyond where the
+# over_block expert turns by more than a tick's approach
+_AWAY_M = 0.02
 
 
 class _TurnMeter:
@@ -261,7 +261,7 @@ def _worker_run(
     if perturbation.enabled:  # its own stream, from the episode's seed: reproducible
         rng = np.random.default_rng([job.seed, 0x9E7])
         executor = episode_executor(perturbation, env, job.task, rng)
-    elif not record and job.task.split()[0] in _GRASPING:
+    elif not record and job.task.split()[0] in GRASP_TASKS:
         executor = _TurnMeter(env)
     try:
         ep = run_expert_episode(
@@ -389,6 +389,9 @@ def expert_success(
         the block's faces while 2 cm or more away from it (x-y), and how far off square it
         closes the gripper (degrees).
     """
+    from mmrobot.envs.experts import check_turn
+
+    check_turn(expert_turn)  # here, not in the workers: they report errors as failed episodes
     perturbation = perturbation or Perturbation()
     items = [
         (Job(t, seed + k), 96, randomize, False, 0, perturbation, expert_turn)

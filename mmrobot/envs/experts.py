@@ -59,6 +59,7 @@ __all__ = [
     "PHASES",
     "ExpertPlan",
     "TURNS",
+    "TURN_OVER_M",
     "ScriptedExpert",
     "check_turn",
     "expert_plan",
@@ -108,12 +109,12 @@ _ARM_SETTLED_RAD_S = 0.15  # arm joint speed (norm) below which the block may be
 _PUSH_Z_M = 0.022
 #: When the expert turns the tool to the block's faces (pick, place, stack, reach):
 #: ``"start"`` from the first tick, wherever the block is (the default; releases v1-v15);
-#: ``"over_block"`` only once the TCP is within ``_TURN_OVER_M`` (x-y) of the block, where the
+#: ``"over_block"`` only once the TCP is within ``TURN_OVER_M`` (x-y) of the block, where the
 #: wrist camera shows its edges (a policy trained on ``"start"`` demonstrations closes as if
 #: it never turned; trained from scratch on ``"over_block"`` it scored 101 of 200 against
 #: 124: docs/policy.md, trial v16).
 TURNS: tuple[str, ...] = ("start", "over_block")
-_TURN_OVER_M = 0.015
+TURN_OVER_M = 0.015  # m
 # the block this close to the zone centre (2 cm inside the zone): done, hold
 _PUSH_DONE_M = names.ZONE_RADIUS_M - 0.02
 _HOVER_Z_M = 0.1
@@ -234,7 +235,7 @@ def _grasp_yaw(sc: Scene, block: tuple[str, str], current: float, turn: str) -> 
     ``"over_block"``, ``current`` until the TCP is over the block."""
     if turn == "over_block":
         xy_err = np.linalg.norm(sc.tcp_pose()[0][:2] - sc.block_pos(*block)[:2])
-        if xy_err >= _TURN_OVER_M:
+        if xy_err >= TURN_OVER_M:
             return current
     return _nearest_yaw(_block_yaw(sc.block_mat(*block)), np.pi / 2, current)
 

@@ -9,7 +9,7 @@ import pytest
 from mmrobot.cli import main as cli_main
 from mmrobot.core.errors import ConfigError, LifecycleError
 from mmrobot.envs import PHASES, privileged_state
-from mmrobot.envs.collect import CollectConfig, Job, collect, run_expert_episode
+from mmrobot.envs.collect import CollectConfig, Job, collect, expert_success, run_expert_episode
 from mmrobot.envs.dataset import DATASET_FORMAT_VERSION, DatasetWriter, DemoDataset, EpisodeRecord
 from mmrobot.envs.privileged import AUX_TARGETS
 from mmrobot.envs.tabletop import TabletopEnv
@@ -116,6 +116,8 @@ def test_the_expert_turn_option_is_checked_and_recorded_in_the_dataset(tmp_path)
 
     with pytest.raises(ConfigError, match=r"expert turn must be one of \['start', 'over_block'\]"):
         CollectConfig(tasks=("pick",), episodes=1, out="x.h5", expert_turn="late")
+    with pytest.raises(ConfigError, match="'late'"):  # not 1 failed episode per seed
+        expert_success(["pick"], 1, workers=0, progress=False, expert_turn="late")
     env = TabletopEnv(render_mode=None)
     env.reset(seed=0, options={"task": "pick"})
     with pytest.raises(ConfigError, match="'sideways'"):
