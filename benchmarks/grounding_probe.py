@@ -9,8 +9,8 @@ which one is meant: a task whose first-step error is far above the others' is a 
 failure, not a precision one (a stack instruction names two blocks).
 
 A checkpoint with a fused ``block_yaw`` head (the tool's turn to the named block's faces,
-``training.aux_weights``) on a dataset that records that target gets a second table: the
-head's turn error, and the share whose direction is right, at two moments of each episode:
+``training.aux_weights``) or a camera one (``training.camera_yaw``) on a dataset that records
+that target gets a second table: each such head's turn error, and the share whose direction is right, at two moments of each episode:
 its first step, where the block is turned as the scene put it and the expert has not turned
 yet (a guess is 22.5 degrees off in the median), and its first step over the block (the TCP
 within 1.5 cm of it, x-y), where the wrist camera shows the block's edges and an expert with
@@ -33,11 +33,12 @@ from _common import episodes_by_task, print_table, probe_parser, write_probe_jso
 TURN_MOMENTS = {"first_step": "first step", "over_block": "first over the block"}
 
 
-def task_errors(model, demos, episodes: list[int], turn: bool = False):
+def task_errors(model, demos, episodes: list[int], turn_heads: tuple[str, ...] = ()):
     """(N,) x-y errors (cm) of the camera head's block estimate at every step of ``episodes``,
-    (N,) whether each is an episode's first step, and with ``turn`` (a ``block_yaw`` head
-    and target) :func:`turn_errors` at the :data:`TURN_MOMENTS` of each episode (a dict),
-    from the same forward passes (else None)."""
+    (N,) whether each is an episode's first step, and for each of ``turn_heads`` (``block_yaw``
+    heads: ``"block_yaw"``, ``"camera/block_yaw"``; the dataset must record the target)
+    :func:`turn_errors` at the :data:`TURN_MOMENTS` of each episode (head -> moment ->
+    errors), from the same forward passes."""
     import numpy as np
     import torch
 
@@ -51,9 +52,9 @@ def task_errors(model, demos, episodes: list[int], turn: bool = False):
         cfg.action.horizon,
         cfg.language.max_len,
         episodes=episodes,
-        aux=["block_rel", "tcp", *(["block_yaw"] if turn else [])],
+        aux=["block_rel", "tcp", *(["block_yaw"] if turn_heads else [])],
     )
-    errors, turn_pred = [], []
+    errors, turn_pred = [], {h: [] for h in turn_heads}
     with torch.no_grad():
         for a in range(0, len(samples), 256):
             idx = np.arange(a, min(a + 256, len(samples)))
@@ -63,16 +64,16 @@ def task_errors(model, demos, episodes: list[int], turn: bool = False):
             errors.append(
                 np.linalg.norm(aux["camera/block_rel"].numpy()[:, :2] - true_cm[:, :2], axis=1)
             )
-            if turn:
-                turn_pred.append(aux["block_yaw"].numpy())
+            for h in turn_heads:
+                turn_pred[h].append(aux[h].numpy())
     err = np.concatenate(errors)
     first = samples.step_of == 0
-    turns = None
-    if turn:
-        pred, true = np.concatenate(turn_pred), samples.aux["block_yaw"]
-        over = first_over_block(samples.aux["block_rel"], samples.episode_of)
-        at = {"first_step": first, "over_block": over}
-        turns = {m: turn_errors(pred[at[m]], true[at[m]]) for m in TURN_MOMENTS}
+    over = first_over_block(samples.aux["block_rel"], samples.episode_of)
+    at = {"first_step": first, "over_block": over}
+    turns = {}
+    for h, parts in turn_pred.items():
+        pred, true = np.concatenate(parts), samples.aux["block_yaw"]
+        turns[h] = {m: turn_errors(pred[at[m]], true[at[m]]) for m in TURN_MOMENTS}
     return err, first, turns
 
 
@@ -126,10 +127,18 @@ def main() -> None:
     by_task = episodes_by_task(demos, args.episodes)
     load_before = os.getloadavg()[0]
     first_episode = by_task[min(by_task)][0]
-    turn = "block_yaw" in model.aux_heads and "block_yaw" in demos.aux(first_episode, ["block_yaw"])
+    recorded = "block_yaw" in demos.aux(first_episode, ["block_yaw"])
+    turn_heads = tuple(
+        h
+        for h, heads in (
+            ("block_yaw", model.aux_heads),
+            ("camera/block_yaw", model.camera_aux_heads),
+        )
+        if recorded and "block_yaw" in heads
+    )
     rows, turn_rows, results = [], [], {}
     for task in sorted(by_task):
-        err, first, turns = task_errors(model, demos, by_task[task], turn)
+        err, first, turns = task_errors(model, demos, by_task[task], turn_heads)
         doc = {
             "episodes": len(by_task[task]),
             "median_cm": float(np.median(err)),
@@ -146,21 +155,24 @@ def main() -> None:
                 f"{doc['first_step_p90_cm']:.2f}",
             ]
         )
-        for moment, (t_err, right) in (turns or {}).items():
-            if not len(t_err):
-                continue
-            doc[f"{moment}_turn_median_deg"] = float(np.median(t_err))
-            doc[f"{moment}_turn_right_way"] = float(right.mean())
-            doc[f"{moment}_turn_episodes"] = len(t_err)
-            turn_rows.append(
-                [
-                    task,
-                    TURN_MOMENTS[moment],
-                    str(len(t_err)),
-                    f"{np.median(t_err):.1f}",
-                    f"{100 * right.mean():.0f} %",
-                ]
-            )
+        for head, moments in turns.items():
+            key = "" if head == "block_yaw" else "camera_"  # the fused head keeps its keys
+            for moment, (t_err, right) in moments.items():
+                if not len(t_err):
+                    continue
+                doc[f"{key}{moment}_turn_median_deg"] = float(np.median(t_err))
+                doc[f"{key}{moment}_turn_right_way"] = float(right.mean())
+                doc[f"{key}{moment}_turn_episodes"] = len(t_err)
+                turn_rows.append(
+                    [
+                        task,
+                        head,
+                        TURN_MOMENTS[moment],
+                        str(len(t_err)),
+                        f"{np.median(t_err):.1f}",
+                        f"{100 * right.mean():.0f} %",
+                    ]
+                )
     print_table(
         f"camera head x-y error of the named block: {args.checkpoint} on {args.dataset}; "
         f"load {load_before:.2f}",
@@ -169,8 +181,8 @@ def main() -> None:
     )
     if turn_rows:
         print_table(
-            "the block_yaw head's turn to the named block's faces (a guess: 22.5 degrees, 50 %)",
-            ["task", "step", "episodes", "error, median (deg)", "direction right"],
+            "the block_yaw heads' turn to the named block's faces (a guess: 22.5 degrees, 50 %)",
+            ["task", "head", "step", "episodes", "error, median (deg)", "direction right"],
             turn_rows,
         )
     write_probe_json(args, "grounding_probe", load_before, results)

@@ -340,12 +340,16 @@ class TrainingConfig:
     ``encoder_aux`` adds a camera head per position target (``block_rel``, ``goal_rel``)
     that predicts the position in the base frame from the cameras and the instruction only,
     before fusion, with the same weight; the dataset must carry the ``tcp`` target.
+    ``camera_yaw`` (with ``encoder_aux``) adds one more camera head, for ``block_yaw`` (the
+    tool's turn to the named block's faces, which the wrist camera shows once over the block),
+    with this loss weight (0: none).
     """
 
     modality_dropout: Mapping[str, float] = field(default_factory=dict)
     aux_weights: Mapping[str, float] = field(default_factory=dict)
-    # off when absent, as in configs written before the key existed
+    # off when absent, as in configs written before the keys existed
     encoder_aux: bool = False
+    camera_yaw: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("modality_dropout", "aux_weights"):
@@ -368,10 +372,37 @@ class TrainingConfig:
             raise ConfigError(
                 f"training.encoder_aux must be true or false, got {self.encoder_aux!r}"
             )
+        _check_float("training", "camera_yaw", self.camera_yaw, 0.0, 100.0)
+        if self.camera_yaw and not self.encoder_aux:
+            raise ConfigError(
+                f"training.camera_yaw = {self.camera_yaw} adds a camera head, but camera heads "
+                "need training.encoder_aux = true; set it, or camera_yaw = 0"
+            )
         object.__setattr__(
             self, "modality_dropout", {k: float(v) for k, v in self.modality_dropout.items()}
         )
         object.__setattr__(self, "aux_weights", {k: float(v) for k, v in self.aux_weights.items()})
+        object.__setattr__(self, "camera_yaw", float(self.camera_yaw))
+
+    @property
+    def camera_heads(self) -> dict[str, float]:
+        """Target name -> loss weight of each camera head (``encoder_aux``): the position
+        targets with a weight, then ``block_yaw`` with ``camera_yaw``."""
+        if not self.encoder_aux:
+            return {}
+        heads = {
+            n: w for n, w in self.aux_weights.items() if w > 0 and AUX_TARGETS[n][0] == "vector"
+        }
+        if self.camera_yaw:
+            heads["block_yaw"] = self.camera_yaw
+        return heads
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """Head -> loss weight: each fused head by its target's name, each camera head as
+        ``camera/<name>`` (the names of ``FusionPolicyModel.forward``'s predictions)."""
+        fused = {n: w for n, w in self.aux_weights.items() if w > 0}
+        return {**fused, **{f"camera/{n}": w for n, w in self.camera_heads.items()}}
 
 
 @dataclass(frozen=True)

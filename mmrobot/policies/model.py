@@ -233,8 +233,8 @@ class FusionPolicyModel(nn.Module):
             }
         )
         # With training.encoder_aux, camera heads: the position targets in the base frame
-        # from the cameras and the instruction alone, before fusion (see forward()).
-        camera_targets = [n for n in aux_names if AUX_TARGETS[n][0] == "vector"]
+        # (and, with training.camera_yaw, the block's turn) from the cameras and the
+        # instruction alone, before fusion (see forward()).
         self.camera_aux_heads = nn.ModuleDict(
             {
                 name: nn.Sequential(
@@ -242,14 +242,19 @@ class FusionPolicyModel(nn.Module):
                     nn.GELU(),
                     nn.Linear(w, AUX_TARGETS[name][1]),
                 )
-                for name in (camera_targets if config.training.encoder_aux and cams else [])
+                for name in (config.training.camera_heads if cams else [])
             }
         )
-        # A camera head predicts (output * 10 + offset) cm: the offset, the mean target of the
-        # training data (set by the trainer), takes the base frame's large mean (the table is
-        # about 45 cm in front of the base) off the head, as normalizing a target does.
-        for name in self.camera_aux_heads:
+        # A position head predicts (output * 10 + offset) cm: the offset, the mean target of
+        # the training data (set by the trainer), takes the base frame's large mean (the table
+        # is about 45 cm in front of the base) off the head, as normalizing a target does.
+        for name in self.camera_position_heads:
             self.register_buffer(f"camera_aux_offset_{name}", torch.zeros(AUX_TARGETS[name][1]))
+
+    @property
+    def camera_position_heads(self) -> list[str]:
+        """The camera heads that predict a base-frame position (cm), not an angle."""
+        return [n for n in self.camera_aux_heads if AUX_TARGETS[n][0] == "vector"]
 
     # ----------------------------------------------------------------------------- encoding
     def _modality_index(self, modality: str) -> int:
@@ -441,12 +446,13 @@ class FusionPolicyModel(nn.Module):
         return logits, aux
 
     def camera_aux(self, summary: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The camera heads' predictions (``"camera/<name>"`` -> (B, size), base frame, cm)
-        from :meth:`encode`'s ``summary``; empty without ``training.encoder_aux``."""
-        return {
-            f"camera/{n}": head(summary) * 10.0 + getattr(self, f"camera_aux_offset_{n}")
-            for n, head in self.camera_aux_heads.items()
-        }
+        """The camera heads' predictions (``"camera/<name>"`` -> (B, size): positions in the
+        base frame in cm, ``block_yaw`` as its target's unit vector) from :meth:`encode`'s
+        ``summary``; empty without ``training.encoder_aux``."""
+        out = {f"camera/{n}": head(summary) for n, head in self.camera_aux_heads.items()}
+        for n in self.camera_position_heads:
+            out[f"camera/{n}"] = out[f"camera/{n}"] * 10.0 + getattr(self, f"camera_aux_offset_{n}")
+        return out
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding: action tokens (B, H, D) int64 and their logits (B, H, D, bins).

@@ -99,8 +99,9 @@ def aux_loss(
 ) -> dict[str, torch.Tensor]:
     """Loss of each auxiliary head (see :data:`~mmrobot.policies.config.AUX_TARGETS`).
 
-    A ``camera/<name>`` prediction (``training.encoder_aux``) is compared with ``<name>`` plus
-    ``targets["tcp"]``, the position in the base frame.
+    A ``camera/<name>`` position prediction (``training.encoder_aux``) is compared with
+    ``<name>`` plus ``targets["tcp"]``, the position in the base frame; ``camera/block_yaw``
+    with ``block_yaw`` itself.
 
     With ``camera_far_m`` > 0 a camera head's error is a weighted mean: a sample whose
     gripper is at least that far (x-y) from the named block (``block_rel``) weighs 1, a
@@ -122,7 +123,7 @@ def aux_loss(
         kind = AUX_TARGETS[target_name][0]
         target = targets[target_name]
         camera = name != target_name
-        if camera:  # a camera head: the same position in the base frame
+        if camera and kind == "vector":  # a camera head: the same position in the base frame
             target = target + targets["tcp"]
         pred = pred.float()
         if kind == "vector":
@@ -192,23 +193,24 @@ def training_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(total loss, token loss, token accuracy, auxiliary losses) of one training step.
 
-    The total is the token loss plus each auxiliary loss times its weight (a ``camera/``
-    head takes its target's weight); with ``camera_only`` (the trainer's
-    ``perception_steps``) it is the camera heads' losses alone. ``camera_far_m`` and
-    ``camera_near_weight``: see :func:`aux_loss`.
+    The total is the token loss plus each auxiliary loss times its weight in ``aux_weights``
+    (``TrainingConfig.loss_weights``: a head's prediction name -> weight); with
+    ``camera_only`` (the trainer's ``perception_steps``) it is the camera heads' weighted
+    losses alone. ``camera_far_m`` and ``camera_near_weight``: see :func:`aux_loss`.
     """
     loss, acc = token_loss(logits, targets, label_sigma)
     aux = aux_loss(aux_pred, aux_targets, camera_far_m, camera_near_weight)
+    weighted = {n: aux_weights[n] * v for n, v in aux.items()}
     if camera_only:
-        total = sum(v for n, v in aux.items() if n.startswith("camera/"))
+        total = sum(v for n, v in weighted.items() if n.startswith("camera/"))
     else:
-        total = loss + sum(aux_weights[n.removeprefix("camera/")] * v for n, v in aux.items())
+        total = loss + sum(weighted.values())
     return total, loss, acc, aux
 
 
 def set_camera_offsets(model: nn.Module, aux: dict[str, np.ndarray]) -> None:
-    """Set each camera head's output offset to its mean base-frame target (cm) over ``aux``,
-    the training samples' privileged targets (with ``tcp``)."""
-    for name in model.camera_aux_heads:
+    """Set each camera position head's output offset to its mean base-frame target (cm) over
+    ``aux``, the training samples' privileged targets (with ``tcp``)."""
+    for name in model.camera_position_heads:
         mean_cm = 100.0 * (aux[name] + aux["tcp"]).mean(axis=0)
         getattr(model, f"camera_aux_offset_{name}").copy_(torch.from_numpy(mean_cm))

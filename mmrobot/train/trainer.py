@@ -216,7 +216,10 @@ class Trainer:
         sub[INSTRUCTION_MASK] = torch.from_numpy(samples.swap_mask[ep[chosen]]).to(self.device)
         swapped = {"block_rel": aux["goal_rel"][rows], "goal_rel": aux["block_rel"][rows]}
         _, _, _, summary = model.encode(sub)
-        losses = aux_loss(model.camera_aux(summary), {**swapped, "tcp": aux["tcp"][rows]})
+        pred = {  # the position heads only: the block's turn has no swapped reading
+            n: p for n, p in model.camera_aux(summary).items() if n[len("camera/") :] in swapped
+        }
+        losses = aux_loss(pred, {**swapped, "tcp": aux["tcp"][rows]})
         return {f"swap/{n}": v for n, v in losses.items()}
 
     def _schedule(self, step: int) -> float:
@@ -369,9 +372,10 @@ class Trainer:
         resuming = resume and (self.run_dir / STATE_JSON).is_file()
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
-        aux_names = [n for n, w in base.training.aux_weights.items() if w > 0]
-        if aux_names and base.training.encoder_aux:
-            aux_names.append("tcp")  # the camera heads' targets are in the base frame
+        weights = base.training.loss_weights
+        aux_names = list(dict.fromkeys(n.removeprefix("camera/") for n in weights))
+        if base.training.camera_heads:
+            aux_names.append("tcp")  # the camera position heads' targets are in the base frame
 
         def load_samples(rounds: int) -> ChunkSamples:
             extra = [DemoDataset(p) for r in range(1, rounds + 1) for p in self._round_files(r)]
@@ -492,7 +496,7 @@ class Trainer:
                         targets,
                         aux_pred,
                         aux_targets,
-                        config.training.aux_weights,
+                        config.training.loss_weights,
                         camera_only=step < c.perception_steps,
                         label_sigma=c.label_sigma,
                         camera_far_m=c.camera_far_m,
@@ -501,7 +505,8 @@ class Trainer:
                     if c.stack_swap:
                         swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)
                         for n, v in swap.items():
-                            total = total + config.training.aux_weights[n.split("/")[-1]] * v
+                            weight = config.training.loss_weights[n.removeprefix("swap/")]
+                            total = total + weight * v
                         aux_losses = {**aux_losses, **swap}
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()

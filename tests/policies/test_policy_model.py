@@ -185,6 +185,31 @@ def test_block_yaw_head_is_fused_only_and_scored_on_the_unit_circle():
     assert opposite.item() == pytest.approx(2.0)  # (2^2 + 0) / 2 per sample
 
 
+def test_camera_yaw_head_reads_the_cameras_and_is_scored_against_the_turn_itself():
+    from mmrobot.policies.config import ConfigError
+    from mmrobot.train.step import aux_loss
+
+    training = {"aux_weights": {"block_rel": 1.0}, "encoder_aux": True, "camera_yaw": 3.0}
+    model = FusionPolicyModel(tiny_config("mid", training=training)).eval()
+    batch = tiny_batch(model.config, 2)
+    _, aux = model(batch, with_aux=True)
+    # the fused block_yaw head needs its own weight; the camera one needs camera_yaw only
+    assert set(aux) == {"block_rel", "camera/block_rel", "camera/block_yaw"}
+    assert model.camera_position_heads == ["block_rel"]  # the turn has no cm offset
+    moved = dict(batch, joints=batch["joints"] + 1.0)
+    _, aux_moved = model(moved, with_aux=True)
+    assert torch.equal(aux_moved["camera/block_yaw"], aux["camera/block_yaw"])
+    # scored against block_yaw, not against block_yaw + tcp as a position would be
+    target = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    targets = {"block_yaw": target, "tcp": torch.full((2, 3), 0.3)}
+    exact = aux_loss({"camera/block_yaw": target.clone()}, targets)["camera/block_yaw"]
+    assert exact.item() == 0.0
+    with pytest.raises(ConfigError, match="camera_yaw = 1.0 .* needs? training.encoder_aux"):
+        tiny_config("mid", training={"aux_weights": {"block_rel": 1.0}, "camera_yaw": 1.0})
+    with pytest.raises(ConfigError, match="camera_yaw must be in"):
+        tiny_config("mid", training={"encoder_aux": True, "camera_yaw": -1.0})
+
+
 def test_camera_far_m_leaves_out_the_samples_near_the_block():
     """camera_far_m: a camera head's error counts only where the gripper is that far (x-y)
     from the named block; the fused heads keep every sample."""
@@ -211,8 +236,13 @@ def test_camera_far_m_leaves_out_the_samples_near_the_block():
 def test_perception_steps_train_only_what_the_camera_heads_read():
     from mmrobot.train.step import training_loss
 
-    training = {"aux_weights": {"block_rel": 1.0, "held": 1.0}, "encoder_aux": True}
+    training = {
+        "aux_weights": {"block_rel": 1.0, "held": 1.0},
+        "encoder_aux": True,
+        "camera_yaw": 2.0,
+    }
     model = FusionPolicyModel(tiny_config("mid", camera={"film": True}, training=training))
+    assert set(model.camera_aux_heads) == {"block_rel", "block_yaw"}
     model.train()
     batch = tiny_batch(model.config, 2)
     ac = model.config.action
@@ -222,9 +252,20 @@ def test_perception_steps_train_only_what_the_camera_heads_read():
         "block_rel": torch.full((2, 3), 0.1),
         "tcp": torch.full((2, 3), 0.3),
         "held": torch.ones(2),
+        "block_yaw": torch.tensor([[0.0, 1.0], [1.0, 0.0]]),
     }
-    total, *_ = training_loss(
-        logits, targets, aux, aux_targets, {"block_rel": 1.0, "held": 1.0}, camera_only=True
+    weights = model.config.training.loss_weights
+    assert weights == {
+        "block_rel": 1.0,
+        "held": 1.0,
+        "camera/block_rel": 1.0,
+        "camera/block_yaw": 2.0,
+    }
+    total, _, _, losses = training_loss(
+        logits, targets, aux, aux_targets, weights, camera_only=True
+    )
+    assert total.item() == pytest.approx(
+        (losses["camera/block_rel"] + 2.0 * losses["camera/block_yaw"]).item()
     )
     total.backward()
     grads = {
@@ -235,7 +276,8 @@ def test_perception_steps_train_only_what_the_camera_heads_read():
         n.startswith(("image_encoder.", "instruction_encoder.", "camera_aux_heads."))
         for n in trained
     ), sorted(trained)
-    assert any(n.startswith("camera_aux_heads.") for n in trained)
+    assert any(n.startswith("camera_aux_heads.block_rel") for n in trained)
+    assert any(n.startswith("camera_aux_heads.block_yaw") for n in trained)
     assert any(n.startswith("image_encoder.") and "film" in n for n in trained)
 
 

@@ -53,8 +53,10 @@ def test_probe_reports_the_turn_heads_first_step_error(tmp_path):
     proc, results = probe_a_trained_run(tmp_path, turn=True)
     assert "block_yaw head" in proc.stdout
     reach = results["reach"]
-    assert 0.0 <= reach["first_step_turn_median_deg"] <= 45.0
-    assert 0.0 <= reach["first_step_turn_right_way"] <= 1.0
+    for head in ("", "camera_"):  # the fused head, then the camera one (camera_yaw)
+        assert 0.0 <= reach[f"{head}first_step_turn_median_deg"] <= 45.0
+        assert 0.0 <= reach[f"{head}first_step_turn_right_way"] <= 1.0
+    assert "camera/block_yaw" in proc.stdout
 
 
 def test_turn_errors_fold_the_quarter_turn_symmetry():

@@ -55,9 +55,10 @@ def write_policy_toml(
     training = {"modality_dropout": {"camera": 0.2}}
     if encoder_aux:  # camera heads, trained alone in the perception steps
         weights = {"block_rel": 1.0, "held": 0.5, **({"goal_rel": 1.0} if goal else {})}
-        if turn:  # and a fused head for the tool's turn to the block
-            weights["block_yaw"] = 1.0
         training.update(aux_weights=weights, encoder_aux=True)
+        if turn:  # and a fused and a camera head for the tool's turn to the block
+            weights["block_yaw"] = 1.0
+            training["camera_yaw"] = 2.0
     doc = {
         "model": {"width": 32, "depth": 2, "heads": 2, "dropout": 0.1},
         "language": {"max_len": 24},
