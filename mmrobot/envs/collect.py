@@ -249,10 +249,25 @@ class _TurnMeter:
         return float(np.ptp(self.away)) if self.away and self.closing_off is not None else None
 
 
+@dataclass(frozen=True)
+class _WorkerJob:
+    """One episode for a worker: the job, how to run it, and whether to record it (else a
+    summary row comes back)."""
+
+    job: Job
+    image_size: int
+    randomize: bool
+    record: bool
+    settle_steps: int
+    perturbation: Perturbation
+    turn: str
+
+
 def _worker_run(
-    args: tuple[Job, int, bool, bool, int, Perturbation, str],
+    w: _WorkerJob,
 ) -> EpisodeRecord | tuple[str, int, bool, int, str, float | None, float | None]:
-    job, image_size, randomize, record, settle_steps, perturbation, turn = args
+    job, image_size, randomize, record = w.job, w.image_size, w.randomize, w.record
+    perturbation = w.perturbation
     key = f"{image_size}/{job.split}/{randomize}"
     env = _WORKER_ENV.get(key)
     if env is None:
@@ -268,10 +283,10 @@ def _worker_run(
             env,
             job,
             record=record,
-            settle_steps=settle_steps,
+            settle_steps=w.settle_steps,
             executor=executor,
             flag_executed=perturbation.enabled,  # every episode flagged: one dataset layout
-            expert_turn=turn,
+            expert_turn=w.turn,
         )
     except Exception as e:  # a crashed episode must not end the collection run
         return (job.task, job.seed, False, 0, f"error: {type(e).__name__}: {e}", None, None)
@@ -318,7 +333,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     attempts = written = 0
     stream = _jobs(cfg.tasks, cfg.seed, cfg.split)
     items = (
-        (
+        _WorkerJob(
             next(stream),
             cfg.image_size,
             cfg.randomize,
@@ -394,7 +409,7 @@ def expert_success(
     check_turn(expert_turn)  # here, not in the workers: they report errors as failed episodes
     perturbation = perturbation or Perturbation()
     items = [
-        (Job(t, seed + k), 96, randomize, False, 0, perturbation, expert_turn)
+        _WorkerJob(Job(t, seed + k), 96, randomize, False, 0, perturbation, expert_turn)
         for t in tasks
         for k in range(seeds)
     ]
