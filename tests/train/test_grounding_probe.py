@@ -22,13 +22,21 @@ def run_probe(checkpoint, dataset, *args: str, script: str = "grounding_probe.py
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
-def probe_a_trained_run(tmp_path, turn: bool = False):
-    """Train 3 steps with camera heads (and a block_yaw head), probe the run: (process,
-    the JSON's per-task results)."""
+def probe_a_trained_run(tmp_path, turn: bool = False, positions: bool = True):
+    """Train 3 steps with camera heads (and block_yaw heads; without ``positions``, those
+    alone), probe the run: (process, the JSON's per-task results)."""
+    import re
+
     from mmrobot.train import train
 
+    policy = write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=turn)
+    if not positions:
+        text = re.sub(
+            r"(?m)^aux_weights = .*$", "aux_weights = { block_yaw = 1.0 }", policy.read_text()
+        )
+        policy.write_text(text)
     files = (
-        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=turn),
+        policy,
         write_dataset(tmp_path / "demos.h5", aux=True),
         tmp_path,
     )
@@ -57,6 +65,14 @@ def test_probe_reports_the_turn_heads_first_step_error(tmp_path):
         assert 0.0 <= reach[f"{head}first_step_turn_median_deg"] <= 45.0
         assert 0.0 <= reach[f"{head}first_step_turn_right_way"] <= 1.0
     assert "camera/block_yaw" in proc.stdout
+
+
+def test_a_policy_with_only_turn_heads_gets_the_turn_table_alone(tmp_path):
+    proc, results = probe_a_trained_run(tmp_path, turn=True, positions=False)
+    assert "x-y error" not in proc.stdout  # no position head: no position table
+    reach = results["reach"]
+    assert "median_cm" not in reach
+    assert 0.0 <= reach["camera_first_step_turn_median_deg"] <= 45.0
 
 
 def test_turn_errors_fold_the_quarter_turn_symmetry():
@@ -97,4 +113,4 @@ def test_probe_refuses_a_checkpoint_without_camera_heads(tmp_path):
     run = train(config(files, tmp_path / "run", steps=2), progress=False)
     proc = run_probe(run.checkpoint, files[1])
     assert proc.returncode != 0
-    assert "no camera head for block_rel" in proc.stderr
+    assert "has no camera heads" in proc.stderr and "encoder_aux" in proc.stderr
