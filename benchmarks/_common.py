@@ -76,6 +76,34 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         print(f"wrote {path}")
 
 
+def write_trained_probe_json(
+    args: Any,
+    bench: str,
+    steps: int,
+    split: tuple[int, int],
+    load_avg: list[float],
+    results: Any,
+    **extra: Any,
+) -> None:
+    """``--json``'s file of a probe that trains on a dataset's episodes (``args.dataset``,
+    ``args.lr``) and measures on held-out ones: ``split`` is (training, held-out) episodes;
+    ``extra``: more top-level keys."""
+    write_json(
+        args.json,
+        {
+            "bench": bench,
+            **extra,
+            "dataset": args.dataset,
+            "steps": steps,
+            "lr": args.lr,
+            "train_episodes": split[0],
+            "val_episodes": split[1],
+            "load_avg": load_avg,
+            "results": results,
+        },
+    )
+
+
 def probe_parser(description: str, checkpoint_help: str = "checkpoint folder") -> Any:
     """The arguments of the offline probes of a checkpoint on recorded episodes."""
     import argparse

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, write_json  # noqa: E402
+from _common import print_table, write_trained_probe_json  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,20 +334,14 @@ def main() -> None:
         ["variant", "x (cm)", "y (cm)", "z (cm)", *(f"{t} x-y / first" for t in tasks), "seconds"],
         rows,
     )
-    write_json(
-        args.json,
-        {
-            "bench": "vision_probe",
-            "set": args.set,
-            "dataset": args.dataset,
-            "steps": steps,
-            "lr": args.lr,
-            "train_episodes": n - n_val,
-            "val_episodes": n_val,
-            "load_avg": [load_before, load_after],
-            "machine": machine(),
-            "results": results,
-        },
+    write_trained_probe_json(
+        args,
+        "vision_probe",
+        steps,
+        (n - n_val, n_val),
+        [load_before, load_after],
+        results,
+        set=args.set,
     )
 
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table, write_json  # noqa: E402
+from _common import print_table, write_trained_probe_json  # noqa: E402
 from grounding_probe import first_over_block, turn_errors  # noqa: E402
 
 #: camera choice -> the dataset streams it reads
@@ -249,19 +249,8 @@ def main() -> None:
         ["variant", *(f"{t} {MOMENTS[m]}" for t in tasks for m in MOMENTS), "seconds"],
         rows,
     )
-    write_json(
-        args.json,
-        {
-            "bench": "yaw_probe",
-            "dataset": args.dataset,
-            "steps": steps,
-            "lr": args.lr,
-            "train_episodes": n - n_val,
-            "val_episodes": n_val,
-            "load_avg": [load_before, load_after],
-            "machine": machine(),
-            "results": results,
-        },
+    write_trained_probe_json(
+        args, "yaw_probe", steps, (n - n_val, n_val), [load_before, load_after], results
     )
 
 

@@ -45,17 +45,16 @@ def test_the_blocks_own_yaw_stays_put_while_the_tool_turns(picks):
         assert np.ptp(block) < 1.0  # ... and the block's own yaw stayed
 
 
+def run_yaw_probe(dataset, *args: str) -> subprocess.CompletedProcess:
+    """``benchmarks/yaw_probe.py --dataset D ARGS`` in a subprocess."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "yaw_probe.py"), "--dataset", str(dataset)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
 def test_quick_run_reports_every_variant_and_the_no_turn_baselines(picks, tmp_path):
     out = tmp_path / "probe.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "yaw_probe.py"), "--dataset", str(picks)]
-    proc = subprocess.run(
-        [*cmd, "--variants", "wrist:turn", "scene:block", "--quick", "--val-fraction", "0.34"]
-        + ["--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    variants = ("--variants", "wrist:turn", "scene:block")
+    proc = run_yaw_probe(picks, *variants, "--quick", "--val-fraction", "0.34", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(out.read_text())["results"]
     assert [r["variant"] for r in results] == [
@@ -73,9 +72,6 @@ def test_quick_run_reports_every_variant_and_the_no_turn_baselines(picks, tmp_pa
 
 
 def test_a_bad_variant_is_refused_with_the_choices(picks):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "yaw_probe.py"), "--dataset", str(picks)]
-    proc = subprocess.run(
-        [*cmd, "--variants", "top:turn"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    proc = run_yaw_probe(picks, "--variants", "top:turn")
     assert proc.returncode == 2
     assert "top:turn" in proc.stderr and "wrist" in proc.stderr
