@@ -159,6 +159,11 @@ class TrainConfig:
         perception_steps: the first steps train the camera heads' loss only (the policy
             config's ``training.encoder_aux``): the stem learns to find the block before
             behaviour cloning can settle on proprioception (docs/policy.md).
+        turn_steps: the first of the perception steps train the camera turn head alone (the
+            policy config's ``training.camera_yaw``): trained beside the position heads from
+            the start it memorizes the turn; trained alone first, it reads it, and keeps
+            reading it once the position heads join (docs/policy.md). At most
+            ``perception_steps``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: clip the global gradient norm to this (0: off).
         ema_decay: exponential moving average of weights (0: off); the checkpoint holds it.
@@ -210,6 +215,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     perception_steps: int = 0
+    turn_steps: int = 0
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     ema_decay: float = 0.0
@@ -260,7 +266,14 @@ class TrainConfig:
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                 "an int >= 1",
             )
-        for name in ("warmup_steps", "perception_steps", "seed", "shift_px", "threads"):
+        for name in (
+            "warmup_steps",
+            "perception_steps",
+            "turn_steps",
+            "seed",
+            "shift_px",
+            "threads",
+        ):
             check(
                 name,
                 isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
@@ -271,6 +284,12 @@ class TrainConfig:
             self.perception_steps == 0 or self.perception_steps < self.steps,
             f"fewer than steps = {self.steps}, so that the action head is trained too"
             + (" (fine-tuning with steps = 0: set perception_steps = 0)" if self.init else ""),
+        )
+        check(
+            "turn_steps",
+            self.turn_steps <= self.perception_steps,
+            f"at most perception_steps = {self.perception_steps} (the turn head trains alone "
+            "within the perception steps)",
         )
         check("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 1, "a number in (0, 1)")
         check("weight_decay", 0 <= self.weight_decay < 1, "a number in [0, 1)")
@@ -346,6 +365,12 @@ class TrainConfig:
                 "the named block's distance, but the policy has no block_rel camera head: set "
                 "training.encoder_aux = true with an aux_weights entry for block_rel in the "
                 "policy config, or camera_far_m = 0"
+            )
+        if self.turn_steps and "block_yaw" not in heads:
+            raise ConfigError(
+                f"turn_steps = {self.turn_steps} trains the camera turn head alone, but the "
+                "policy has none: set training.camera_yaw > 0 (with encoder_aux = true) in the "
+                "policy config, or turn_steps = 0"
             )
         if self.perception_steps and not heads:
             raise ConfigError(

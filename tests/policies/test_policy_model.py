@@ -279,6 +279,17 @@ def test_perception_steps_train_only_what_the_camera_heads_read():
     assert any(n.startswith("camera_aux_heads.block_rel") for n in trained)
     assert any(n.startswith("camera_aux_heads.block_yaw") for n in trained)
     assert any(n.startswith("image_encoder.") and "film" in n for n in trained)
+    # turn_only (the trainer's turn_steps): the camera turn head and what it reads, alone
+    model.zero_grad()
+    logits, aux = model(batch, targets, with_aux=True)
+    turn, *_ = training_loss(logits, targets, aux, aux_targets, weights, turn_only=True)
+    turn.backward()
+    trained = {
+        n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
+    assert any(n.startswith("camera_aux_heads.block_yaw") for n in trained)
+    assert any(n.startswith("image_encoder.") for n in trained)
+    assert not any(n.startswith("camera_aux_heads.block_rel") for n in trained)
 
 
 @pytest.mark.parametrize("fusion", ["mid", "early", "late"])

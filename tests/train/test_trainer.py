@@ -1,6 +1,7 @@
 """Training: determinism, exact resume, learning, checkpoints, config errors, DDP."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -423,13 +424,34 @@ def test_config_errors_name_the_key(tmp_path, files):
     assert (c.steps, c.lr, c.device) == (9, 1e-3, "cpu")
 
 
-@pytest.mark.parametrize("key", [{"perception_steps": 1}, {"camera_far_m": 0.08}])
+@pytest.mark.parametrize(
+    "key",
+    [{"perception_steps": 1}, {"camera_far_m": 0.08}, {"perception_steps": 1, "turn_steps": 1}],
+)
 def test_camera_head_settings_need_camera_heads(files, tmp_path, key):
     from mmrobot.train import train
 
     # the test policy has no camera heads (training.encoder_aux is off)
     with pytest.raises(ConfigError, match="encoder_aux"):
         train(config(files, tmp_path / "p", steps=2, **key), progress=False)
+
+
+def test_turn_steps_train_the_camera_turn_head_alone_within_the_perception_steps(tmp_path):
+    from mmrobot.train import train
+
+    with pytest.raises(ConfigError, match="turn_steps .* at most perception_steps = 1"):
+        config((None, None, None), tmp_path, perception_steps=1, turn_steps=2)
+    files = (
+        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=True),
+        write_dataset(tmp_path / "demos.h5", aux=True),
+        tmp_path,
+    )
+    run = train(
+        config(files, tmp_path / "run", steps=4, perception_steps=2, turn_steps=1), progress=False
+    )
+    rows = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("kind") == "train"] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["aux_camera_block_yaw"]) for r in rows if r.get("kind") == "train")
 
 
 def test_plot_draws_the_curves(files, tmp_path):
