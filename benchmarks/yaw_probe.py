@@ -80,7 +80,7 @@ def load(path: str, episodes: range, every: int):
         ee = ee[:, -1] if ee.ndim == 3 else ee  # the newest sample of a history window
         t = aux["block_yaw"][::every]
         turn.append(t)
-        block.append(np.stack([yaw_target(a) for a in turn_from_target(t) + tool_yaw(ee)]))
+        block.append(yaw_target(turn_from_target(t) + tool_yaw(ee)))
         rel.append(aux["block_rel"][::every])
         n = len(t)
         i, m = tok.encode(ds.info(e).instruction)

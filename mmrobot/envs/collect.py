@@ -266,12 +266,11 @@ class _WorkerJob:
 def _worker_run(
     w: _WorkerJob,
 ) -> EpisodeRecord | tuple[str, int, bool, int, str, float | None, float | None]:
-    job, image_size, randomize, record = w.job, w.image_size, w.randomize, w.record
-    perturbation = w.perturbation
-    key = f"{image_size}/{job.split}/{randomize}"
+    job, record, perturbation = w.job, w.record, w.perturbation
+    key = f"{w.image_size}/{job.split}/{w.randomize}"
     env = _WORKER_ENV.get(key)
     if env is None:
-        env = _WORKER_ENV[key] = _make_env(image_size, job.split, randomize)
+        env = _WORKER_ENV[key] = _make_env(w.image_size, job.split, w.randomize)
     executor: Any = None
     if perturbation.enabled:  # its own stream, from the episode's seed: reproducible
         rng = np.random.default_rng([job.seed, 0x9E7])

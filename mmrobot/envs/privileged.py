@@ -140,9 +140,11 @@ def privileged_state(env: TabletopEnv) -> PrivilegedState:
     )
 
 
-def yaw_target(phi: float) -> np.ndarray:
-    """The ``block_yaw`` target of a tool turn ``phi`` (rad): ``(sin 4 phi, cos 4 phi)``."""
-    return np.array([np.sin(4.0 * phi), np.cos(4.0 * phi)], dtype=np.float32)
+def yaw_target(phi: float | np.ndarray) -> np.ndarray:
+    """The ``block_yaw`` target of a tool turn ``phi`` (rad): ``(sin 4 phi, cos 4 phi)``;
+    (2,) for one turn, (..., 2) for an array of them."""
+    phi = np.asarray(phi, dtype=np.float64)
+    return np.stack([np.sin(4.0 * phi), np.cos(4.0 * phi)], axis=-1).astype(np.float32)
 
 
 def turn_from_target(target: np.ndarray) -> np.ndarray:

@@ -248,13 +248,12 @@ class FusionPolicyModel(nn.Module):
         # A position head predicts (output * 10 + offset) cm: the offset, the mean target of
         # the training data (set by the trainer), takes the base frame's large mean (the table
         # is about 45 cm in front of the base) off the head, as normalizing a target does.
+        #: the camera heads that predict a base-frame position (cm), not an angle
+        self.camera_position_heads = [
+            n for n in self.camera_aux_heads if AUX_TARGETS[n][0] == "vector"
+        ]
         for name in self.camera_position_heads:
             self.register_buffer(f"camera_aux_offset_{name}", torch.zeros(AUX_TARGETS[name][1]))
-
-    @property
-    def camera_position_heads(self) -> list[str]:
-        """The camera heads that predict a base-frame position (cm), not an angle."""
-        return [n for n in self.camera_aux_heads if AUX_TARGETS[n][0] == "vector"]
 
     # ----------------------------------------------------------------------------- encoding
     def _modality_index(self, modality: str) -> int:

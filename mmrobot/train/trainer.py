@@ -396,6 +396,7 @@ class Trainer:
             config = init.config  # its normalization and bins: the weights were fit to them
         else:
             config = fit_policy_config(samples, base, c.action_binning)
+        loss_weights = config.training.loss_weights  # head -> weight, read once, not per step
         torch.manual_seed(c.seed)  # the initial weights
         model = FusionPolicyModel(config).to(self.device)
         c.check_camera_heads(set(model.camera_aux_heads), self.world)
@@ -496,7 +497,7 @@ class Trainer:
                         targets,
                         aux_pred,
                         aux_targets,
-                        config.training.loss_weights,
+                        loss_weights,
                         camera_only=step < c.perception_steps,
                         label_sigma=c.label_sigma,
                         camera_far_m=c.camera_far_m,
@@ -506,8 +507,7 @@ class Trainer:
                     if c.stack_swap:
                         swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)
                         for n, v in swap.items():
-                            weight = config.training.loss_weights[n.removeprefix("swap/")]
-                            total = total + weight * v
+                            total = total + loss_weights[n.removeprefix("swap/")] * v
                         aux_losses = {**aux_losses, **swap}
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()

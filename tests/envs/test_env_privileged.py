@@ -59,6 +59,8 @@ def test_block_yaw_is_the_turn_to_the_blocks_faces_with_its_90_degree_symmetry(f
     turns = np.radians([-44.0, -10.0, 0.0, 30.0])
     back = turn_from_target(np.stack([yaw_target(a) for a in turns]))
     np.testing.assert_allclose(back, turns, atol=1e-6)  # the inverse, within +-45 degrees
+    # an array of turns gives the rows one turn at a time gives (yaw_probe converts whole episodes)
+    np.testing.assert_array_equal(yaw_target(turns), np.stack([yaw_target(a) for a in turns]))
     np.testing.assert_allclose(yaw_target(np.radians(45)), yaw_target(np.radians(-45)), atol=1e-6)
 
 

@@ -436,7 +436,9 @@ def test_camera_head_settings_need_camera_heads(files, tmp_path, key):
         train(config(files, tmp_path / "p", steps=2, **key), progress=False)
 
 
-def test_turn_steps_train_the_camera_turn_head_alone_within_the_perception_steps(tmp_path):
+def test_turn_steps_are_checked_against_the_perception_steps_and_train(tmp_path):
+    # what a turn step trains (the turn head and the stem only): test_policy_model's
+    # perception test, through training_loss(turn_only=True)
     from mmrobot.train import train
 
     with pytest.raises(ConfigError, match="turn_steps .* at most perception_steps = 1"):
