@@ -343,6 +343,14 @@ class TrainConfig:
         """Behaviour-cloning steps plus the steps after every DAgger round."""
         return self.steps + self.dagger.rounds * self.dagger.steps
 
+    def stage(self, step: int) -> str:
+        """What step ``step`` trains (:func:`~mmrobot.train.step.training_loss`'s stage):
+        ``"turn"`` in the first ``turn_steps``, ``"camera"`` in the rest of the
+        ``perception_steps``, then ``"policy"``."""
+        if step < self.turn_steps:
+            return "turn"
+        return "camera" if step < self.perception_steps else "policy"
+
     def check_camera_heads(self, heads: set[str], world: int = 1) -> None:
         """Refuse settings that need camera heads (``training.encoder_aux``) the policy lacks.
 

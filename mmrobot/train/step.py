@@ -186,26 +186,27 @@ def training_loss(
     aux_pred: dict[str, torch.Tensor],
     aux_targets: dict[str, torch.Tensor],
     aux_weights: dict[str, float],
-    camera_only: bool = False,
+    stage: str = "policy",
     label_sigma: float = 0.0,
     camera_far_m: float = 0.0,
     camera_near_weight: float = 0.0,
-    turn_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(total loss, token loss, token accuracy, auxiliary losses) of one training step.
 
     The total is the token loss plus each auxiliary loss times its weight in ``aux_weights``
-    (``TrainingConfig.loss_weights``: a head's prediction name -> weight); with
-    ``camera_only`` (the trainer's ``perception_steps``) it is the camera heads' weighted
-    losses alone, and with ``turn_only`` (the trainer's ``turn_steps``) the camera turn
+    (``TrainingConfig.loss_weights``: a head's prediction name -> weight) at ``stage``
+    ``"policy"``; at ``"camera"`` (the trainer's ``perception_steps``) it is the camera heads'
+    weighted losses alone, and at ``"turn"`` (the trainer's ``turn_steps``) the camera turn
     head's alone. ``camera_far_m`` and ``camera_near_weight``: see :func:`aux_loss`.
     """
+    if stage not in ("policy", "camera", "turn"):
+        raise ValueError(f"training_loss stage {stage!r}: use 'policy', 'camera' or 'turn'")
     loss, acc = token_loss(logits, targets, label_sigma)
     aux = aux_loss(aux_pred, aux_targets, camera_far_m, camera_near_weight)
     weighted = {n: aux_weights[n] * v for n, v in aux.items()}
-    if turn_only:
+    if stage == "turn":
         total = weighted["camera/block_yaw"]
-    elif camera_only:
+    elif stage == "camera":
         total = sum(v for n, v in weighted.items() if n.startswith("camera/"))
     else:
         total = loss + sum(weighted.values())

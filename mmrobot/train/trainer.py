@@ -498,11 +498,10 @@ class Trainer:
                         aux_pred,
                         aux_targets,
                         loss_weights,
-                        camera_only=step < c.perception_steps,
+                        c.stage(step),
                         label_sigma=c.label_sigma,
                         camera_far_m=c.camera_far_m,
                         camera_near_weight=c.camera_near_weight,
-                        turn_only=step < c.turn_steps,
                     )
                     if c.stack_swap:
                         swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)

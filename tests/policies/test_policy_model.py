@@ -261,9 +261,7 @@ def test_perception_steps_train_only_what_the_camera_heads_read():
         "camera/block_rel": 1.0,
         "camera/block_yaw": 2.0,
     }
-    total, _, _, losses = training_loss(
-        logits, targets, aux, aux_targets, weights, camera_only=True
-    )
+    total, _, _, losses = training_loss(logits, targets, aux, aux_targets, weights, stage="camera")
     assert total.item() == pytest.approx(
         (losses["camera/block_rel"] + 2.0 * losses["camera/block_yaw"]).item()
     )
@@ -279,10 +277,10 @@ def test_perception_steps_train_only_what_the_camera_heads_read():
     assert any(n.startswith("camera_aux_heads.block_rel") for n in trained)
     assert any(n.startswith("camera_aux_heads.block_yaw") for n in trained)
     assert any(n.startswith("image_encoder.") and "film" in n for n in trained)
-    # turn_only (the trainer's turn_steps): the camera turn head and what it reads, alone
+    # stage "turn" (the trainer's turn_steps): the camera turn head and what it reads, alone
     model.zero_grad()
     logits, aux = model(batch, targets, with_aux=True)
-    turn, *_ = training_loss(logits, targets, aux, aux_targets, weights, turn_only=True)
+    turn, *_ = training_loss(logits, targets, aux, aux_targets, weights, stage="turn")
     turn.backward()
     trained = {
         n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
@@ -290,6 +288,8 @@ def test_perception_steps_train_only_what_the_camera_heads_read():
     assert any(n.startswith("camera_aux_heads.block_yaw") for n in trained)
     assert any(n.startswith("image_encoder.") for n in trained)
     assert not any(n.startswith("camera_aux_heads.block_rel") for n in trained)
+    with pytest.raises(ValueError, match="stage 'turn_only'"):
+        training_loss(logits, targets, aux, aux_targets, weights, stage="turn_only")
 
 
 @pytest.mark.parametrize("fusion", ["mid", "early", "late"])

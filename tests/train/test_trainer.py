@@ -438,11 +438,13 @@ def test_camera_head_settings_need_camera_heads(files, tmp_path, key):
 
 def test_turn_steps_are_checked_against_the_perception_steps_and_train(tmp_path):
     # what a turn step trains (the turn head and the stem only): test_policy_model's
-    # perception test, through training_loss(turn_only=True)
+    # perception test, through training_loss(stage="turn")
     from mmrobot.train import train
 
     with pytest.raises(ConfigError, match="turn_steps .* at most perception_steps = 1"):
         config((None, None, None), tmp_path, perception_steps=1, turn_steps=2)
+    staged = config((None, None, None), tmp_path, steps=9, perception_steps=3, turn_steps=2)
+    assert [staged.stage(s) for s in range(5)] == ["turn", "turn", "camera", "policy", "policy"]
     files = (
         write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=True),
         write_dataset(tmp_path / "demos.h5", aux=True),
