@@ -11,24 +11,9 @@ from pathlib import Path
 
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError
+from mmrobot.train.run_dir import read_metrics
 
 __all__ = ["plot_attribution", "plot_run", "read_metrics"]
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, object]]:
-    """The lines of ``RUN/metrics.jsonl``; a torn last line (a killed run) is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found; is {str(run_dir)!r} a run folder of `mmrobot train`?"
-        )
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:

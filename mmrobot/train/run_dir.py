@@ -8,6 +8,7 @@ the folder itself or anything else in it, and only once the dataset has been rea
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,9 @@ __all__ = [
     "STATE_TENSORS",
     "check_run_dir",
     "clear_run_dir",
+    "read_metrics",
     "run_outputs",
+    "truncate_metrics",
 ]
 
 STATE_JSON = "train_state.json"
@@ -72,3 +75,31 @@ def clear_run_dir(run_dir: str | Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, object]]:
+    """The lines of ``RUN/metrics.jsonl``; a torn last line (a killed run) is skipped."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found; is {str(run_dir)!r} a run folder of `mmrobot train`?"
+        )
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def truncate_metrics(run_dir: Path, step: int) -> list[dict[str, object]]:
+    """Keep the ``metrics.jsonl`` rows up to ``step`` (rows without a step stay) and drop a
+    torn last line; returns the rows kept. A resumed run logs again what its stopped attempt
+    logged after the state it resumes from, so its record stays one history; a new run (no
+    file) starts empty."""
+    path = Path(run_dir) / METRICS
+    rows = read_metrics(run_dir) if path.is_file() else []
+    kept = [r for r in rows if int(r.get("step", 0)) <= step]  # type: ignore[call-overload]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    return kept

@@ -44,10 +44,15 @@ from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, strea
 from mmrobot.policies.model import batch_to_torch
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples, draw_indices, fit_policy_config
-from mmrobot.train.plot import read_metrics
 from mmrobot.train.progress import TrainProgress
 from mmrobot.train.relabel import SampleLevers
-from mmrobot.train.run_dir import METRICS, STATE_JSON, check_run_dir, clear_run_dir
+from mmrobot.train.run_dir import (
+    METRICS,
+    STATE_JSON,
+    check_run_dir,
+    clear_run_dir,
+    truncate_metrics,
+)
 from mmrobot.train.step import (
     IGNORE_TOKEN,
     augment_images,
@@ -431,12 +436,14 @@ class Trainer:
         eager = net
         if c.compile:
             net = torch.compile(net)  # compiles on the first step (about 90 s on 2 cores)
+        evals: list[dict] = []
         if self.is_main:  # the data read: only now is the old run replaced
             if overwrite:
                 clear_run_dir(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not resuming:
-                (self.run_dir / METRICS).write_text("", encoding="utf-8")
+            # resumed: what the stopped attempt logged past its saved state is logged again;
+            # its evaluations up to there keep the best so far
+            evals = truncate_metrics(self.run_dir, start if resuming else 0)
             if c.log.tensorboard:
                 self._mirror = TensorBoardMirror(self.run_dir, start_step=start)
         total_steps = c.total_steps
@@ -454,7 +461,6 @@ class Trainer:
         window_t, window_n = time.perf_counter(), 0
         ckpt = self.run_dir / "checkpoint"
         best_dir = self.run_dir / "best"
-        evals = read_metrics(self.run_dir) if resuming else []  # the best so far survives
         best = max((float(r["success"]) for r in evals if r.get("kind") == "eval"), default=-1.0)
         eval_tasks = list(c.eval.tasks) or tasks
         dagger_tasks = list(c.dagger.tasks) or tasks

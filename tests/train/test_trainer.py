@@ -187,6 +187,9 @@ def test_same_seed_same_run_and_resume_continues_exactly(files, tmp_path):
     assert losses(a.run_dir) == losses(b.run_dir) and len(losses(a.run_dir)) == 6
     # stop after 3 steps, then resume to 6
     train(config(files, tmp_path / "c", steps=3), progress=False)
+    # as a killed attempt leaves it: a row logged after the saved state, a torn last line
+    with open(tmp_path / "c" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "train", "step": 4, "loss": -1.0}) + '\n{"kind": "tr')
     c = train(config(files, tmp_path / "c"), resume=True, progress=False)
     assert losses(c.run_dir) == losses(a.run_dir)
     wa, wc = weights(a.run_dir), weights(c.run_dir)
