@@ -19,6 +19,7 @@ from mmrobot.train.release_config import (
     RECORD_FILE,
 )
 from mmrobot.train.reliance import reliance_table
+from mmrobot.train.run_dir import read_metrics
 
 __all__ = ["ModelCardMismatch", "check_model_card", "render_model_card"]
 
@@ -106,16 +107,6 @@ def _onnx_table(doc: Mapping[str, Any]) -> str | None:
     return _table("eval-onnx", header, rows)
 
 
-def _read_metrics(release_dir: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in (release_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def _minutes(s: float) -> str:
     return f"{s / 60:.1f}"
 
@@ -129,7 +120,7 @@ def render_model_card(release_dir: str | Path) -> str:
     d = Path(release_dir)
     ev = json.loads((d / EVAL_FILE).read_text(encoding="utf-8"))
     rec = json.loads((d / RECORD_FILE).read_text(encoding="utf-8"))
-    metrics = _read_metrics(d)
+    metrics = read_metrics(d)  # the release folder holds the run's metrics.jsonl
     train_rows = [r for r in metrics if r.get("kind") == "train"]
     eval_rows = [r for r in metrics if r.get("kind") == "eval"]
     dagger_rows = [r for r in metrics if r.get("kind") == "dagger"]
