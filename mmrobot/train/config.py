@@ -15,7 +15,18 @@ from mmrobot.core._toml import tomllib
 from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
 
-__all__ = ["DaggerConfig", "EvalConfig", "LogConfig", "TrainConfig", "load_train_config"]
+__all__ = [
+    "STAGES",
+    "DaggerConfig",
+    "EvalConfig",
+    "LogConfig",
+    "TrainConfig",
+    "load_train_config",
+]
+
+#: What a training step trains, in the order a run goes through them (``TrainConfig.stage``):
+#: the camera turn head alone, the camera heads alone, then the whole policy.
+STAGES = ("turn", "camera", "policy")
 
 
 def _check(section: str, obj: object, name: str, ok: bool, expected: str) -> None:
@@ -347,9 +358,10 @@ class TrainConfig:
         """What step ``step`` trains (:func:`~mmrobot.train.step.training_loss`'s stage):
         ``"turn"`` in the first ``turn_steps``, ``"camera"`` in the rest of the
         ``perception_steps``, then ``"policy"``."""
+        turn, camera, policy = STAGES
         if step < self.turn_steps:
-            return "turn"
-        return "camera" if step < self.perception_steps else "policy"
+            return turn
+        return camera if step < self.perception_steps else policy
 
     def check_camera_heads(self, heads: set[str], world: int = 1) -> None:
         """Refuse settings that need camera heads (``training.encoder_aux``) the policy lacks.

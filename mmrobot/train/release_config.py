@@ -16,6 +16,7 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.core.overrides import parse_override
 from mmrobot.train.config import TrainConfig, load_train_config
 from mmrobot.train.eval.settings import DEFAULT_SPLITS
+from mmrobot.train.run_dir import METRICS as METRICS_FILE
 
 __all__ = [
     "CARD_FILE",
@@ -43,7 +44,6 @@ RECORD_FILE = "release.json"
 EVAL_FILE = "eval.json"
 CARD_FILE = "MODEL_CARD.md"
 CURVES_FILE = "curves.png"
-METRICS_FILE = "metrics.jsonl"
 ONNX_PRECISIONS = ("fp32", "int8", "fp16")
 
 #: What ``--toy`` changes (applied before the command line's own overrides): two episodes

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from mmrobot.policies.config import AUX_TARGETS
+from mmrobot.train.config import STAGES
 
 __all__ = [
     "augment_images",
@@ -199,8 +200,8 @@ def training_loss(
     weighted losses alone, and at ``"turn"`` (the trainer's ``turn_steps``) the camera turn
     head's alone. ``camera_far_m`` and ``camera_near_weight``: see :func:`aux_loss`.
     """
-    if stage not in ("policy", "camera", "turn"):
-        raise ValueError(f"training_loss stage {stage!r}: use 'policy', 'camera' or 'turn'")
+    if stage not in STAGES:
+        raise ValueError(f"training_loss stage {stage!r}: use one of {', '.join(STAGES)}")
     loss, acc = token_loss(logits, targets, label_sigma)
     aux = aux_loss(aux_pred, aux_targets, camera_far_m, camera_near_weight)
     weighted = {n: aux_weights[n] * v for n, v in aux.items()}
