@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/expert_success.py [--seeds 200] [--workers 1] [--json PATH] [--quick]
-        [--expert-turn start|over_block]
+        [--expert-turn start|over_block|descending]
 
 --quick runs 4 seeds per task (< 30 s); the full measurement runs 200 seeds per task.
 """

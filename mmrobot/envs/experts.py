@@ -112,8 +112,10 @@ _PUSH_Z_M = 0.022
 #: ``"over_block"`` only once the TCP is within ``TURN_OVER_M`` (x-y) of the block, where the
 #: wrist camera shows its edges (a policy trained on ``"start"`` demonstrations closes as if
 #: it never turned; trained from scratch on ``"over_block"`` it scored 101 of 200 against
-#: 124: docs/policy.md, trial v16).
-TURNS: tuple[str, ...] = ("start", "over_block")
+#: 124: docs/policy.md, trial v16); ``"descending"`` turns where ``"over_block"`` does but
+#: descends toward the block's top face while it turns, rather than pausing at the approach
+#: height until square (the pause was where v16's policy closed high).
+TURNS: tuple[str, ...] = ("start", "over_block", "descending")
 TURN_OVER_M = 0.015  # m
 # the block this close to the zone centre (2 cm inside the zone): done, hold
 _PUSH_DONE_M = names.ZONE_RADIUS_M - 0.02
@@ -232,8 +234,8 @@ def expert_plan(env: TabletopEnv, turn: str = "start") -> ExpertPlan:
 
 def _grasp_yaw(sc: Scene, block: tuple[str, str], current: float, turn: str) -> float:
     """The tool yaw to grasp ``block`` with: its faces' yaw nearest ``current``; with turn
-    ``"over_block"``, ``current`` until the TCP is over the block."""
-    if turn == "over_block":
+    ``"over_block"`` or ``"descending"``, ``current`` until the TCP is over the block."""
+    if turn != "start":
         xy_err = np.linalg.norm(sc.tcp_pose()[0][:2] - sc.block_pos(*block)[:2])
         if xy_err >= TURN_OVER_M:
             return current
@@ -393,7 +395,9 @@ def _plan_pick_and(sc: Scene, task: TaskSpec, block_start: np.ndarray, turn: str
         if ready and tcp[2] > grasp[2]:
             return ExpertPlan("descend", grasp, _OPEN, yaw)
         # over the block but not open or not turned yet: wait clear of its top face
-        z = max(float(tcp[2]), pos[2] + half + 0.03)
+        # ("descending": go down to there while turning)
+        clear = pos[2] + half + _CLEAR_DZ_M
+        z = clear if turn == "descending" else max(float(tcp[2]), clear)
         return ExpertPlan("above", np.array([pos[0], pos[1], z]), _OPEN, yaw)
     if tcp[2] < above[2] - 0.03:
         if xy_err < _SIDEWAYS_M:

@@ -120,7 +120,8 @@ class CollectSection:
             first grasp is forced off along the fingers' axis, the expert then recovering
             (:class:`~mmrobot.envs.perturb.OffAxisGrasp`; 0: off).
         expert_turn: when the expert turns the tool to the block's faces: ``"start"`` (from
-            the first tick) or ``"over_block"`` (:data:`~mmrobot.envs.experts.TURNS`).
+            the first tick), ``"over_block"`` or ``"descending"`` (once over the block;
+            :data:`~mmrobot.envs.experts.TURNS`).
         randomize: domain randomization on.
         heldout_episodes_per_task: episodes per task on other seeds, never trained on
             (modality reliance is measured on them).

@@ -153,7 +153,7 @@ def test_collect_report_prints_the_success_table(tmp_path, capsys):
     assert reach["episodes"] == 2 and reach["turned_away_deg"] is None  # reach never closes
 
 
-@pytest.mark.parametrize("turn", ["start", "over_block"])
+@pytest.mark.parametrize("turn", ["start", "over_block", "descending"])
 def test_collect_report_measures_when_the_expert_turns(tmp_path, capsys, turn):
     js = tmp_path / "r.json"
     args = ["collect", "--report", "--tasks", "place", "--seeds", "3", "--workers", "0"]
@@ -163,7 +163,7 @@ def test_collect_report_measures_when_the_expert_turns(tmp_path, capsys, turn):
     assert place["success"] == 3 and place["closing_off_deg"] < 3.0  # both close square
     if turn == "start":  # blocks start turned by up to 45 degrees: it turns on the way
         assert place["turned_away_deg"] > 3.0
-    else:  # over_block: not until it is over the block
+    else:  # over_block, descending: not until it is over the block
         assert place["turned_away_deg"] < 1.0
 
 

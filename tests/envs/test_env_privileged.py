@@ -88,10 +88,32 @@ def test_the_over_block_expert_turns_only_over_the_block_and_closes_square(fast_
         return float(np.ptp(phi[far])), abs(float(phi[-1]))
 
     start_turn, start_left = turns_far_and_closing("start")
-    late_turn, late_left = turns_far_and_closing("over_block")
     assert start_turn > 3.0  # the default expert turns on the way (one tick turns 5.7 degrees)
-    assert late_turn < 1.0  # over_block keeps its yaw until it is over the block ...
-    assert start_left < 3.0 and late_left < 3.0  # ... and both close square on the faces
+    assert start_left < 3.0  # ... and closes square on the faces
+    for late in ("over_block", "descending"):
+        late_turn, late_left = turns_far_and_closing(late)
+        assert late_turn < 1.0, late  # keeps its yaw until it is over the block ...
+        assert late_left < 3.0, late  # ... and closes square on the faces
+
+
+@pytest.mark.parametrize("task,seed", [("pick color=green size=large", 6), (STACK, 4)])
+def test_the_descending_expert_goes_down_while_it_turns_where_over_block_waits(
+    fast_env, task, seed
+):
+    def turning_ticks(turn):
+        ep = run_expert_episode(fast_env, Job(task, seed), settle_steps=0, expert_turn=turn)
+        assert ep.success, (turn, ep.reason)
+        closing = int(np.argmax(ep.actions[:, 6] < 0.5))
+        turning = np.abs(ep.actions[:closing, 5]) > 0.02  # the tool's yaw command
+        assert turning.sum() >= 2, turn  # the block starts turned: both experts turn
+        return ep.actions[:closing][turning, 2], closing  # dz while turning
+
+    waits_dz, waits_closing = turning_ticks("over_block")
+    goes_dz, goes_closing = turning_ticks("descending")
+    # over_block holds its height until nearly square (its last turning tick descends) ...
+    assert np.abs(waits_dz[:-1]).max() < 0.002
+    assert goes_dz[0] < -0.01  # ... descending is on its way down from the first turning tick
+    assert goes_closing < waits_closing  # and closes sooner
 
 
 def test_the_recorded_phase_is_the_over_block_experts_phase_too(fast_env):
@@ -116,7 +138,8 @@ def test_the_recorded_phase_is_the_over_block_experts_phase_too(fast_env):
 def test_the_expert_turn_option_is_checked_and_recorded_in_the_dataset(tmp_path):
     from mmrobot.envs.experts import ScriptedExpert, expert_plan
 
-    with pytest.raises(ConfigError, match=r"expert turn must be one of \['start', 'over_block'\]"):
+    turns = r"\['start', 'over_block', 'descending'\]"
+    with pytest.raises(ConfigError, match=r"expert turn must be one of " + turns):
         CollectConfig(tasks=("pick",), episodes=1, out="x.h5", expert_turn="late")
     with pytest.raises(ConfigError, match="'late'"):  # not 1 failed episode per seed
         expert_success(["pick"], 1, workers=0, progress=False, expert_turn="late")
