@@ -71,7 +71,8 @@ def register(subparsers: Any) -> None:
         default="start",
         choices=TURNS,
         help="when the expert turns the tool to the block's faces: from the first tick "
-        "(start, default) or once over the block, where the wrist camera shows its edges",
+        "(start, default) or once over the block, where the wrist camera shows its edges, "
+        "waiting there until square (over_block) or going down while turning (descending)",
     )
     p.add_argument("--start-method", default="spawn", choices=("spawn", "forkserver"))
     p.add_argument(
