@@ -390,12 +390,17 @@ class TrainingConfig:
         targets with a weight, then ``block_yaw`` with ``camera_yaw``."""
         if not self.encoder_aux:
             return {}
-        heads = {
-            n: w for n, w in self.aux_weights.items() if w > 0 and AUX_TARGETS[n][0] == "vector"
-        }
+        heads = {n: self.aux_weights[n] for n in self.camera_position_heads}
         if self.camera_yaw:
             heads["block_yaw"] = self.camera_yaw
         return heads
+
+    @property
+    def camera_position_heads(self) -> list[str]:
+        """The camera heads that predict a base-frame position (their targets need ``tcp``)."""
+        if not self.encoder_aux:
+            return []
+        return [n for n, w in self.aux_weights.items() if w > 0 and AUX_TARGETS[n][0] == "vector"]
 
     @property
     def loss_weights(self) -> dict[str, float]:

@@ -249,9 +249,7 @@ class FusionPolicyModel(nn.Module):
         # the training data (set by the trainer), takes the base frame's large mean (the table
         # is about 45 cm in front of the base) off the head, as normalizing a target does.
         #: the camera heads that predict a base-frame position (cm), not an angle
-        self.camera_position_heads = [
-            n for n in self.camera_aux_heads if AUX_TARGETS[n][0] == "vector"
-        ]
+        self.camera_position_heads = config.training.camera_position_heads if cams else []
         for name in self.camera_position_heads:
             self.register_buffer(f"camera_aux_offset_{name}", torch.zeros(AUX_TARGETS[name][1]))
 

@@ -379,7 +379,7 @@ class Trainer:
             self.log(f"no training state in {self.run_dir}; starting a new run")
         weights = base.training.loss_weights
         aux_names = list(dict.fromkeys(n.removeprefix("camera/") for n in weights))
-        if base.training.camera_heads:
+        if base.training.camera_position_heads:
             aux_names.append("tcp")  # the camera position heads' targets are in the base frame
 
         def load_samples(rounds: int) -> ChunkSamples:
