@@ -111,7 +111,8 @@ def aux_loss(
 
     ``vector`` targets: mean squared error in centimetres (the targets are metres, so that a
     weight of 1 is about as strong as the token cross-entropy); ``angle`` (a unit vector,
-    ``block_yaw``): mean squared error of its components; ``binary``: binary cross-entropy;
+    ``block_yaw``): mean squared error of its components over the samples whose target is
+    not NaN; ``binary``: binary cross-entropy;
     ``class``: cross-entropy over the phase index.
     """
     out = {}
@@ -133,8 +134,11 @@ def aux_loss(
                 out[name] = (err.mean(1) * weight).sum() / weight.sum().clamp(min=1e-6)
             else:
                 out[name] = err.mean()
-        elif kind == "angle":
-            out[name] = ((pred - target.float().reshape(pred.shape)) ** 2).mean()
+        elif kind == "angle":  # a NaN target (a push sample, data.NO_FACE_TURN): left out
+            target = target.float().reshape(pred.shape)
+            known = ~torch.isnan(target)
+            err = torch.where(known, pred - target.nan_to_num(), 0.0) ** 2
+            out[name] = err.sum() / known.sum().clamp(min=1)
         elif kind == "binary":
             out[name] = nn.functional.binary_cross_entropy_with_logits(
                 pred, target.float().reshape(pred.shape)

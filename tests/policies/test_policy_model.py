@@ -183,6 +183,13 @@ def test_block_yaw_head_is_fused_only_and_scored_on_the_unit_circle():
     assert exact.item() == 0.0
     opposite = aux_loss({"block_yaw": -target}, {"block_yaw": target})["block_yaw"]
     assert opposite.item() == pytest.approx(2.0)  # (2^2 + 0) / 2 per sample
+    # a NaN target (a push sample: no turn to the faces) is left out, its gradient 0
+    pred = (-target).requires_grad_()
+    unknown = torch.tensor([[0.0, 1.0], [float("nan"), float("nan")]])
+    left_out = aux_loss({"block_yaw": pred}, {"block_yaw": unknown})["block_yaw"]
+    assert left_out.item() == pytest.approx(2.0)  # the first sample's error alone
+    left_out.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad[1].abs().sum() == 0
 
 
 def test_camera_yaw_head_reads_the_cameras_and_is_scored_against_the_turn_itself():

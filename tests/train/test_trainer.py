@@ -461,6 +461,36 @@ def test_turn_steps_are_checked_against_the_perception_steps_and_train(tmp_path)
     assert all(math.isfinite(r["aux_camera_block_yaw"]) for r in rows if r.get("kind") == "train")
 
 
+def test_push_samples_have_no_turn_target_and_training_leaves_them_out(tmp_path):
+    # push's expert turns the tool to the push direction, not to the block's faces
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.train import train
+    from mmrobot.train.data import ChunkSamples
+
+    push = write_dataset(tmp_path / "push.h5", aux=True, task="push color=red zone=left")
+    pick = write_dataset(tmp_path / "pick.h5", aux=True, task="pick color=red size=small")
+    samples = ChunkSamples(
+        DemoDataset(push), STREAMS, 2, 64, aux=("block_yaw",), extra=[DemoDataset(pick)]
+    )
+    pushed = samples.episode_of < 3  # the first dataset's three episodes
+    assert np.isnan(samples.aux["block_yaw"][pushed]).all()
+    recorded = np.concatenate([DemoDataset(pick).aux(e)["block_yaw"] for e in range(3)])
+    np.testing.assert_array_equal(samples.aux["block_yaw"][~pushed], recorded)
+    files = (
+        write_policy_toml(tmp_path / "policy.toml", encoder_aux=True, turn=True),
+        push,
+        tmp_path,
+    )
+    run = train(
+        config(files, tmp_path / "run", steps=3, perception_steps=2, turn_steps=1), progress=False
+    )
+    rows = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r.get("kind") == "train"]
+    assert len(train_rows) == 3 and all(math.isfinite(r["loss"]) for r in train_rows)
+    # only push samples: the turn heads have nothing to learn, and their loss is 0, not NaN
+    assert all(r["aux_block_yaw"] == 0.0 and r["aux_camera_block_yaw"] == 0.0 for r in train_rows)
+
+
 def test_plot_draws_the_curves(files, tmp_path):
     from mmrobot.train import plot_run, train
 
