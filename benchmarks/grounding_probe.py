@@ -115,6 +115,7 @@ def main() -> None:
 
     from mmrobot.envs.dataset import DemoDataset
     from mmrobot.policies.checkpoint import load_checkpoint
+    from mmrobot.train.data import NO_FACE_TURN
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = load_checkpoint(args.checkpoint)
@@ -138,7 +139,9 @@ def main() -> None:
     )
     rows, turn_rows, results = [], [], {}
     for task in sorted(by_task):
-        err, first, turns = task_errors(model, demos, by_task[task], turn_heads)
+        # push's expert does not turn to the block's faces: no turn target (NO_FACE_TURN)
+        heads = () if task in NO_FACE_TURN else turn_heads
+        err, first, turns = task_errors(model, demos, by_task[task], heads)
         doc = results[task] = {"episodes": len(by_task[task])}
         if err is not None:  # a block_rel camera head
             doc["median_cm"] = float(np.median(err))
