@@ -270,7 +270,9 @@ def render_model_card(release_dir: str | Path) -> str:
     p.append("## Wall time\n")
     rows = [
         [
-            s["name"],
+            f"{s['name']} ({s['attempts']} attempts, {s['interrupted_s']:.1f} s before the last)"
+            if s.get("attempts", 1) > 1
+            else s["name"],
             f"{s['seconds']:.1f}",
             _minutes(s["seconds"]),
             f"{_load(s['load_average_start'])} → {_load(s['load_average_end'])}",

@@ -67,7 +67,7 @@ from mmrobot.train.release_config import (
 from mmrobot.train.release_state import (
     RUNNING_FILE,
     StageClock,
-    interrupted_seconds,
+    interrupted,
     load_state,
     new_state,
     release_record,
@@ -246,11 +246,14 @@ class _ReleaseRun:
             rerun = True
             self.state["stages"].pop(stage.name, None)
             running = self.work / RUNNING_FILE
-            carried = interrupted_seconds(running, stage.name) if stage.continues() else 0.0
-            if carried:
-                self.console.print(f"continues an interrupted attempt that ran {carried:.1f} s")
+            carried, before = interrupted(running, stage.name) if stage.continues() else (0.0, 0)
+            if before:
+                self.console.print(
+                    f"continues {before} interrupted attempt(s) that ran {carried:.1f} s"
+                )
             load0, started = load_average(), utc_now()
-            with StageClock(running, stage.name, self.state["invocations"], carried) as clock:
+            invocation = self.state["invocations"]
+            with StageClock(running, stage.name, invocation, carried, before + 1) as clock:
                 record = stage.run()
             seconds = clock.seconds
             self.state.update(record)
@@ -259,8 +262,8 @@ class _ReleaseRun:
                 "started": started,
                 "load_average_start": load0,
                 "load_average_end": load_average(),
-                "invocation": self.state["invocations"],
-                **({"interrupted_s": carried} if carried else {}),
+                "invocation": invocation,
+                **({"interrupted_s": carried, "attempts": before + 1} if before else {}),
             }
             self._save_state()
             self._ran.append(stage.name)

@@ -21,7 +21,7 @@ from mmrobot.train.release_config import RELEASE_FORMAT_VERSION, ReleaseConfig
 __all__ = [
     "RUNNING_FILE",
     "StageClock",
-    "interrupted_seconds",
+    "interrupted",
     "load_state",
     "new_state",
     "release_record",
@@ -50,18 +50,25 @@ def write_json(path: Path, doc: object) -> None:
 class StageClock:
     """Times one stage and keeps its time on disk while it runs.
 
-    A daemon thread rewrites ``path`` (``{"stage", "invocation", "seconds", "updated"}``)
-    every ``every`` seconds; ``seconds`` counts from ``carried``, the time of an interrupted
-    earlier attempt that this one continues (a resumed training run). When the stage
+    A daemon thread rewrites ``path`` (``{"stage", "invocation", "attempt", "seconds",
+    "updated"}``) every ``every`` seconds; ``seconds`` counts from ``carried``, the time of the
+    interrupted earlier attempts that this one, number ``attempt``, continues (a resumed
+    training run). When the stage
     completes the file is removed; when it raises (Ctrl-C) the file keeps its time; when the
     process is killed it keeps the time of the last beat.
     """
 
     def __init__(
-        self, path: Path, stage: str, invocation: int, carried: float = 0.0, every: float = 15.0
+        self,
+        path: Path,
+        stage: str,
+        invocation: int,
+        carried: float = 0.0,
+        attempt: int = 1,
+        every: float = 15.0,
     ) -> None:
         self.path, self.stage, self.invocation = path, stage, invocation
-        self.carried, self.every = carried, every
+        self.carried, self.attempt, self.every = carried, attempt, every
         self._t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="release-clock", daemon=True)
@@ -72,7 +79,12 @@ class StageClock:
         return self.carried + time.perf_counter() - self._t0
 
     def _write(self) -> None:
-        doc = {"stage": self.stage, "invocation": self.invocation, "seconds": self.seconds}
+        doc = {
+            "stage": self.stage,
+            "invocation": self.invocation,
+            "attempt": self.attempt,
+            "seconds": self.seconds,
+        }
         write_json(self.path, {**doc, "updated": utc_now()})
 
     def _beat(self) -> None:
@@ -93,14 +105,16 @@ class StageClock:
             self._write()
 
 
-def interrupted_seconds(path: Path, stage: str) -> float:
-    """How long an interrupted earlier attempt at ``stage`` ran (``path``: a
-    :class:`StageClock`'s file), or 0 when the file is absent or about another stage."""
+def interrupted(path: Path, stage: str) -> tuple[float, int]:
+    """(seconds, attempts) of the interrupted earlier attempts at ``stage`` (``path``: a
+    :class:`StageClock`'s file), or (0, 0) when the file is absent or about another stage."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return 0.0
-    return float(doc.get("seconds", 0.0)) if doc.get("stage") == stage else 0.0
+        return 0.0, 0
+    if doc.get("stage") != stage:
+        return 0.0, 0
+    return float(doc.get("seconds", 0.0)), int(doc.get("attempt", 1))
 
 
 def state_digest(config_doc: Mapping[str, Any]) -> str:

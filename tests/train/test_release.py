@@ -178,21 +178,23 @@ def test_resume_skips_completed_stages(toy, tmp_path, capsys):
 def test_stage_clock_keeps_the_time_of_an_interrupted_stage(tmp_path):
     import time
 
-    from mmrobot.train.release_state import StageClock, interrupted_seconds
+    from mmrobot.train.release_state import StageClock, interrupted
 
     path = tmp_path / "running.json"
-    with StageClock(path, "train", 1, carried=5.0, every=0.02):
+    with StageClock(path, "train", 1, carried=5.0, attempt=2, every=0.02):
         deadline = time.monotonic() + 5.0
-        while interrupted_seconds(path, "train") < 5.02 and time.monotonic() < deadline:
+        while interrupted(path, "train")[0] < 5.02 and time.monotonic() < deadline:
             time.sleep(0.01)
-        on_disk = interrupted_seconds(path, "train")
+        on_disk, attempts = interrupted(path, "train")
         assert 5.02 <= on_disk < 10.0  # beats while the stage runs, from the carried time
-        assert interrupted_seconds(path, "evaluate") == 0.0  # another stage's file
+        assert attempts == 2  # the attempt it is: one before it
+        assert interrupted(path, "evaluate") == (0.0, 0)  # another stage's file
     assert not path.exists()  # completed: nothing to carry
     with pytest.raises(KeyboardInterrupt), StageClock(path, "train", 2, every=60.0):
         time.sleep(0.05)
         raise KeyboardInterrupt
-    assert 0.05 <= interrupted_seconds(path, "train") < 1.0  # Ctrl-C: written on the way out
+    on_disk, attempts = interrupted(path, "train")  # Ctrl-C: written on the way out
+    assert 0.05 <= on_disk < 1.0 and attempts == 1
 
 
 def test_resumed_training_counts_the_interrupted_attempts_time(toy, tmp_path, capsys):
@@ -211,23 +213,26 @@ def test_resumed_training_counts_the_interrupted_attempts_time(toy, tmp_path, ca
         state = json.loads(state_path.read_text())
         del state["stages"]["train"]  # the train stage never completed
         state_path.write_text(json.dumps(state))
-        clock = {"stage": "train", "invocation": 1, "seconds": seconds}
+        clock = {"stage": "train", "invocation": 1, "attempt": 2, "seconds": seconds}
         (d / "work" / RUNNING_FILE).write_text(json.dumps(clock))
 
-    kill_during_training(1000.0)
+    kill_during_training(1000.0)  # two attempts killed, 1000 s between them
     assert main(["release", str(CONFIG), *TOY_EXTRA, *flags]) == 0
-    assert "continues an interrupted attempt that ran 1000.0 s" in capsys.readouterr().out
+    assert "continues 2 interrupted attempt(s) that ran 1000.0 s" in capsys.readouterr().out
     stages = {s["name"]: s for s in json.loads((d / RECORD_FILE).read_text())["stages"]}
-    assert stages["train"]["interrupted_s"] == 1000.0
+    assert stages["train"]["interrupted_s"] == 1000.0 and stages["train"]["attempts"] == 3
     assert stages["train"]["seconds"] > 1000.0
     assert not (d / "work" / RUNNING_FILE).exists()  # removed when the stage completed
     check_model_card(d)
+    card = (d / CARD_FILE).read_text()
+    assert "| train (3 attempts, 1000.0 s before the last) |" in card
 
     kill_during_training(1000.0)
     longer = f"train.steps={json.loads((d / RECORD_FILE).read_text())['train_config']['steps'] + 1}"
     assert main(["release", str(CONFIG), *TOY_EXTRA, longer, *flags]) == 0
     stages = {s["name"]: s for s in json.loads((d / RECORD_FILE).read_text())["stages"]}
-    assert "interrupted_s" not in stages["train"] and stages["train"]["seconds"] < 1000.0
+    assert "interrupted_s" not in stages["train"] and "attempts" not in stages["train"]
+    assert stages["train"]["seconds"] < 1000.0
 
 
 # --------------------------------------------------------------------------- config
