@@ -116,15 +116,17 @@ def test_the_descending_expert_goes_down_while_it_turns_where_over_block_waits(
     assert goes_closing < waits_closing  # and closes sooner
 
 
-def test_the_recorded_phase_is_the_over_block_experts_phase_too(fast_env):
-    # privileged_state labels the phase with the default expert; an over_block episode's
-    # phases must be the same (the turn only changes the yaw away from the block)
+@pytest.mark.parametrize("turn", ["over_block", "descending"])
+def test_the_recorded_phase_is_the_late_turning_experts_phase_too(fast_env, turn):
+    # privileged_state labels the phase with the default expert; a late-turning episode's
+    # phases must be the same (the turn only changes the yaw away from the block, and the
+    # height it waits at while turning over it)
     from mmrobot.envs.experts import ScriptedExpert, expert_plan
 
     steps = 0
     for task, seed in [("reach", 1), ("pick", 2), ("place", 3), (STACK, 4)]:
         fast_env.reset(seed=seed, options={"task": task})
-        expert = ScriptedExpert(fast_env, turn="over_block")
+        expert = ScriptedExpert(fast_env, turn=turn)
         for _ in range(fast_env.task.max_steps):
             action = expert.act()
             assert expert_plan(fast_env).phase == expert.phase, (task, steps)
