@@ -68,6 +68,7 @@ class _Tick(NamedTuple):
     goal_xy: float  # the block's x-y distance from the task's goal point
     goal_dz: float  # the block bottom's height above the goal (stack: the base's top)
     goal_head: float  # the fused goal head's x-y error
+    nearest: str  # the block nearest the TCP (x-y): "named", "base" (stack's) or "other"
 
 
 def _heads(model, ps, obs, instruction: str) -> tuple[float, float, float, float]:
@@ -101,8 +102,11 @@ def _grasp_tick(env, ps, grip: float, phase: str, head: float, goal_head: float)
 
     sc = env.scene
     block = env.task.block
-    d = sc.tcp_pose()[0] - grasp_point(sc, block)
+    tcp = sc.tcp_pose()[0]
+    d = tcp - grasp_point(sc, block)
     to_goal = ps.block_rel - ps.goal_rel
+    near = min(sc.ids.block_body, key=lambda b: np.linalg.norm(sc.block_pos(*b)[:2] - tcp[:2]))
+    base = env.task.base_block if env.task.task == "stack" else None
     return _Tick(
         grip=grip,
         xy=float(np.linalg.norm(d[:2])),
@@ -116,6 +120,7 @@ def _grasp_tick(env, ps, grip: float, phase: str, head: float, goal_head: float)
         goal_xy=float(np.linalg.norm(to_goal[:2])),
         goal_dz=float(to_goal[2]) - sc.block_half_m(*block),
         goal_head=goal_head,
+        nearest="named" if near == block else "base" if near == base else "other",
     )
 
 
@@ -134,6 +139,7 @@ def _first_closing(ticks: list[_Tick]) -> dict[str, float] | None:
                 "along_fingers_cm": 100 * t.along,
                 "clearance_cm": 100 * t.clearance,
                 "held": any(u.held for u in ticks[i + 1 : i + 6]),
+                "nearest": t.nearest,
             }
     return None
 
@@ -307,6 +313,7 @@ def main() -> None:
                     for k in ("tick", "xy_cm", "dz_cm", "yaw_deg", "head_xy_cm", "along_fingers_cm")
                 }
                 past = sum(e["along_fingers_cm"] > e["clearance_cm"] for e in sel)
+                near = [sum(e["nearest"] == n for e in sel) for n in ("named", "base", "other")]
                 grasp_rows.append(
                     [
                         task,
@@ -320,6 +327,7 @@ def main() -> None:
                         f"{med['head_xy_cm']:.2f}",
                         f"{med['along_fingers_cm']:.2f}",
                         past,
+                        " / ".join(map(str, near)),
                     ]
                 )
     if grasp_rows:
@@ -337,6 +345,7 @@ def main() -> None:
                 "fused head x-y err (cm)",
                 "along the fingers' axis (cm)",
                 "that by more than the open pads clear",
+                "nearest block: named / base / other",
             ],
             grasp_rows,
         )
