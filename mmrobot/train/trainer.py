@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -40,12 +39,10 @@ from mmrobot.policies import (
     save_checkpoint,
 )
 from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
-from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
-from mmrobot.policies.model import batch_to_torch
+from mmrobot.train.batches import BatchMaker, chunk_targets
 from mmrobot.train.config import TrainConfig
-from mmrobot.train.data import ChunkSamples, draw_indices, fit_policy_config
+from mmrobot.train.data import ChunkSamples, fit_policy_config
 from mmrobot.train.progress import TrainProgress
-from mmrobot.train.relabel import SampleLevers
 from mmrobot.train.run_dir import (
     METRICS,
     STATE_JSON,
@@ -54,8 +51,6 @@ from mmrobot.train.run_dir import (
     truncate_metrics,
 )
 from mmrobot.train.step import (
-    IGNORE_TOKEN,
-    augment_images,
     aux_loss,
     make_optimizer,
     set_camera_offsets,
@@ -89,19 +84,6 @@ class TrainResult:
     wall_s: float
 
 
-def chunk_targets(action_tokenizer: ActionTokenizer, samples: ChunkSamples) -> np.ndarray:
-    """(N, H, D) target tokens of every sample; chunk positions past an excursion of a
-    perturbed demonstration (:attr:`ChunkSamples.chunk_coherent`) are :data:`IGNORE_TOKEN`."""
-    tokens = action_tokenizer.encode(samples.chunks)
-    tokens[~samples.chunk_coherent] = IGNORE_TOKEN
-    return tokens
-
-
-def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
-    """An independent generator per (seed, step, purpose): stateless, so resumable."""
-    return np.random.default_rng([seed, step, stream])
-
-
 class Trainer:
     """Trains one policy from a :class:`TrainConfig`.
 
@@ -129,7 +111,6 @@ class Trainer:
         self._log = log
         self.run_dir = Path(config.out)
         self._mirror: TensorBoardMirror | None = None
-        self._levers: SampleLevers | None = None  # made at the first batch (needs max_len)
         if config.threads:
             torch.set_num_threads(config.threads)
         want_cuda = config.device == "cuda" or (
@@ -159,74 +140,6 @@ class Trainer:
             self._mirror.write(row)
 
     # ------------------------------------------------------------------ setup
-    def _batch(
-        self, samples: ChunkSamples, config: PolicyConfig, targets: np.ndarray, step: int
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], np.ndarray]:
-        """Inputs, (B, H, D) target tokens, auxiliary targets and sample indices of one
-        step's batch."""
-        c = self.config
-        rng = _rng(c.seed, step, 0)
-        global_idx = draw_indices(
-            rng, len(samples), samples.demo_samples, c.batch_size * self.world, c.dagger.weight
-        )
-        idx = global_idx[self.rank * c.batch_size : (self.rank + 1) * c.batch_size]
-        batch, _ = samples.batch(idx)
-        aux_np = {n: np.ascontiguousarray(v[idx]) for n, v in samples.aux.items()}
-        tokens_np = targets[idx]  # a copy: relabelling may ignore some positions
-        if c.task_relabel or c.color_swap:
-            if self._levers is None:
-                self._levers = SampleLevers(c.task_relabel, c.color_swap, config.language.max_len)
-            self._levers.apply(
-                samples,
-                idx,
-                batch,
-                tokens_np,
-                aux_np,
-                [stream_keys(s.name)[0] for s in config.streams if s.modality == "camera"],
-                relabel_rng=_rng(c.seed, step, 4),
-                color_rng=_rng(c.seed, step, 3),
-            )
-        if c.augment:
-            aug = _rng(c.seed, step, 1)
-            for s in config.streams:
-                if s.modality == "camera":
-                    key = stream_keys(s.name)[0]
-                    batch[key] = augment_images(batch[key], aug, c.shift_px, c.color_jitter)
-        aux = {n: torch.from_numpy(v).to(self.device) for n, v in aux_np.items()}
-        tokens = torch.from_numpy(tokens_np).to(self.device)
-        return batch_to_torch(batch, self.device), tokens, aux, idx
-
-    def _swap_losses(
-        self,
-        model: FusionPolicyModel,
-        samples: ChunkSamples,
-        batch: dict[str, torch.Tensor],
-        aux: dict[str, torch.Tensor],
-        idx: np.ndarray,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        """Camera-head losses on a share ``stack_swap`` of the batch's stack samples, read with
-        the instruction whose blocks' roles are swapped: the base block is then the one
-        named first, so the ``block_rel`` head must find the base and ``goal_rel`` the moved
-        block. Only word order tells the two readings of the same image apart."""
-        ep = samples.episode_of[idx]
-        chosen = samples.swappable[ep] & (
-            _rng(self.config.seed, step, 2).random(len(idx)) < self.config.stack_swap
-        )
-        if not chosen.any():
-            return {}
-        rows = torch.from_numpy(np.flatnonzero(chosen)).to(self.device)
-        sub = {k: v[rows] for k, v in batch.items()}
-        sub[INSTRUCTION_TOKENS] = torch.from_numpy(samples.swap_ids[ep[chosen]]).to(self.device)
-        sub[INSTRUCTION_MASK] = torch.from_numpy(samples.swap_mask[ep[chosen]]).to(self.device)
-        swapped = {"block_rel": aux["goal_rel"][rows], "goal_rel": aux["block_rel"][rows]}
-        _, _, _, summary = model.encode(sub)
-        pred = {  # the position heads only: the block's turn has no swapped reading
-            n: p for n, p in model.camera_aux(summary).items() if n[len("camera/") :] in swapped
-        }
-        losses = aux_loss(pred, {**swapped, "tcp": aux["tcp"][rows]})
-        return {f"swap/{n}": v for n, v in losses.items()}
-
     def _schedule(self, step: int) -> float:
         c = self.config
         if step < c.warmup_steps:
@@ -424,6 +337,7 @@ class Trainer:
             rounds_loaded = 0  # a round's data is missing: collect it again below
         # Tokenized once per dataset change: the bins never change during a run.
         targets_all = chunk_targets(action_tokenizer, samples)
+        batches = BatchMaker(c, self.device, self.rank, self.world)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -480,7 +394,7 @@ class Trainer:
                     samples = load_samples(rounds_loaded)
                     targets_all = chunk_targets(action_tokenizer, samples)
                     self.log(f"training on {len(samples):,} samples after round {due}")
-                batch, targets, aux_targets, idx = self._batch(samples, config, targets_all, step)
+                batch, targets, aux_targets, idx = batches.batch(samples, config, targets_all, step)
                 torch.manual_seed(c.seed * 1_000_003 + step)  # dropout and modality dropout
                 for g in optimizer.param_groups:
                     g["lr"] = c.lr * self._schedule(step)
@@ -510,7 +424,7 @@ class Trainer:
                         camera_near_weight=c.camera_near_weight,
                     )
                     if c.stack_swap:
-                        swap = self._swap_losses(model, samples, batch, aux_targets, idx, step)
+                        swap = batches.swap_losses(model, samples, batch, aux_targets, idx, step)
                         for n, v in swap.items():
                             total = total + loss_weights[n.removeprefix("swap/")] * v
                         aux_losses = {**aux_losses, **swap}
