@@ -31,12 +31,16 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
 - ``pool``: the default stem with FiLM, its condition the token mean or 4 learned-query
   attention pools over the instruction tokens, which could pick out the words that name the
   block (measured on v11's demonstrations: no better than the mean, docs/policy.md);
+- ``pixel``: the default stem with FiLM on the token mean, without and with a per-pixel FiLM
+  from cross-attention of each pixel to the instruction tokens (``ImageEncoder``'s
+  ``pixel_film``): a pixel of the named block can read its colour word together with its
+  place in the sentence (which of a stack's two blocks is moved);
 - ``color``: the default stem without and with the training's ``color_swap`` augmentation on
   half the samples (:mod:`mmrobot.train.color_swap`: the blocks recoloured by a random
   permutation of the colours, the instruction's colour words permuted alike; the target
   stays). Every layout then comes with other names for its blocks.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|far|pool|swap|color]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|far|pool|swap|pixel|color]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
 """
 
@@ -67,6 +71,7 @@ class Variant:
     pool: int = 0  # learned-query attention pools as the condition (0: the token mean)
     far_cm: float = 0.0  # steps with the gripper nearer (x-y) to the block than this ...
     near_weight: float = 0.0  # ... weigh this much (0: never drawn)
+    pixel_film: bool = False  # per-pixel FiLM: pixels attend to the instruction tokens
 
 
 VARIANTS = {
@@ -94,6 +99,10 @@ VARIANTS = {
     "swap": [
         Variant("layers = 0, swapped stack instructions", swap=True),
         Variant("layers = 1, swapped stack instructions", layers=1, swap=True),
+    ],
+    "pixel": [
+        Variant("FiLM on the token mean (v11)"),
+        Variant("+ per-pixel FiLM from cross-attention to the tokens", pixel_film=True),
     ],
     "color": [
         Variant("layers = 0 (v6)"),
@@ -200,7 +209,14 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
             self.text = InstructionEncoder(259, 64, 4, width)
             self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(v.layers))
             self.image = ImageEncoder(
-                tuple(train[0].shape[1:]), v.stem, 4, width, True, v.film, v.temperature
+                tuple(train[0].shape[1:]),
+                v.stem,
+                4,
+                width,
+                True,
+                v.film,
+                v.temperature,
+                v.pixel_film,
             )
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
             self.pool = InstructionPool() if v.pool else None
@@ -214,7 +230,7 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
                     text, _ = blk(text, bias.expand(-1, 1, text.shape[1], -1))
                 text = text * w
             cond = self.pool(text, valid) if self.pool else (text * w).sum(1) / w.sum(1)
-            x = self.image(images, cond)
+            x = self.image(images, cond, (text, valid) if v.pixel_film else None)
             return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1))
 
     model = Probe()
@@ -275,7 +291,7 @@ def main() -> None:
 
     from mmrobot.envs.dataset import DemoDataset
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores it may run on
     n = len(DemoDataset(args.dataset))
     n_val = max(1, int(n * args.val_fraction))
     train, val = load(args.dataset, range(0, n - n_val)), load(args.dataset, range(n - n_val, n))
@@ -323,6 +339,7 @@ def main() -> None:
                 "pool_queries": v.pool,
                 "train_far_cm": v.far_cm,
                 "near_weight": v.near_weight,
+                "pixel_film": v.pixel_film,
                 **doc,
                 "seconds": sec,
             }

@@ -61,6 +61,14 @@ class ImageEncoder(nn.Module):
     block, and its spatial-softmax keypoint is that block's image position: the grounding of
     words to pixels happens where the pixels are, not only later in attention. The FiLM
     layers start at zero (the identity), so training begins from the unconditioned stem.
+
+    One FiLM vector conditions every pixel alike: a stack instruction names two blocks, and
+    the token mean says which colours are named but hardly which one is moved. With
+    ``pixel_film``, each stem layer also gets a per-pixel FiLM: every pixel's features query
+    the instruction tokens (cross-attention, as in Perceiver-style conditioning; Jaegle et
+    al., ICML 2021) and take their own (gamma, beta) from the tokens they attend to, so a red
+    pixel can read the word "red" together with its place in the sentence. Zero-initialised,
+    like FiLM, so training starts from the unconditioned stem.
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class ImageEncoder(nn.Module):
         keypoints: bool = True,
         film: bool = False,
         keypoint_temperature: float = 1.0,
+        pixel_film: bool = False,
     ) -> None:
         super().__init__()
         if len(obs_shape) == 4:
@@ -98,6 +107,9 @@ class ImageEncoder(nn.Module):
             for lin in self.film:
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
+        self.pixel_film = (
+            nn.ModuleList(_PixelFiLM(c, width) for c in stem_channels) if pixel_film else None
+        )
         # Patchify as reshape + linear (the same map as a kernel = stride convolution; the
         # convolution took a slower kernel on the CPU).
         self.grid, self.patch = grid, (fh // grid, fw // grid)
@@ -114,9 +126,15 @@ class ImageEncoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.n_tokens = grid * grid + int(keypoints)
 
-    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        images: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """``images`` uint8 as in the class docstring; ``condition`` (B, width), the pooled
-        instruction, is required with ``film``."""
+        instruction, is required with ``film``; ``text``, the instruction tokens (B, T, width)
+        and their validity (B, T), with ``pixel_film``."""
         x = images.to(torch.float32) * (1.0 / 255.0) - 0.5
         if x.dim() == 5:  # (B, T, H, W, C) -> (B, H, W, T*C)
             x = x.permute(0, 2, 3, 1, 4).flatten(3)
@@ -127,10 +145,15 @@ class ImageEncoder(nn.Module):
         else:
             if condition is None:
                 raise ValueError("an ImageEncoder with film needs the instruction condition")
+            if self.pixel_film is not None and text is None:
+                raise ValueError("an ImageEncoder with pixel_film needs the instruction tokens")
             for k, film in enumerate(self.film):
                 x = self.stem[2 * k](x)  # the convolution (stem layers: conv, GELU, ...)
                 gamma, beta = film(condition)[:, :, None, None].chunk(2, dim=1)
-                x = self.stem[2 * k + 1](x * (1.0 + gamma) + beta)
+                x = x * (1.0 + gamma) + beta
+                if self.pixel_film is not None:
+                    x = self.pixel_film[k](x, *text)
+                x = self.stem[2 * k + 1](x)
             feat = x
         b, c, g, (ph, pw) = feat.shape[0], feat.shape[1], self.grid, self.patch
         patches = feat.reshape(b, c, g, ph, g, pw).permute(0, 2, 4, 1, 3, 5)
@@ -143,6 +166,30 @@ class ImageEncoder(nn.Module):
             kp = self.keypoint_proj(points.flatten(1)).unsqueeze(1)
             tokens = torch.cat([tokens, kp], dim=1)
         return self.norm(tokens + self.pos)
+
+
+class _PixelFiLM(nn.Module):
+    """Per-pixel FiLM from cross-attention: features (B, C, H, W) query instruction tokens
+    (B, T, width); each pixel's (gamma, beta) is the attention-weighted mean of the tokens'
+    values. The value map starts at zero, so the layer starts as the identity."""
+
+    def __init__(self, channels: int, width: int, dim: int = 32) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(channels, dim, 1)
+        self.key = nn.Linear(width, dim)
+        self.value = nn.Linear(width, 2 * channels)
+        nn.init.zeros_(self.value.weight)
+        nn.init.zeros_(self.value.bias)
+        self.scale = dim**-0.5
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2)  # (B, dim, H * W)
+        scores = torch.einsum("btd,bdp->bpt", self.key(tokens), q) * self.scale
+        scores = torch.where(valid[:, None, :], scores, torch.full_like(scores, -1e9))
+        film = torch.einsum("bpt,btc->bcp", scores.softmax(-1), self.value(tokens))
+        gamma, beta = film.reshape(b, 2 * c, h, w).chunk(2, dim=1)
+        return x * (1.0 + gamma) + beta
 
 
 def farthest_point_sample(

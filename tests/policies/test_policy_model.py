@@ -149,6 +149,54 @@ def test_film_starts_as_the_unconditioned_stem():
     torch.testing.assert_close(film(batch), plain(batch), rtol=0, atol=1e-6)
 
 
+def _pixel_film_encoder(pixel_film: bool):
+    from mmrobot.policies.encoders import ImageEncoder
+
+    torch.manual_seed(0)
+    return ImageEncoder((16, 16, 3), (8, 8), 2, 16, film=True, pixel_film=pixel_film).eval()
+
+
+def test_pixel_film_starts_as_the_identity_and_ignores_padding():
+    images = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    cond, tokens = torch.randn(2, 16), torch.randn(2, 5, 16)
+    valid = torch.tensor([[True, True, True, False, False]] * 2)
+    plain, pixel = _pixel_film_encoder(False), _pixel_film_encoder(True)
+    pixel.load_state_dict(plain.state_dict(), strict=False)  # all but the per-pixel layers
+    for lin in plain.film:  # FiLM itself given weights, as training would
+        torch.nn.init.normal_(lin.weight, std=0.5)
+    pixel.film.load_state_dict(plain.film.state_dict())
+    with torch.no_grad():
+        ref = plain(images, cond)
+        torch.testing.assert_close(pixel(images, cond, (tokens, valid)), ref, rtol=0, atol=1e-6)
+        for layer in pixel.pixel_film:
+            torch.nn.init.normal_(layer.value.weight, std=0.5)
+        out = pixel(images, cond, (tokens, valid))
+        noisy = torch.where(valid[..., None], tokens, tokens + 5.0 * torch.randn_like(tokens))
+        torch.testing.assert_close(pixel(images, cond, (noisy, valid)), out, rtol=0, atol=1e-6)
+    assert (out - ref).abs().max().item() > 1e-2
+    with pytest.raises(ValueError, match="instruction tokens"):
+        pixel(images, cond)
+
+
+def test_pixel_film_modulates_each_pixel_by_what_it_attends_to():
+    """Global FiLM maps a channel by one affine map, x * (1 + gamma) + beta, at every pixel;
+    the per-pixel form takes (gamma, beta) from the tokens each pixel attends to, so three
+    pixels of one channel no longer lie on one line."""
+    from mmrobot.policies.encoders import _PixelFiLM
+
+    torch.manual_seed(0)
+    layer = _PixelFiLM(4, 8, dim=4)
+    torch.nn.init.normal_(layer.value.weight, std=1.0)
+    x = torch.tensor([1.0, -1.0, 2.0]).view(1, 1, 1, 3).repeat(1, 4, 1, 1)
+    tokens, valid = torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool)
+    with torch.no_grad():
+        layer.query.weight.mul_(20.0)  # sharp attention: the pixels pick different tokens
+        out = layer(x, tokens, valid)[0, :, 0]  # (channels, 3 pixels)
+    slope_a = (out[:, 1] - out[:, 0]) / (x[0, :, 0, 1] - x[0, :, 0, 0])
+    slope_b = (out[:, 2] - out[:, 0]) / (x[0, :, 0, 2] - x[0, :, 0, 0])
+    assert (slope_a - slope_b).abs().max().item() > 1e-2
+
+
 def test_camera_heads_read_only_the_cameras_and_the_instruction():
     from mmrobot.train.step import aux_loss
 
