@@ -166,7 +166,8 @@ class LanguageConfig:
 class CameraConfig:
     """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid
     patchify, plus one token of spatial-softmax keypoints (``keypoints``); with ``film``, the
-    instruction modulates every stem layer's channels (FiLM)."""
+    instruction modulates every stem layer's channels (FiLM); with ``pixel_film`` as well,
+    each pixel by the instruction tokens it attends to."""
 
     stem_channels: tuple[int, ...] = (16, 32)
     grid: int = 4
@@ -175,6 +176,8 @@ class CameraConfig:
     film: bool = False
     # 1.0 when absent, as before the key existed
     keypoint_temperature: float = 1.0
+    # off when absent: per-pixel FiLM from cross-attention to the instruction tokens
+    pixel_film: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.stem_channels, tuple) or not self.stem_channels:
@@ -185,9 +188,14 @@ class CameraConfig:
             _check_int("camera", "stem_channels[]", c, 1, 4096)
         _check_int("camera", "grid", self.grid, 1, 64)
         _check_float("camera", "keypoint_temperature", self.keypoint_temperature, 0.01, 1000.0)
-        for key in ("keypoints", "film"):
+        for key in ("keypoints", "film", "pixel_film"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"camera.{key} must be true or false, got {getattr(self, key)!r}")
+        if self.pixel_film and not self.film:
+            raise ConfigError(
+                "camera.pixel_film = true needs camera.film = true (the per-pixel FiLM adds to "
+                "the stem's FiLM layers); set film = true or pixel_film = false"
+            )
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,7 @@ class FusionPolicyModel(nn.Module):
                 config.camera.keypoints,
                 config.camera.film,
                 config.camera.keypoint_temperature,
+                config.camera.pixel_film,
             )
             if cams
             else None
@@ -300,8 +301,13 @@ class FusionPolicyModel(nn.Module):
         if cams:
             b = inputs[cams[0]][0].shape[0]
             cond = text_pooled.repeat(len(cams), 1)
+            words = (
+                (text.repeat(len(cams), 1, 1), text_valid.repeat(len(cams), 1))
+                if self.config.camera.pixel_film
+                else None
+            )
             out = self.image_encoder(  # type: ignore[misc]
-                torch.cat([inputs[i][0] for i in cams]), cond
+                torch.cat([inputs[i][0] for i in cams]), cond, words
             )
             cam_tokens = {i: out[k * b : (k + 1) * b] for k, i in enumerate(cams)}
         pieces, valids, stream_valid, summary = [], [], [], [text_pooled]

@@ -33,10 +33,10 @@ from policy_testlib import random_observation, tiny_config  # noqa: E402
 
 
 def _checkpoint(
-    directory: Path, decoding: str = "parallel", fusion: str = "mid"
+    directory: Path, decoding: str = "parallel", fusion: str = "mid", camera: dict | None = None
 ) -> FusionPolicyModel:
     torch.manual_seed(0)
-    cfg = tiny_config(fusion, decoding).replace(
+    cfg = tiny_config(fusion, decoding, camera).replace(
         normalization={"joints": NormStats((0.2,) * 7, (1.5,) * 7)}
     )
     model = FusionPolicyModel(cfg).eval()
@@ -170,6 +170,20 @@ def test_autoregressive_late_and_early_fusion_export(tmp_path):
         t_logits, t_tokens = _torch(model, b)
         assert np.abs(logits - t_logits).max() <= 1e-4
         assert (tokens == t_tokens).mean() >= 0.999
+
+
+def test_pixel_film_exports(tmp_path):
+    model = _checkpoint(tmp_path / "c", camera={"film": True, "pixel_film": True})
+    with torch.no_grad():  # the per-pixel layers start as the identity: give them weights
+        for layer in model.image_encoder.pixel_film:
+            torch.nn.init.normal_(layer.value.weight, std=0.5)
+    save_checkpoint(model, tmp_path / "c", metadata={"note": "test"})
+    export_onnx(tmp_path / "c", tmp_path / "e")
+    b = _batch(model, 8)
+    logits, tokens = OnnxPolicy(tmp_path / "e").run(b)
+    t_logits, t_tokens = _torch(model, b)
+    assert np.abs(logits - t_logits).max() <= 1e-4
+    assert (tokens == t_tokens).mean() >= 0.999
 
 
 def test_provider_fallback_and_unknown_provider(exported):

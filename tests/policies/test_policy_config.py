@@ -124,6 +124,15 @@ def test_configs_from_before_film_load_without_it():
     assert PolicyConfig.from_dict(data).camera.film is False
 
 
+def test_pixel_film_needs_film():
+    data = load_policy_config(CONFIGS[0]).to_dict()
+    data["camera"].update(film=False, pixel_film=True)
+    with pytest.raises(ConfigError, match="pixel_film = true needs camera.film = true"):
+        PolicyConfig.from_dict(data)
+    del data["camera"]["pixel_film"]  # configs written before the key: off
+    assert PolicyConfig.from_dict(data).camera.pixel_film is False
+
+
 def test_dict_round_trip_is_lossless():
     d = _data()
     d["normalization"] = {"ft": {"mean": [0.5] * 6, "std": [2.0] * 6}}

@@ -103,13 +103,19 @@ def _camera_tokens(model, batch):
     return tokens[:, start : start + 2 * model.image_encoder.n_tokens]
 
 
-@pytest.mark.parametrize("film", [False, True])
-def test_film_makes_camera_tokens_depend_on_the_instruction(film):
+@pytest.mark.parametrize(("film", "pixel_film"), [(False, False), (True, False), (True, True)])
+def test_film_makes_camera_tokens_depend_on_the_instruction(film, pixel_film):
     torch.manual_seed(0)
-    model = FusionPolicyModel(tiny_config("mid", camera={"film": film})).eval()
+    camera = {"film": film, "pixel_film": pixel_film}
+    model = FusionPolicyModel(tiny_config("mid", camera=camera)).eval()
     if film:  # FiLM starts as the identity; give it weights, as training would
         for lin in model.image_encoder.film:
             torch.nn.init.normal_(lin.weight, std=0.5)
+    if pixel_film:  # the per-pixel form alone carries the instruction
+        for lin in model.image_encoder.film:
+            torch.nn.init.zeros_(lin.weight)
+        for layer in model.image_encoder.pixel_film:
+            torch.nn.init.normal_(layer.value.weight, std=0.5)
     red = tiny_batch(model.config, 2, instruction="touch the red block")
     blue = tiny_batch(model.config, 2, instruction="touch the blue block")  # same images
     gap = (_camera_tokens(model, red) - _camera_tokens(model, blue)).abs().max().item()
