@@ -171,7 +171,11 @@ class ImageEncoder(nn.Module):
 class _PixelFiLM(nn.Module):
     """Per-pixel FiLM from cross-attention: features (B, C, H, W) query instruction tokens
     (B, T, width); each pixel's (gamma, beta) is the attention-weighted mean of the tokens'
-    values. The value map starts at zero, so the layer starts as the identity."""
+    values. The value map starts at zero, so the layer starts as the identity.
+
+    The score of pixel features ``x`` and token key ``k`` is ``(W_q x + b_q) . k``; it is
+    computed as ``x . (W_q^T k) + b_q . k``: the query map folded into the T keys instead of
+    applied at every pixel (the same function and parameters, about half the work)."""
 
     def __init__(self, channels: int, width: int, dim: int = 32) -> None:
         super().__init__()
@@ -184,10 +188,11 @@ class _PixelFiLM(nn.Module):
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q = self.query(x).flatten(2)  # (B, dim, H * W)
-        scores = torch.einsum("btd,bdp->bpt", self.key(tokens), q) * self.scale
-        scores = torch.where(valid[:, None, :], scores, torch.full_like(scores, -1e9))
-        film = torch.einsum("bpt,btc->bcp", scores.softmax(-1), self.value(tokens))
+        k = self.key(tokens) * self.scale  # (B, T, dim)
+        keys = k @ self.query.weight.flatten(1)  # (B, T, C): W_q^T k per token
+        scores = torch.einsum("btc,bcp->btp", keys, x.flatten(2)) + (k @ self.query.bias)[..., None]
+        scores = torch.where(valid[:, :, None], scores, torch.full_like(scores, -1e9))
+        film = torch.einsum("btc,btp->bcp", self.value(tokens), scores.softmax(1))
         gamma, beta = film.reshape(b, 2 * c, h, w).chunk(2, dim=1)
         return x * (1.0 + gamma) + beta
 
