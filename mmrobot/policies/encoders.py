@@ -179,7 +179,7 @@ class _PixelFiLM(nn.Module):
 
     def __init__(self, channels: int, width: int, dim: int = 32) -> None:
         super().__init__()
-        self.query = nn.Conv2d(channels, dim, 1)
+        self.query = nn.Conv2d(channels, dim, 1)  # W_q, b_q; only its parameters are used
         self.key = nn.Linear(width, dim)
         self.value = nn.Linear(width, 2 * channels)
         nn.init.zeros_(self.value.weight)
