@@ -23,6 +23,7 @@ __all__ = [
     "machine",
     "median_time_per_call",
     "pin_to_one_core",
+    "use_allowed_cores",
     "print_table",
     "write_json",
 ]
@@ -35,6 +36,16 @@ def pin_to_one_core() -> int | None:
     core = max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})
     return core
+
+
+def use_allowed_cores() -> int:
+    """One torch thread per core this process may run on (``taskset`` narrows it; the
+    machine's core count would oversubscribe a pinned probe); returns the count."""
+    import torch
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
 
 
 def median_time_per_call(

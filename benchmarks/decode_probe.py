@@ -29,7 +29,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
+from _common import (  # noqa: E402
+    episodes_by_task,
+    print_table,
+    probe_parser,
+    use_allowed_cores,
+    write_probe_json,
+)
 
 DECODINGS = ("argmax", "median", "mean")
 FINE_M = (0.0005, 0.019)  # expert deltas between these are "fine" (not at rest, not clipped)
@@ -118,12 +124,10 @@ def decode_errors(model, demos, episodes: list[int]) -> dict[str, dict[str, floa
 def main() -> None:
     args = probe_parser(__doc__.split("\n\n")[0], "checkpoint folder").parse_args()
 
-    import torch
-
     from mmrobot.envs.dataset import DemoDataset
     from mmrobot.policies.checkpoint import load_checkpoint
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    use_allowed_cores()
     model = load_checkpoint(args.checkpoint).eval()
     demos = DemoDataset(args.dataset)
     by_task = episodes_by_task(demos, args.episodes)

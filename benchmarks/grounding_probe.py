@@ -27,7 +27,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
+from _common import (  # noqa: E402
+    episodes_by_task,
+    print_table,
+    probe_parser,
+    use_allowed_cores,
+    write_probe_json,
+)
 
 #: the steps of each episode where the turn head is read: JSON key prefix -> table label
 TURN_MOMENTS = {"first_step": "first step", "over_block": "first over the block"}
@@ -111,13 +117,12 @@ def main() -> None:
     ).parse_args()
 
     import numpy as np
-    import torch
 
     from mmrobot.envs.dataset import DemoDataset
     from mmrobot.policies.checkpoint import load_checkpoint
     from mmrobot.train.data import NO_FACE_TURN
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    use_allowed_cores()
     model = load_checkpoint(args.checkpoint)
     if not model.camera_aux_heads:
         raise SystemExit(

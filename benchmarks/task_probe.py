@@ -21,7 +21,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import episodes_by_task, print_table, probe_parser, write_probe_json  # noqa: E402
+from _common import (  # noqa: E402
+    episodes_by_task,
+    print_table,
+    probe_parser,
+    use_allowed_cores,
+    write_probe_json,
+)
 
 GRASPING = ("pick", "place", "stack")
 
@@ -74,12 +80,10 @@ def pregrasp_errors(model, demos, episodes: list[int], instruct: str) -> dict[st
 def main() -> None:
     args = probe_parser(__doc__.split("\n\n")[0]).parse_args()
 
-    import torch
-
     from mmrobot.envs.dataset import DemoDataset
     from mmrobot.policies.checkpoint import load_checkpoint
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    use_allowed_cores()
     model = load_checkpoint(args.checkpoint).eval()
     demos = DemoDataset(args.dataset)
     by_task = {t: e for t, e in episodes_by_task(demos, args.episodes).items() if t in GRASPING}

@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_trained_probe_json  # noqa: E402
+from _common import print_table, use_allowed_cores, write_trained_probe_json  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,11 +287,9 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
 
-    import torch
-
     from mmrobot.envs.dataset import DemoDataset
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores it may run on
+    use_allowed_cores()
     n = len(DemoDataset(args.dataset))
     n_val = max(1, int(n * args.val_fraction))
     train, val = load(args.dataset, range(0, n - n_val)), load(args.dataset, range(n - n_val, n))

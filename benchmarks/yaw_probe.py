@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_trained_probe_json  # noqa: E402
+from _common import print_table, use_allowed_cores, write_trained_probe_json  # noqa: E402
 from grounding_probe import first_over_block, turn_errors  # noqa: E402
 
 #: camera choice -> the dataset streams it reads
@@ -199,11 +199,10 @@ def main() -> None:
         variants.append((cams, target))
 
     import numpy as np
-    import torch
 
     from mmrobot.envs.dataset import DemoDataset
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    use_allowed_cores()
     n = len(DemoDataset(args.dataset))
     n_val = max(1, int(n * args.val_fraction))
     train = load(args.dataset, range(0, n - n_val), args.every)
