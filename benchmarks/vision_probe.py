@@ -211,12 +211,11 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
             self.image = ImageEncoder(
                 tuple(train[0].shape[1:]),
                 v.stem,
-                4,
-                width,
-                True,
-                v.film,
-                v.temperature,
-                v.pixel_film,
+                grid=4,
+                width=width,
+                film=v.film,
+                keypoint_temperature=v.temperature,
+                pixel_film=v.pixel_film,
             )
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
             self.pool = InstructionPool() if v.pool else None

@@ -191,7 +191,7 @@ class _PixelFiLM(nn.Module):
         k = self.key(tokens) * self.scale  # (B, T, dim)
         keys = k @ self.query.weight.flatten(1)  # (B, T, C): W_q^T k per token
         scores = torch.einsum("btc,bcp->btp", keys, x.flatten(2)) + (k @ self.query.bias)[..., None]
-        scores = torch.where(valid[:, :, None], scores, torch.full_like(scores, -1e9))
+        scores = scores.masked_fill(~valid[:, :, None], -1e9)  # padding tokens: no weight
         film = torch.einsum("btc,btp->bcp", self.value(tokens), scores.softmax(1))
         gamma, beta = film.reshape(b, 2 * c, h, w).chunk(2, dim=1)
         return x * (1.0 + gamma) + beta
