@@ -203,6 +203,27 @@ def test_pixel_film_modulates_each_pixel_by_what_it_attends_to():
     assert (slope_a - slope_b).abs().max().item() > 1e-2
 
 
+def test_pixel_film_folded_query_equals_the_query_at_every_pixel():
+    """The layer folds W_q into the token keys; the scores must be those of the query
+    convolution applied at each pixel."""
+    from mmrobot.policies.encoders import _PixelFiLM
+
+    torch.manual_seed(0)
+    layer = _PixelFiLM(6, 16, dim=8)
+    torch.nn.init.normal_(layer.value.weight, std=0.5)
+    torch.nn.init.normal_(layer.query.bias, std=0.5)
+    x, tokens = torch.randn(2, 6, 5, 4), torch.randn(2, 7, 16)
+    valid = torch.rand(2, 7) > 0.3
+    valid[:, 0] = True
+    with torch.no_grad():
+        q = layer.query(x).flatten(2)  # (B, dim, H * W): the unfolded query
+        scores = torch.einsum("btd,bdp->btp", layer.key(tokens), q) * layer.scale
+        scores = scores.masked_fill(~valid[:, :, None], -1e9).softmax(1)
+        film = torch.einsum("btc,btp->bcp", layer.value(tokens), scores).reshape(2, 12, 5, 4)
+        gamma, beta = film.chunk(2, dim=1)
+        torch.testing.assert_close(layer(x, tokens, valid), x * (1 + gamma) + beta)
+
+
 def test_camera_heads_read_only_the_cameras_and_the_instruction():
     from mmrobot.train.step import aux_loss
 
