@@ -24,7 +24,7 @@ of the gripper (the first tick whose executed command goes from open to closed):
 the TCP is against the expert's grasp point (x-y distance, height above it), how far the tool
 is turned from the block's faces, how far the fused ``block_rel`` head places the block
 then, whether the block is held 5 ticks later and whether the episode succeeds (for v11, no
-episode whose first closing missed succeeded: docs/policy.md). For the episodes whose first
+episode whose first closing missed succeeded: docs/policy-trials.md). For the episodes whose first
 closing held and that still failed, it reports where the block was lost: the expert's phase
 at the last tick it was held, whether the policy had opened the gripper (a release) or not (a
 slip), where the block then was against the task's goal (x-y distance; its bottom's height

@@ -16,7 +16,7 @@ the expert turns (more than 0.05 rad): the share that turns its way (0.02 rad or
 not at all, or the other way, and the mean size of the decoded turn; and the same at the
 first step of each of the expert's turns only (its onset), where nothing in the tool's own
 motion says yet which way to turn. The expert turns the tool square to the block's faces
-before it grasps (docs/policy.md, "the policy does not turn the tool").
+before it grasps (docs/policy-trials.md, "the policy does not turn the tool").
 
 Usage: python benchmarks/decode_probe.py --checkpoint policies/release --dataset D.h5
            [--episodes 20] [--json PATH]

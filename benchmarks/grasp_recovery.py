@@ -2,7 +2,7 @@
 
 v11's first grasps miss when the TCP is off along the fingers' closing axis by more than the
 open pads clear the block: a pad comes down on the block's top and the gripper closes about
-3 cm high (docs/policy.md, "Why a miss misses"). Data that teaches the correction needs an
+3 cm high (docs/policy-trials.md, "Why a miss misses"). Data that teaches the correction needs an
 expert that recovers from exactly those states. Per task and seed this probe lets the expert
 run until its first ``descend``, then drives that descent ``--offset`` metres off along the
 fingers' axis and closes the gripper there (6 ticks), as the policy does, and hands the

@@ -1,7 +1,7 @@
 """Does a trained policy's camera find the block the instruction names? Per task, offline.
 
 A checkpoint trained with ``training.encoder_aux`` has camera heads that predict the named
-block's base-frame position from the cameras and the instruction alone (docs/policy.md).
+block's base-frame position from the cameras and the instruction alone (docs/policy-trials.md).
 This probe runs them on recorded episodes (``mmrobot collect``; use seeds the policy was not
 trained on) and prints, per task, the x-y error over all steps and at each episode's first
 step. At the first step every block is where the scene put it, so only the instruction says

@@ -30,7 +30,7 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
   a cue that does not need the words;
 - ``pool``: the default stem with FiLM, its condition the token mean or 4 learned-query
   attention pools over the instruction tokens, which could pick out the words that name the
-  block (measured on v11's demonstrations: no better than the mean, docs/policy.md);
+  block (measured on v11's demonstrations: no better than the mean, docs/policy-trials.md);
 - ``pixel``: the default stem with FiLM on the token mean, without and with a per-pixel FiLM
   from cross-attention of each pixel to the instruction tokens (``ImageEncoder``'s
   ``pixel_film``): a pixel of the named block can read its colour word together with its

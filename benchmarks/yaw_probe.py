@@ -1,7 +1,7 @@
 """Can the camera stem see how the named block is turned? A probe of the image encoder alone.
 
 The grasping tasks need the tool turned to the block's faces, and the policies so far guess
-the direction (docs/policy.md, "the policy does not turn the tool"). Before a camera head
+the direction (docs/policy-trials.md, "the policy does not turn the tool"). Before a camera head
 for the turn goes into the policy, this probe asks whether the policy's own
 :class:`~mmrobot.policies.encoders.ImageEncoder` (with FiLM on the instruction, as in the
 policy) can read it at all: the stem and a two-layer head are trained to regress the turn as

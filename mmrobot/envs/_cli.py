@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         default=0.0,
         metavar="RATE",
         help="probability per tick of a random excursion that the expert then recovers from "
-        "(recorded with the expert's labels; DART-style, docs/policy.md); default 0: off",
+        "(recorded with the expert's labels; DART-style, docs/policy-trials.md); default 0: off",
     )
     p.add_argument(
         "--perturb-steps", type=int, default=4, metavar="N", help="ticks per excursion (default 4)"

@@ -112,7 +112,7 @@ _PUSH_Z_M = 0.022
 #: ``"over_block"`` only once the TCP is within ``TURN_OVER_M`` (x-y) of the block, where the
 #: wrist camera shows its edges (a policy trained on ``"start"`` demonstrations closes as if
 #: it never turned; trained from scratch on ``"over_block"`` it scored 101 of 200 against
-#: 124: docs/policy.md, trial v16); ``"descending"`` turns where ``"over_block"`` does but
+#: 124: docs/policy-trials.md, trial v16); ``"descending"`` turns where ``"over_block"`` does but
 #: descends toward the block's top face while it turns, rather than pausing at the approach
 #: height until square (the pause was where v16's policy closed high).
 TURNS: tuple[str, ...] = ("start", "over_block", "descending")

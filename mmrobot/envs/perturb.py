@@ -16,7 +16,7 @@ drives back afterwards, so the data holds the recovery the policy was missing. D
 labels the states the policy itself visits; this costs no policy, so it also works in the
 first demonstrations.
 
-A second kind is aimed at the learner's typical miss (docs/policy.md "Why a miss misses"):
+A second kind is aimed at the learner's typical miss (docs/policy-trials.md "Why a miss misses"):
 with ``grasp_miss``, that share of the grasping episodes (pick, place, stack) drive the
 expert's first descent 1 to 3.5 cm off along the fingers' closing axis and close there
 (:class:`OffAxisGrasp`); the expert labels the off-axis descent and then reopens and grasps
@@ -117,7 +117,7 @@ class OffAxisGrasp:
     """An executor for :func:`~mmrobot.envs.collect.run_expert_episode`: a learner's typical
     missed grasp. The expert's labels, except from its first ``descend`` on, where the arm
     descends ``offset`` m off along the fingers' closing axis and closes there (a pad comes
-    down on the block's top, docs/policy.md "Why a miss misses"); then the expert again.
+    down on the block's top, docs/policy-trials.md "Why a miss misses"); then the expert again.
     ``outcome`` says whether that closing held the block and how high it closed
     (``benchmarks/grasp_recovery.py``).
 

@@ -27,7 +27,7 @@ Targets (:data:`AUX_TARGETS`; all in the base frame, metres):
     ``4 phi`` is the angle with no jump where the two turns to the nearest faces meet
     (``sin 4 phi`` has the sign of ``phi``, the direction the expert turns). The scripted
     expert turns the tool by ``phi`` before it grasps; a policy that cannot see which way
-    the block is turned closes on it askew (docs/policy.md).
+    the block is turned closes on it askew (docs/policy-trials.md).
 ``tcp`` (3,) float32
     the TCP position (base frame). ``block_rel + tcp`` is the block's position in the base
     frame, which a camera fixed to the base sees without knowing where the arm is (the

@@ -438,7 +438,7 @@ class FusionPolicyModel(nn.Module):
         taught the stem to find the named block: the proprioceptive streams explain part of
         the relative position sooner, and the camera's gradient is what is left over. A
         camera fixed to the base sees the block's base-frame position without the arm, so
-        this target can only be met by looking (docs/policy.md).
+        this target can only be met by looking (docs/policy-trials.md).
         """
         feats, logits, summary = self._run(batch, target_tokens)
         if not with_aux:

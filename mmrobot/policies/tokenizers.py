@@ -184,7 +184,7 @@ class ActionTokenizer:
 
         A bin distribution learned from an expert whose deltas sit on point masses (0 and the
         2 cm clip) puts mass on both for a fine final approach; its argmax is one of them,
-        its median and mean lie between (docs/policy.md, "Decoding the action bins").
+        its median and mean lie between (docs/policy-trials.md, "Decoding the action bins").
         """
         lg = np.asarray(logits, dtype=np.float64)
         if lg.ndim < 2 or lg.shape[-2:] != (self.dim, self.bins):

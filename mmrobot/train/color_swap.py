@@ -4,7 +4,7 @@ instruction's colour words permuted with them (``color_swap`` in the train confi
 Why: a demonstration ties one layout to one named block. With a few hundred scenes per task
 the network can learn the layout instead of the words (v6's camera heads find the block a
 stack instruction names to 3 cm on their training scenes and to 10 cm on new ones,
-docs/policy.md). Recolouring the blocks and renaming them alike keeps every position, action
+docs/policy-trials.md). Recolouring the blocks and renaming them alike keeps every position, action
 and privileged target right, and makes the words the only way to tell which block is meant.
 
 The recolouring works on rendered pixels. The blocks are the only saturated surfaces of the

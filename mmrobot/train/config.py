@@ -169,11 +169,11 @@ class TrainConfig:
         warmup_steps: linear warm-up, then cosine decay to ``lr * min_lr_ratio``.
         perception_steps: the first steps train the camera heads' loss only (the policy
             config's ``training.encoder_aux``): the stem learns to find the block before
-            behaviour cloning can settle on proprioception (docs/policy.md).
+            behaviour cloning can settle on proprioception (docs/policy-trials.md).
         turn_steps: the first of the perception steps train the camera turn head alone (the
             policy config's ``training.camera_yaw``): trained beside the position heads from
             the start it memorizes the turn; trained alone first, it reads it, and keeps
-            reading it once the position heads join (docs/policy.md). At most
+            reading it once the position heads join (docs/policy-trials.md). At most
             ``perception_steps``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: clip the global gradient norm to this (0: off).
@@ -197,7 +197,7 @@ class TrainConfig:
             (0: off). Needs camera heads for ``block_rel`` and ``goal_rel``; one process only.
         label_sigma: soft action targets: each target token becomes a Gaussian over the
             bins, this many bins wide (standard deviation), so that a prediction a few bins
-            off costs less than one far off (0: one-hot targets; docs/policy.md).
+            off costs less than one far off (0: one-hot targets; docs/policy-trials.md).
         color_swap: the share of samples trained on with the blocks' colours permuted, in
             the camera images and in the instruction's colour words alike
             (:mod:`mmrobot.train.color_swap`; 0: off). Not together with ``stack_swap``.
@@ -208,7 +208,7 @@ class TrainConfig:
         camera_far_m: the camera heads (``training.encoder_aux``) weigh the samples whose
             gripper is nearer than this (x-y, metres) to the named block by
             ``camera_near_weight``: nearer, "the block by the gripper" finds it without the
-            words (0: every sample weighs 1; docs/policy.md, "After v11").
+            words (0: every sample weighs 1; docs/policy-trials.md, "After v11").
         camera_near_weight: the weight of those near samples against 1 for the far ones
             (0: left out).
         dagger: the ``[dagger]`` table (:class:`DaggerConfig`).

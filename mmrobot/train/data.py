@@ -80,7 +80,8 @@ def swapped_stack_instruction(task: str, split: str, seed: int) -> str | None:
     """An instruction for the stack ``task`` spec with the moved and the base block swapped
     ("stack the blue cube on the red one" for "stack the red cube on the blue one"), in the
     phrasing set ``split``; None for other tasks. The same scene then asks for the other
-    block: only the order of the words says which (docs/policy.md, vision_probe --set swap)."""
+    block: only the order of the words says which (docs/policy-trials.md, vision_probe
+    --set swap)."""
     from mmrobot.envs.instructions import SPLITS, make_instruction
     from mmrobot.envs.tasks import TaskSpec
 
@@ -282,7 +283,7 @@ class ChunkSamples:
 #: Tasks whose expert does not turn the tool to the named block's faces (push turns it to
 #: the push direction): their samples' ``block_yaw`` targets are NaN, which the loss leaves
 #: out. (v18, whose turn heads also trained on push's samples, solved push in 20 of 40
-#: episodes against v16's 31 without the camera turn head: docs/policy.md, trial v18.)
+#: episodes against v16's 31 without the camera turn head: docs/policy-trials.md, trial v18.)
 NO_FACE_TURN = ("push",)
 
 #: the privileged targets :func:`_grasp_facts` reads
