@@ -38,10 +38,19 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
 - ``color``: the default stem without and with the training's ``color_swap`` augmentation on
   half the samples (:mod:`mmrobot.train.color_swap`: the blocks recoloured by a random
   permutation of the colours, the instruction's colour words permuted alike; the target
-  stays). Every layout then comes with other names for its blocks.
+  stays). Every layout then comes with other names for its blocks;
+- ``map``: the per-pixel FiLM stem without and with a map loss (the policy config's
+  ``training.camera_map``): the spatial softmax of the last stem layer's first channel is
+  trained to peak where the named block is in the image (its base-frame position projected
+  into the scene camera, :mod:`mmrobot.envs.projection`), so that channel's keypoint is the
+  block's image position; a dense, per-pixel signal where the position head has three
+  numbers.
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|far|pool|swap|pixel|color]
-           [--steps 1500] [--lr 1e-3] [--json PATH] [--quick]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|far|pool|swap|pixel|color|map]
+           [--steps 1500] [--lr 1e-3] [--json PATH] [--quick] [--only K ...]
+
+Each variant trains from the same seed on the same batches, so a rerun of one variant
+(``--only 2``: the set's second) reproduces its row of an earlier run of the whole set.
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ class Variant:
     far_cm: float = 0.0  # steps with the gripper nearer (x-y) to the block than this ...
     near_weight: float = 0.0  # ... weigh this much (0: never drawn)
     pixel_film: bool = False  # per-pixel FiLM: pixels attend to the instruction tokens
+    camera_map: float = 0.0  # weight of the named block's map loss (0: none)
 
 
 VARIANTS = {
@@ -104,6 +114,10 @@ VARIANTS = {
         Variant("FiLM on the token mean (v11)"),
         Variant("+ per-pixel FiLM from cross-attention to the tokens", pixel_film=True),
     ],
+    "map": [
+        Variant("per-pixel FiLM (v20)", pixel_film=True),
+        Variant("+ the named block's map, weight 1", pixel_film=True, camera_map=1.0),
+    ],
     "color": [
         Variant("layers = 0 (v6)"),
         Variant("layers = 0, colours swapped in half the samples", color_swap=True),
@@ -111,12 +125,13 @@ VARIANTS = {
 }
 
 
-def load(path: str, episodes: range, every: int = 3):
+def load(path: str, episodes: range, projection, every: int = 3):
     """(images uint8, instruction ids, masks, block position in cm, task names, whether it is
     the episode's first step, the ids, masks and target of the instruction with a stack's
     two blocks swapped: the base block's position; other tasks' samples unchanged; the
-    instruction texts; and the gripper's x-y distance from the named block, cm) of every
-    ``every``-th step."""
+    instruction texts; the gripper's x-y distance from the named block, cm; and the named
+    block's position in the scene camera's image, as fractions of its width and height) of
+    every ``every``-th step."""
     import numpy as np
     import torch
 
@@ -170,11 +185,41 @@ def load(path: str, episodes: range, every: int = 3):
         torch.from_numpy(np.concatenate(swap_ys)).float(),
         texts,
         np.concatenate(dist),
+        torch.from_numpy(image_fractions(projection, np.concatenate(ys) / 100.0)),
     )
 
 
+def image_fractions(projection, points_m):
+    """(N, 2) float32 image positions ``(u / W, v / H)`` of base-frame points."""
+    import numpy as np
+
+    size = np.array([projection.width, projection.height])
+    return (projection.pixels(points_m) / size).astype(np.float32)
+
+
+def map_points_cm(projection, logits, z_cm):
+    """Where maps (N, fh, fw) of logits put the block: each map's expected cell (its
+    spatial softmax, as the keypoint token reads it) as an image point, on the plane at the
+    block's true height ``z_cm`` (N,): (N, 3) base-frame positions in cm."""
+    import numpy as np
+    import torch
+
+    n, fh, fw = logits.shape
+    prob = torch.softmax(logits.reshape(n, -1).double(), -1).reshape(n, fh, fw)
+    rows, cols = torch.meshgrid(torch.arange(float(fh)), torch.arange(float(fw)), indexing="ij")
+    frac = np.column_stack(
+        [
+            ((prob * cols).sum((1, 2)).numpy() + 0.5) / fw,
+            ((prob * rows).sum((1, 2)).numpy() + 0.5) / fh,
+        ]
+    )
+    uv = frac * np.array([projection.width, projection.height])
+    return torch.from_numpy(projection.on_plane(uv, z_cm.numpy() / 100.0) * 100.0).float()
+
+
 def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
-    """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32."""
+    """(N, 3) validation predictions (cm) after ``steps`` steps of batch 32, and with
+    ``camera_map`` the validation samples' maps (N, fh, fw) of logits (else None)."""
     import numpy as np
     import torch
     from torch import nn
@@ -182,6 +227,7 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
     from mmrobot.policies.encoders import ImageEncoder, InstructionEncoder
     from mmrobot.policies.model import Block
     from mmrobot.train.color_swap import ColorSwap
+    from mmrobot.train.step import map_loss
 
     torch.manual_seed(seed)
     width = 128
@@ -229,8 +275,12 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
                     text, _ = blk(text, bias.expand(-1, 1, text.shape[1], -1))
                 text = text * w
             cond = self.pool(text, valid) if self.pool else (text * w).sum(1) / w.sum(1)
-            x = self.image(images, cond, (text, valid) if v.pixel_film else None)
-            return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1))
+            words = (text, valid) if v.pixel_film else None
+            if not v.camera_map:
+                x = self.image(images, cond, words)
+                return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1)), None
+            x, maps = self.image(images, cond, words, maps=1)
+            return self.head(torch.cat([x.mean(1), x[:, -1]], dim=-1)), maps[:, 0]
 
     model = Probe()
     opt = torch.optim.AdamW(model.parameters(), lr)
@@ -258,21 +308,23 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
             ids = torch.where(sw, train[6][idx], ids)
             mask = torch.where(sw, train[7][idx], mask)
             y = torch.where(sw, train[8][idx], y)
-        pred = model(images, ids, mask)
+        pred, maps = model(images, ids, mask)
         w = weight[idx]
         loss = (((pred - (y - mu) / sd) ** 2).mean(1) * w).sum() / w.sum().clamp(min=1e-6)
+        if maps is not None:  # the named block's map (swap and far variants have none)
+            loss = loss + v.camera_map * map_loss(maps, train[11][idx], torch.ones(32, dtype=bool))
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
-        pred = torch.cat(
-            [
-                model(val[0][i : i + 256], val[1][i : i + 256], val[2][i : i + 256])
-                for i in range(0, len(val[0]), 256)
-            ]
-        )
-    return pred * sd + mu
+        out = [
+            model(val[0][i : i + 256], val[1][i : i + 256], val[2][i : i + 256])
+            for i in range(0, len(val[0]), 256)
+        ]
+    pred = torch.cat([p for p, _ in out])
+    maps = torch.cat([m for _, m in out]) if v.camera_map else None
+    return pred * sd + mu, maps
 
 
 def main() -> None:
@@ -284,14 +336,31 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--quick", action="store_true", help="50 steps (a smoke run)")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--only", type=int, nargs="+", metavar="K", help="run only the set's K-th variants (from 1)"
+    )
     args = parser.parse_args()
+    variants = VARIANTS[args.set]
+    if args.only:
+        bad = [k for k in args.only if not 1 <= k <= len(variants)]
+        if bad:
+            parser.error(f"--only {bad}: the set {args.set!r} has variants 1-{len(variants)}")
+        variants = [variants[k - 1] for k in args.only]
 
     from mmrobot.envs.dataset import DemoDataset
 
     use_allowed_cores()
     n = len(DemoDataset(args.dataset))
     n_val = max(1, int(n * args.val_fraction))
-    train, val = load(args.dataset, range(0, n - n_val)), load(args.dataset, range(n - n_val, n))
+    from mmrobot.envs.scene import Scene
+
+    scene = Scene()
+    cam = next(s for s in DemoDataset(args.dataset).specs if s.name == "scene_cam")
+    size = cam.shape[:2]
+    projection = scene.camera_projection("scene_cam", *size)
+    scene.close()
+    train = load(args.dataset, range(0, n - n_val), projection)
+    val = load(args.dataset, range(n - n_val, n), projection)
     steps = 50 if args.quick else args.steps
     load_before = os.getloadavg()[0]
     import numpy as np
@@ -318,12 +387,20 @@ def main() -> None:
 
     mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
-    for v in VARIANTS[args.set]:
+    for v in variants:
         t0 = time.perf_counter()
-        pred = probe(train, val, v, steps, args.lr)
+        pred, maps = probe(train, val, v, steps, args.lr)
         sec = time.perf_counter() - t0
         cells, doc = row(v.label, pred, f"{sec:.0f}")
         rows.append(cells)
+        if maps is not None:  # the map itself, read as the keypoint reads it
+            map_cells, map_doc = row(
+                "  its map, on the block's height",
+                map_points_cm(projection, maps, val[3][:, 2]),
+                "-",
+            )
+            rows.append(map_cells)
+            doc["map"] = map_doc
         results.append(
             {
                 "variant": v.label,
@@ -337,6 +414,7 @@ def main() -> None:
                 "train_far_cm": v.far_cm,
                 "near_weight": v.near_weight,
                 "pixel_film": v.pixel_film,
+                "camera_map": v.camera_map,
                 **doc,
                 "seconds": sec,
             }

@@ -19,6 +19,7 @@ import numpy as np
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError
 from mmrobot.envs import names
+from mmrobot.envs.projection import CameraProjection
 
 __all__ = [
     "DEFAULT_SCENE_PATH",
@@ -405,6 +406,33 @@ class Scene:
         d = self.data if data is None else data
         i = self.ids.tcp_site
         return d.site_xpos[i].copy(), d.site_xmat[i].reshape(3, 3).copy()
+
+    def fixed_cameras(self) -> list[str]:
+        """The names of the cameras fixed to the world (not on a moving body)."""
+        m = self.mujoco
+        return [
+            m.mj_id2name(self.model, m.mjtObj.mjOBJ_CAMERA, i)
+            for i in range(self.model.ncam)
+            if self.model.cam_bodyid[i] == 0
+        ]
+
+    def camera_projection(self, camera: str, height: int, width: int) -> CameraProjection:
+        """The pinhole projection of ``camera`` (an MJCF camera name) into a ``height`` x
+        ``width`` image, from its pose in the current state and its ``fovy``. For a camera
+        fixed to the world, as the scene camera is, the pose never changes (domain
+        randomization moves it by up to 1 cm and 0.03 rad)."""
+        i = self._id("camera", camera)
+        mj = self.mujoco  # the camera poses from qpos (the state itself is kept)
+        for stage in (mj.mj_kinematics, mj.mj_comPos, mj.mj_camlight):
+            stage(self.model, self.data)
+        rot = self.data.cam_xmat[i].reshape(3, 3)
+        return CameraProjection(
+            position=tuple(float(x) for x in self.data.cam_xpos[i]),
+            rotation=tuple(tuple(float(x) for x in row) for row in rot),
+            fovy_deg=float(self.model.cam_fovy[i]),
+            height=height,
+            width=width,
+        )
 
     def commanded_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """The Cartesian controller's current target: position (3,), rotation (3, 3)."""

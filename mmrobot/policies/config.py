@@ -120,6 +120,7 @@ class PolicyConfig:
                 "all camera streams share one encoder and must have the same shape and history; got "
                 + ", ".join(f"{s.name} {s.obs_shape}" for s in cams)
             )
+        self._check_camera_map(cams)
         for name, stats in self.normalization.items():
             spec = next((s for s in self.streams if s.name == name), None)
             if spec is None:
@@ -135,6 +136,27 @@ class PolicyConfig:
                     f"normalization for {name!r} has {len(stats.mean)} channels; stream shape "
                     f"{spec.shape} needs {spec.shape[-1]} (one per last-axis channel)"
                 )
+
+    def _check_camera_map(self, cams: list[StreamSpec]) -> None:
+        t = self.training
+        if not t.camera_map:
+            return
+        if t.camera_map_stream not in {s.name for s in cams}:
+            raise ConfigError(
+                f"training.camera_map_stream {t.camera_map_stream!r} is not a camera stream of "
+                f"this config (cameras: {[s.name for s in cams]}); name the camera fixed to the "
+                "base, or set training.camera_map = 0"
+            )
+        if not self.camera.film:
+            raise ConfigError(
+                "training.camera_map needs camera.film = true: without the instruction in the "
+                "stem, a map cannot single out the named block; set film = true or camera_map = 0"
+            )
+        if self.camera.stem_channels[-1] < len(t.camera_maps):
+            raise ConfigError(
+                f"training.camera_map trains {len(t.camera_maps)} channels of the stem's last "
+                f"layer, which has {self.camera.stem_channels[-1]}; widen camera.stem_channels"
+            )
 
     def _check_stream(self, s: StreamSpec) -> None:
         where = f"stream {s.name!r}"

@@ -351,6 +351,13 @@ class TrainingConfig:
     ``camera_yaw`` (with ``encoder_aux``) adds one more camera head, for ``block_yaw`` (the
     tool's turn to the named block's faces, which the wrist camera shows once over the block),
     with this loss weight (0: none).
+    ``camera_map`` (with ``encoder_aux``): each camera position target also trains a map,
+    with this loss weight (0: none): the spatial softmax of one channel of the camera stem's
+    last layer (channel k for the k-th of :attr:`camera_position_heads`) in the images of
+    ``camera_map_stream``, a camera fixed to the base, is trained to peak where that
+    position lies in its image (cross-entropy against the projected point). That channel's
+    keypoint is then the block's image position: a per-pixel signal where a position head
+    has three numbers.
     """
 
     modality_dropout: Mapping[str, float] = field(default_factory=dict)
@@ -358,6 +365,8 @@ class TrainingConfig:
     # off when absent, as in configs written before the keys existed
     encoder_aux: bool = False
     camera_yaw: float = 0.0
+    camera_map: float = 0.0
+    camera_map_stream: str = "scene_cam"
 
     def __post_init__(self) -> None:
         for name in ("modality_dropout", "aux_weights"):
@@ -386,11 +395,24 @@ class TrainingConfig:
                 f"training.camera_yaw = {self.camera_yaw} adds a camera head, but camera heads "
                 "need training.encoder_aux = true; set it, or camera_yaw = 0"
             )
+        _check_float("training", "camera_map", self.camera_map, 0.0, 100.0)
+        if self.camera_map and not self.camera_position_heads:
+            raise ConfigError(
+                f"training.camera_map = {self.camera_map} trains a map per camera position head, "
+                "but there are none: set training.encoder_aux = true and a weight for block_rel "
+                "or goal_rel in training.aux_weights, or camera_map = 0"
+            )
+        if not isinstance(self.camera_map_stream, str) or not self.camera_map_stream:
+            raise ConfigError(
+                "training.camera_map_stream must be a camera stream's name, got "
+                f"{self.camera_map_stream!r}"
+            )
         object.__setattr__(
             self, "modality_dropout", {k: float(v) for k, v in self.modality_dropout.items()}
         )
         object.__setattr__(self, "aux_weights", {k: float(v) for k, v in self.aux_weights.items()})
         object.__setattr__(self, "camera_yaw", float(self.camera_yaw))
+        object.__setattr__(self, "camera_map", float(self.camera_map))
 
     @property
     def camera_heads(self) -> dict[str, float]:
@@ -411,11 +433,19 @@ class TrainingConfig:
         return [n for n, w in self.aux_weights.items() if w > 0 and AUX_TARGETS[n][0] == "vector"]
 
     @property
+    def camera_maps(self) -> list[str]:
+        """The position targets with a camera map (``camera_map``), in channel order."""
+        return self.camera_position_heads if self.camera_map else []
+
+    @property
     def loss_weights(self) -> dict[str, float]:
         """Head -> loss weight: each fused head by its target's name, each camera head as
-        ``camera/<name>`` (the names of ``FusionPolicyModel.forward``'s predictions)."""
+        ``camera/<name>``, each camera map as ``camera_map/<name>`` (the names of
+        ``FusionPolicyModel.forward``'s predictions)."""
         fused = {n: w for n, w in self.aux_weights.items() if w > 0}
-        return {**fused, **{f"camera/{n}": w for n, w in self.camera_heads.items()}}
+        cameras = {f"camera/{n}": w for n, w in self.camera_heads.items()}
+        maps = {f"camera_map/{n}": self.camera_map for n in self.camera_maps}
+        return {**fused, **cameras, **maps}
 
 
 @dataclass(frozen=True)

@@ -131,10 +131,17 @@ class ImageEncoder(nn.Module):
         images: torch.Tensor,
         condition: torch.Tensor | None = None,
         text: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+        maps: int = 0,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``images`` uint8 as in the class docstring; ``condition`` (B, width), the pooled
         instruction, is required with ``film``; ``text``, the instruction tokens (B, T, width)
-        and their validity (B, T), with ``pixel_film``."""
+        and their validity (B, T), with ``pixel_film``.
+
+        With ``maps`` > 0 (training: the policy config's ``training.camera_map``), also the
+        logits (B, maps, fh, fw) of the spatial softmax over the last stem layer's first
+        ``maps`` channels, the same softmax whose expected positions are the keypoint token:
+        a map trained to peak where a block is makes that channel's keypoint the block's
+        image position."""
         x = images.to(torch.float32) * (1.0 / 255.0) - 0.5
         if x.dim() == 5:  # (B, T, H, W, C) -> (B, H, W, T*C)
             x = x.permute(0, 2, 3, 1, 4).flatten(3)
@@ -165,7 +172,10 @@ class ImageEncoder(nn.Module):
             points = attn @ self.feature_coords  # (B, C, 2) expected (x, y) per channel
             kp = self.keypoint_proj(points.flatten(1)).unsqueeze(1)
             tokens = torch.cat([tokens, kp], dim=1)
-        return self.norm(tokens + self.pos)
+        tokens = self.norm(tokens + self.pos)
+        if maps:
+            return tokens, feat[:, :maps] * self.keypoint_temperature
+        return tokens
 
 
 class _PixelFiLM(nn.Module):

@@ -258,7 +258,9 @@ class FusionPolicyModel(nn.Module):
     def _modality_index(self, modality: str) -> int:
         return 2 + MODALITIES.index(modality)
 
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Observation and instruction tokens.
 
         Returns:
@@ -269,6 +271,9 @@ class FusionPolicyModel(nn.Module):
                 fusion: the pooled instruction, then per camera the mean of its tokens and
                 its last token (the keypoint token, with ``camera.keypoints``), zero when the
                 camera is invalid (read by the camera auxiliary heads only).
+            maps: in training with ``training.camera_map``, the map logits (B, maps, fh, fw)
+                of the ``camera_map_stream`` camera (:meth:`ImageEncoder.forward`), zero
+                (a flat map: no gradient) where that camera is invalid; otherwise None.
         """
         text, text_valid = self.instruction_encoder(
             batch[INSTRUCTION_TOKENS], batch[INSTRUCTION_MASK]
@@ -298,6 +303,8 @@ class FusionPolicyModel(nn.Module):
         # Every camera in one batch through the shared encoder (fewer, larger convolutions).
         cams = [i for i, s in enumerate(self.streams) if s.modality in IMAGE_MODALITIES]
         cam_tokens: dict[int, torch.Tensor] = {}
+        maps = None
+        n_maps = len(self.config.training.camera_maps) if self.training else 0
         if cams:
             b = inputs[cams[0]][0].shape[0]
             cond = text_pooled.repeat(len(cams), 1)
@@ -307,8 +314,15 @@ class FusionPolicyModel(nn.Module):
                 else None
             )
             out = self.image_encoder(  # type: ignore[misc]
-                torch.cat([inputs[i][0] for i in cams]), cond, words
+                torch.cat([inputs[i][0] for i in cams]), cond, words, maps=n_maps
             )
+            if n_maps:
+                out, all_maps = out
+                k = [self.streams[i].name for i in cams].index(
+                    self.config.training.camera_map_stream
+                )
+                valid = inputs[cams[k]][1]
+                maps = all_maps[k * b : (k + 1) * b] * valid.to(out.dtype)[:, None, None, None]
             cam_tokens = {i: out[k * b : (k + 1) * b] for k, i in enumerate(cams)}
         pieces, valids, stream_valid, summary = [], [], [], [text_pooled]
         for i, s in enumerate(self.streams):
@@ -354,7 +368,7 @@ class FusionPolicyModel(nn.Module):
             )
         tokens = torch.cat([text, *pieces], dim=1)
         valid = torch.cat([text_valid, *valids], dim=1)
-        return tokens, valid, sv, torch.cat(summary, dim=1)
+        return tokens, valid, sv, torch.cat(summary, dim=1), maps
 
     def attention_bias(self, valid: torch.Tensor) -> torch.Tensor:
         """(B, 1, T, T) additive mask over [observation tokens][action positions].
@@ -411,17 +425,17 @@ class FusionPolicyModel(nn.Module):
 
     def _run(
         self, batch: Batch, target_tokens: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Teacher-forced pass: (final action features (B, H * branches, width), logits,
-        camera summary)."""
-        tokens, valid, sv, summary = self.encode(batch)
+        camera summary, camera maps: see :meth:`encode`)."""
+        tokens, valid, sv, summary, maps = self.encode(batch)
         b = tokens.shape[0]
         x = torch.cat([tokens, self._action_inputs(b, target_tokens)], dim=1)
         bias = self.attention_bias(valid)
         for blk in self.blocks:
             x, _ = blk(x, bias)
         feats = x[:, self.n_obs_tokens :]
-        return feats, self._logits(feats, sv), summary
+        return feats, self._logits(feats, sv), summary, maps
 
     def forward(
         self, batch: Batch, target_tokens: torch.Tensor | None = None, with_aux: bool = False
@@ -438,14 +452,19 @@ class FusionPolicyModel(nn.Module):
         taught the stem to find the named block: the proprioceptive streams explain part of
         the relative position sooner, and the camera's gradient is what is left over. A
         camera fixed to the base sees the block's base-frame position without the arm, so
-        this target can only be met by looking (docs/policy-trials.md).
+        this target can only be met by looking (docs/policy-trials.md). In training with
+        ``training.camera_map``, ``"camera_map/<name>"`` is that target's map (B, fh, fw) of
+        logits over the ``camera_map_stream`` image (:meth:`encode`).
         """
-        feats, logits, summary = self._run(batch, target_tokens)
+        feats, logits, summary, maps = self._run(batch, target_tokens)
         if not with_aux:
             return logits
         pooled = self.final_norm(feats).mean(1)
         aux = {name: head(pooled) for name, head in self.aux_heads.items()}
         aux.update(self.camera_aux(summary))
+        if maps is not None:  # training with training.camera_map: (B, fh, fw) logits each
+            for k, name in enumerate(self.config.training.camera_maps):
+                aux[f"camera_map/{name}"] = maps[:, k]
         return logits, aux
 
     def camera_aux(self, summary: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -467,7 +486,7 @@ class FusionPolicyModel(nn.Module):
         if not self.autoregressive:
             logits = self.forward(batch)
             return logits.argmax(-1), logits
-        tokens, valid, sv, _ = self.encode(batch)
+        tokens, valid, sv, _, _ = self.encode(batch)
         b, t_obs, m = tokens.shape[0], self.n_obs_tokens, self.n_branches
         bias = self.attention_bias(valid)
         x, cache = tokens, []

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mmrobot.core.errors import ConfigError
+from mmrobot.envs.projection import CameraProjection
 from mmrobot.policies import ActionTokenizer, FusionPolicyModel, PolicyConfig
 from mmrobot.policies.collate import INSTRUCTION_MASK, INSTRUCTION_TOKENS, stream_keys
 from mmrobot.policies.model import batch_to_torch
@@ -18,7 +20,7 @@ from mmrobot.train.data import ChunkSamples, draw_indices
 from mmrobot.train.relabel import SampleLevers
 from mmrobot.train.step import IGNORE_TOKEN, augment_images, aux_loss
 
-__all__ = ["BatchMaker", "chunk_targets"]
+__all__ = ["BatchMaker", "chunk_targets", "map_projection"]
 
 
 def chunk_targets(action_tokenizer: ActionTokenizer, samples: ChunkSamples) -> np.ndarray:
@@ -29,6 +31,34 @@ def chunk_targets(action_tokenizer: ActionTokenizer, samples: ChunkSamples) -> n
     return tokens
 
 
+def map_projection(config: PolicyConfig) -> CameraProjection | None:
+    """The projection into the ``training.camera_map_stream`` camera's images, read from the
+    simulated scene (a camera of the same name fixed to the base), or None without
+    ``training.camera_map``. Needs the ``sim`` extra (MuJoCo)."""
+    t = config.training
+    if not t.camera_maps:
+        return None
+    from mmrobot.core.extras import Need, require_extras
+
+    require_extras([Need("sim")], "training.camera_map (the camera's pose from the scene)")
+    from mmrobot.envs.scene import Scene
+
+    name = t.camera_map_stream
+    h, w = next(s for s in config.streams if s.name == name).shape[:2]
+    scene = Scene()
+    try:
+        cameras = scene.fixed_cameras()
+        if name not in cameras:
+            raise ConfigError(
+                f"training.camera_map_stream {name!r}: the scene {str(scene.path)!r} has no "
+                f"camera of that name fixed to the base (fixed cameras: {cameras}); the maps' "
+                "targets are positions projected into a camera that does not move"
+            )
+        return scene.camera_projection(name, h, w)
+    finally:
+        scene.close()
+
+
 def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
     """An independent generator per (seed, step, purpose): stateless, so resumable."""
     return np.random.default_rng([seed, step, stream])
@@ -36,10 +66,19 @@ def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
 
 class BatchMaker:
     """Makes each step's batch for one rank of ``world`` (each rank takes its slice of one
-    global draw) on ``device``."""
+    global draw) on ``device``. With ``projection`` (:func:`map_projection`), the camera maps'
+    targets: where each map's position lies in the (shifted) image, ``<name>_px``."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, rank: int, world: int) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        device: torch.device,
+        rank: int,
+        world: int,
+        projection: CameraProjection | None = None,
+    ) -> None:
         self.config, self.device, self.rank, self.world = config, device, rank, world
+        self.projection = projection
         self._levers: SampleLevers | None = None  # made at the first batch (needs max_len)
 
     def batch(
@@ -69,12 +108,22 @@ class BatchMaker:
                 relabel_rng=_rng(c.seed, step, 4),
                 color_rng=_rng(c.seed, step, 3),
             )
+        offsets = np.zeros((len(idx), 2))  # how far the map camera's image content moved
         if c.augment:
             aug = _rng(c.seed, step, 1)
             for s in config.streams:
                 if s.modality == "camera":
                     key = stream_keys(s.name)[0]
-                    batch[key] = augment_images(batch[key], aug, c.shift_px, c.color_jitter)
+                    batch[key], moved = augment_images(
+                        batch[key], aug, c.shift_px, c.color_jitter, return_offsets=True
+                    )
+                    if s.name == config.training.camera_map_stream:
+                        offsets = moved
+        if self.projection is not None:
+            size = np.array([self.projection.width, self.projection.height])
+            for name in config.training.camera_maps:  # base-frame position -> image fraction
+                uv = self.projection.pixels(aux_np[name] + aux_np["tcp"]) + offsets
+                aux_np[f"{name}_px"] = (uv / size).astype(np.float32)
         aux = {n: torch.from_numpy(v).to(self.device) for n, v in aux_np.items()}
         tokens = torch.from_numpy(tokens_np).to(self.device)
         return batch_to_torch(batch, self.device), tokens, aux, idx
@@ -103,7 +152,7 @@ class BatchMaker:
         sub[INSTRUCTION_TOKENS] = torch.from_numpy(samples.swap_ids[ep[chosen]]).to(self.device)
         sub[INSTRUCTION_MASK] = torch.from_numpy(samples.swap_mask[ep[chosen]]).to(self.device)
         swapped = {"block_rel": aux["goal_rel"][rows], "goal_rel": aux["block_rel"][rows]}
-        _, _, _, summary = model.encode(sub)
+        _, _, _, summary, _ = model.encode(sub)
         pred = {  # the position heads only: the block's turn has no swapped reading
             n: p for n, p in model.camera_aux(summary).items() if n[len("camera/") :] in swapped
         }

@@ -19,6 +19,8 @@ __all__ = [
     "augment_images",
     "aux_loss",
     "make_optimizer",
+    "map_loss",
+    "map_targets",
     "set_camera_offsets",
     "token_loss",
     "IGNORE_TOKEN",
@@ -28,24 +30,33 @@ __all__ = [
 
 
 def augment_images(
-    images: np.ndarray, rng: np.random.Generator, shift_px: int, jitter: float
-) -> np.ndarray:
+    images: np.ndarray,
+    rng: np.random.Generator,
+    shift_px: int,
+    jitter: float,
+    return_offsets: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Random shift (replicate padding, then crop) and brightness/contrast jitter.
 
     Args:
         images: (B, H, W, C) uint8.
+        return_offsets: also return how far each image's content moved.
 
     Returns:
-        (B, H, W, C) uint8, a new array.
+        (B, H, W, C) uint8, a new array; with ``return_offsets`` also (B, 2) int64, the
+        pixels each image's content moved right and down (what was at column ``u`` is at
+        ``u + offsets[:, 0]``).
     """
     b, h, w, _ = images.shape
     out = np.empty_like(images)
+    offsets = np.zeros((b, 2), dtype=np.int64)
     if shift_px:
         padded = np.pad(images, ((0, 0), (shift_px,) * 2, (shift_px,) * 2, (0, 0)), mode="edge")
         dy = rng.integers(0, 2 * shift_px + 1, b)
         dx = rng.integers(0, 2 * shift_px + 1, b)
         for i in range(b):
             out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+        offsets = np.stack([shift_px - dx, shift_px - dy], axis=1)
     else:
         out[:] = images
     if jitter:
@@ -55,7 +66,7 @@ def augment_images(
         mean = x.mean(axis=(1, 2, 3), keepdims=True)
         x = (x - mean) * contrast + mean * brightness
         out = np.clip(x, 0, 255).astype(np.uint8)
-    return out
+    return (out, offsets) if return_offsets else out
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -113,7 +124,10 @@ def aux_loss(
     weight of 1 is about as strong as the token cross-entropy); ``angle`` (a unit vector,
     ``block_yaw``): mean squared error of its components over the samples whose target is
     not NaN; ``binary``: binary cross-entropy;
-    ``class``: cross-entropy over the phase index.
+    ``class``: cross-entropy over the phase index. A ``camera_map/<name>`` map (training's
+    ``camera_map``): :func:`map_loss` against ``targets["<name>_px"]``, the target's image
+    position (:class:`~mmrobot.train.batches.BatchMaker`); the model gives a flat map (a
+    constant loss, no gradient) where the camera is invalid.
     """
     out = {}
     weight = None
@@ -121,6 +135,10 @@ def aux_loss(
         dist = torch.linalg.vector_norm(targets["block_rel"][:, :2].float(), dim=1)
         weight = torch.where(dist >= camera_far_m, 1.0, camera_near_weight)
     for name, pred in predictions.items():
+        if name.startswith("camera_map/"):
+            points = targets[name.removeprefix("camera_map/") + "_px"]
+            out[name] = map_loss(pred, points, torch.ones_like(points[:, 0], dtype=torch.bool))
+            continue
         target_name = name.removeprefix("camera/")
         kind = AUX_TARGETS[target_name][0]
         target = targets[target_name]
@@ -146,6 +164,57 @@ def aux_loss(
         else:
             out[name] = nn.functional.cross_entropy(pred, target.long().reshape(-1))
     return out
+
+
+def map_targets(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, 2) image points as fractions ``(u / W, v / H)`` of the image (pixel edges: 0 is
+    the left or top edge, 1 the right or bottom) -> (B, height, width) target distributions
+    over a ``height`` x ``width`` map of the image: bilinear weights on the four cells whose
+    centres surround the point (clamped to the outer cells' centres), so the expected cell
+    position of the target is the point itself. A row with a NaN point is all zeros."""
+    known = torch.isfinite(points).all(dim=1)
+    points = torch.where(known[:, None], points.to(torch.float32), 0.5)
+    b = points.shape[0]
+
+    def lower_cell(frac: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        centre = (frac * n - 0.5).clamp(0, n - 1)  # in cell units: cell k's centre is at k
+        lo = centre.floor().clamp(max=max(n - 2, 0))
+        return lo.long(), centre - lo
+
+    x0, fx = lower_cell(points[:, 0], width)
+    y0, fy = lower_cell(points[:, 1], height)
+    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
+    out = torch.zeros(b, height, width)
+    rows = torch.arange(b)
+    for yy, xx, wt in (
+        (y0, x0, (1 - fx) * (1 - fy)),
+        (y0, x1, fx * (1 - fy)),
+        (y1, x0, (1 - fx) * fy),
+        (y1, x1, fx * fy),
+    ):
+        out.index_put_((rows, yy, xx), wt * known, accumulate=True)
+    return out
+
+
+def map_loss(logits: torch.Tensor, points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a spatial softmax against a point (``training.camera_map``).
+
+    Args:
+        logits: (B, h, w) map logits (:meth:`ImageEncoder.forward` with ``maps``).
+        points: (B, 2) the target's image position as fractions ``(u / W, v / H)``; NaN
+            where it is not known (behind the camera).
+        valid: (B,) bool, the rows to train (the camera's image valid).
+
+    Returns:
+        The mean over the valid rows with a known point of ``-sum(target * log_softmax)``
+        (:func:`map_targets`); 0 if there are none.
+    """
+    b, h, w = logits.shape
+    target = map_targets(points.detach().cpu(), h, w).to(logits.device)
+    used = valid & torch.isfinite(points).all(dim=1)
+    logp = torch.log_softmax(logits.float().reshape(b, -1), dim=-1)
+    per_row = -(target.reshape(b, -1) * logp).sum(-1)
+    return (per_row * used).sum() / used.sum().clamp(min=1)
 
 
 #: A target token that is not trained on (a chunk position past an excursion).
@@ -201,7 +270,7 @@ def training_loss(
     The total is the token loss plus each auxiliary loss times its weight in ``aux_weights``
     (``TrainingConfig.loss_weights``: a head's prediction name -> weight) at ``stage``
     ``"policy"``; at ``"camera"`` (the trainer's ``perception_steps``) it is the camera heads'
-    weighted losses alone, and at ``"turn"`` (the trainer's ``turn_steps``) the camera turn
+    and camera maps' weighted losses alone, and at ``"turn"`` (the trainer's ``turn_steps``) the camera turn
     head's alone. ``camera_far_m`` and ``camera_near_weight``: see :func:`aux_loss`.
     """
     if stage not in STAGES:
@@ -212,7 +281,7 @@ def training_loss(
     if stage == "turn":
         total = weighted["camera/block_yaw"]
     elif stage == "camera":
-        total = sum(v for n, v in weighted.items() if n.startswith("camera/"))
+        total = sum(v for n, v in weighted.items() if n.startswith(("camera/", "camera_map/")))
     else:
         total = loss + sum(weighted.values())
     return total, loss, acc, aux

@@ -39,7 +39,7 @@ from mmrobot.policies import (
     save_checkpoint,
 )
 from mmrobot.policies.checkpoint import copy_checkpoint, load_checkpoint
-from mmrobot.train.batches import BatchMaker, chunk_targets
+from mmrobot.train.batches import BatchMaker, chunk_targets, map_projection
 from mmrobot.train.config import TrainConfig
 from mmrobot.train.data import ChunkSamples, fit_policy_config
 from mmrobot.train.progress import TrainProgress
@@ -291,7 +291,9 @@ class Trainer:
         if resume and not resuming:
             self.log(f"no training state in {self.run_dir}; starting a new run")
         weights = base.training.loss_weights
-        aux_names = list(dict.fromkeys(n.removeprefix("camera/") for n in weights))
+        aux_names = list(
+            dict.fromkeys(n.removeprefix("camera/").removeprefix("camera_map/") for n in weights)
+        )
         if base.training.camera_position_heads:
             aux_names.append("tcp")  # the camera position heads' targets are in the base frame
 
@@ -337,7 +339,7 @@ class Trainer:
             rounds_loaded = 0  # a round's data is missing: collect it again below
         # Tokenized once per dataset change: the bins never change during a run.
         targets_all = chunk_targets(action_tokenizer, samples)
-        batches = BatchMaker(c, self.device, self.rank, self.world)
+        batches = BatchMaker(c, self.device, self.rank, self.world, map_projection(config))
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 

@@ -73,7 +73,7 @@ def test_explicit_weights_are_the_ones_sdpa_applies():
     torch.manual_seed(0)
     model = FusionPolicyModel(tiny_config()).eval()
     batch = tiny_batch(model.config, 2)
-    tokens, valid, _, _ = model.encode(batch)
+    tokens, valid, _, _, _ = model.encode(batch)
     x = torch.cat([tokens, model._action_inputs(2, None)], dim=1)
     bias = model.attention_bias(valid)
     blk = model.blocks[0]

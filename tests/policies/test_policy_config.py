@@ -149,3 +149,26 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[model\nwidth = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_policy_config(bad)
+
+
+def test_camera_map_needs_position_heads_film_and_a_camera_stream():
+    data = load_policy_config(CONFIGS[0]).to_dict()
+    assert data["training"]["camera_map"] == 0.0  # off in the shipped config
+    data["training"]["camera_map"] = 0.5
+    cfg = PolicyConfig.from_dict(data)
+    assert cfg.training.camera_maps == ["block_rel", "goal_rel"]  # channel order
+    weights = cfg.training.loss_weights
+    assert weights["camera_map/block_rel"] == weights["camera_map/goal_rel"] == 0.5
+    for change, message in [
+        ({"training": {"camera_map_stream": "lidar"}}, "is not a camera stream"),
+        ({"camera": {"film": False, "pixel_film": False}}, "needs camera.film = true"),
+        ({"camera": {"stem_channels": [16, 32, 1]}}, "widen camera.stem_channels"),
+        ({"training": {"encoder_aux": False}}, "trains a map per camera position head"),
+    ]:
+        bad = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+        for section, keys in change.items():
+            bad[section] = {**bad[section], **keys}
+        with pytest.raises(ConfigError, match=message):
+            PolicyConfig.from_dict(bad)
+    del data["training"]["camera_map"]  # configs written before the key: off
+    assert PolicyConfig.from_dict(data).training.camera_maps == []

@@ -98,7 +98,7 @@ def test_camera_order_matters_only_through_camera_embedding():
 
 def _camera_tokens(model, batch):
     with torch.no_grad():
-        tokens, _, _, _ = model.encode(batch)
+        tokens, _, _, _, _ = model.encode(batch)
     start = model.instruction_encoder.n_tokens  # camera tokens follow the instruction's
     return tokens[:, start : start + 2 * model.image_encoder.n_tokens]
 
@@ -131,14 +131,14 @@ def test_instruction_attention_ignores_padding_tokens():
     torch.manual_seed(0)
     model = FusionPolicyModel(tiny_config("mid", language={"layers": 1})).eval()
     batch = tiny_batch(model.config, 2, instruction="lift it")  # shorter than max_len
-    _, _, _, summary = model.encode(batch)
+    _, _, _, summary, _ = model.encode(batch)
 
     def noisy_padding(module, inputs, output):
         tokens, valid = output
         return tokens + 5.0 * torch.randn_like(tokens) * (~valid).unsqueeze(-1), valid
 
     hook = model.instruction_encoder.register_forward_hook(noisy_padding)
-    _, _, _, noisy = model.encode(batch)
+    _, _, _, noisy, _ = model.encode(batch)
     hook.remove()
     width = model.width  # the summary starts with the pooled instruction
     assert not bool(batch["instruction_mask"].all())
@@ -476,3 +476,44 @@ def test_overfit_parallel_and_autoregressive_agree():
         assert acc > 0.99, f"{decoding}: token accuracy {acc:.3f}"
         decoded[decoding] = tokens
     assert (decoded["parallel"] == decoded["autoregressive"]).float().mean() > 0.99
+
+
+def _mapped_model():
+    training = {
+        "aux_weights": {"block_rel": 1.0, "goal_rel": 1.0},
+        "encoder_aux": True,
+        "camera_map": 1.0,
+        "camera_map_stream": "cam_b",
+    }
+    return FusionPolicyModel(tiny_config("mid", camera={"film": True}, training=training))
+
+
+def test_camera_maps_are_the_map_cameras_first_stem_channels_in_training_only():
+    torch.manual_seed(0)
+    model = _mapped_model().train()
+    batch = tiny_batch(model.config, 3)
+    batch["cam_b__valid"][1] = False  # the map camera invalid in one row
+    _, aux = model(batch, with_aux=True)
+    maps = {n: aux[f"camera_map/{n}"] for n in ("block_rel", "goal_rel")}
+    fh = model.image_encoder.grid * model.image_encoder.patch[0]  # the last stem layer's size
+    assert all(m.shape == (3, fh, fh) for m in maps.values())
+    # cam_b's rows of the encoder's maps: channel 0 for block_rel, 1 for goal_rel
+    text, text_valid = model.instruction_encoder(
+        batch["instruction_tokens"], batch["instruction_mask"]
+    )
+    tv = text_valid.to(text.dtype).unsqueeze(-1)
+    pooled = (text * tv).sum(1) / tv.sum(1).clamp(min=1.0)
+    images = torch.cat([batch["cam_a"], batch["cam_b"]])  # the model's camera order
+    _, direct = model.image_encoder(images, pooled.repeat(2, 1), maps=2)
+    torch.testing.assert_close(maps["block_rel"][0], direct[3, 0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(maps["goal_rel"][2], direct[5, 1], rtol=0, atol=1e-5)
+    # the invalid row is flat: a constant loss and no gradient
+    assert bool((maps["block_rel"][1] == 0).all())
+    # the map loss trains the stem; in eval mode (act, ONNX) there are no maps
+    from mmrobot.train.step import map_loss
+
+    points = torch.tensor([[0.2, 0.3], [0.5, 0.5], [0.8, 0.6]])
+    map_loss(maps["block_rel"], points, torch.ones(3, dtype=torch.bool)).backward()
+    assert model.image_encoder.stem[0].weight.grad.abs().sum() > 0
+    _, aux = model.eval()(batch, with_aux=True)
+    assert not [n for n in aux if n.startswith("camera_map/")]

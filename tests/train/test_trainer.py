@@ -51,7 +51,13 @@ def toml_value(v):
 
 
 def write_policy_toml(
-    path: Path, encoder_aux: bool = False, goal: bool = False, turn: bool = False
+    path: Path,
+    encoder_aux: bool = False,
+    goal: bool = False,
+    turn: bool = False,
+    film: bool = False,
+    camera_map: float = 0.0,
+    streams=STREAMS,
 ) -> Path:
     training = {"modality_dropout": {"camera": 0.2}}
     if encoder_aux:  # camera heads, trained alone in the perception steps
@@ -60,10 +66,12 @@ def write_policy_toml(
         if turn:  # and a fused and a camera head for the tool's turn to the block
             weights["block_yaw"] = 1.0
             training["camera_yaw"] = 2.0
+    if camera_map:  # and a map per camera position head (needs film)
+        training["camera_map"] = camera_map
     doc = {
         "model": {"width": 32, "depth": 2, "heads": 2, "dropout": 0.1},
         "language": {"max_len": 24},
-        "camera": {"stem_channels": [8], "grid": 2},
+        "camera": {"stem_channels": [8], "grid": 2, "film": film},
         "lidar": {"groups": 8, "group_size": 8, "hidden": 16},
         "vector": {"hidden": 32},
         "action": {"dim": 7, "horizon": 2, "bins": 16, "low": LOW, "high": HIGH},
@@ -73,7 +81,7 @@ def write_policy_toml(
         f"[{k}]\n" + "".join(f"{kk} = {toml_value(vv)}\n" for kk, vv in v.items())
         for k, v in doc.items()
     ]
-    for s in STREAMS:
+    for s in streams:
         lines.append(
             "[[streams]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in s.to_dict().items())
         )
@@ -316,6 +324,77 @@ def test_stack_swap_reads_the_instruction_with_the_roles_swapped(tmp_path):
         train(config(no_heads, tmp_path / "x", stack_swap=1.0), progress=False)
     with pytest.raises(ConfigError, match="stack_swap"):
         config(files, tmp_path, stack_swap=2)
+
+
+def test_camera_maps_train_on_the_scene_cameras_projected_positions(tmp_path):
+    from mmrobot.envs.collect import CollectConfig, collect
+    from mmrobot.envs.dataset import DemoDataset
+    from mmrobot.train import train
+
+    demos = tmp_path / "demos.h5"
+    collect(
+        CollectConfig(tasks=("pick",), episodes=2, out=str(demos), workers=0, image_size=32),
+        progress=False,
+    )
+    specs = DemoDataset(demos).specs
+    heads = dict(encoder_aux=True, goal=True, film=True, streams=specs)
+    mapped = write_policy_toml(tmp_path / "map.toml", camera_map=1.0, **heads)
+    run = train(config((mapped, demos, tmp_path), tmp_path / "map", steps=4), progress=False)
+    rows = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    for name in ("aux_camera_map_block_rel", "aux_camera_map_goal_rel"):
+        values = [r[name] for r in train_rows]
+        # a cross-entropy against a target distribution over the 16 x 16 map
+        assert len(values) == 4 and all(np.isfinite(values)) and min(values) > 0
+    # without the maps: the same initial weights and batches (no parameters are added), so
+    # the same first loss; then the maps' gradient has changed the stem
+    plain = write_policy_toml(tmp_path / "plain.toml", **heads)
+    base = train(config((plain, demos, tmp_path), tmp_path / "plain", steps=4), progress=False)
+    assert losses(base.run_dir)[0] == losses(run.run_dir)[0]
+    assert losses(base.run_dir)[1:] != losses(run.run_dir)[1:]
+    # a camera that moves (the wrist camera) cannot be the maps' camera
+    text = mapped.read_text().replace(
+        "camera_map = 1.0", 'camera_map = 1.0\ncamera_map_stream = "wrist_cam"'
+    )
+    (tmp_path / "wrist.toml").write_text(text)
+    with pytest.raises(ConfigError, match="no camera of that name fixed to the base"):
+        train(config((tmp_path / "wrist.toml", demos, tmp_path), tmp_path / "w"), progress=False)
+
+
+def test_augmentation_offsets_say_where_the_image_content_moved():
+    from mmrobot.train.step import augment_images
+
+    images = np.zeros((16, 12, 12, 3), np.uint8)
+    images[:, 5, 7] = 255  # one bright pixel at row 5, column 7
+    rng = np.random.default_rng(0)
+    shifted, offsets = augment_images(images, rng, 3, 0.0, return_offsets=True)
+    assert np.abs(offsets).max() <= 3 and len(set(map(tuple, offsets))) > 1
+    for img, (right, down) in zip(shifted, offsets):
+        rows, cols = np.nonzero(img[..., 0] == 255)
+        assert (rows.tolist(), cols.tolist()) == ([5 + down], [7 + right])
+    # the same draws as without the offsets: runs before the option are unchanged
+    plain = augment_images(images, np.random.default_rng(0), 3, 0.0)
+    assert np.array_equal(plain, shifted)
+
+
+def test_map_targets_put_the_expected_cell_at_the_point():
+    import torch
+
+    from mmrobot.train.step import map_loss, map_targets
+
+    points = torch.tensor([[0.5, 0.5], [0.3, 0.8], [0.0, 1.0], [float("nan"), 0.2]])
+    target = map_targets(points, 12, 16)  # 12 rows, 16 columns
+    assert target.shape == (4, 12, 16)
+    np.testing.assert_allclose(target.sum((1, 2)).numpy(), [1, 1, 1, 0])
+    rows, cols = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+    # cell k's centre is at (k + 0.5) / n of the image; the corners clamp to the outer cells
+    np.testing.assert_allclose((target * cols).sum((1, 2))[:3], [7.5, 0.3 * 16 - 0.5, 0.0])
+    np.testing.assert_allclose((target * rows).sum((1, 2))[:3], [5.5, 0.8 * 12 - 0.5, 11.0])
+    # a map that peaks at the point costs less than a flat one; unknown points are left out
+    flat = torch.zeros(4, 12, 16)
+    known = torch.ones(4, dtype=torch.bool)
+    assert map_loss(flat, points, known) == pytest.approx(np.log(12 * 16))
+    assert map_loss(10 * target, points, known) < map_loss(flat, points, known)
 
 
 def test_soft_action_targets_train_and_change_the_run(files, tmp_path):
