@@ -117,6 +117,7 @@ VARIANTS = {
     "map": [
         Variant("per-pixel FiLM (v20)", pixel_film=True),
         Variant("+ the named block's map, weight 1", pixel_film=True, camera_map=1.0),
+        Variant("+ the named block's map, weight 0.1", pixel_film=True, camera_map=0.1),
     ],
     "color": [
         Variant("layers = 0 (v6)"),

@@ -147,10 +147,11 @@ class PolicyConfig:
                 f"this config (cameras: {[s.name for s in cams]}); name the camera fixed to the "
                 "base, or set training.camera_map = 0"
             )
-        if not self.camera.film:
+        if not (self.camera.film or self.camera.pixel_film):
             raise ConfigError(
-                "training.camera_map needs camera.film = true: without the instruction in the "
-                "stem, a map cannot single out the named block; set film = true or camera_map = 0"
+                "training.camera_map needs camera.film or camera.pixel_film = true: without the "
+                "instruction in the stem, a map cannot single out the named block; set one, or "
+                "camera_map = 0"
             )
         if self.camera.stem_channels[-1] < len(t.camera_maps):
             raise ConfigError(

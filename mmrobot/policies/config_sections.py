@@ -166,8 +166,8 @@ class LanguageConfig:
 class CameraConfig:
     """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid
     patchify, plus one token of spatial-softmax keypoints (``keypoints``); with ``film``, the
-    instruction modulates every stem layer's channels (FiLM); with ``pixel_film`` as well,
-    each pixel by the instruction tokens it attends to."""
+    instruction modulates every stem layer's channels (FiLM); with ``pixel_film``, each
+    pixel by the instruction tokens it attends to (with ``film`` or without)."""
 
     stem_channels: tuple[int, ...] = (16, 32)
     grid: int = 4
@@ -191,11 +191,6 @@ class CameraConfig:
         for key in ("keypoints", "film", "pixel_film"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"camera.{key} must be true or false, got {getattr(self, key)!r}")
-        if self.pixel_film and not self.film:
-            raise ConfigError(
-                "camera.pixel_film = true needs camera.film = true (the per-pixel FiLM adds to "
-                "the stem's FiLM layers); set film = true or pixel_film = false"
-            )
 
 
 @dataclass(frozen=True)

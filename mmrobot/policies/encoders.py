@@ -147,21 +147,19 @@ class ImageEncoder(nn.Module):
             x = x.permute(0, 2, 3, 1, 4).flatten(3)
         x = x.permute(0, 3, 1, 2)
         x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
-        if self.film is None:
-            feat = self.stem(x)  # (B, C, fh, fw)
-        else:
-            if condition is None:
-                raise ValueError("an ImageEncoder with film needs the instruction condition")
-            if self.pixel_film is not None and text is None:
-                raise ValueError("an ImageEncoder with pixel_film needs the instruction tokens")
-            for k, film in enumerate(self.film):
-                x = self.stem[2 * k](x)  # the convolution (stem layers: conv, GELU, ...)
-                gamma, beta = film(condition)[:, :, None, None].chunk(2, dim=1)
+        if self.film is not None and condition is None:
+            raise ValueError("an ImageEncoder with film needs the instruction condition")
+        if self.pixel_film is not None and text is None:
+            raise ValueError("an ImageEncoder with pixel_film needs the instruction tokens")
+        for k in range(len(self.stem) // 2):  # stem layers: conv, GELU, conv, GELU, ...
+            x = self.stem[2 * k](x)
+            if self.film is not None:
+                gamma, beta = self.film[k](condition)[:, :, None, None].chunk(2, dim=1)
                 x = x * (1.0 + gamma) + beta
-                if self.pixel_film is not None:
-                    x = self.pixel_film[k](x, *text)
-                x = self.stem[2 * k + 1](x)
-            feat = x
+            if self.pixel_film is not None:
+                x = self.pixel_film[k](x, *text)
+            x = self.stem[2 * k + 1](x)
+        feat = x  # (B, C, fh, fw)
         b, c, g, (ph, pw) = feat.shape[0], feat.shape[1], self.grid, self.patch
         patches = feat.reshape(b, c, g, ph, g, pw).permute(0, 2, 4, 1, 3, 5)
         tokens = self.patchify(patches.reshape(b, g * g, c * ph * pw))  # (B, grid * grid, width)

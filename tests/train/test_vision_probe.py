@@ -67,7 +67,8 @@ def test_far_set_runs_every_variant_and_records_its_sample_weights(demos, tmp_pa
 
 def test_map_set_trains_the_map_and_only_reruns_a_row_exactly(demos, tmp_path):
     results = _probe(demos, tmp_path / "map.json", "--set", "map")
-    plain, mapped = results[1:]
+    plain, mapped, light = results[1:]
+    assert light["camera_map"] == 0.1
     assert (plain["camera_map"], mapped["camera_map"]) == (0.0, 1.0)
     assert plain["pixel_film"] and mapped["pixel_film"]
     # the same batches: the map loss alone changes the stem, so the predictions differ
@@ -81,5 +82,5 @@ def test_map_set_trains_the_map_and_only_reruns_a_row_exactly(demos, tmp_path):
     again = _probe(demos, tmp_path / "again.json", "--set", "map", "--only", "2")
     assert [r["variant"] for r in again] == ["predict the mean", mapped["variant"]]
     assert again[1]["rms_cm"] == mapped["rms_cm"]
-    with pytest.raises(AssertionError, match="has variants 1-2"):
-        _probe(demos, tmp_path / "bad.json", "--set", "map", "--only", "3")
+    with pytest.raises(AssertionError, match="has variants 1-3"):
+        _probe(demos, tmp_path / "bad.json", "--set", "map", "--only", "4")
