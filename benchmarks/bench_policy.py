@@ -12,9 +12,15 @@ Measures, for a policy config (default ``policies/default.toml``: 2 cameras at 9
 * training throughput (forward + backward + AdamW step) in samples/s at batch 64, in fp32
   and under bf16 autocast (the trainer's ``precision = "bf16"``), in alternating rounds.
 
+With ``--variant KEY=VALUE ...`` (policy config keys, e.g. ``camera.pixel_film=true``) it
+also measures the config so changed, in the same run: its parameters, its parallel batch-1
+latency and its fp32 training throughput, each in rounds that alternate with the config's
+own, and prints the ratios.
+
 Usage::
 
     python benchmarks/bench_policy.py [--config policies/gpu.toml] [--quick] [--json out.json]
+        [--variant camera.pixel_film=true ...]
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from mmrobot.core.errors import ConfigError
+from mmrobot.core.overrides import parse_override
 from mmrobot.core.types import Observation
 from mmrobot.policies import (
     ByteTokenizer,
@@ -95,6 +103,95 @@ def _summary(times: list[float]) -> dict[str, float]:
     }
 
 
+def with_overrides(cfg: PolicyConfig, overrides: list[str]) -> PolicyConfig:
+    """``cfg`` with ``section.key=value`` overrides (read as TOML values), validated anew."""
+    data = cfg.to_dict()
+    for item in overrides:
+        key, value = parse_override(item, "camera.pixel_film=true")
+        section, _, name = key.partition(".")
+        if not name or not isinstance(data.get(section), dict):
+            raise SystemExit(f"--variant {item!r}: expected SECTION.KEY=VALUE of a policy config")
+        data[section][name] = value
+    try:
+        return PolicyConfig.from_dict(data)
+    except ConfigError as e:
+        raise SystemExit(f"--variant {' '.join(overrides)}: {e}") from None
+
+
+def training_step(cfg: PolicyConfig, seed: int = 0):
+    """One training step (forward + backward + AdamW) at batch 64 of a fresh model of ``cfg``
+    on synthetic observations, as a function (``bf16=True``: under bf16 autocast, as the
+    trainer's ``precision = "bf16"``, the loss in fp32); and the batch size."""
+    torch.manual_seed(seed)
+    bs = 64
+    model = FusionPolicyModel(cfg).train()
+    obs = synthetic_observations(cfg, bs, seed=1)
+    tok = ByteTokenizer(cfg.language.max_len)
+    batch = batch_to_torch(collate(obs, ["put the red cube in the bowl"] * bs, cfg.streams, tok))
+    targets = torch.randint(0, cfg.action.bins, (bs, cfg.action.horizon, cfg.action.dim))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(bf16: bool = False) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model.loss(batch, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, bs
+
+
+def compare(
+    cfg: PolicyConfig, variant: PolicyConfig, overrides: list[str], quick: bool
+) -> dict[str, object]:
+    """The config against its variant (``cfg`` with ``overrides``), in alternating rounds (a
+    change of load hits both)."""
+    tok = ByteTokenizer(cfg.language.max_len)
+    obs1 = synthetic_observations(cfg, 1)
+    batch1 = batch_to_torch(collate(obs1, ["put the red cube in the bowl"], cfg.streams, tok))
+    models = {k: FusionPolicyModel(c).eval() for k, c in (("base", cfg), ("variant", variant))}
+    steps = {k: training_step(c)[0] for k, c in (("base", cfg), ("variant", variant))}
+    latency: dict[str, list[float]] = {"base": [], "variant": []}
+    train: dict[str, list[float]] = {"base": [], "variant": []}
+    rounds, per_round, reps = (2, 2, 10) if quick else (5, 4, 40)
+    for _ in range(rounds):
+        for k in ("base", "variant"):
+            with torch.inference_mode():
+                latency[k] += _times_ms(lambda m=models[k]: m.generate(batch1), 2, reps)
+            train[k] += _times_ms(steps[k], 1, per_round)
+    out: dict[str, object] = {"overrides": overrides}
+    for k in ("base", "variant"):
+        out[k] = {
+            "params": models[k].num_parameters(),
+            "latency_parallel": _summary(latency[k]),
+            "train_step": _summary(train[k]),
+            "train_samples_per_s": 64 / (statistics.median(train[k]) / 1e3),
+        }
+    base, var = out["base"], out["variant"]
+    out["latency_ratio"] = (
+        var["latency_parallel"]["median_ms"] / base["latency_parallel"]["median_ms"]  # type: ignore[index]
+    )
+    out["train_ratio"] = var["train_samples_per_s"] / base["train_samples_per_s"]  # type: ignore[index]
+    return out
+
+
+def print_comparison(c: dict[str, object], threads: int) -> None:
+    title = f"bench_policy --variant {' '.join(c['overrides'])}, {threads} threads"  # type: ignore[arg-type]
+    if hasattr(os, "getloadavg"):
+        title += f", load average {os.getloadavg()[0]:.1f}"
+    print(title)
+    print(
+        f"{'':12} {'parameters':>12} {'b=1 parallel median ms':>24} {'train samples/s (b=64)':>24}"
+    )
+    for k in ("base", "variant"):
+        r = c[k]
+        print(
+            f"{k:12} {r['params']:>12,} {r['latency_parallel']['median_ms']:>24.2f} "  # type: ignore[index]
+            f"{r['train_samples_per_s']:>24.1f}"  # type: ignore[index]
+        )
+    print(f"{'ratio':12} {'':>12} {c['latency_ratio']:>23.2f}x {c['train_ratio']:>23.2f}x")
+
+
 def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -132,21 +229,7 @@ def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
     results["meets_target"] = par["median_ms"] <= TARGET_MS
 
     # Training throughput at batch 64.
-    bs = 64
-    obs = synthetic_observations(cfg, bs, seed=1)
-    batch = batch_to_torch(collate(obs, [instr] * bs, cfg.streams, tok))
-    targets = torch.randint(0, cfg.action.bins, (bs, cfg.action.horizon, cfg.action.dim))
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step(bf16: bool = False) -> None:
-        # bf16 as the trainer's precision = "bf16": autocast, the loss in fp32
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = model.loss(batch, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step, bs = training_step(cfg_par)
     # fp32 and bf16 autocast in alternating rounds, so a change of load hits both alike
     rounds, per_round = (1, 3) if quick else (5, 4)
     train_ms: list[float] = []
@@ -221,9 +304,20 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats; finishes in < 30 s")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    p.add_argument(
+        "--variant",
+        nargs="+",
+        metavar="SECTION.KEY=VALUE",
+        help="also measure the config with these changes, in the same run (ratios)",
+    )
     args = p.parse_args()
+    cfg = load_policy_config(args.config)
+    variant = with_overrides(cfg, args.variant) if args.variant else None  # checked first
     results = run(args.config, args.quick, args.threads)
     print_table(results)
+    if variant is not None:
+        results["variant"] = compare(cfg, variant, args.variant, args.quick)
+        print_comparison(results["variant"], args.threads)  # type: ignore[arg-type]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

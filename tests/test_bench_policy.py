@@ -1,0 +1,45 @@
+"""benchmarks/bench_policy.py measures a config and, with --variant, a changed copy of it in
+the same run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench_policy.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+
+
+def test_variant_is_measured_beside_the_config_with_ratios(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _run("--variant", "camera.pixel_film=true", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    c = data["variant"]
+    assert c["overrides"] == ["camera.pixel_film=true"]
+    assert c["base"]["params"] == data["params"]  # the config itself, as measured above
+    assert c["variant"]["params"] > c["base"]["params"]  # the per-pixel FiLM's layers
+    for k in ("base", "variant"):
+        assert c[k]["train_samples_per_s"] > 0 and c[k]["latency_parallel"]["median_ms"] > 0
+    expected = c["variant"]["train_samples_per_s"] / c["base"]["train_samples_per_s"]
+    assert c["train_ratio"] == expected
+    assert "ratio" in proc.stdout
+
+
+def test_a_variant_that_is_not_a_policy_key_is_refused():
+    proc = _run("--variant", "camera.no_such_key=1")
+    assert proc.returncode != 0
+    assert "--variant camera.no_such_key=1" in proc.stderr and "no_such_key" in proc.stderr
+    assert "Traceback" not in proc.stderr
