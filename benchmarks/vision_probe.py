@@ -61,6 +61,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, use_allowed_cores, write_trained_probe_json  # noqa: E402
@@ -126,13 +127,25 @@ VARIANTS = {
 }
 
 
-def load(path: str, episodes: range, projection, every: int = 3):
-    """(images uint8, instruction ids, masks, block position in cm, task names, whether it is
-    the episode's first step, the ids, masks and target of the instruction with a stack's
-    two blocks swapped: the base block's position; other tasks' samples unchanged; the
-    instruction texts; the gripper's x-y distance from the named block, cm; and the named
-    block's position in the scene camera's image, as fractions of its width and height) of
-    every ``every``-th step."""
+class Samples(NamedTuple):
+    """The probe's samples (every ``every``-th step of some episodes; see :func:`load`)."""
+
+    images: Any  # (N, H, W, 3) uint8 scene camera
+    ids: Any  # (N, L) instruction token ids
+    masks: Any  # (N, L) their validity
+    y: Any  # (N, 3) the named block's base-frame position, cm (the target)
+    tasks: Any  # (N,) task names
+    first: Any  # (N,) bool: the episode's first step
+    swap_ids: Any  # the instruction with a stack's two blocks swapped (others unchanged)
+    swap_masks: Any
+    swap_y: Any  # its target: the base block's position (others unchanged)
+    texts: list[str]  # the instructions
+    dist: Any  # (N,) the gripper's x-y distance from the named block, cm
+    px: Any  # (N, 2) the named block's image position, fractions of width and height
+
+
+def load(path: str, episodes: range, projection, every: int = 3) -> Samples:
+    """The :class:`Samples` of every ``every``-th step of ``episodes``."""
     import numpy as np
     import torch
 
@@ -174,7 +187,7 @@ def load(path: str, episodes: range, projection, every: int = 3):
         swap_masks += [sm] * len(im)
         tasks += [ds.info(e).task.split()[0]] * len(im)
         first += [True] + [False] * (len(im) - 1)
-    return (
+    return Samples(
         torch.from_numpy(np.concatenate(ims)),
         torch.from_numpy(np.stack(ids)),
         torch.from_numpy(np.stack(masks)),
@@ -256,7 +269,7 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
             self.text = InstructionEncoder(259, 64, 4, width)
             self.blocks = nn.ModuleList(Block(width, 4, 4.0, 0.0) for _ in range(v.layers))
             self.image = ImageEncoder(
-                tuple(train[0].shape[1:]),
+                tuple(train.images.shape[1:]),
                 v.stem,
                 grid=4,
                 width=width,
@@ -285,7 +298,7 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
 
     model = Probe()
     opt = torch.optim.AdamW(model.parameters(), lr)
-    mu, sd = train[3].mean(0), train[3].std(0)
+    mu, sd = train.y.mean(0), train.y.std(0)
     gen = torch.Generator().manual_seed(seed)
     swap_gen = torch.Generator().manual_seed(seed + 1)  # the batches stay those of the others
     recolor = ColorSwap(0.5, 64) if v.color_swap else None
@@ -293,35 +306,35 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
     # far_cm: steps whose gripper is nearer (x-y) to the named block than that, where "the
     # block by the gripper" is a cue that does not need the words, are never drawn
     # (near_weight 0) or weigh near_weight in the loss (as the trainer's camera_near_weight)
-    far = torch.from_numpy(train[10] >= v.far_cm)
+    far = torch.from_numpy(train.dist >= v.far_cm)
     usable = torch.arange(len(far)) if v.near_weight else torch.from_numpy(np.flatnonzero(far))
     weight = torch.where(far, 1.0, v.near_weight)
     for _ in range(steps):
         idx = usable[torch.randint(0, len(usable), (32,), generator=gen)]
-        images, ids, mask, y = train[0][idx], train[1][idx], train[2][idx], train[3][idx]
+        images, ids, mask, y = train.images[idx], train.ids[idx], train.masks[idx], train.y[idx]
         if recolor is not None:  # half the samples recoloured and renamed; same target
             batch = {"im": images.numpy(), "ids": ids.numpy(), "mask": mask.numpy()}
-            texts = [train[9][i] for i in idx.tolist()]
+            texts = [train.texts[i] for i in idx.tolist()]
             recolor.apply(batch, ["im"], texts, "ids", "mask", color_rng)
             images, ids, mask = (torch.from_numpy(batch[k]) for k in ("im", "ids", "mask"))
         if v.swap:  # half the samples with the roles swapped (other tasks: no change)
             sw = (torch.rand(32, generator=swap_gen) < 0.5)[:, None]
-            ids = torch.where(sw, train[6][idx], ids)
-            mask = torch.where(sw, train[7][idx], mask)
-            y = torch.where(sw, train[8][idx], y)
+            ids = torch.where(sw, train.swap_ids[idx], ids)
+            mask = torch.where(sw, train.swap_masks[idx], mask)
+            y = torch.where(sw, train.swap_y[idx], y)
         pred, maps = model(images, ids, mask)
         w = weight[idx]
         loss = (((pred - (y - mu) / sd) ** 2).mean(1) * w).sum() / w.sum().clamp(min=1e-6)
-        if maps is not None:  # the named block's map (swap and far variants have none)
-            loss = loss + v.camera_map * map_loss(maps, train[11][idx], torch.ones(32, dtype=bool))
+        if maps is not None:  # the named block's map (the map variants only)
+            loss = loss + v.camera_map * map_loss(maps, train.px[idx], torch.ones(32, dtype=bool))
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
         out = [
-            model(val[0][i : i + 256], val[1][i : i + 256], val[2][i : i + 256])
-            for i in range(0, len(val[0]), 256)
+            model(val.images[i : i + 256], val.ids[i : i + 256], val.masks[i : i + 256])
+            for i in range(0, len(val.images), 256)
         ]
     pred = torch.cat([p for p, _ in out])
     maps = torch.cat([m for _, m in out]) if v.camera_map else None
@@ -366,18 +379,18 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     import numpy as np
 
-    tasks = sorted(set(val[4]))
+    tasks = sorted(set(val.tasks))
 
     def xy_rms(err, rows):
         return float(np.sqrt((err[rows, :2] ** 2).sum(1).mean()))
 
     def row(label, pred, sec):
-        err = (pred - val[3]).numpy()
+        err = (pred - val.y).numpy()
         per_axis = np.sqrt((err**2).mean(0)).tolist()
-        per_task = {t: xy_rms(err, val[4] == t) for t in tasks}
+        per_task = {t: xy_rms(err, val.tasks == t) for t in tasks}
         # at the first step every block is where the scene put it: the instruction alone says
         # which one is meant
-        at_start = {t: xy_rms(err, (val[4] == t) & val[5]) for t in tasks}
+        at_start = {t: xy_rms(err, (val.tasks == t) & val.first) for t in tasks}
         cells = [
             label,
             *(f"{v:.2f}" for v in per_axis),
@@ -386,7 +399,7 @@ def main() -> None:
         doc = {"rms_cm": per_axis, "xy_rms_cm_per_task": per_task, "xy_rms_cm_first_step": at_start}
         return [*cells, sec], doc
 
-    mean_row, mean_doc = row("predict the mean", val[3].mean(0).expand_as(val[3]), "-")
+    mean_row, mean_doc = row("predict the mean", val.y.mean(0).expand_as(val.y), "-")
     rows, results = [mean_row], [{"variant": "predict the mean", **mean_doc}]
     for v in variants:
         t0 = time.perf_counter()
@@ -397,7 +410,7 @@ def main() -> None:
         if maps is not None:  # the map itself, read as the keypoint reads it
             map_cells, map_doc = row(
                 "  its map, on the block's height",
-                map_points_cm(projection, maps, val[3][:, 2]),
+                map_points_cm(projection, maps, val.y[:, 2]),
                 "-",
             )
             rows.append(map_cells)
