@@ -393,7 +393,9 @@ class _ReleaseRun:
             "streams": [f"{s.name} {'x'.join(map(str, s.shape))}" for s in cfg.streams],
             "horizon": cfg.action.horizon,
             "bins": cfg.action.bins,
-            "aux_heads": sorted(n for n, w in cfg.training.aux_weights.items() if w > 0),
+            # every training-only head by its prediction's name: the fused ones, the camera
+            # heads (camera/...) and maps (camera_map/...)
+            "aux_heads": sorted(n for n, w in cfg.training.loss_weights.items() if w > 0),
             "lexicon": lexicon,
         }
         self.console.print(
