@@ -23,14 +23,19 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_variant_is_measured_beside_the_config_with_ratios(tmp_path):
+    from mmrobot.policies import load_policy_config
+
+    # the per-pixel FiLM switched the other way from the default config: its layers come or go
+    on = not load_policy_config(ROOT / "policies" / "default.toml").camera.pixel_film
+    change = f"camera.pixel_film={'true' if on else 'false'}"
     out = tmp_path / "bench.json"
-    proc = _run("--variant", "camera.pixel_film=true", "--json", str(out))
+    proc = _run("--variant", change, "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
     c = data["variant"]
-    assert c["overrides"] == ["camera.pixel_film=true"]
+    assert c["overrides"] == [change]
     assert c["base"]["params"] == data["params"]  # the config itself, as measured above
-    assert c["variant"]["params"] > c["base"]["params"]  # the per-pixel FiLM's layers
+    assert (c["variant"]["params"] > c["base"]["params"]) == on
     for k in ("base", "variant"):
         assert c[k]["train_samples_per_s"] > 0 and c[k]["latency_parallel"]["median_ms"] > 0
     expected = c["variant"]["train_samples_per_s"] / c["base"]["train_samples_per_s"]
