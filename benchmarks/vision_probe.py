@@ -199,16 +199,8 @@ def load(path: str, episodes: range, projection, every: int = 3) -> Samples:
         torch.from_numpy(np.concatenate(swap_ys)).float(),
         texts,
         np.concatenate(dist),
-        torch.from_numpy(image_fractions(projection, np.concatenate(ys) / 100.0)),
+        torch.from_numpy(projection.fractions(np.concatenate(ys) / 100.0)),
     )
-
-
-def image_fractions(projection, points_m):
-    """(N, 2) float32 image positions ``(u / W, v / H)`` of base-frame points."""
-    import numpy as np
-
-    size = np.array([projection.width, projection.height])
-    return (projection.pixels(points_m) / size).astype(np.float32)
 
 
 def map_points_cm(projection, logits, z_cm):

@@ -76,6 +76,11 @@ class CameraProjection:
         uv[depth <= 0] = np.nan
         return uv
 
+    def fractions(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) base-frame points -> (..., 2) float32 image positions as fractions
+        ``(u / W, v / H)`` of the image (the camera maps' targets)."""
+        return (self.pixels(points) / np.array([self.width, self.height])).astype(np.float32)
+
     def on_plane(self, uv: np.ndarray, z: np.ndarray | float) -> np.ndarray:
         """The inverse of :meth:`pixels` for points of known height: (..., 2) pixel
         coordinates and the height ``z`` (metres, base frame; a scalar or (...,)) -> (..., 3)

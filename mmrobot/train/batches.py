@@ -120,10 +120,10 @@ class BatchMaker:
                     if s.name == config.training.camera_map_stream:
                         offsets = moved
         if self.projection is not None:
-            size = np.array([self.projection.width, self.projection.height])
+            p = self.projection
+            moved = (offsets / np.array([p.width, p.height])).astype(np.float32)
             for name in config.training.camera_maps:  # base-frame position -> image fraction
-                uv = self.projection.pixels(aux_np[name] + aux_np["tcp"]) + offsets
-                aux_np[f"{name}_px"] = (uv / size).astype(np.float32)
+                aux_np[f"{name}_px"] = p.fractions(aux_np[name] + aux_np["tcp"]) + moved
         aux = {n: torch.from_numpy(v).to(self.device) for n, v in aux_np.items()}
         tokens = torch.from_numpy(tokens_np).to(self.device)
         return batch_to_torch(batch, self.device), tokens, aux, idx
