@@ -2,7 +2,9 @@
 
 Two disjoint phrasing sets: ``"train"`` templates and synonyms are used to generate
 training data; ``"heldout"`` ones only for evaluation (different sentence frames and extra
-synonyms), so a policy's language generalization can be measured. A user may also give any
+synonyms), so a policy's language generalization can be measured. An instruction names a
+block by size and colour ("the small red block") or, as people do when nothing else on the
+table has that colour, by colour alone ("the red block": ``sizes=False``). A user may also give any
 free-form instruction together with an explicit task spec; :func:`infer_task` (from
 :mod:`mmrobot.envs.reader`) reads a task spec out of one.
 """
@@ -17,7 +19,14 @@ from mmrobot.core.errors import ConfigError
 from mmrobot.envs.reader import infer_task
 from mmrobot.envs.tasks import TaskSpec
 
-__all__ = ["Split", "SPLITS", "make_instruction", "all_instructions", "infer_task"]
+__all__ = [
+    "Split",
+    "SPLITS",
+    "make_instruction",
+    "all_instructions",
+    "colors_alone_allowed",
+    "infer_task",
+]
 
 Split = Literal["train", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "heldout")
@@ -70,47 +79,67 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"unknown instruction split {split!r}; valid: {list(SPLITS)}")
 
 
-def _phrase(split: str, color: str, size: str, rng: np.random.Generator) -> str:
+def _phrase(split: str, color: str, size: str, rng: np.random.Generator, sizes: bool) -> str:
     c = rng.choice(_COLOR_WORDS[split][color])
-    s = rng.choice(_SIZE_WORDS[split][size])
+    s = rng.choice(_SIZE_WORDS[split][size])  # drawn either way: the same draws follow
     n = rng.choice(_NOUNS[split])
-    return f"{s} {c} {n}"
+    return f"{s} {c} {n}" if sizes else f"{c} {n}"
 
 
-def make_instruction(spec: TaskSpec, rng: np.random.Generator, split: Split = "train") -> str:
-    """A random instruction for a complete task spec from the given phrasing set."""
+def colors_alone_allowed(spec: TaskSpec) -> bool:
+    """Whether colour words alone can name the spec's blocks (not so for a red-on-red stack)."""
+    p = spec.params
+    return spec.task != "stack" or p["color"] != p["base_color"]
+
+
+def make_instruction(
+    spec: TaskSpec, rng: np.random.Generator, split: Split = "train", sizes: bool = True
+) -> str:
+    """A random instruction for a complete task spec from the given phrasing set.
+
+    ``sizes=False`` names the blocks by colour alone; the caller makes sure no other block of
+    that colour is on the table. The same random numbers are drawn either way.
+    """
     _check_split(split)
     if not spec.complete:
         raise ConfigError(f"task spec {spec.format()!r} is incomplete; resolve it first")
+    if not sizes and not colors_alone_allowed(spec):
+        raise ConfigError(
+            f"{spec.format()!r}: both blocks are {spec.params['color']}; only their sizes tell "
+            "them apart, so the instruction needs its size words (sizes=True)"
+        )
     p = spec.params
     template = str(rng.choice(_TEMPLATES[split][spec.task]))
-    fill = {"obj": _phrase(split, p["color"], p["size"], rng)}
+    fill = {"obj": _phrase(split, p["color"], p["size"], rng, sizes)}
     if spec.task == "stack":
-        fill["base"] = _phrase(split, p["base_color"], p["base_size"], rng)
+        fill["base"] = _phrase(split, p["base_color"], p["base_size"], rng, sizes)
     if spec.task == "push":
         fill["zone"] = str(rng.choice(_ZONE_WORDS[split][p["zone"]]))
     return template.format(**fill)
 
 
-def all_instructions(spec: TaskSpec, split: Split = "train") -> set[str]:
-    """Every instruction the split can produce for a complete spec (for tests and audits)."""
+def all_instructions(spec: TaskSpec, split: Split = "train", sizes: bool | None = None) -> set[str]:
+    """Every instruction the split can produce for a complete spec (for tests and audits):
+    with size words (``sizes=True``), by colour alone (``False``, where allowed) or both."""
     _check_split(split)
     p = spec.params
 
-    def phrases(color: str, size: str) -> list[str]:
+    def phrases(color: str, size: str, sizes: bool) -> list[str]:
         return [
-            f"{s} {c} {n}"
+            f"{s} {c} {n}" if sizes else f"{c} {n}"
             for c in _COLOR_WORDS[split][color]
             for s in _SIZE_WORDS[split][size]
             for n in _NOUNS[split]
         ]
 
     out = set()
-    bases = phrases(p["base_color"], p["base_size"]) if spec.task == "stack" else [""]
     zones = _ZONE_WORDS[split][p["zone"]] if spec.task == "push" else ("",)
-    for t in _TEMPLATES[split][spec.task]:
-        for o in phrases(p["color"], p["size"]):
-            for b in bases:
-                for z in zones:
-                    out.add(t.format(obj=o, base=b, zone=z))
+    forms = (True, False) if sizes is None else (sizes,)
+    for sized in (f for f in forms if f or colors_alone_allowed(spec)):
+        bases = phrases(p["base_color"], p["base_size"], sized) if spec.task == "stack" else [""]
+        for t in _TEMPLATES[split][spec.task]:
+            for o in phrases(p["color"], p["size"], sized):
+                for b in bases:
+                    for z in zones:
+                        out.add(t.format(obj=o, base=b, zone=z))
     return out

@@ -18,7 +18,7 @@ import numpy as np
 from mmrobot.core.deps import require
 from mmrobot.core.errors import ConfigError, LifecycleError
 from mmrobot.core.types import Observation, StreamSpec
-from mmrobot.envs.instructions import Split, infer_task, make_instruction
+from mmrobot.envs.instructions import Split, colors_alone_allowed, infer_task, make_instruction
 from mmrobot.envs.randomization import Randomization, apply_randomization
 from mmrobot.envs.scene import Scene, Visuals
 from mmrobot.envs.sensors import SensorSuiteConfig, SimDriver, build_drivers
@@ -50,6 +50,10 @@ class EnvConfig:
         sensors: which streams exist and their timing/error models.
         randomization: domain randomization ranges, or None for the nominal scene.
         instruction_split: phrasing set of generated instructions (``"train"``/``"heldout"``).
+        color_only: the fraction of generated instructions that name their blocks by colour
+            alone ("put the red block in the bin"), as people do when no other block on the
+            table has that colour; the layout then has none. An instruction given to
+            ``reset`` that names a block without its size gets such a layout too.
         n_distractors: blocks on the table besides the task's own.
         max_steps: episode length override (default: the task's).
         settle_ms: physics time run at reset before the first observation (sensors fill).
@@ -65,6 +69,7 @@ class EnvConfig:
     sensors: SensorSuiteConfig = field(default_factory=SensorSuiteConfig)
     randomization: Randomization | None = None
     instruction_split: Split = "train"
+    color_only: float = 0.3
     n_distractors: int = 2
     max_steps: int | None = None
     settle_ms: float = 200.0
@@ -84,6 +89,17 @@ class EnvConfig:
             raise ConfigError(f"n_distractors must be in [0, 6], got {self.n_distractors}")
         if self.control_hz <= 0:
             raise ConfigError(f"control_hz must be > 0, got {self.control_hz}")
+        if not 0.0 <= self.color_only <= 1.0:
+            raise ConfigError(f"color_only must be a fraction in [0, 1], got {self.color_only}")
+
+
+_COLOR_KEYS = {"color": "size", "base_color": "base_size"}  # a block's colour key: its size key
+
+
+def _colors_without_size(spec: TaskSpec) -> set[str]:
+    """The colours of the blocks that a (read) task spec names without their size."""
+    p = spec.params
+    return {p[c] for c, z in _COLOR_KEYS.items() if p.get(c) is not None and p.get(z) is None}
 
 
 class TabletopEnv(gym.Env):
@@ -141,6 +157,9 @@ class TabletopEnv(gym.Env):
         }
         self.synchronizer = Synchronizer(list(self.buffers.values()))
         self._rng = np.random.default_rng()
+        # whether a generated instruction names sizes: a stream of its own, so that the
+        # episode a seed gives (task, layout, sensors) stays the same whatever color_only is
+        self._phrasing_rng = np.random.default_rng()
         self.drivers: list[SimDriver] = build_drivers(config.sensors, self.buffers, self._rng)
         self.observation_space = self._make_observation_space()
         if config.action_mode == "ee_delta":
@@ -200,28 +219,42 @@ class TabletopEnv(gym.Env):
         if unknown:
             raise ConfigError(f"unknown reset option(s) {unknown}; valid: ['task', 'instruction']")
         rng = self.np_random
+        if seed is not None:
+            self._phrasing_rng = np.random.default_rng([int(seed), 0x5153])
         instruction = options.get("instruction")
         task = options.get("task")
         if isinstance(task, str):
             task = TaskSpec.parse(task)
+        unique_colors: set[str] = set()  # colours the instruction names without a size
         if task is None and instruction:
             task = infer_task(instruction)
+            unique_colors = _colors_without_size(task)
         if task is None:
             task = self._default_task
         if task is None:
             task = TaskSpec(str(rng.choice(self.config.tasks)))
         self.task = task.resolve(rng)
-        self.instruction = (
-            str(instruction)
-            if instruction
-            else make_instruction(self.task, rng, self.config.instruction_split)
-        )
+        if instruction:
+            self.instruction = str(instruction)
+        else:
+            sizes = not (
+                self._phrasing_rng.random() < self.config.color_only
+                and colors_alone_allowed(self.task)
+            )
+            self.instruction = make_instruction(
+                self.task, rng, self.config.instruction_split, sizes=sizes
+            )
+            if not sizes:
+                unique_colors = {v for k, v in self.task.params.items() if k in _COLOR_KEYS}
         scene = self.scene
         self.randomization_info = apply_randomization(
             scene, self.config.randomization, rng, self.drivers
         )
         scene.mujoco.mj_resetData(scene.model, scene.data)
-        apply_layout(scene, sample_layout(self.task, scene, rng, self.config.n_distractors))
+        layout = sample_layout(
+            self.task, scene, rng, self.config.n_distractors, unique_colors=unique_colors
+        )
+        apply_layout(scene, layout)
         q0 = scene.home_qpos + rng.uniform(-0.05, 0.05, size=6)
         scene.reset_arm(q0, gripper_open=1.0)
         self._nan_warnings = self._warning_count()

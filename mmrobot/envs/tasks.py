@@ -7,7 +7,7 @@ drawn from the episode's seed at reset, so ``pick`` alone means "pick some block
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -203,11 +203,16 @@ def _seg_dist(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sample_layout(
-    spec: TaskSpec, scene: Scene, rng: np.random.Generator, n_distractors: int = 2
+    spec: TaskSpec,
+    scene: Scene,
+    rng: np.random.Generator,
+    n_distractors: int = 2,
+    unique_colors: Collection[str] = (),
 ) -> Layout:
     """Random initial poses of the task's block(s) and ``n_distractors`` other blocks.
 
-    ``spec`` must be complete (see :meth:`TaskSpec.resolve`).
+    ``spec`` must be complete (see :meth:`TaskSpec.resolve`). No distractor has one of
+    ``unique_colors`` (the colours an instruction names without a size).
     """
     main = [spec.block] + ([spec.base_block] if spec.task == "stack" else [])
     placed: dict[Block, np.ndarray] = {}
@@ -229,7 +234,7 @@ def sample_layout(
             if np.linalg.norm(xy - placed[main[0]]) >= 0.12:
                 placed[main[1]] = xy
                 break
-    others = [b for b in _all_blocks() if b not in main]
+    others = [b for b in _all_blocks() if b not in main and b[0] not in unique_colors]
     order = rng.permutation(len(others))
     for k in order[:n_distractors]:
         b = others[int(k)]

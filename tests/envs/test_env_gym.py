@@ -135,3 +135,50 @@ def test_domain_randomization_changes_the_scene_within_names():
             assert dominant[c], (c, r, g, b)
             assert sc.block_half_m(c, "small") < sc.block_half_m(c, "large")
     env.close()
+
+
+def _on_table(env) -> list[tuple[str, str]]:
+    """The blocks the layout put on the table (parked blocks wait below it)."""
+    return [
+        (c, z)
+        for c in mmrobot.envs.names.COLORS
+        for z in mmrobot.envs.names.SIZES
+        if env.scene.block_pos(c, z)[2] > 0.0
+    ]
+
+
+def test_a_block_named_by_colour_alone_is_the_only_one_of_its_colour(fast_env):
+    from mmrobot.envs.instructions import infer_task
+
+    episodes = []
+    for seed in range(60):
+        _, info = fast_env.reset(seed=seed)
+        spec, text = fast_env.task, info["instruction"]
+        colour_only = "size" not in infer_task(text).params
+        if colour_only:
+            named = {spec.params["color"], spec.params.get("base_color")} - {None}
+            colours = [c for c, _ in _on_table(fast_env)]
+            assert all(colours.count(c) == 1 for c in named), (seed, text, colours)
+        episodes.append((colour_only, _on_table(fast_env), fast_env.block_start_pos.copy()))
+    assert 8 <= sum(c for c, _, _ in episodes) <= 30  # color_only = 0.3 of 60
+    # the phrasing has a generator of its own: with color_only 0 every seed gives the same
+    # task and the same blocks where they stood; only the colour-only episodes' others differ
+    sized = TabletopEnv(
+        mmrobot.envs.EnvConfig(color_only=0.0, sensors=fast_env.config.sensors), render_mode=None
+    )
+    for seed, (colour_only, blocks, start) in enumerate(episodes):
+        sized.reset(seed=seed)
+        assert not set(sized.instruction.split()).isdisjoint({"small", "little", "large", "big"})
+        np.testing.assert_allclose(sized.block_start_pos, start, atol=1e-6)  # after settling
+        if not colour_only:
+            assert _on_table(sized) == blocks
+    sized.close()
+
+
+def test_an_instruction_without_sizes_gets_a_table_where_its_colours_are_unique(fast_env):
+    for seed in range(15):
+        _, info = fast_env.reset(seed=seed, options={"instruction": "put the red block in the bin"})
+        assert info["task"].startswith("place color=red size=")
+        assert [c for c, _ in _on_table(fast_env)].count("red") == 1
+    with pytest.raises(ConfigError, match=r"color_only must be a fraction in \[0, 1\], got 1.5"):
+        mmrobot.envs.EnvConfig(color_only=1.5)

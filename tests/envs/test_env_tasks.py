@@ -84,11 +84,28 @@ def test_train_and_heldout_phrasings_are_disjoint_and_read_back(text):
     spec = TaskSpec.parse(text)
     train, held = all_instructions(spec, "train"), all_instructions(spec, "heldout")
     assert train and held and not train & held
-    for s in list(train)[:20] + list(held)[:20]:
+    sized = all_instructions(spec, "train", sizes=True) | all_instructions(spec, "heldout", True)
+    for s in sorted(sized)[:40]:
         assert infer_task(s) == spec, s
     rng = np.random.default_rng(0)
     assert {make_instruction(spec, rng, "train") for _ in range(30)} <= train
     assert {make_instruction(spec, rng, "heldout") for _ in range(30)} <= held
+
+
+def test_colour_only_phrasing_drops_the_size_words_and_draws_the_same_numbers():
+    spec = TaskSpec.parse("stack color=red size=small base_color=blue base_size=large")
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    sized, unsized = make_instruction(spec, a, sizes=True), make_instruction(spec, b, sizes=False)
+    assert a.random() == b.random()  # the episode's later draws (its layout) are unchanged
+    words = {"small", "little", "large", "big"}
+    assert len(set(sized.split()) & words) == 2 and not set(unsized.split()) & words
+    assert unsized == " ".join(w for w in sized.split() if w not in words)
+    assert unsized in all_instructions(spec, sizes=False)
+    assert not all_instructions(spec, sizes=False) & all_instructions(spec, sizes=True)
+    red_on_red = TaskSpec.parse("stack color=red size=small base_color=red base_size=large")
+    assert all_instructions(red_on_red, sizes=False) == set()
+    with pytest.raises(ConfigError, match="both blocks are red.*needs its size words"):
+        make_instruction(red_on_red, np.random.default_rng(0), sizes=False)
 
 
 def test_instruction_naming_no_block_is_a_clear_error():
