@@ -53,7 +53,8 @@ class EnvConfig:
         color_only: the fraction of generated instructions that name their blocks by colour
             alone ("put the red block in the bin"), as people do when no other block on the
             table has that colour; the layout then has none. An instruction given to
-            ``reset`` that names a block without its size gets such a layout too.
+            ``reset`` (with or without a task) that names a block without its size gets such
+            a layout too.
         n_distractors: blocks on the table besides the task's own.
         max_steps: episode length override (default: the task's).
         settle_ms: physics time run at reset before the first observation (sensors fill).
@@ -226,9 +227,15 @@ class TabletopEnv(gym.Env):
         if isinstance(task, str):
             task = TaskSpec.parse(task)
         unique_colors: set[str] = set()  # colours the instruction names without a size
-        if task is None and instruction:
-            task = infer_task(instruction)
-            unique_colors = _colors_without_size(task)
+        if instruction:
+            try:
+                said = infer_task(instruction)
+            except ConfigError:
+                if task is None:
+                    raise
+                said = TaskSpec(task.task)  # free text with its task given: no colours read
+            task = said if task is None else task
+            unique_colors = _colors_without_size(said)
         if task is None:
             task = self._default_task
         if task is None:

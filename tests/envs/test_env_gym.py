@@ -180,5 +180,17 @@ def test_an_instruction_without_sizes_gets_a_table_where_its_colours_are_unique(
         _, info = fast_env.reset(seed=seed, options={"instruction": "put the red block in the bin"})
         assert info["task"].startswith("place color=red size=")
         assert [c for c, _ in _on_table(fast_env)].count("red") == 1
+        # with its task given too (as `mmrobot run` does, having read the text)
+        text = "move to the yellow block"
+        fast_env.reset(
+            seed=seed, options={"task": "reach color=yellow size=large", "instruction": text}
+        )
+        assert [c for c, _ in _on_table(fast_env)].count("yellow") == 1
+    reds = 0  # free text with its task: nothing is read, the layout is the task's
+    for seed in range(15):
+        options = {"task": "pick color=red size=small", "instruction": "get me that one"}
+        fast_env.reset(seed=seed, options=options)
+        reds += [c for c, _ in _on_table(fast_env)].count("red") - 1
+    assert reds > 0
     with pytest.raises(ConfigError, match=r"color_only must be a fraction in \[0, 1\], got 1.5"):
         mmrobot.envs.EnvConfig(color_only=1.5)
