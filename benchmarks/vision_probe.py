@@ -44,9 +44,13 @@ mean") and per task the x-y RMS error over all steps and at the episodes' first 
   trained to peak where the named block is in the image (its base-frame position projected
   into the scene camera, :mod:`mmrobot.envs.projection`), so that channel's keypoint is the
   block's image position; a dense, per-pixel signal where the position head has three
-  numbers.
+  numbers;
+- ``pixel_from``: per-pixel FiLM in every stem layer, from the second, or in the last only
+  (``camera.pixel_film_from``): the first layer has 4x the pixels of the second, so most of
+  the per-pixel cost is there; does the grounding need it?
 
-Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5 [--set stem|language|default|far|pool|swap|pixel|color|map]
+Usage: python benchmarks/vision_probe.py --dataset DEMOS.h5
+           [--set stem|language|default|far|pool|swap|pixel|color|map|pixel_from]
            [--steps 1500] [--lr 1e-3] [--json PATH] [--quick] [--only K ...]
 
 Each variant trains from the same seed on the same batches, so a rerun of one variant
@@ -83,6 +87,7 @@ class Variant:
     near_weight: float = 0.0  # ... weigh this much (0: never drawn)
     pixel_film: bool = False  # per-pixel FiLM: pixels attend to the instruction tokens
     camera_map: float = 0.0  # weight of the named block's map loss (0: none)
+    pixel_film_from: int = 0  # the first stem layer with per-pixel FiLM
 
 
 VARIANTS = {
@@ -119,6 +124,11 @@ VARIANTS = {
         Variant("per-pixel FiLM (v20)", pixel_film=True),
         Variant("+ the named block's map, weight 1", pixel_film=True, camera_map=1.0),
         Variant("+ the named block's map, weight 0.1", pixel_film=True, camera_map=0.1),
+    ],
+    "pixel_from": [
+        Variant("per-pixel FiLM in every stem layer (v20)", pixel_film=True),
+        Variant("per-pixel FiLM from the second layer", pixel_film=True, pixel_film_from=1),
+        Variant("per-pixel FiLM in the last layer only", pixel_film=True, pixel_film_from=2),
     ],
     "color": [
         Variant("layers = 0 (v6)"),
@@ -268,6 +278,7 @@ def probe(train, val, v: Variant, steps: int, lr: float, seed: int = 0):
                 film=v.film,
                 keypoint_temperature=v.temperature,
                 pixel_film=v.pixel_film,
+                pixel_film_from=v.pixel_film_from,
             )
             self.head = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, 3))
             self.pool = InstructionPool() if v.pool else None
@@ -421,6 +432,7 @@ def main() -> None:
                 "near_weight": v.near_weight,
                 "pixel_film": v.pixel_film,
                 "camera_map": v.camera_map,
+                "pixel_film_from": v.pixel_film_from,
                 **doc,
                 "seconds": sec,
             }

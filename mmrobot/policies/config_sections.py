@@ -167,7 +167,8 @@ class CameraConfig:
     """Convolutional stem shared by all cameras: stride-2 conv channels, then a grid x grid
     patchify, plus one token of spatial-softmax keypoints (``keypoints``); with ``film``, the
     instruction modulates every stem layer's channels (FiLM); with ``pixel_film``, each
-    pixel by the instruction tokens it attends to (with ``film`` or without)."""
+    pixel by the instruction tokens it attends to (with ``film`` or without), in the stem
+    layers from ``pixel_film_from`` on."""
 
     stem_channels: tuple[int, ...] = (16, 32)
     grid: int = 4
@@ -178,6 +179,9 @@ class CameraConfig:
     keypoint_temperature: float = 1.0
     # off when absent: per-pixel FiLM from cross-attention to the instruction tokens
     pixel_film: bool = False
+    # the first stem layer (from 0) with per-pixel FiLM; the layers before it go without
+    # (each layer has 4x the pixels of the next, so the first costs the most). 0 when absent
+    pixel_film_from: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.stem_channels, tuple) or not self.stem_channels:
@@ -191,6 +195,13 @@ class CameraConfig:
         for key in ("keypoints", "film", "pixel_film"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"camera.{key} must be true or false, got {getattr(self, key)!r}")
+        _check_int("camera", "pixel_film_from", self.pixel_film_from, 0, 4096)
+        if self.pixel_film_from >= len(self.stem_channels):
+            raise ConfigError(
+                f"camera.pixel_film_from = {self.pixel_film_from} is past the stem's last layer "
+                f"(stem_channels has {len(self.stem_channels)}: 0 to "
+                f"{len(self.stem_channels) - 1})"
+            )
 
 
 @dataclass(frozen=True)

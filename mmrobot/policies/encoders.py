@@ -64,11 +64,12 @@ class ImageEncoder(nn.Module):
 
     One FiLM vector conditions every pixel alike: a stack instruction names two blocks, and
     the token mean says which colours are named but hardly which one is moved. With
-    ``pixel_film``, each stem layer also gets a per-pixel FiLM: every pixel's features query
-    the instruction tokens (cross-attention, as in Perceiver-style conditioning; Jaegle et
-    al., ICML 2021) and take their own (gamma, beta) from the tokens they attend to, so a red
-    pixel can read the word "red" together with its place in the sentence. Zero-initialised,
-    like FiLM, so training starts from the unconditioned stem.
+    ``pixel_film``, each stem layer from ``pixel_film_from`` on also gets a per-pixel FiLM:
+    every pixel's features query the instruction tokens (cross-attention, as in
+    Perceiver-style conditioning; Jaegle et al., ICML 2021) and take their own (gamma, beta)
+    from the tokens they attend to, so a red pixel can read the word "red" together with its
+    place in the sentence. Zero-initialised, like FiLM, so training starts from the
+    unconditioned stem.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class ImageEncoder(nn.Module):
         film: bool = False,
         keypoint_temperature: float = 1.0,
         pixel_film: bool = False,
+        pixel_film_from: int = 0,
     ) -> None:
         super().__init__()
         if len(obs_shape) == 4:
@@ -107,9 +109,12 @@ class ImageEncoder(nn.Module):
             for lin in self.film:
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
-        self.pixel_film = (
-            nn.ModuleList(_PixelFiLM(c, width) for c in stem_channels) if pixel_film else None
+        self.pixel_film = (  # for the stem layers from pixel_film_from on
+            nn.ModuleList(_PixelFiLM(c, width) for c in stem_channels[pixel_film_from:])
+            if pixel_film
+            else None
         )
+        self.pixel_film_from = pixel_film_from
         # Patchify as reshape + linear (the same map as a kernel = stride convolution; the
         # convolution took a slower kernel on the CPU).
         self.grid, self.patch = grid, (fh // grid, fw // grid)
@@ -156,8 +161,8 @@ class ImageEncoder(nn.Module):
             if self.film is not None:
                 gamma, beta = self.film[k](condition)[:, :, None, None].chunk(2, dim=1)
                 x = x * (1.0 + gamma) + beta
-            if self.pixel_film is not None:
-                x = self.pixel_film[k](x, *text)
+            if self.pixel_film is not None and k >= self.pixel_film_from:
+                x = self.pixel_film[k - self.pixel_film_from](x, *text)
             x = self.stem[2 * k + 1](x)
         feat = x  # (B, C, fh, fw)
         b, c, g, (ph, pw) = feat.shape[0], feat.shape[1], self.grid, self.patch

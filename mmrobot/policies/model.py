@@ -140,6 +140,7 @@ class FusionPolicyModel(nn.Module):
                 config.camera.film,
                 config.camera.keypoint_temperature,
                 config.camera.pixel_film,
+                config.camera.pixel_film_from,
             )
             if cams
             else None

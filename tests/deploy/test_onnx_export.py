@@ -172,8 +172,10 @@ def test_autoregressive_late_and_early_fusion_export(tmp_path):
         assert (tokens == t_tokens).mean() >= 0.999
 
 
-def test_pixel_film_exports(tmp_path):
-    model = _checkpoint(tmp_path / "c", camera={"film": True, "pixel_film": True})
+@pytest.mark.parametrize("start", [0, 1])
+def test_pixel_film_exports(tmp_path, start):
+    camera = {"film": True, "pixel_film": True, "pixel_film_from": start, "stem_channels": [8, 8]}
+    model = _checkpoint(tmp_path / "c", camera=camera)
     with torch.no_grad():  # the per-pixel layers start as the identity: give them weights
         for layer in model.image_encoder.pixel_film:
             torch.nn.init.normal_(layer.value.weight, std=0.5)

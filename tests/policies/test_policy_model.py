@@ -186,6 +186,33 @@ def test_pixel_film_starts_as_the_identity_and_ignores_padding():
         pixel(images, cond)
 
 
+@pytest.mark.parametrize("start", [0, 1])
+def test_pixel_film_from_leaves_the_earlier_stem_layers_unconditioned(start):
+    from mmrobot.policies.encoders import ImageEncoder
+
+    torch.manual_seed(0)
+    enc = ImageEncoder((16, 16, 3), (8, 12), 2, 16, pixel_film=True, pixel_film_from=start)
+    assert [layer.value.out_features for layer in enc.pixel_film] == [16, 24][start:]
+    for layer in enc.pixel_film:
+        torch.nn.init.normal_(layer.value.weight, std=0.5)
+    first = []  # the first stem layer's activations (after its GELU)
+    enc.stem[1].register_forward_hook(lambda mod, inp, out: first.append(out))
+    images = torch.randint(0, 256, (1, 16, 16, 3), dtype=torch.uint8)
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    with torch.no_grad():
+        a = enc(images, None, (torch.randn(1, 4, 16), valid))
+        b = enc(images, None, (torch.randn(1, 4, 16), valid))
+    assert (a - b).abs().max().item() > 1e-3  # the instruction still reaches the tokens
+    assert torch.equal(first[0], first[1]) == (start == 1)
+
+
+def test_pixel_film_from_past_the_stem_is_a_config_error():
+    from mmrobot.policies.config import CameraConfig
+
+    with pytest.raises(ConfigError, match=r"pixel_film_from = 2 is past the stem's last layer"):
+        CameraConfig(stem_channels=(16, 32), pixel_film=True, pixel_film_from=2)
+
+
 def test_pixel_film_modulates_each_pixel_by_what_it_attends_to():
     """Global FiLM maps a channel by one affine map, x * (1 + gamma) + beta, at every pixel;
     the per-pixel form takes (gamma, beta) from the tokens each pixel attends to, so three

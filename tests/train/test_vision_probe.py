@@ -84,3 +84,15 @@ def test_map_set_trains_the_map_and_only_reruns_a_row_exactly(demos, tmp_path):
     assert again[1]["rms_cm"] == mapped["rms_cm"]
     with pytest.raises(AssertionError, match="has variants 1-3"):
         _probe(demos, tmp_path / "bad.json", "--set", "map", "--only", "4")
+
+
+def test_pixel_from_set_starts_the_per_pixel_film_at_each_layer(demos, tmp_path):
+    results = _probe(demos, tmp_path / "from.json", "--set", "pixel_from")
+    variants = results[1:]
+    assert [(r["pixel_film"], r["pixel_film_from"]) for r in variants] == [
+        (True, 0),
+        (True, 1),
+        (True, 2),
+    ]
+    # the same seed and batches: fewer per-pixel layers, other parameters, other predictions
+    assert variants[0]["rms_cm"] != variants[2]["rms_cm"]
