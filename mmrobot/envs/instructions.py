@@ -4,8 +4,8 @@ Two disjoint phrasing sets: ``"train"`` templates and synonyms are used to gener
 training data; ``"heldout"`` ones only for evaluation (different sentence frames and extra
 synonyms), so a policy's language generalization can be measured. An instruction names a
 block by size and colour ("the small red block") or, as people do when nothing else on the
-table has that colour, by colour alone ("the red block": ``sizes=False``). A user may also give any
-free-form instruction together with an explicit task spec; :func:`infer_task` (from
+table has that colour, by colour alone ("the red block": ``sizes=False``). A user may also
+give any free-form instruction together with an explicit task spec; :func:`infer_task` (from
 :mod:`mmrobot.envs.reader`) reads a task spec out of one.
 """
 

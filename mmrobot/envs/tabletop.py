@@ -230,12 +230,12 @@ class TabletopEnv(gym.Env):
         if instruction:
             try:
                 said = infer_task(instruction)
+                unique_colors = _colors_without_size(said)
+                task = said if task is None else task
             except ConfigError:
                 if task is None:
-                    raise
-                said = TaskSpec(task.task)  # free text with its task given: no colours read
-            task = said if task is None else task
-            unique_colors = _colors_without_size(said)
+                    raise  # nothing says what to lay out
+                # free text with its task given: nothing read, the layout is the task's
         if task is None:
             task = self._default_task
         if task is None:
