@@ -158,9 +158,9 @@ class TabletopEnv(gym.Env):
         }
         self.synchronizer = Synchronizer(list(self.buffers.values()))
         self._rng = np.random.default_rng()
-        # whether a generated instruction names sizes: a stream of its own, so that the
-        # episode a seed gives (task, blocks' places, sensors) stays the same whatever
-        # color_only is (a colour-only episode's distractors are other blocks)
+        # whether a generated instruction names sizes: a stream of its own, so that a
+        # seed's episode with sizes is the same whatever color_only is, and a colour-only
+        # one keeps its task and its named block's place
         self._phrasing_rng = np.random.default_rng()
         self.drivers: list[SimDriver] = build_drivers(config.sensors, self.buffers, self._rng)
         self.observation_space = self._make_observation_space()
