@@ -88,8 +88,8 @@ def _phrase(split: str, color: str, size: str, rng: np.random.Generator, sizes: 
 
 def colors_alone_allowed(spec: TaskSpec) -> bool:
     """Whether colour words alone can name the spec's blocks (not so for a red-on-red stack)."""
-    p = spec.params
-    return spec.task != "stack" or p["color"] != p["base_color"]
+    colors = [c for c, _ in spec.blocks]
+    return len(set(colors)) == len(colors)
 
 
 def make_instruction(

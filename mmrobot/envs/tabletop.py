@@ -94,15 +94,6 @@ class EnvConfig:
             raise ConfigError(f"color_only must be a fraction in [0, 1], got {self.color_only}")
 
 
-_COLOR_KEYS = {"color": "size", "base_color": "base_size"}  # a block's colour key: its size key
-
-
-def _colors_without_size(spec: TaskSpec) -> set[str]:
-    """The colours of the blocks that a (read) task spec names without their size."""
-    p = spec.params
-    return {p[c] for c, z in _COLOR_KEYS.items() if p.get(c) is not None and p.get(z) is None}
-
-
 class TabletopEnv(gym.Env):
     """Tabletop manipulation with a 6-DoF arm, synchronized multimodal observations.
 
@@ -231,7 +222,7 @@ class TabletopEnv(gym.Env):
         if instruction:
             try:
                 said = infer_task(instruction)
-                unique_colors = _colors_without_size(said)
+                unique_colors = {c for c, z in said.blocks if c is not None and z is None}
                 task = said if task is None else task
             except ConfigError:
                 if task is None:
@@ -253,7 +244,7 @@ class TabletopEnv(gym.Env):
                 self.task, rng, self.config.instruction_split, sizes=sizes
             )
             if not sizes:
-                unique_colors = {v for k, v in self.task.params.items() if k in _COLOR_KEYS}
+                unique_colors = {c for c, _ in self.task.blocks}
         scene = self.scene
         self.randomization_info = apply_randomization(
             scene, self.config.randomization, rng, self.drivers

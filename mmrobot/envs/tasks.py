@@ -148,6 +148,16 @@ class TaskSpec:
     def base_block(self) -> Block:
         return (self.params["base_color"], self.params["base_size"])
 
+    @property
+    def blocks(self) -> list[tuple[str | None, str | None]]:
+        """(colour, size) of every block the spec names: its block and a stack's base; None
+        where the spec leaves a parameter open."""
+        p = self.params
+        named = [(p.get("color"), p.get("size"))]
+        if self.task == "stack":
+            named.append((p.get("base_color"), p.get("base_size")))
+        return named
+
     def resolve(self, rng: np.random.Generator) -> TaskSpec:
         """Fill the missing parameters by drawing from ``rng``."""
         p = dict(self.params)
@@ -214,7 +224,7 @@ def sample_layout(
     ``spec`` must be complete (see :meth:`TaskSpec.resolve`). No distractor has one of
     ``unique_colors`` (the colours an instruction names without a size).
     """
-    main = [spec.block] + ([spec.base_block] if spec.task == "stack" else [])
+    main = spec.blocks  # a complete spec: every colour and size given
     placed: dict[Block, np.ndarray] = {}
     keep_clear: list[tuple[np.ndarray, np.ndarray]] = []  # segments distractors avoid
     for _ in range(1000):

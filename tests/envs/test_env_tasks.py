@@ -147,3 +147,9 @@ def test_success_detectors_follow_the_block_state(pick_env):
     sc.set_block_pose(("red", "small"), np.array([0.45 + 0.05, -0.1, 0.02]), 0.3)
     mj.mj_forward(sc.model, sc.data)
     assert not is_success(sc, stack)
+
+
+def test_blocks_lists_the_named_blocks_with_open_parameters_as_none():
+    assert TaskSpec.parse("pick color=red").blocks == [("red", None)]
+    stack = TaskSpec.parse("stack color=red size=small base_color=blue")
+    assert stack.blocks == [("red", "small"), ("blue", None)]

@@ -150,7 +150,7 @@ def swap_instruction_target(env: Any, seed: int | None, split: str = "train") ->
 
     base = env.unwrapped
     spec = base.task
-    taken = {spec.block} | ({spec.base_block} if spec.task == "stack" else set())
+    taken = set(spec.blocks)
     # parked blocks wait under the table (z < 0); the layout's blocks stand on it
     others = [
         (c, z)
