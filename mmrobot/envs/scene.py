@@ -441,6 +441,10 @@ class Scene:
     def block_pos(self, color: str, size: str) -> np.ndarray:
         return self.data.xpos[self.ids.block_body[(color, size)]].copy()
 
+    def blocks_on_table(self) -> list[tuple[str, str]]:
+        """The blocks the layout put on the table (parked blocks wait below it)."""
+        return [b for b in self.ids.block_body if self.block_pos(*b)[2] > 0.0]
+
     def block_mat(self, color: str, size: str) -> np.ndarray:
         return self.data.xmat[self.ids.block_body[(color, size)]].reshape(3, 3).copy()
 

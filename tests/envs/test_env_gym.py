@@ -137,16 +137,6 @@ def test_domain_randomization_changes_the_scene_within_names():
     env.close()
 
 
-def _on_table(env) -> list[tuple[str, str]]:
-    """The blocks the layout put on the table (parked blocks wait below it)."""
-    return [
-        (c, z)
-        for c in mmrobot.envs.names.COLORS
-        for z in mmrobot.envs.names.SIZES
-        if env.scene.block_pos(c, z)[2] > 0.0
-    ]
-
-
 def test_a_block_named_by_colour_alone_is_the_only_one_of_its_colour(fast_env):
     from mmrobot.envs.instructions import infer_task
 
@@ -157,9 +147,11 @@ def test_a_block_named_by_colour_alone_is_the_only_one_of_its_colour(fast_env):
         colour_only = "size" not in infer_task(text).params
         if colour_only:
             named = {spec.params["color"], spec.params.get("base_color")} - {None}
-            colours = [c for c, _ in _on_table(fast_env)]
+            colours = [c for c, _ in fast_env.scene.blocks_on_table()]
             assert all(colours.count(c) == 1 for c in named), (seed, text, colours)
-        episodes.append((colour_only, _on_table(fast_env), fast_env.block_start_pos.copy()))
+        episodes.append(
+            (colour_only, fast_env.scene.blocks_on_table(), fast_env.block_start_pos.copy())
+        )
     assert 8 <= sum(c for c, _, _ in episodes) <= 30  # color_only = 0.3 of 60
     # the phrasing has a generator of its own: with color_only 0 every seed gives the same
     # task and the same blocks where they stood; only the colour-only episodes' others differ
@@ -171,7 +163,7 @@ def test_a_block_named_by_colour_alone_is_the_only_one_of_its_colour(fast_env):
         assert not set(sized.instruction.split()).isdisjoint({"small", "little", "large", "big"})
         np.testing.assert_allclose(sized.block_start_pos, start, atol=1e-6)  # after settling
         if not colour_only:
-            assert _on_table(sized) == blocks
+            assert sized.scene.blocks_on_table() == blocks
     sized.close()
 
 
@@ -179,18 +171,18 @@ def test_an_instruction_without_sizes_gets_a_table_where_its_colours_are_unique(
     for seed in range(15):
         _, info = fast_env.reset(seed=seed, options={"instruction": "put the red block in the bin"})
         assert info["task"].startswith("place color=red size=")
-        assert [c for c, _ in _on_table(fast_env)].count("red") == 1
+        assert [c for c, _ in fast_env.scene.blocks_on_table()].count("red") == 1
         # with its task given too (as `mmrobot run` does, having read the text)
         text = "move to the yellow block"
         fast_env.reset(
             seed=seed, options={"task": "reach color=yellow size=large", "instruction": text}
         )
-        assert [c for c, _ in _on_table(fast_env)].count("yellow") == 1
+        assert [c for c, _ in fast_env.scene.blocks_on_table()].count("yellow") == 1
     reds = 0  # free text with its task: nothing is read, the layout is the task's
     for seed in range(15):
         options = {"task": "pick color=red size=small", "instruction": "get me that one"}
         fast_env.reset(seed=seed, options=options)
-        reds += [c for c, _ in _on_table(fast_env)].count("red") - 1
+        reds += [c for c, _ in fast_env.scene.blocks_on_table()].count("red") - 1
     assert reds > 0
     with pytest.raises(ConfigError, match=r"color_only must be a fraction in \[0, 1\], got 1.5"):
         mmrobot.envs.EnvConfig(color_only=1.5)

@@ -144,20 +144,13 @@ def swap_instruction_target(env: Any, seed: int | None, split: str = "train") ->
     Returns:
         (the instruction's complete task spec, the instruction).
     """
-    from mmrobot.envs import names
     from mmrobot.envs.instructions import make_instruction
     from mmrobot.envs.tasks import TaskSpec
 
     base = env.unwrapped
     spec = base.task
     taken = set(spec.blocks)
-    # parked blocks wait under the table (z < 0); the layout's blocks stand on it
-    others = [
-        (c, z)
-        for c in names.COLORS
-        for z in names.SIZES
-        if (c, z) not in taken and base.scene.block_pos(c, z)[2] > 0.0
-    ]
+    others = [b for b in base.scene.blocks_on_table() if b not in taken]
     if not others:
         raise ConfigError(
             f"{SWAP_SPLIT}: no other block on the table in this episode of {spec.format()!r} "
