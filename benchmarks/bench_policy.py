@@ -10,7 +10,10 @@ Measures, for a policy config (default ``policies/default.toml``: 2 cameras at 9
   (collation + decoding + detokenization) — the ratios are against parallel decoding
   measured in the same run;
 * training throughput (forward + backward + AdamW step) in samples/s at batch 64, in fp32
-  and under bf16 autocast (the trainer's ``precision = "bf16"``), in alternating rounds.
+  and under bf16 autocast (the trainer's ``precision = "bf16"``), in alternating rounds;
+  eagerly, or with ``--compile`` through ``torch.compile`` as ``mmrobot train`` runs it
+  (its ``compile = true`` default; each precision compiles once, about 90 s on 2 cores, before
+  the timed rounds).
 
 With ``--variant KEY=VALUE ...`` (policy config keys, e.g. ``camera.pixel_film=true``) it
 also measures the config so changed, in the same run: its parameters, its parallel batch-1
@@ -20,7 +23,7 @@ own, and prints the ratios.
 Usage::
 
     python benchmarks/bench_policy.py [--config policies/gpu.toml] [--quick] [--json out.json]
-        [--variant camera.pixel_film=true ...]
+        [--compile] [--variant camera.pixel_film=true ...]
 """
 
 from __future__ import annotations
@@ -118,39 +121,55 @@ def with_overrides(cfg: PolicyConfig, overrides: list[str]) -> PolicyConfig:
         raise SystemExit(f"--variant {' '.join(overrides)}: {e}") from None
 
 
-def training_step(cfg: PolicyConfig, seed: int = 0):
+def training_step(cfg: PolicyConfig, seed: int = 0, compiled: bool = False):
     """One training step (forward + backward + AdamW) at batch 64 of a fresh model of ``cfg``
-    on synthetic observations, as a function (``bf16=True``: under bf16 autocast, as the
-    trainer's ``precision = "bf16"``, the loss in fp32); and the batch size."""
+    on synthetic observations, as a function that returns the step's loss (``bf16=True``:
+    under bf16 autocast, as the trainer's ``precision = "bf16"``, the loss in fp32); and the
+    batch size. ``compiled``: the forward through ``torch.compile``, as the trainer runs it
+    (the first call of each precision compiles)."""
     torch.manual_seed(seed)
     bs = 64
     model = FusionPolicyModel(cfg).train()
+    forward = torch.compile(model) if compiled else model
     obs = synthetic_observations(cfg, bs, seed=1)
     tok = ByteTokenizer(cfg.language.max_len)
     batch = batch_to_torch(collate(obs, ["put the red cube in the bowl"] * bs, cfg.streams, tok))
     targets = torch.randint(0, cfg.action.bins, (bs, cfg.action.horizon, cfg.action.dim))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step(bf16: bool = False) -> None:
+    def step(bf16: bool = False) -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = model.loss(batch, targets)
+            logits = forward(batch, targets)  # teacher forced, as FusionPolicyModel.loss
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        return loss.item()
 
     return step, bs
 
 
 def compare(
-    cfg: PolicyConfig, variant: PolicyConfig, overrides: list[str], quick: bool
+    cfg: PolicyConfig,
+    variant: PolicyConfig,
+    overrides: list[str],
+    quick: bool,
+    compiled: bool = False,
 ) -> dict[str, object]:
     """The config against its variant (``cfg`` with ``overrides``), in alternating rounds (a
-    change of load hits both)."""
+    change of load hits both); ``compiled``: training through ``torch.compile``."""
     tok = ByteTokenizer(cfg.language.max_len)
     obs1 = synthetic_observations(cfg, 1)
     batch1 = batch_to_torch(collate(obs1, ["put the red cube in the bowl"], cfg.streams, tok))
     models = {k: FusionPolicyModel(c).eval() for k, c in (("base", cfg), ("variant", variant))}
-    steps = {k: training_step(c)[0] for k, c in (("base", cfg), ("variant", variant))}
+    steps = {
+        k: training_step(c, compiled=compiled)[0] for k, c in (("base", cfg), ("variant", variant))
+    }
+    if compiled:
+        for step in steps.values():
+            step()  # compiles, outside the timed rounds
     latency: dict[str, list[float]] = {"base": [], "variant": []}
     train: dict[str, list[float]] = {"base": [], "variant": []}
     rounds, per_round, reps = (2, 2, 10) if quick else (5, 4, 40)
@@ -192,7 +211,7 @@ def print_comparison(c: dict[str, object], threads: int) -> None:
     print(f"{'ratio':12} {'':>12} {c['latency_ratio']:>23.2f}x {c['train_ratio']:>23.2f}x")
 
 
-def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
+def run(config_path: Path, quick: bool, threads: int, compiled: bool = False) -> dict[str, object]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg = load_policy_config(config_path)
@@ -211,6 +230,7 @@ def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
         "config": str(config_path),
         "threads": threads,
         "quick": quick,
+        "train_compiled": compiled,
         "params": model.num_parameters(),
         "params_autoregressive": model_ar.num_parameters(),
         "tokens_observation": model.n_obs_tokens,
@@ -229,7 +249,10 @@ def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
     results["meets_target"] = par["median_ms"] <= TARGET_MS
 
     # Training throughput at batch 64.
-    step, bs = training_step(cfg_par)
+    step, bs = training_step(cfg_par, compiled=compiled)
+    if compiled:  # each precision compiles at its first call, outside the timed rounds
+        step()
+        step(bf16=True)
     # fp32 and bf16 autocast in alternating rounds, so a change of load hits both alike
     rounds, per_round = (1, 3) if quick else (5, 4)
     train_ms: list[float] = []
@@ -248,6 +271,7 @@ def run(config_path: Path, quick: bool, threads: int) -> dict[str, object]:
 def print_table(r: dict[str, object]) -> None:
     par, ar, act = r["latency_parallel"], r["latency_autoregressive"], r["latency_act"]
     base = par["median_ms"]  # type: ignore[index]
+    how = "torch.compile" if r["train_compiled"] else "eager"
     rows = [
         ("parameters", f"{r['params']:,}", ""),
         ("tokens (observation + action)", f"{r['tokens_observation']} + {r['tokens_action']}", ""),
@@ -267,12 +291,12 @@ def print_table(r: dict[str, object]) -> None:
             f"{act['median_ms'] / base:.2f}x parallel",  # type: ignore[index]
         ),
         (
-            f"training, batch {r['train_batch']} (fwd+bwd+AdamW)",
+            f"training, batch {r['train_batch']} (fwd+bwd+AdamW, {how})",
             f"{r['train_samples_per_s']:.0f} samples/s",
             f"{r['train_step']['median_ms']:.0f} ms/step (best {r['train_step']['min_ms']:.0f})",  # type: ignore[index]
         ),
         (
-            f'training, batch {r["train_batch"]}, bf16 autocast (precision = "bf16")',
+            f'training, batch {r["train_batch"]}, bf16 autocast (precision = "bf16", {how})',
             f"{r['train_samples_per_s_bf16']:.0f} samples/s",
             f"{r['train_samples_per_s_bf16'] / r['train_samples_per_s']:.2f}x fp32",  # type: ignore[operator]
         ),
@@ -305,6 +329,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write the figures to this JSON file")
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="time training through torch.compile, as mmrobot train does (compiles first)",
+    )
+    p.add_argument(
         "--variant",
         nargs="+",
         metavar="SECTION.KEY=VALUE",
@@ -313,10 +342,10 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_policy_config(args.config)
     variant = with_overrides(cfg, args.variant) if args.variant else None  # checked first
-    results = run(args.config, args.quick, args.threads)
+    results = run(args.config, args.quick, args.threads, args.compile)
     print_table(results)
     if variant is not None:
-        results["variant"] = compare(cfg, variant, args.variant, args.quick)
+        results["variant"] = compare(cfg, variant, args.variant, args.quick, args.compile)
         print_comparison(results["variant"], args.threads)  # type: ignore[arg-type]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
