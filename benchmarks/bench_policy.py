@@ -56,6 +56,7 @@ from mmrobot.policies import (
     collate,
     load_policy_config,
 )
+from mmrobot.train.step import token_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 15.0
@@ -139,10 +140,8 @@ def training_step(cfg: PolicyConfig, seed: int = 0, compiled: bool = False):
 
     def step(bf16: bool = False) -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = forward(batch, targets)  # teacher forced, as FusionPolicyModel.loss
-        loss = torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
-        )
+            logits = forward(batch, targets)  # teacher forced
+        loss, _ = token_loss(logits, targets)  # the trainer's loss (fp32 under autocast too)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

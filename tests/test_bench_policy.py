@@ -50,11 +50,11 @@ def test_a_variant_that_is_not_a_policy_key_is_refused():
     assert "Traceback" not in proc.stderr
 
 
-def test_compiled_training_step_computes_the_eager_step():
+def test_compiled_training_step_computes_the_eager_step(monkeypatch):
     """--compile times the same step as eager: the same seed gives the same losses."""
     import importlib.util
 
-    sys.path.insert(0, str(ROOT / "tests" / "policies"))
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "policies"))
     from policy_testlib import tiny_config
 
     spec = importlib.util.spec_from_file_location("bench_policy", SCRIPT)

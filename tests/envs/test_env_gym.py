@@ -146,7 +146,7 @@ def test_a_block_named_by_colour_alone_is_the_only_one_of_its_colour(fast_env):
         spec, text = fast_env.task, info["instruction"]
         colour_only = "size" not in infer_task(text).params
         if colour_only:
-            named = {spec.params["color"], spec.params.get("base_color")} - {None}
+            named = {c for c, _ in spec.blocks}
             colours = [c for c, _ in fast_env.scene.blocks_on_table()]
             assert all(colours.count(c) == 1 for c in named), (seed, text, colours)
         episodes.append(
