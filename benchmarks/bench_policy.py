@@ -56,7 +56,9 @@ from mmrobot.policies import (
     collate,
     load_policy_config,
 )
-from mmrobot.train.step import token_loss
+# The trainer module, not mmrobot.train.step: bench_train.py imports this file in its v0
+# worker, whose archive has the trainer's token_loss but no step module.
+from mmrobot.train.trainer import token_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 15.0
