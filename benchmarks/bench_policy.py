@@ -56,6 +56,7 @@ from mmrobot.policies import (
     collate,
     load_policy_config,
 )
+
 # The trainer module, not mmrobot.train.step: bench_train.py imports this file in its v0
 # worker, whose archive has the trainer's token_loss but no step module.
 from mmrobot.train.trainer import token_loss

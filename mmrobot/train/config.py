@@ -111,8 +111,9 @@ class EvalConfig:
 
     Every ``every`` steps (and at the end) the checkpoint runs ``episodes`` episodes per
     task of ``tasks`` in simulation, through the same path as ``mmrobot eval`` (safety layer
-    on); the success rates go to ``metrics.jsonl`` (``kind = "eval"``) and the checkpoint
-    with the best mean success is kept in ``<out>/best``.
+    on); the success rates go to ``metrics.jsonl`` (``kind = "eval"``) and a checkpoint is
+    kept in ``<out>/best``: the latest whose mean success is at least the best so far minus
+    ``keep_within`` (see :func:`mmrobot.train.trainer.keeps_checkpoint`).
     """
 
     every: int = 0
@@ -120,11 +121,15 @@ class EvalConfig:
     tasks: tuple[str, ...] = ()
     workers: int = 2
     seed: int = 500_000
+    keep_within: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         for name, lo in (("every", 0), ("episodes", 1), ("workers", 0), ("seed", 0)):
             _check("eval.", self, name, _is_int(getattr(self, name), lo), f"an int >= {lo}")
+        w = self.keep_within
+        ok = isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < 1
+        _check("eval.", self, "keep_within", ok, "a success fraction in [0, 1), e.g. 0.05")
         _check(
             "eval.",
             self,

@@ -253,9 +253,14 @@ def render_model_card(release_dir: str | Path) -> str:
         p.append(
             _table("train-eval", ["step", "success", "episodes per task", "seconds"], rows) + "\n"
         )
+    within = 100 * tr.get("keep_within", 0.0)
+    rule = (
+        f"the latest within {within:.0f} points of the best closed-loop success"
+        if within
+        else "the best by closed-loop success (ties to the later check)"
+    )
     chosen = (
-        f"the best by closed-loop success during training (step {tr['checkpoint_step']}, "
-        f"{_pct(tr['checkpoint_success'])})"
+        f"{rule} during training (step {tr['checkpoint_step']}, {_pct(tr['checkpoint_success'])})"
         if tr["selected"] == "best"
         else f"the last (step {tr['checkpoint_step']})"
     )

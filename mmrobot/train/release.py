@@ -357,6 +357,7 @@ class _ReleaseRun:
                 "selected": "best" if result.checkpoint.name == "best" else "last",
                 "checkpoint_step": meta.get("step"),
                 "checkpoint_success": meta.get("success"),
+                "keep_within": tc.eval.keep_within,
                 "steps": result.steps,
                 "dagger_rounds": tc.dagger.rounds,
                 "final_loss": result.final_loss,

@@ -642,3 +642,41 @@ def test_compiled_training_runs_and_computes_what_eager_does(files, tmp_path):
     batch = batch_to_torch(collate(obs, ["go"] * 3, model.config.streams, model.tokenizer))
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(model)(batch), model(batch), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("keep_within", "kept_step"),
+    [
+        (0.0, 2),  # the best, 0.70 at steps 1 and 2: ties go to the later check
+        (0.05, 3),  # step 3's 0.675 is within 5 points of 0.70; step 4's 0.60 is not
+    ],
+)
+def test_the_kept_checkpoint_is_the_latest_within_keep_within_of_the_best(
+    files, tmp_path, monkeypatch, keep_within, kept_step
+):
+    """The checks' success (v21's last four rounded) comes from a stand-in for the
+    closed-loop rollouts (those are tests/train/test_evaluate's); what is checked is which
+    step's checkpoint the trainer keeps in best/ and returns."""
+    import mmrobot.train.eval as train_eval
+    from mmrobot.policies.checkpoint import read_checkpoint_config
+    from mmrobot.train import train
+
+    rates = iter([0.70, 0.70, 0.675, 0.60])
+
+    def success(checkpoint, tasks, episodes, seed, workers):
+        rate = next(rates)
+        return {"mean": rate, "per_task": {t: rate for t in tasks}}
+
+    monkeypatch.setattr(train_eval, "quick_success", success)
+    c = config(files, tmp_path / "run", steps=4, save_every=4)
+    c = c.with_overrides(["eval.every=1", "eval.workers=0", f"eval.keep_within={keep_within}"])
+    run = train(c, progress=False)
+    assert run.checkpoint.name == "best"
+    _, meta = read_checkpoint_config(run.checkpoint)
+    assert (meta["step"], meta["success"]) == (kept_step, [0.70, 0.70, 0.675][kept_step - 1])
+
+
+@pytest.mark.parametrize("bad", ["1.0", "-0.1", "true", '"5"'])
+def test_keep_within_must_be_a_success_fraction(files, tmp_path, bad):
+    with pytest.raises(ConfigError, match=r"eval.keep_within = .*expected a success fraction"):
+        config(files, tmp_path / "run").with_overrides([f"eval.keep_within={bad}"])
