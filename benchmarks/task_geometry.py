@@ -33,21 +33,17 @@ from mmrobot.train.eval import swap_instruction_target
 SPLITS = ("train", "instruction_swap")
 
 
-def distances(task: str, split: str, seeds: range) -> dict[str, list[float]]:
+def distances(env: TabletopEnv, task: str, split: str, seeds: range) -> dict[str, list[float]]:
     """Per episode: the named block's horizontal distance (m) from the TCP and from its goal,
     after the reset ``mmrobot eval`` makes for ``split`` (the first state of the episode)."""
-    env = TabletopEnv(EnvConfig())
     out: dict[str, list[float]] = {"tcp_to_block": [], "block_to_goal": []}
-    try:
-        for seed in seeds:
-            env.reset(seed=seed, options={"task": task})
-            if split == "instruction_swap":
-                swap_instruction_target(env, seed)
-            s = privileged_state(env)
-            out["tcp_to_block"].append(float(np.linalg.norm(s.block_rel[:2])))
-            out["block_to_goal"].append(float(np.linalg.norm((s.goal_rel - s.block_rel)[:2])))
-    finally:
-        env.close()
+    for seed in seeds:
+        env.reset(seed=seed, options={"task": task})
+        if split == "instruction_swap":
+            swap_instruction_target(env, seed)
+        s = privileged_state(env)
+        out["tcp_to_block"].append(float(np.linalg.norm(s.block_rel[:2])))
+        out["block_to_goal"].append(float(np.linalg.norm((s.goal_rel - s.block_rel)[:2])))
     return out
 
 
@@ -67,8 +63,9 @@ def main() -> None:
     t0 = time.perf_counter()
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     rows = []
+    env = TabletopEnv(EnvConfig())  # one env: every reset lays its episode out anew
     for task in args.tasks:
-        results[task] = {s: distances(task, s, seeds) for s in splits}
+        results[task] = {s: distances(env, task, s, seeds) for s in splits}
         train = results[task].get("train")
         for split, d in results[task].items():
             row = [task, split]
@@ -81,6 +78,7 @@ def main() -> None:
                 else:
                     row.append("-")
             rows.append(row)
+    env.close()
     elapsed = time.perf_counter() - t0
     print_table(
         f"named block's horizontal distance (m), median (min-max), seeds {seeds.start}-"

@@ -254,13 +254,11 @@ def render_model_card(release_dir: str | Path) -> str:
             _table("train-eval", ["step", "success", "episodes per task", "seconds"], rows) + "\n"
         )
     within = tr.get("keep_within")  # absent before eval.keep_within (up to v21): the best
-    rule = (
-        "the best by closed-loop success"
-        if within is None
-        else f"the latest within {100 * within:.0f} points of the best closed-loop success"
-        if within
-        else "the best by closed-loop success (ties to the later check)"
-    )
+    rule = "the best by closed-loop success"
+    if within:
+        rule = f"the latest within {100 * within:.0f} points of the best closed-loop success"
+    elif within is not None:
+        rule += " (ties to the later check)"
     chosen = (
         f"{rule} during training (step {tr['checkpoint_step']}, {_pct(tr['checkpoint_success'])})"
         if tr["selected"] == "best"
