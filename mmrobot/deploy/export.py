@@ -7,8 +7,8 @@ decoding — becomes one graph with the observation spec's input names
 checked with ``onnx.checker`` (full check, with shape inference) before the sidecar is
 written. Optional post-processing:
 
-* ``int8``: ONNX Runtime dynamic quantization (weights int8, activations quantized at run
-  time) of MatMul/Gemm nodes;
+* ``int8``: ONNX Runtime dynamic quantization (7-bit weights stored as int8, activations
+  quantized at run time) of MatMul/Gemm nodes;
 * ``fp16``: float16 weights and activations (inputs and outputs stay as in FP32), via
   ``onnxruntime.transformers.float16``.
 """

@@ -143,6 +143,19 @@ def test_int8_graph_has_integer_matmuls(exported):
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
 
 
+def test_int8_weights_fit_seven_bits(exported):
+    """7-bit weights keep u8s8 products from saturating on CPUs without VNNI, on any CPU's CI."""
+    _, dirs = exported
+    proto = onnx.load(str(dirs["int8"] / MODEL_FILE))
+    weights = [
+        onnx.numpy_helper.to_array(t)
+        for t in proto.graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
+
+
 def test_act_matches_torch_policy(exported):
     from mmrobot.policies import TorchPolicy
 
